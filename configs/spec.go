@@ -1,0 +1,185 @@
+package configs
+
+// The spec types below are what deploy manifests decode into. The orchestrator
+// embeds them in its objects and sends them over the API as JSON, so every
+// field carries both a toml and a json tag (snake_case in both).
+
+// Manifest is the content of one or more deploy files: any number of apps and
+// services, keyed by name.
+type Manifest struct {
+	Apps     map[string]*AppSpec     `toml:"app" json:"apps,omitempty"`
+	Services map[string]*ServiceSpec `toml:"service" json:"services,omitempty"`
+}
+
+// Restart policies of an app's containers.
+const (
+	RestartAlways    = "always"
+	RestartOnFailure = "on-failure"
+	RestartNever     = "never"
+)
+
+// App modes.
+const (
+	ModeReplicas = "replicas" // keep Replicas pods (the default)
+	ModePerNode  = "per-node" // one pod on every matching Ready node
+)
+
+// AppSpec describes an app: a pod template and how many copies of it to run.
+type AppSpec struct {
+	// Replicas is the number of pods in replicas mode. Default 1.
+	Replicas *int `toml:"replicas" json:"replicas,omitempty"`
+	// Mode is "replicas" (default) or "per-node".
+	Mode string `toml:"mode" json:"mode,omitempty"`
+	// Restart is always (default), on-failure or never.
+	Restart string `toml:"restart" json:"restart,omitempty"`
+	// NodeSelector restricts the app to nodes whose labels match all pairs.
+	NodeSelector map[string]string `toml:"node_selector" json:"node_selector,omitempty"`
+	// TerminationGrace is how long a container has between SIGTERM and
+	// SIGKILL. Default 10s.
+	TerminationGrace Duration `toml:"termination_grace" json:"termination_grace,omitempty"`
+	// Containers of each pod, keyed by name. At least one.
+	Containers map[string]*ContainerSpec `toml:"container" json:"containers"`
+	// Volumes of each pod, keyed by name; containers mount them by name.
+	Volumes map[string]*VolumeSpec `toml:"volume" json:"volumes,omitempty"`
+	// Update is the rolling update strategy.
+	Update *UpdateSpec `toml:"update" json:"update,omitempty"`
+	// Autoscale, when set, lets skiff scale the app between Min and Max.
+	Autoscale *AutoscaleSpec `toml:"autoscale" json:"autoscale,omitempty"`
+}
+
+// ContainerSpec is one container of a pod.
+type ContainerSpec struct {
+	// Image is an OCI image reference. Required.
+	Image string `toml:"image" json:"image"`
+	// Command replaces the image's entrypoint; Args replace its cmd.
+	Command []string          `toml:"command" json:"command,omitempty"`
+	Args    []string          `toml:"args" json:"args,omitempty"`
+	Env     map[string]string `toml:"env" json:"env,omitempty"`
+	// Workdir replaces the image's working directory.
+	Workdir string `toml:"workdir" json:"workdir,omitempty"`
+	// User is "uid" or "uid:gid"; it replaces the image's user.
+	User string `toml:"user" json:"user,omitempty"`
+	// Ports names the container's ports: name -> port number.
+	Ports map[string]int `toml:"ports" json:"ports,omitempty"`
+	// HostPorts binds a named port on the node: port name -> host port.
+	HostPorts map[string]int `toml:"host_ports" json:"host_ports,omitempty"`
+	// CPU is the requested and limited CPU in cores (0.25 = a quarter core).
+	CPU float64 `toml:"cpu" json:"cpu,omitempty"`
+	// Memory is the requested and limited memory.
+	Memory Bytes `toml:"memory" json:"memory,omitempty"`
+	// Pids limits the number of processes; 0 means the default (1024).
+	Pids int `toml:"pids" json:"pids,omitempty"`
+	// Mounts mounts pod volumes: volume name -> path in the container.
+	Mounts map[string]string `toml:"mounts" json:"mounts,omitempty"`
+	// ReadOnlyRoot mounts the root filesystem read-only.
+	ReadOnlyRoot bool `toml:"read_only_root" json:"read_only_root,omitempty"`
+
+	Readiness *Probe `toml:"readiness" json:"readiness,omitempty"`
+	Liveness  *Probe `toml:"liveness" json:"liveness,omitempty"`
+	Startup   *Probe `toml:"startup" json:"startup,omitempty"`
+}
+
+// Probe checks a container. Exactly one of HTTPGet, TCP and Exec is set.
+type Probe struct {
+	// HTTPGet is a path; the probe passes on a 2xx or 3xx answer.
+	HTTPGet string `toml:"http_get" json:"http_get,omitempty"`
+	// TCP passes when a connection to Port opens.
+	TCP bool `toml:"tcp" json:"tcp,omitempty"`
+	// Exec runs a command in the container; it passes on exit 0.
+	Exec []string `toml:"exec" json:"exec,omitempty"`
+	// Port for HTTPGet and TCP: a number or a container port's name.
+	Port PortRef `toml:"port" json:"port,omitempty"`
+	// InitialDelay before the first probe. Default 0.
+	InitialDelay Duration `toml:"initial_delay" json:"initial_delay,omitempty"`
+	// Period between probes. Default 10s.
+	Period Duration `toml:"period" json:"period,omitempty"`
+	// Timeout of one probe. Default 1s.
+	Timeout Duration `toml:"timeout" json:"timeout,omitempty"`
+	// FailureThreshold failures in a row make the probe fail. Default 3.
+	FailureThreshold int `toml:"failure_threshold" json:"failure_threshold,omitempty"`
+	// SuccessThreshold successes in a row make it pass again. Default 1.
+	SuccessThreshold int `toml:"success_threshold" json:"success_threshold,omitempty"`
+}
+
+// Volume types.
+const (
+	VolumeEmpty  = "empty"  // a directory in the pod, removed with it
+	VolumeMemory = "memory" // a tmpfs, with an optional size limit
+	VolumeHost   = "host"   // a bind mount of Path on the node
+)
+
+// VolumeSpec is one pod volume.
+type VolumeSpec struct {
+	Type string `toml:"type" json:"type"`
+	// Path on the node, for host volumes.
+	Path string `toml:"path" json:"path,omitempty"`
+	// Size limit of memory volumes; 0 means the kernel default.
+	Size Bytes `toml:"size" json:"size,omitempty"`
+}
+
+// UpdateSpec is the rolling update strategy of an app.
+type UpdateSpec struct {
+	// MaxSurge pods above replicas during an update. Default 1.
+	MaxSurge *int `toml:"max_surge" json:"max_surge,omitempty"`
+	// MaxUnavailable pods below replicas during an update. Default 0.
+	MaxUnavailable *int `toml:"max_unavailable" json:"max_unavailable,omitempty"`
+	// AutoRollback returns to the previous revision when new pods do not
+	// become ready within ProgressDeadline.
+	AutoRollback bool `toml:"auto_rollback" json:"auto_rollback,omitempty"`
+	// ProgressDeadline for a new pod to become ready. Default 60s.
+	ProgressDeadline Duration `toml:"progress_deadline" json:"progress_deadline,omitempty"`
+}
+
+// AutoscaleSpec scales an app with traffic or CPU.
+type AutoscaleSpec struct {
+	Min int `toml:"min" json:"min"`
+	Max int `toml:"max" json:"max"`
+	// TargetRPS is requests per second per replica, measured at the load
+	// balancer.
+	TargetRPS float64 `toml:"target_rps" json:"target_rps,omitempty"`
+	// TargetCPU is a fraction of the requested CPU (0.7).
+	TargetCPU float64 `toml:"target_cpu" json:"target_cpu,omitempty"`
+}
+
+// Service types.
+const (
+	ServiceCluster      = "cluster"       // a virtual IP inside the cluster
+	ServiceNodePort     = "node-port"     // also a port on every node
+	ServiceLoadBalancer = "load-balancer" // also an external VIP
+)
+
+// Protocols of a service.
+const (
+	ProtocolTCP = "tcp"
+	ProtocolUDP = "udp"
+)
+
+// Session affinities of a service.
+const (
+	AffinityNone     = "none"
+	AffinityClientIP = "client-ip"
+)
+
+// ServiceSpec is a load-balanced virtual IP in front of an app's ready pods.
+type ServiceSpec struct {
+	// App whose pods back the service. Required.
+	App string `toml:"app" json:"app"`
+	// Port on the virtual IP. Required.
+	Port int `toml:"port" json:"port"`
+	// TargetPort on the pods: a number or a container port's name. Default
+	// Port.
+	TargetPort PortRef `toml:"target_port" json:"target_port,omitempty"`
+	// Protocol is tcp (default) or udp.
+	Protocol string `toml:"protocol" json:"protocol,omitempty"`
+	// Type is cluster (default), node-port or load-balancer.
+	Type string `toml:"type" json:"type,omitempty"`
+	// NodePort for node-port and load-balancer services; 0 picks one in
+	// 30000-32767.
+	NodePort int `toml:"node_port" json:"node_port,omitempty"`
+	// ExternalIP is the failover VIP of a load-balancer service.
+	ExternalIP string `toml:"external_ip" json:"external_ip,omitempty"`
+	// Affinity is none (default) or client-ip.
+	Affinity string `toml:"affinity" json:"affinity,omitempty"`
+	// ClusterIP asks for a fixed virtual IP; empty lets skiff pick one.
+	ClusterIP string `toml:"cluster_ip" json:"cluster_ip,omitempty"`
+}

@@ -1,0 +1,218 @@
+package orchestrator
+
+import (
+	"time"
+
+	"github.com/skiff-edge/skiff/configs"
+)
+
+// Kinds of objects in the store. The kind is also the API path segment.
+const (
+	KindNode      = "nodes"
+	KindApp       = "apps"
+	KindPod       = "pods"
+	KindService   = "services"
+	KindEndpoints = "endpoints"
+	KindEvent     = "events"
+)
+
+// Meta is carried by every object.
+type Meta struct {
+	Name string `json:"name"`
+	// Revision is the store's revision at the object's last write. A write
+	// that carries a non-zero Revision succeeds only if it still matches.
+	Revision int64 `json:"revision,omitempty"`
+	// Created is set by the store on the first write.
+	Created time.Time `json:"created,omitempty"`
+}
+
+// Resources is an amount of CPU, memory and pods.
+type Resources struct {
+	// MilliCPU is thousandths of a core.
+	MilliCPU int64 `json:"milli_cpu"`
+	Memory   int64 `json:"memory"`
+	Pods     int   `json:"pods,omitempty"`
+}
+
+// Node is a machine that runs pods.
+type Node struct {
+	Meta
+	Spec   NodeSpec   `json:"spec"`
+	Status NodeStatus `json:"status"`
+}
+
+// NodeSpec is what the node's agent registers.
+type NodeSpec struct {
+	Labels map[string]string `json:"labels,omitempty"`
+	// PodCIDR is the node's slice of the cluster CIDR (a /24), given by the
+	// server at registration.
+	PodCIDR string `json:"pod_cidr,omitempty"`
+	// Unschedulable keeps new pods off the node.
+	Unschedulable bool `json:"unschedulable,omitempty"`
+}
+
+// Node condition types.
+const (
+	NodeReady = "Ready"
+)
+
+// Condition is one observed condition of an object.
+type Condition struct {
+	Type          string    `json:"type"`
+	Status        bool      `json:"status"`
+	Reason        string    `json:"reason,omitempty"`
+	Message       string    `json:"message,omitempty"`
+	LastHeartbeat time.Time `json:"last_heartbeat,omitempty"`
+	LastChange    time.Time `json:"last_change,omitempty"`
+}
+
+// NodeStatus is what the node's agent reports.
+type NodeStatus struct {
+	Capacity    Resources `json:"capacity"`
+	Allocatable Resources `json:"allocatable"`
+	// Addresses of the node; the first is the advertise address.
+	Addresses  []string    `json:"addresses,omitempty"`
+	APIAddr    string      `json:"api_addr,omitempty"`
+	Conditions []Condition `json:"conditions,omitempty"`
+}
+
+// Ready reports whether the node's Ready condition is true.
+func (n *Node) Ready() bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == NodeReady {
+			return c.Status
+		}
+	}
+	return false
+}
+
+// App is a deployed app: a spec from a manifest and the controller's view of
+// its pods.
+type App struct {
+	Meta
+	Spec   configs.AppSpec `json:"spec"`
+	Status AppStatus       `json:"status"`
+}
+
+// AppStatus is kept by the app controller.
+type AppStatus struct {
+	// TemplateHash identifies the current pod template revision.
+	TemplateHash string `json:"template_hash,omitempty"`
+	Replicas     int    `json:"replicas"`
+	Ready        int    `json:"ready"`
+	Updated      int    `json:"updated"`
+	// History holds earlier pod templates for rollback, newest last.
+	History []AppRevision `json:"history,omitempty"`
+}
+
+// AppRevision is one pod template an app has had.
+type AppRevision struct {
+	TemplateHash string          `json:"template_hash"`
+	Spec         configs.AppSpec `json:"spec"`
+	Time         time.Time       `json:"time"`
+}
+
+// Pod is one copy of an app's pod template, bound to at most one node.
+type Pod struct {
+	Meta
+	Spec   PodSpec   `json:"spec"`
+	Status PodStatus `json:"status"`
+}
+
+// PodSpec is written by the app controller and, for Node, by the scheduler.
+type PodSpec struct {
+	App          string `json:"app"`
+	TemplateHash string `json:"template_hash"`
+	// Node is empty until the scheduler binds the pod.
+	Node         string                            `json:"node,omitempty"`
+	Restart      string                            `json:"restart,omitempty"`
+	NodeSelector map[string]string                 `json:"node_selector,omitempty"`
+	Containers   map[string]*configs.ContainerSpec `json:"containers"`
+	Volumes      map[string]*configs.VolumeSpec    `json:"volumes,omitempty"`
+	// TerminationGrace between SIGTERM and SIGKILL.
+	TerminationGrace configs.Duration `json:"termination_grace,omitempty"`
+	// Deleting is set when the pod is to go: endpoints drop it at once, and
+	// its node's agent stops it and then removes the object.
+	Deleting *time.Time `json:"deleting,omitempty"`
+}
+
+// Pod phases.
+const (
+	PodPending   = "Pending"
+	PodRunning   = "Running"
+	PodSucceeded = "Succeeded"
+	PodFailed    = "Failed"
+	PodUnknown   = "Unknown"
+)
+
+// PodStatus is reported by the agent of the pod's node.
+type PodStatus struct {
+	Phase      string            `json:"phase,omitempty"`
+	IP         string            `json:"ip,omitempty"`
+	Ready      bool              `json:"ready"`
+	Reason     string            `json:"reason,omitempty"`
+	Message    string            `json:"message,omitempty"`
+	StartedAt  *time.Time        `json:"started_at,omitempty"`
+	Containers []ContainerStatus `json:"containers,omitempty"`
+}
+
+// ContainerStatus is the state of one container of a pod.
+type ContainerStatus struct {
+	Name     string `json:"name"`
+	State    string `json:"state"` // waiting | running | exited
+	Ready    bool   `json:"ready"`
+	Restarts int    `json:"restarts"`
+	PID      int    `json:"pid,omitempty"`
+	ExitCode int    `json:"exit_code,omitempty"`
+	// Reason of the last exit or wait: Completed, Error, OOMKilled,
+	// ImagePullBackOff, CrashLoopBackOff...
+	Reason    string     `json:"reason,omitempty"`
+	Message   string     `json:"message,omitempty"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+}
+
+// Service is a load-balanced virtual IP.
+type Service struct {
+	Meta
+	Spec   configs.ServiceSpec `json:"spec"`
+	Status ServiceStatus       `json:"status"`
+}
+
+// ServiceStatus holds what the server allocated for a service.
+type ServiceStatus struct {
+	ClusterIP string `json:"cluster_ip,omitempty"`
+	NodePort  int    `json:"node_port,omitempty"`
+}
+
+// Endpoints lists the backends of the service of the same name.
+type Endpoints struct {
+	Meta
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Endpoint is one ready pod behind a service.
+type Endpoint struct {
+	Pod  string `json:"pod"`
+	Node string `json:"node"`
+	IP   string `json:"ip"`
+	Port int    `json:"port"`
+}
+
+// Event types.
+const (
+	EventNormal  = "Normal"
+	EventWarning = "Warning"
+)
+
+// Event records something a controller or agent did or saw.
+type Event struct {
+	Meta
+	// Object is "kind/name", e.g. "pods/web-7d9c-x2f".
+	Object  string    `json:"object"`
+	Type    string    `json:"type"`
+	Reason  string    `json:"reason"`
+	Message string    `json:"message"`
+	Source  string    `json:"source,omitempty"`
+	Time    time.Time `json:"time"`
+	Count   int       `json:"count,omitempty"`
+}
