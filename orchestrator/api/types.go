@@ -1,6 +1,10 @@
-package orchestrator
+// Package api is skiff's object model: the objects the store keeps and the
+// HTTP API serves (nodes, apps, pods, services, endpoints, events), and the
+// wire formats around them (watch events, errors).
+package api
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/skiff-edge/skiff/configs"
@@ -216,3 +220,67 @@ type Event struct {
 	Time    time.Time `json:"time"`
 	Count   int       `json:"count,omitempty"`
 }
+
+// GetMeta returns m; it makes every object that embeds Meta an Object.
+func (m *Meta) GetMeta() *Meta { return m }
+
+// Object is any object the store keeps.
+type Object interface {
+	GetMeta() *Meta
+}
+
+var (
+	_ Object = (*Node)(nil)
+	_ Object = (*App)(nil)
+	_ Object = (*Pod)(nil)
+	_ Object = (*Service)(nil)
+	_ Object = (*Endpoints)(nil)
+	_ Object = (*Event)(nil)
+)
+
+// Watch event types.
+const (
+	EventPut    = "put"
+	EventDelete = "delete"
+)
+
+// WatchEvent is one line of a watch stream: an object written or deleted at
+// Revision. A delete carries the object as it was last written.
+type WatchEvent struct {
+	Type     string          `json:"type"`
+	Revision int64           `json:"revision"`
+	Kind     string          `json:"kind"`
+	Object   json.RawMessage `json:"object"`
+}
+
+// ErrorBody is the body of every error answer of the API.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail says what went wrong. Code is one of the Code* constants.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Field is the field path of the first invalid field, if any.
+	Field string `json:"field,omitempty"`
+	// Details lists every field error of an invalid request.
+	Details []FieldDetail `json:"details,omitempty"`
+}
+
+// FieldDetail is one invalid field.
+type FieldDetail struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Error codes and the HTTP status they go with.
+const (
+	CodeInvalid      = "invalid"      // 400
+	CodeUnauthorized = "unauthorized" // 401
+	CodeNotFound     = "not_found"    // 404
+	CodeConflict     = "conflict"     // 409: stale revision or exists
+	CodeGone         = "gone"         // 410: watch from a compacted revision, relist
+	CodeUnavailable  = "unavailable"  // 503
+	CodeInternal     = "internal"     // 500
+)
