@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages skiff and its tests need, if any is missing.
+# Idempotent: does nothing (and needs no network) when all are there.
+set -euo pipefail
+
+# command -> Debian package
+declare -A need=(
+	[iptables]=iptables
+	[ip]=iproute2
+	[nsenter]=util-linux
+	[runc]=runc
+	[docker-registry]=docker-registry
+	[busybox]=busybox-static
+	[wrk]=wrk
+	[conntrack]=conntrack
+	[curl]=curl
+	[modprobe]=kmod
+)
+missing=()
+for cmd in "${!need[@]}"; do
+	command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
+done
+# busybox-static, not the dynamic busybox: tests copy it into images.
+if command -v busybox >/dev/null 2>&1 && ! file -L "$(command -v busybox)" 2>/dev/null | grep -q static; then
+	dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "installing: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+	export PATH=$PATH:/usr/local/go/bin
+fi
+command -v go >/dev/null 2>&1 || { echo "deps: Go 1.26 is required (https://go.dev/dl); not found in PATH" >&2; exit 1; }

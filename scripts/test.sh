@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every skiff test, as root: installs what the tests need, vets, runs
+# the unit, kernel and end-to-end tests, and fuzzes the manifest decoder a
+# little. Usage: sudo scripts/test.sh [go test flags...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "scripts/test.sh: run as root (the tests make namespaces, cgroups and iptables rules)" >&2; exit 1; }
+source scripts/deps.sh
+export PATH=$PATH:/usr/local/go/bin
+
+go vet ./...
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+[ -z "$unformatted" ] || { echo "gofmt wants to rewrite: $unformatted" >&2; exit 1; }
+
+go test -count=1 -timeout 15m "$@" ./...
+go test -run='^$' -fuzz=FuzzParseManifest -fuzztime=20s ./configs
