@@ -1,0 +1,83 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator"
+)
+
+// defaultConfigFile is read when --config is not given; it may be missing.
+const defaultConfigFile = "/etc/skiff/config.toml"
+
+func newServerCmd() *cobra.Command {
+	var (
+		configFile string
+		agent      bool
+		listenTCP  bool
+		logLevel   string
+		over       configs.NodeConfig
+	)
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a skiff server (with --agent: also this node's agent)",
+		Args:  cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			path := configFile
+			if !cmd.Flags().Changed("config") {
+				if _, err := os.Stat(path); os.IsNotExist(err) {
+					path = ""
+				}
+			}
+			cfg, err := configs.LoadNodeConfig(path)
+			if err != nil {
+				return err
+			}
+			f := cmd.Flags()
+			for name, dst := range map[string]*string{
+				"data-dir":       &cfg.DataDir,
+				"run-dir":        &cfg.RunDir,
+				"node-name":      &cfg.NodeName,
+				"api-addr":       &cfg.APIAddr,
+				"advertise-addr": &cfg.AdvertiseAddr,
+			} {
+				if f.Changed(name) {
+					v, _ := f.GetString(name)
+					*dst = v
+				}
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return err
+			}
+			logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			return orchestrator.RunServer(cmd.Context(), orchestrator.ServerConfig{
+				Node:   cfg,
+				Agent:  agent,
+				TCP:    listenTCP,
+				Logger: logger,
+				Ready: func() {
+					// Not under systemd (no NOTIFY_SOCKET) this does nothing.
+					if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+						logger.Warn("sd_notify failed", "err", err)
+					}
+				},
+			})
+		}),
+	}
+	f := cmd.Flags()
+	f.BoolVar(&agent, "agent", false, "also run this node's agent (single-node default)")
+	f.StringVar(&configFile, "config", defaultConfigFile, "node config file (TOML)")
+	f.StringVar(&over.DataDir, "data-dir", "", "state directory (overrides data_dir)")
+	f.StringVar(&over.RunDir, "run-dir", "", "runtime directory (overrides run_dir)")
+	f.StringVar(&over.NodeName, "node-name", "", "this node's name (overrides node_name)")
+	f.StringVar(&over.APIAddr, "api-addr", "", "TCP address of the TLS API (overrides api_addr)")
+	f.StringVar(&over.AdvertiseAddr, "advertise-addr", "", "this node's IP for gossip, API and routes (overrides advertise_addr)")
+	f.BoolVar(&listenTCP, "listen-tcp", false, "also serve the API over TLS on api_addr")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
