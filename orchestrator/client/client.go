@@ -1,0 +1,254 @@
+// Package client is the Go client of skiff's HTTP API. The CLI, the node
+// agent and tests use it; it speaks to a server over the local unix socket
+// (no credentials) or over TLS with a token.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/skiff-edge/skiff/orchestrator/api"
+)
+
+// DefaultAddr is the API address when none is given.
+const DefaultAddr = "unix:///run/skiff/skiff.sock"
+
+// ErrUnreachable is returned (wrapped) when no connection to the API could
+// be opened: the socket is missing, or nothing listens.
+var ErrUnreachable = errors.New("cannot reach the skiff API")
+
+// Config configures a Client.
+type Config struct {
+	// Addr is unix:///PATH, http://HOST:PORT or https://HOST:PORT. Default
+	// DefaultAddr.
+	Addr string
+	// Token is sent as a bearer token; the TCP listener asks for it, the
+	// unix socket ignores it.
+	Token string
+	// TLS configures https addresses. Nil uses the system roots.
+	TLS *tls.Config
+	// Timeout bounds each request that is not a stream (watch, logs,
+	// exec). Default 30s; a negative value means no timeout.
+	Timeout time.Duration
+}
+
+// Client talks to one skiff API. It is safe for concurrent use.
+type Client struct {
+	addr    string
+	base    string // scheme://host the requests go to
+	token   string
+	timeout time.Duration
+	hc      *http.Client
+}
+
+// New returns a client of the API at addr (see Config.Addr).
+func New(addr, token string) (*Client, error) {
+	return NewWithConfig(Config{Addr: addr, Token: token})
+}
+
+// NewWithConfig returns a client configured by cfg.
+func NewWithConfig(cfg Config) (*Client, error) {
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	tr := &http.Transport{
+		Proxy:               nil, // the API is never reached through a proxy
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	c := &Client{addr: cfg.Addr, token: cfg.Token, timeout: cfg.Timeout}
+	switch {
+	case strings.HasPrefix(cfg.Addr, "unix://"):
+		path := strings.TrimPrefix(cfg.Addr, "unix://")
+		if path == "" || path[0] != '/' {
+			return nil, fmt.Errorf("api address %q: want unix:///ABSOLUTE/PATH", cfg.Addr)
+		}
+		var d net.Dialer
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		}
+		c.base = "http://skiff"
+	case strings.HasPrefix(cfg.Addr, "http://"), strings.HasPrefix(cfg.Addr, "https://"):
+		u, err := url.Parse(cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("api address %q: %w", cfg.Addr, err)
+		}
+		if u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("api address %q: want %s://HOST:PORT", cfg.Addr, u.Scheme)
+		}
+		tr.TLSClientConfig = cfg.TLS
+		c.base = u.Scheme + "://" + u.Host
+	default:
+		return nil, fmt.Errorf("api address %q: want unix:///PATH or https://HOST:PORT", cfg.Addr)
+	}
+	c.hc = &http.Client{Transport: tr}
+	return c, nil
+}
+
+// Addr returns the API address the client talks to.
+func (c *Client) Addr() string { return c.addr }
+
+// APIError is an error answer of the API (api.ErrorBody) with its status.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+	Field   string
+	Details []api.FieldDetail
+}
+
+func (e *APIError) Error() string {
+	if e.Message == "" {
+		return fmt.Sprintf("%s (http %d)", e.Code, e.Status)
+	}
+	return e.Message
+}
+
+func isCode(err error, status int, code string) bool {
+	var e *APIError
+	return errors.As(err, &e) && (e.Code == code || (e.Code == "" && e.Status == status))
+}
+
+// IsNotFound reports whether err is the API's not_found (404).
+func IsNotFound(err error) bool { return isCode(err, http.StatusNotFound, api.CodeNotFound) }
+
+// IsConflict reports whether err is the API's conflict (409): a stale
+// revision or an object that exists.
+func IsConflict(err error) bool { return isCode(err, http.StatusConflict, api.CodeConflict) }
+
+// IsGone reports whether err is the API's gone (410): a watch from a
+// compacted revision; list again and watch from the list's revision.
+func IsGone(err error) bool { return isCode(err, http.StatusGone, api.CodeGone) }
+
+// IsUnreachable reports whether err means the API could not be reached.
+func IsUnreachable(err error) bool { return errors.Is(err, ErrUnreachable) }
+
+// request is one API call.
+type request struct {
+	method string
+	path   string
+	query  url.Values
+	body   any       // JSON-encoded when not nil
+	raw    io.Reader // sent as is when body is nil
+	stream bool      // no timeout: the caller reads the body as it comes
+}
+
+// send performs r and returns the response of a 2xx answer; the caller
+// closes its body. Other answers become *APIError.
+func (c *Client) send(ctx context.Context, r request) (*http.Response, context.CancelFunc, error) {
+	cancel := context.CancelFunc(func() {})
+	if !r.stream && c.timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+	}
+	u := c.base + r.path
+	if len(r.query) > 0 {
+		u += "?" + r.query.Encode()
+	}
+	body := r.raw
+	if r.body != nil {
+		b, err := json.Marshal(r.body)
+		if err != nil {
+			cancel()
+			return nil, nil, fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	if r.body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		cancel()
+		var op *net.OpError
+		if ctx.Err() == nil && errors.As(err, &op) && op.Op == "dial" {
+			return nil, nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.addr, err)
+		}
+		return nil, nil, fmt.Errorf("%s %s: %w", r.method, r.path, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer cancel()
+		defer resp.Body.Close()
+		return nil, nil, decodeError(resp)
+	}
+	return resp, cancel, nil
+}
+
+// decodeError turns a non-2xx answer into an *APIError.
+func decodeError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var eb api.ErrorBody
+	if err := json.Unmarshal(b, &eb); err == nil && (eb.Error.Code != "" || eb.Error.Message != "") {
+		return &APIError{
+			Status:  resp.StatusCode,
+			Code:    eb.Error.Code,
+			Message: eb.Error.Message,
+			Field:   eb.Error.Field,
+			Details: eb.Error.Details,
+		}
+	}
+	msg := strings.TrimSpace(string(b))
+	if msg == "" {
+		msg = http.StatusText(resp.StatusCode)
+	}
+	return &APIError{Status: resp.StatusCode, Code: codeOf(resp.StatusCode), Message: msg}
+}
+
+// codeOf maps a status to the API's error code, for answers without a body
+// (a proxy, a plain http.Error).
+func codeOf(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return api.CodeInvalid
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return api.CodeUnauthorized
+	case http.StatusNotFound:
+		return api.CodeNotFound
+	case http.StatusConflict:
+		return api.CodeConflict
+	case http.StatusGone:
+		return api.CodeGone
+	case http.StatusServiceUnavailable:
+		return api.CodeUnavailable
+	}
+	return api.CodeInternal
+}
+
+// do performs r and decodes a JSON answer into out (if not nil).
+func (c *Client) do(ctx context.Context, r request, out any) error {
+	resp, cancel, err := c.send(ctx, r)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer resp.Body.Close()
+	if out == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", r.method, r.path, err)
+	}
+	return nil
+}
