@@ -1,5 +1,22 @@
 package configs
 
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
 // NodeConfig is the node config file (/etc/skiff/config.toml). Every key has
 // a default (see DefaultNodeConfig) so that a bare `skiff server --agent` runs.
 type NodeConfig struct {
@@ -38,4 +55,252 @@ type Gossip struct {
 	// ProbeInterval and SuspicionMult override the profile when set.
 	ProbeInterval Duration `toml:"probe_interval" json:"probe_interval,omitempty"`
 	SuspicionMult int      `toml:"suspicion_mult" json:"suspicion_mult,omitempty"`
+}
+
+// Gossip profiles.
+const (
+	GossipEdge = "edge" // tuned for small LANs: fast failure detection
+	GossipLAN  = "lan"  // memberlist's LAN defaults
+	GossipWAN  = "wan"  // memberlist's WAN defaults
+)
+
+// Defaults of the node config (see DESIGN.md, "Files and ports").
+const (
+	DefaultConfigPath   = "/etc/skiff/config.toml"
+	DefaultDataDir      = "/var/lib/skiff"
+	DefaultRunDir       = "/run/skiff"
+	DefaultAPIAddr      = "0.0.0.0:7443"
+	DefaultGossipAddr   = "0.0.0.0:7946"
+	DefaultClusterCIDR  = "10.88.0.0/16"
+	DefaultServiceCIDR  = "10.96.0.0/16"
+	DefaultBridge       = "skiff0"
+	DefaultCgroupParent = "skiff"
+	DefaultMaxPods      = 110
+	DefaultNodeGrace    = Duration(10 * time.Second)
+	// MaxPodsLimit is what a node's /24 of the cluster CIDR can address
+	// (254 hosts less the bridge's address).
+	MaxPodsLimit = 253
+)
+
+// DefaultNodeConfig returns the config a node runs with when the file sets
+// nothing: node_name is the hostname (lower-cased), advertise_addr is empty
+// (the caller detects the address of the default route), token_file is
+// empty (no token file), no labels, servers or insecure registries, nothing
+// reserved, max_pods 110, node_grace 10s, gossip profile edge.
+func DefaultNodeConfig() NodeConfig {
+	host, _ := os.Hostname()
+	return NodeConfig{
+		NodeName:     strings.ToLower(host),
+		DataDir:      DefaultDataDir,
+		RunDir:       DefaultRunDir,
+		APIAddr:      DefaultAPIAddr,
+		GossipAddr:   DefaultGossipAddr,
+		ClusterCIDR:  DefaultClusterCIDR,
+		ServiceCIDR:  DefaultServiceCIDR,
+		Bridge:       DefaultBridge,
+		CgroupParent: DefaultCgroupParent,
+		MaxPods:      DefaultMaxPods,
+		NodeGrace:    DefaultNodeGrace,
+		Gossip:       Gossip{Profile: GossipEdge},
+	}
+}
+
+// LoadNodeConfig returns the defaults overlaid with the config file at
+// path, validated. An empty path means DefaultConfigPath; that file (and
+// only that one) may be missing, which gives the defaults. Any other missing
+// file is an error (errors.Is(err, fs.ErrNotExist)). Errors in the file come
+// as an ErrorList with positions and field paths ("gossip.profile").
+// Command-line flags are applied by the caller, who then calls Validate
+// again.
+func LoadNodeConfig(path string) (NodeConfig, error) {
+	cfg := DefaultNodeConfig()
+	if path == "" {
+		path = DefaultConfigPath
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if path == DefaultConfigPath && errors.Is(err, fs.ErrNotExist) {
+			return cfg, cfg.Validate()
+		}
+		return cfg, ErrorList{{File: path, Msg: ioMsg(err), err: err}}
+	}
+	err = cfg.decode(path, data)
+	return cfg, err
+}
+
+// ParseNodeConfig is LoadNodeConfig for data already read from filename.
+func ParseNodeConfig(filename string, data []byte) (NodeConfig, error) {
+	cfg := DefaultNodeConfig()
+	err := cfg.decode(filename, data)
+	return cfg, err
+}
+
+// decode lays data over c and validates the result.
+func (c *NodeConfig) decode(name string, data []byte) error {
+	tree, perr := parseTOML(name, data)
+	if perr != nil {
+		return ErrorList{perr}
+	}
+	var e errs
+	d := decoder{errs: &e}
+	d.decodeStruct(nil, tree, reflect.ValueOf(c).Elem())
+	decodeErrs := e.list
+	var v errs
+	c.validate(&v)
+	list := append(ErrorList{}, decodeErrs...)
+	for _, ve := range v.list {
+		if !slices.ContainsFunc(decodeErrs, func(de *FieldError) bool { return hasPrefix(ve.path, de.path) }) {
+			list = append(list, ve)
+		}
+	}
+	f := parsedFile{name: name, ix: indexPositions(data)}
+	list = f.locate(list)
+	list.sortByPosition()
+	return list.err()
+}
+
+// Validate checks c; the error is an ErrorList without positions.
+func (c *NodeConfig) Validate() error {
+	var e errs
+	c.validate(&e)
+	return e.list.err()
+}
+
+var (
+	nodeNameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+	hostRE     = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$`)
+)
+
+func (c *NodeConfig) validate(e *errs) {
+	switch {
+	case c.NodeName == "":
+		e.add(path{"node_name"}, "must not be empty (the hostname could not be read: set node_name)")
+	case len(c.NodeName) > 253 || !nodeNameRE.MatchString(c.NodeName):
+		e.add(path{"node_name"}, "%s is not a valid node name (lower-case letters, digits, '-' and '.')", quoteShort(c.NodeName))
+	}
+	checkLabels(e, path{"labels"}, c.Labels)
+	for _, f := range []struct {
+		key, val string
+	}{{"data_dir", c.DataDir}, {"run_dir", c.RunDir}} {
+		if !filepath.IsAbs(f.val) {
+			e.add(path{f.key}, "%s is not an absolute path", quoteShort(f.val))
+		}
+	}
+	if c.TokenFile != "" && !filepath.IsAbs(c.TokenFile) {
+		e.add(path{"token_file"}, "%s is not an absolute path", quoteShort(c.TokenFile))
+	}
+	if c.AdvertiseAddr != "" {
+		if a, err := netip.ParseAddr(c.AdvertiseAddr); err != nil || !a.Is4() || a.IsUnspecified() {
+			e.add(path{"advertise_addr"}, "%s is not an IPv4 address of this node", quoteShort(c.AdvertiseAddr))
+		}
+	}
+	checkListenAddr(e, path{"api_addr"}, c.APIAddr)
+	checkListenAddr(e, path{"gossip_addr"}, c.GossipAddr)
+	for i, s := range c.Servers {
+		if msg := hostPortMsg(s, false); msg != "" {
+			e.add(path{"servers"}.index(i), "%s", msg)
+		}
+	}
+	cluster := checkCIDR(e, path{"cluster_cidr"}, c.ClusterCIDR, 24)
+	service := checkCIDR(e, path{"service_cidr"}, c.ServiceCIDR, 30)
+	if cluster.IsValid() && service.IsValid() && cluster.Overlaps(service) {
+		e.add(path{"service_cidr"}, "%s overlaps cluster_cidr %s", service, cluster)
+	}
+	if n := len(c.Bridge); n == 0 || n > 15 || strings.ContainsAny(c.Bridge, "/: \t\n") || c.Bridge == "." || c.Bridge == ".." {
+		e.add(path{"bridge"}, "%s is not a network interface name (at most 15 characters, no '/', ':' or spaces)", quoteShort(c.Bridge))
+	}
+	cp := c.CgroupParent
+	if cp == "" || filepath.IsAbs(cp) || filepath.Clean(cp) != cp || cp == "." || strings.HasPrefix(cp, "..") {
+		e.add(path{"cgroup_parent"}, `%s is not a relative cgroup path like "skiff"`, quoteShort(cp))
+	}
+	for i, r := range c.InsecureRegistries {
+		if msg := hostPortMsg(r, true); msg != "" {
+			e.add(path{"insecure_registries"}.index(i), "%s", msg)
+		}
+	}
+	if math.IsNaN(c.Reserved.CPU) || math.IsInf(c.Reserved.CPU, 0) || c.Reserved.CPU < 0 {
+		e.add(path{"reserved", "cpu"}, "must be >= 0")
+	} else if c.Reserved.CPU > maxCPU {
+		e.add(path{"reserved", "cpu"}, "must be at most %d cores", maxCPU)
+	}
+	if c.Reserved.Memory < 0 {
+		e.add(path{"reserved", "memory"}, "must be >= 0")
+	}
+	if c.MaxPods < 1 || c.MaxPods > MaxPodsLimit {
+		e.add(path{"max_pods"}, "must be 1-%d (a node's pods share a /24)", MaxPodsLimit)
+	}
+	if c.NodeGrace <= 0 {
+		e.add(path{"node_grace"}, "must be > 0")
+	}
+	switch c.Gossip.Profile {
+	case GossipEdge, GossipLAN, GossipWAN:
+	default:
+		e.add(path{"gossip", "profile"}, "%s", enumMsg(c.Gossip.Profile, "gossip profile", GossipEdge, GossipLAN, GossipWAN))
+	}
+	if c.Gossip.ProbeInterval < 0 {
+		e.add(path{"gossip", "probe_interval"}, "must be >= 0")
+	}
+	if c.Gossip.SuspicionMult < 0 {
+		e.add(path{"gossip", "suspicion_mult"}, "must be >= 0")
+	}
+}
+
+// checkListenAddr checks an "IP:port" to listen on (the IP may be empty or
+// 0.0.0.0 for all addresses).
+func checkListenAddr(e *errs, p path, s string) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		e.add(p, `%s is not an address like "0.0.0.0:7443"`, quoteShort(s))
+		return
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			e.add(p, "%s is not an IP address", quoteShort(host))
+		}
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		e.add(p, "%s is not a port number", quoteShort(port))
+	}
+}
+
+// hostPortMsg explains why s is not "host:port" (or "host" when the port
+// is optional), or returns "".
+func hostPortMsg(s string, portOptional bool) string {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		if !portOptional || strings.Contains(s, ":") && !strings.HasPrefix(s, "[") {
+			return fmt.Sprintf(`%s is not an address like "10.0.0.2:7443"`, quoteShort(s))
+		}
+		host, port = s, ""
+		if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
+			host = s[1 : len(s)-1]
+		}
+	}
+	if _, err := netip.ParseAddr(host); err != nil && (len(host) > 253 || !hostRE.MatchString(host)) {
+		return fmt.Sprintf("%s is not a host name or IP address", quoteShort(host))
+	}
+	if port != "" || !portOptional {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Sprintf("%s is not a port number", quoteShort(port))
+		}
+	}
+	return ""
+}
+
+// checkCIDR parses an IPv4 network whose prefix is at most maxBits long.
+func checkCIDR(e *errs, p path, s string, maxBits int) netip.Prefix {
+	pfx, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		e.add(p, `%s is not a CIDR like "10.88.0.0/16"`, quoteShort(s))
+	case !pfx.Addr().Is4():
+		e.add(p, "%s is not an IPv4 network", quoteShort(s))
+	case pfx.Masked() != pfx:
+		e.add(p, "%s has host bits set (use %s)", quoteShort(s), pfx.Masked())
+	case pfx.Bits() > maxBits:
+		e.add(p, "%s is too small (at most /%d)", quoteShort(s), maxBits)
+	default:
+		return pfx
+	}
+	return netip.Prefix{}
 }

@@ -88,7 +88,7 @@ type Probe struct {
 	// Exec runs a command in the container; it passes on exit 0.
 	Exec []string `toml:"exec" json:"exec,omitempty"`
 	// Port for HTTPGet and TCP: a number or a container port's name.
-	Port PortRef `toml:"port" json:"port,omitempty"`
+	Port PortRef `toml:"port" json:"port,omitzero"`
 	// InitialDelay before the first probe. Default 0.
 	InitialDelay Duration `toml:"initial_delay" json:"initial_delay,omitempty"`
 	// Period between probes. Default 10s.
@@ -168,7 +168,7 @@ type ServiceSpec struct {
 	Port int `toml:"port" json:"port"`
 	// TargetPort on the pods: a number or a container port's name. Default
 	// Port.
-	TargetPort PortRef `toml:"target_port" json:"target_port,omitempty"`
+	TargetPort PortRef `toml:"target_port" json:"target_port,omitzero"`
 	// Protocol is tcp (default) or udp.
 	Protocol string `toml:"protocol" json:"protocol,omitempty"`
 	// Type is cluster (default), node-port or load-balancer.

@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -65,9 +66,49 @@ func (b *Bytes) UnmarshalText(text []byte) error {
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
 	if err != nil || n < 0 || n > (1<<62)/mult {
-		return fmt.Errorf("%q is not a size (use 64Mi)", s)
+		return fmt.Errorf("%q is not a size (use %s)", s, sizeHint(s))
 	}
 	*b = Bytes(n * mult)
+	return nil
+}
+
+// sizeHint suggests the binary spelling of a size written the decimal or
+// the docker way ("64MB", "64M", "1g" -> "64Mi", "64Mi", "1Gi").
+func sizeHint(s string) string {
+	num := strings.TrimRight(s, "bBiIkKmMgGtT ")
+	suffix := strings.ToUpper(strings.TrimSpace(s[len(num):]))
+	if _, err := strconv.ParseUint(num, 10, 64); err == nil && suffix != "" {
+		switch suffix[0] {
+		case 'K':
+			return num + "Ki"
+		case 'M':
+			return num + "Mi"
+		case 'G':
+			return num + "Gi"
+		case 'T':
+			return num + "Ti"
+		}
+	}
+	return "64Mi"
+}
+
+// UnmarshalJSON reads a size string ("64Mi") or a number of bytes.
+func (b *Bytes) UnmarshalJSON(data []byte) error {
+	if len(data) > 0 && data[0] == '"' {
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		return b.UnmarshalText([]byte(s))
+	}
+	if string(data) == "null" {
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(data, &n); err != nil {
+		return fmt.Errorf("%s is not a size", data)
+	}
+	*b = Bytes(n)
 	return nil
 }
 
@@ -91,6 +132,41 @@ func (p PortRef) String() string {
 
 // MarshalText writes the number or the name.
 func (p PortRef) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// MarshalJSON writes a number as a JSON number and a name as a string.
+func (p PortRef) MarshalJSON() ([]byte, error) {
+	if p.Name != "" {
+		return json.Marshal(p.Name)
+	}
+	return []byte(strconv.Itoa(p.Number)), nil
+}
+
+// UnmarshalJSON reads a JSON number or a string (a name, or a number in a
+// string). Numbers are not range-checked here; validation reports them with
+// the field's path.
+func (p *PortRef) UnmarshalJSON(data []byte) error {
+	if string(data) == "null" {
+		return nil
+	}
+	if len(data) > 0 && data[0] == '"' {
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return err
+		}
+		if n, err := strconv.Atoi(s); err == nil {
+			*p = PortRef{Number: n}
+		} else {
+			*p = PortRef{Name: s}
+		}
+		return nil
+	}
+	var n int
+	if err := json.Unmarshal(data, &n); err != nil {
+		return fmt.Errorf("%s is not a port number or name", data)
+	}
+	*p = PortRef{Number: n}
+	return nil
+}
 
 // UnmarshalText reads a number or a name.
 func (p *PortRef) UnmarshalText(b []byte) error {
