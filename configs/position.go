@@ -320,7 +320,7 @@ func (sc *scanner) literalString() string {
 	return s
 }
 
-// multiline scans a """...""" or '''...''' string; up to two quotes may
+// multiline scans a """...""" or ”'...”' string; up to two quotes may
 // come right before the closing delimiter.
 func (sc *scanner) multiline(delim string, escapes bool) {
 	for range 3 {
