@@ -1,0 +1,274 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/store"
+)
+
+// ErrNoRevision is returned by Rollback when the app has no revision to go
+// back to.
+var ErrNoRevision = errors.New("no revision to roll back to")
+
+// syncApp reconciles one app in one transaction: it records a new template
+// in the history, rolls back an update past its progress deadline when
+// asked to, creates and retires pods per planApp, and writes the status.
+// An app that is gone has its pods retired. It returns how many pods it
+// created and when it next wants a pass (a progress deadline).
+func (c *controller) syncApp(name string, now time.Time) (created int, next time.Time, err error) {
+	var notes map[string]string
+	var prog progress
+	err = c.update(func(tx *store.Tx) error {
+		created, next, notes, prog = 0, time.Time{}, map[string]string{}, progress{}
+		var nodes []*api.Node
+		if err := tx.List(api.KindNode, &nodes); err != nil {
+			return err
+		}
+		var all []*api.Pod
+		if err := tx.List(api.KindPod, &all); err != nil {
+			return err
+		}
+		nv := newNodeView(nodes, now, c.cfg.HeartbeatTimeout)
+		var mine []*api.Pod
+		for _, p := range all {
+			if p.Spec.App == name {
+				mine = append(mine, p)
+			}
+		}
+		var app api.App
+		if err := tx.Get(api.KindApp, name, &app); errors.Is(err, store.ErrNotFound) {
+			var gone []string
+			for _, p := range mine {
+				if p.Spec.Deleting != nil && nv.podNodeUp(p) {
+					continue
+				}
+				if err := retire(tx, p, nv, now); err != nil {
+					return err
+				}
+				gone = append(gone, p.Name)
+			}
+			if len(gone) > 0 {
+				c.appLog.Info("app deleted; pods retired", "app", name, "pods", len(gone))
+			}
+			return nil
+		} else if err != nil {
+			return err
+		}
+
+		hash := TemplateHash(&app.Spec)
+		before := app.Status
+		histChanged := recordRevision(&app.Status, &app.Spec, hash, now)
+		if histChanged && before.TemplateHash != "" {
+			msg := fmt.Sprintf("new template %s (was %s)", hash, before.TemplateHash)
+			if err := tx.RecordEvent("apps/"+name, api.EventNormal, "NewRevision", msg, sourceApps); err != nil {
+				return err
+			}
+		}
+		cl := newCluster(nodes, all, func(n *api.Node) bool { return nv.up[n.Name] })
+		plan := planApp(&app, hash, mine, nv, cl)
+
+		if plan.progressing {
+			// The deadline counts from the update's start or from the last
+			// time one more new pod became ready, whichever is later.
+			start := app.Status.History[len(app.Status.History)-1].Time
+			pr := c.progress[name]
+			if pr.hash == hash && pr.ready >= plan.readyUpdated {
+				start = later(start, pr.since)
+			} else if pr.hash == hash {
+				start = now
+			}
+			prog = progress{hash: hash, ready: plan.readyUpdated, since: start}
+			deadline := start.Add(progressDeadline(&app.Spec))
+			switch {
+			case now.Before(deadline):
+				next = deadline
+			case app.Spec.Update != nil && app.Spec.Update.AutoRollback && len(app.Status.History) > 1:
+				prev := app.Status.History[len(app.Status.History)-2]
+				setTemplate(&app.Spec, &prev.Spec)
+				msg := fmt.Sprintf("template %s not ready within %s: rolled back to %s", hash, progressDeadline(&app.Spec), prev.TemplateHash)
+				if err := tx.Put(api.KindApp, &app); err != nil {
+					return err
+				}
+				c.appLog.Warn("update rolled back", "app", name, "from", hash, "to", prev.TemplateHash)
+				// The write wakes the next pass, which acts on the old template.
+				return tx.RecordEvent("apps/"+name, api.EventWarning, "RolledBack", msg, sourceApps)
+			default:
+				key := "deadline/" + name
+				msg := fmt.Sprintf("template %s not ready within %s", hash, progressDeadline(&app.Spec))
+				notes[key] = msg
+				if c.reported[key] != msg {
+					if err := tx.RecordEvent("apps/"+name, api.EventWarning, "ProgressDeadlineExceeded", msg, sourceApps); err != nil {
+						return err
+					}
+				}
+			}
+		}
+
+		taken := map[string]bool{}
+		for _, p := range all {
+			taken[p.Name] = true
+		}
+		var made []string
+		mk := func(node string) error {
+			pn := podName(name, hash, func(s string) bool { return taken[s] })
+			taken[pn] = true
+			if err := tx.Create(api.KindPod, newPod(&app, hash, pn, node)); err != nil {
+				return err
+			}
+			made = append(made, pn)
+			return nil
+		}
+		for range plan.create {
+			if err := mk(""); err != nil {
+				return err
+			}
+		}
+		for _, node := range plan.createOn {
+			if err := mk(node); err != nil {
+				return err
+			}
+		}
+		created = len(made)
+		var retired []string
+		for _, p := range plan.retire {
+			if err := retire(tx, p, nv, now); err != nil {
+				return err
+			}
+			retired = append(retired, p.Name)
+		}
+		for node, why := range plan.unfit {
+			key := "unfit/" + name + "/" + node
+			msg := fmt.Sprintf("no pod on node %s: %s", node, why)
+			notes[key] = msg
+			if c.reported[key] != msg {
+				if err := tx.RecordEvent("apps/"+name, api.EventWarning, "FailedPlacement", msg, sourceApps); err != nil {
+					return err
+				}
+			}
+		}
+		if len(made) > 0 {
+			msg := fmt.Sprintf("created %d pods: %s", len(made), strings.Join(made, ", "))
+			if err := tx.RecordEvent("apps/"+name, api.EventNormal, "SuccessfulCreate", msg, sourceApps); err != nil {
+				return err
+			}
+		}
+		if len(retired) > 0 {
+			msg := fmt.Sprintf("deleting %d pods: %s", len(retired), strings.Join(retired, ", "))
+			if err := tx.RecordEvent("apps/"+name, api.EventNormal, "SuccessfulDelete", msg, sourceApps); err != nil {
+				return err
+			}
+		}
+		plan.status.History = app.Status.History
+		if !histChanged && sameStatus(before, plan.status) {
+			return nil
+		}
+		app.Status = plan.status
+		return tx.Put(api.KindApp, &app)
+	})
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	prefix := []string{"deadline/" + name, "unfit/" + name + "/"}
+	for k := range c.reported {
+		if k == prefix[0] || strings.HasPrefix(k, prefix[1]) {
+			delete(c.reported, k)
+		}
+	}
+	for k, v := range notes {
+		c.reported[k] = v
+	}
+	if prog.hash != "" {
+		c.progress[name] = prog
+	} else {
+		delete(c.progress, name)
+	}
+	if created > 0 {
+		c.appLog.Debug("pods created", "app", name, "pods", created)
+	}
+	return created, next, nil
+}
+
+// progress is how far an app's update had come when last seen.
+type progress struct {
+	hash  string
+	ready int
+	since time.Time
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func sameStatus(a, b api.AppStatus) bool {
+	return a.TemplateHash == b.TemplateHash && a.Replicas == b.Replicas &&
+		a.Ready == b.Ready && a.Updated == b.Updated
+}
+
+// retire removes a pod: an unbound pod, or one on a node that is down, is
+// deleted outright (no agent would act on it); one on a node that is up is
+// marked Deleting, so that it leaves endpoints at once and its agent stops
+// it and then deletes the object.
+func retire(tx *store.Tx, p *api.Pod, nv *nodeView, now time.Time) error {
+	if !nv.podNodeUp(p) {
+		return tx.Delete(api.KindPod, p.Name, p.Revision)
+	}
+	if p.Spec.Deleting != nil {
+		return nil
+	}
+	t := now.UTC()
+	p.Spec.Deleting = &t
+	return tx.Put(api.KindPod, p)
+}
+
+// Rollback sets app's pod template back to the revision before its current
+// one in app.Status.History and writes the app in tx (compare-and-swap on
+// app.Revision). Replicas, mode, update and autoscale stay as they are. It
+// returns ErrNoRevision when there is nothing to go back to. The app
+// controller then rolls the pods over as for any template change.
+func Rollback(tx *store.Tx, app *api.App) error {
+	cur := TemplateHash(&app.Spec)
+	h := app.Status.History
+	i := len(h) - 1
+	for ; i >= 0; i-- {
+		if h[i].TemplateHash == cur {
+			break
+		}
+	}
+	// Not in the history yet (the controller has not seen the current
+	// template): the newest entry is the one before it.
+	if i < 0 {
+		i = len(h)
+	}
+	for j := i - 1; j >= 0; j-- {
+		if h[j].TemplateHash != cur {
+			return RollbackTo(tx, app, h[j].TemplateHash)
+		}
+	}
+	return fmt.Errorf("app %s: %w", app.Name, ErrNoRevision)
+}
+
+// RollbackTo sets app's pod template to the history entry with the given
+// template hash and writes the app in tx, as Rollback does. It returns
+// ErrNoRevision when no entry has that hash.
+func RollbackTo(tx *store.Tx, app *api.App, hash string) error {
+	for _, r := range app.Status.History {
+		if r.TemplateHash != hash {
+			continue
+		}
+		from := TemplateHash(&app.Spec)
+		setTemplate(&app.Spec, &r.Spec)
+		if err := tx.Put(api.KindApp, app); err != nil {
+			return err
+		}
+		msg := fmt.Sprintf("rolled back from template %s to %s", from, hash)
+		return tx.RecordEvent("apps/"+app.Name, api.EventNormal, "RolledBack", msg, sourceApps)
+	}
+	return fmt.Errorf("app %s: template %s: %w", app.Name, hash, ErrNoRevision)
+}

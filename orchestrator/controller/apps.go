@@ -1,0 +1,441 @@
+package controller
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator/api"
+)
+
+// Defaults of an app's update strategy (configs.UpdateSpec).
+const (
+	defaultMaxSurge         = 1
+	defaultMaxUnavailable   = 0
+	defaultProgressDeadline = 60 * time.Second
+	// maxHistory is how many pod templates an app keeps for rollback.
+	maxHistory = 10
+)
+
+// podTemplate is the part of an AppSpec that its pods are made from. A change
+// to any of it is a new revision with a new template hash; replicas, mode,
+// update and autoscale are not part of it.
+type podTemplate struct {
+	Restart          string                            `json:"restart,omitempty"`
+	NodeSelector     map[string]string                 `json:"node_selector,omitempty"`
+	TerminationGrace configs.Duration                  `json:"termination_grace,omitempty"`
+	Containers       map[string]*configs.ContainerSpec `json:"containers"`
+	Volumes          map[string]*configs.VolumeSpec    `json:"volumes,omitempty"`
+}
+
+func templateOf(s *configs.AppSpec) podTemplate {
+	return podTemplate{
+		Restart:          s.Restart,
+		NodeSelector:     s.NodeSelector,
+		TerminationGrace: s.TerminationGrace,
+		Containers:       s.Containers,
+		Volumes:          s.Volumes,
+	}
+}
+
+// TemplateHash returns the hash of the pod-template part of spec: 10 hex
+// digits, stable across runs (JSON sorts map keys).
+func TemplateHash(spec *configs.AppSpec) string {
+	b, err := json.Marshal(templateOf(spec))
+	if err != nil {
+		// The spec types always marshal; a failure here is a programming error.
+		panic("controller: marshal pod template: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:10]
+}
+
+// setTemplate copies the pod-template part of from into to, keeping to's
+// replicas, mode, update and autoscale.
+func setTemplate(to *configs.AppSpec, from *configs.AppSpec) {
+	to.Restart = from.Restart
+	to.NodeSelector = from.NodeSelector
+	to.TerminationGrace = from.TerminationGrace
+	to.Containers = from.Containers
+	to.Volumes = from.Volumes
+}
+
+const nameChars = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+// podName returns "<app>-<hash[:5]>-<5 random [a-z0-9]>" that is not in taken.
+func podName(app, hash string, taken func(string) bool) string {
+	h := hash
+	if len(h) > 5 {
+		h = h[:5]
+	}
+	for {
+		b := make([]byte, 5)
+		for i := range b {
+			b[i] = nameChars[rand.IntN(len(nameChars))]
+		}
+		name := app + "-" + h + "-" + string(b)
+		if !taken(name) {
+			return name
+		}
+	}
+}
+
+// newPod makes a pod of app's current template, bound to node if node is
+// not empty (per-node mode).
+func newPod(app *api.App, hash, name, node string) *api.Pod {
+	s := &app.Spec
+	return &api.Pod{
+		Meta: api.Meta{Name: name},
+		Spec: api.PodSpec{
+			App:              app.Name,
+			TemplateHash:     hash,
+			Node:             node,
+			Restart:          s.Restart,
+			NodeSelector:     s.NodeSelector,
+			Containers:       s.Containers,
+			Volumes:          s.Volumes,
+			TerminationGrace: s.TerminationGrace,
+		},
+	}
+}
+
+// restartPolicy returns the app's restart policy with its default.
+func restartPolicy(r string) string {
+	if r == "" {
+		return configs.RestartAlways
+	}
+	return r
+}
+
+// replaceable reports whether a terminated pod is replaced by a new one, per
+// the restart policy: always replaces any ended pod, on-failure a failed
+// one, never none (the ended pod stays and counts as a replica, so that
+// the work is not run again and its logs stay).
+func replaceable(p *api.Pod, restart string) bool {
+	switch p.Status.Phase {
+	case api.PodFailed:
+		return restartPolicy(restart) != configs.RestartNever
+	case api.PodSucceeded:
+		return restartPolicy(restart) == configs.RestartAlways
+	}
+	return false
+}
+
+// updateParams returns the app's max surge and max unavailable with their
+// defaults; both 0 would stall, so surge becomes 1.
+func updateParams(s *configs.AppSpec) (surge, unavailable int) {
+	surge, unavailable = defaultMaxSurge, defaultMaxUnavailable
+	if u := s.Update; u != nil {
+		if u.MaxSurge != nil {
+			surge = *u.MaxSurge
+		}
+		if u.MaxUnavailable != nil {
+			unavailable = *u.MaxUnavailable
+		}
+	}
+	if surge <= 0 && unavailable <= 0 {
+		surge = 1
+	}
+	return max(surge, 0), max(unavailable, 0)
+}
+
+func progressDeadline(s *configs.AppSpec) time.Duration {
+	if s.Update != nil && s.Update.ProgressDeadline > 0 {
+		return s.Update.ProgressDeadline.D()
+	}
+	return defaultProgressDeadline
+}
+
+func replicasOf(s *configs.AppSpec) int {
+	if s.Replicas != nil {
+		return max(*s.Replicas, 0)
+	}
+	return 1
+}
+
+// appPlan is what the app controller does to one app in one pass.
+type appPlan struct {
+	// create is how many unbound pods of the current template to add
+	// (replicas mode).
+	create int
+	// createOn lists nodes that get a new pod each, bound at once
+	// (per-node mode).
+	createOn []string
+	// retire lists pods to remove: marked Deleting when their node is up,
+	// deleted outright otherwise.
+	retire []*api.Pod
+	// status is the app's status after the pass (without history).
+	status api.AppStatus
+	// progressing is true while pods of an older template remain (an
+	// update is under way).
+	progressing bool
+	// readyUpdated counts ready pods of the current template.
+	readyUpdated int
+	// unfit says, per node, why a per-node pod could not be placed.
+	unfit map[string]string
+}
+
+// planApp decides what to do to bring app's pods (every pod of the app,
+// any template) to the app's spec. hash is the current template hash; cl is
+// the scheduler's view of the nodes (for per-node mode).
+func planApp(app *api.App, hash string, pods []*api.Pod, nv *nodeView, cl *cluster) appPlan {
+	var plan appPlan
+	var live []*api.Pod
+	for _, p := range pods {
+		switch {
+		case p.Spec.Deleting != nil:
+		case replaceable(p, p.Spec.Restart):
+			plan.retire = append(plan.retire, p)
+		default:
+			live = append(live, p)
+		}
+	}
+	if app.Spec.Mode == configs.ModePerNode {
+		planPerNode(&plan, app, hash, live, nv, cl)
+	} else {
+		planReplicas(&plan, app, hash, live, nv)
+	}
+	retired := map[string]bool{}
+	for _, p := range plan.retire {
+		retired[p.Name] = true
+	}
+	plan.status.TemplateHash = hash
+	for _, p := range live {
+		if retired[p.Name] {
+			continue
+		}
+		plan.status.Replicas++
+		if nv.podReady(p) {
+			plan.status.Ready++
+		}
+		if p.Spec.TemplateHash == hash {
+			plan.status.Updated++
+			if nv.podReady(p) {
+				plan.readyUpdated++
+			}
+		} else {
+			plan.progressing = true
+		}
+	}
+	return plan
+}
+
+func planReplicas(plan *appPlan, app *api.App, hash string, live []*api.Pod, nv *nodeView) {
+	want := replicasOf(&app.Spec)
+	var cur, old []*api.Pod
+	for _, p := range live {
+		if p.Spec.TemplateHash == hash {
+			cur = append(cur, p)
+		} else {
+			old = append(old, p)
+		}
+	}
+	readyCur := countReady(cur, nv)
+	if len(old) == 0 {
+		if len(cur) < want {
+			plan.create = want - len(cur)
+		} else if len(cur) > want {
+			plan.retire = append(plan.retire, victims(cur, live, nv)[:len(cur)-want]...)
+		}
+		return
+	}
+	// A rolling update, shaped like Kubernetes' deployment controller: add
+	// new pods up to want+surge in all, and remove old ones while at least
+	// want-unavailable pods stay ready.
+	surge, unavailable := updateParams(&app.Spec)
+	total := len(cur) + len(old)
+	if len(cur) < want {
+		plan.create = max(0, min(want+surge-total, want-len(cur)))
+	} else if len(cur) > want {
+		extra := victims(cur, live, nv)[:len(cur)-want]
+		plan.retire = append(plan.retire, extra...)
+		total -= len(extra)
+		cur = cur[:0:0]
+	}
+	minAvailable := want - unavailable
+	readyOld := countReady(old, nv)
+	budget := total - minAvailable - (len(cur) - readyCur)
+	canDown := readyCur + readyOld - minAvailable
+	for _, p := range victims(old, live, nv) {
+		if budget <= 0 {
+			break
+		}
+		if !nv.podReady(p) {
+			plan.retire = append(plan.retire, p)
+			budget--
+			continue
+		}
+		if canDown <= 0 {
+			continue
+		}
+		plan.retire = append(plan.retire, p)
+		budget--
+		canDown--
+	}
+}
+
+func planPerNode(plan *appPlan, app *api.App, hash string, live []*api.Pod, nv *nodeView, cl *cluster) {
+	surge, unavailable := updateParams(&app.Spec)
+	byNode := map[string][]*api.Pod{}
+	for _, p := range live {
+		byNode[p.Spec.Node] = append(byNode[p.Spec.Node], p)
+	}
+	// Nodes whose new pod is not ready yet use up the update budget, so that
+	// an update goes node by node.
+	busy := 0
+	for _, ps := range byNode {
+		for _, p := range ps {
+			if p.Spec.TemplateHash == hash && !nv.podReady(p) {
+				busy++
+				break
+			}
+		}
+	}
+	budget := max(surge, unavailable, 1) - busy
+	plan.unfit = map[string]string{}
+	for _, ni := range cl.nodes {
+		n := ni.node
+		target := ni.ready && !n.Spec.Unschedulable && selectorMatches(app.Spec.NodeSelector, n.Spec.Labels)
+		ps := byNode[n.Name]
+		delete(byNode, n.Name)
+		if !target {
+			// A node that is merely down keeps its pod: node lifecycle
+			// removes it after the grace.
+			if nv.byName[n.Name] != nil && !nv.up[n.Name] {
+				continue
+			}
+			if !selectorMatches(app.Spec.NodeSelector, n.Spec.Labels) {
+				plan.retire = append(plan.retire, ps...)
+			}
+			continue
+		}
+		var cur, old []*api.Pod
+		for _, p := range ps {
+			if p.Spec.TemplateHash == hash {
+				cur = append(cur, p)
+			} else {
+				old = append(old, p)
+			}
+		}
+		if len(cur) > 1 {
+			plan.retire = append(plan.retire, victims(cur, live, nv)[:len(cur)-1]...)
+			cur = cur[:1]
+		}
+		switch {
+		case len(cur) == 1 && nv.podReady(cur[0]):
+			plan.retire = append(plan.retire, old...)
+		case len(cur) == 1:
+		case len(old) == 0:
+			probe := newPod(app, hash, "", n.Name)
+			if why := ni.fit(probe); why != "" {
+				plan.unfit[n.Name] = why
+				continue
+			}
+			plan.createOn = append(plan.createOn, n.Name)
+			ni.add(probe)
+		default: // only old pods here: update this node if the budget allows
+			if budget <= 0 {
+				continue
+			}
+			budget--
+			probe := newPod(app, hash, "", n.Name)
+			if surge > 0 && ni.fit(probe) == "" {
+				plan.createOn = append(plan.createOn, n.Name)
+				ni.add(probe)
+				continue
+			}
+			// No room next to the old pod (host ports, resources): replace
+			// it in place; the new pod comes on a later pass.
+			plan.retire = append(plan.retire, old...)
+		}
+	}
+	// Pods bound to no known node, or unbound: they have no place here.
+	for _, ps := range byNode {
+		plan.retire = append(plan.retire, ps...)
+	}
+}
+
+func countReady(ps []*api.Pod, nv *nodeView) int {
+	n := 0
+	for _, p := range ps {
+		if nv.podReady(p) {
+			n++
+		}
+	}
+	return n
+}
+
+// victims returns ps ordered by which to remove first when scaling down:
+// unscheduled, then on a node that is down, then not yet running, then not
+// ready, then on a node crowded with this app's pods (all of live), then
+// newest.
+func victims(ps, live []*api.Pod, nv *nodeView) []*api.Pod {
+	perNode := map[string]int{}
+	for _, p := range live {
+		perNode[p.Spec.Node]++
+	}
+	rank := func(p *api.Pod) [4]int {
+		r := [4]int{}
+		if p.Spec.Node != "" {
+			r[0] = 1
+		}
+		if nv.podNodeUp(p) {
+			r[1] = 1
+		}
+		if p.Status.Phase == api.PodRunning {
+			r[2] = 1
+		}
+		if nv.podReady(p) {
+			r[3] = 1
+		}
+		return r
+	}
+	out := append([]*api.Pod(nil), ps...)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		ra, rb := rank(a), rank(b)
+		if ra != rb {
+			for k := range ra {
+				if ra[k] != rb[k] {
+					return ra[k] < rb[k]
+				}
+			}
+		}
+		if ca, cb := perNode[a.Spec.Node], perNode[b.Spec.Node]; ca != cb {
+			return ca > cb
+		}
+		if !a.Created.Equal(b.Created) {
+			return a.Created.After(b.Created)
+		}
+		return a.Name > b.Name
+	})
+	return out
+}
+
+// recordRevision notes hash as the app's newest template in its history:
+// appended when new, moved last when it returns (a rollback), and trimmed to
+// maxHistory entries. It reports whether the history changed.
+func recordRevision(st *api.AppStatus, spec *configs.AppSpec, hash string, now time.Time) bool {
+	h := st.History
+	if n := len(h); n > 0 && h[n-1].TemplateHash == hash {
+		return false
+	}
+	out := make([]api.AppRevision, 0, len(h)+1)
+	for _, r := range h {
+		if r.TemplateHash != hash {
+			out = append(out, r)
+		}
+	}
+	var s configs.AppSpec
+	setTemplate(&s, spec)
+	out = append(out, api.AppRevision{TemplateHash: hash, Spec: s, Time: now})
+	if len(out) > maxHistory {
+		out = out[len(out)-maxHistory:]
+	}
+	st.History = out
+	return true
+}

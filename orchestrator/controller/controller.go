@@ -1,0 +1,194 @@
+// Package controller runs skiff's scheduler and controllers against the
+// state store: the scheduler binds pods to nodes; the app controller keeps
+// each app's pods (replicas or one per node, rolling updates, rollback);
+// the node lifecycle controller takes pods off failed nodes; the endpoints
+// controller lists each service's ready backends.
+//
+// The controllers are level-triggered. One watch on the store marks work
+// (which apps, which services, whether pods wait for a node); a periodic
+// resync marks everything. Each pass reads fresh state and writes in store
+// transactions that also read what they decide on, so a restart in the
+// middle of anything converges. The deciding logic is pure (schedule,
+// planApp, endpointsFor) and tested without a store.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/skiff-edge/skiff/orchestrator/store"
+)
+
+// Config holds the controllers' knobs. Start from DefaultConfig.
+type Config struct {
+	// Logger gets one child per component. Default slog.Default().
+	Logger *slog.Logger
+	// Resync is how often every app, service and pending pod is looked at
+	// even without a change. Default 5s.
+	Resync time.Duration
+	// NodeGrace is how long a node may be down (Ready false or heartbeat
+	// stale) before its pods are deleted and replaced elsewhere. Its
+	// endpoints go at once. Default 10s (the node config's node_grace).
+	NodeGrace time.Duration
+	// HeartbeatTimeout makes a node whose Ready condition is true but
+	// whose LastHeartbeat is older than this count as down, and the
+	// controller writes its Ready condition false. 0 turns it off (nodes
+	// that never send heartbeats are never timed out). Default 40s.
+	HeartbeatTimeout time.Duration
+	// MinSyncInterval is the least time between two passes, so that a burst
+	// of watch events makes one pass. Default 20ms.
+	MinSyncInterval time.Duration
+	// MaxRetryDelay caps the back-off after a failed pass. Default Resync.
+	MaxRetryDelay time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		Logger:           slog.Default(),
+		Resync:           5 * time.Second,
+		NodeGrace:        10 * time.Second,
+		HeartbeatTimeout: 40 * time.Second,
+		MinSyncInterval:  20 * time.Millisecond,
+		Now:              time.Now,
+	}
+}
+
+// Validate reports a knob that cannot work.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Resync <= 0 {
+		errs = append(errs, fmt.Errorf("resync %v: must be positive", c.Resync))
+	}
+	if c.NodeGrace < 0 {
+		errs = append(errs, fmt.Errorf("node grace %v: must not be negative", c.NodeGrace))
+	}
+	if c.HeartbeatTimeout < 0 {
+		errs = append(errs, fmt.Errorf("heartbeat timeout %v: must not be negative", c.HeartbeatTimeout))
+	}
+	if c.MinSyncInterval < 0 {
+		errs = append(errs, fmt.Errorf("min sync interval %v: must not be negative", c.MinSyncInterval))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) fill() {
+	d := DefaultConfig()
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	if c.Now == nil {
+		c.Now = d.Now
+	}
+	if c.MaxRetryDelay <= 0 {
+		c.MaxRetryDelay = c.Resync
+	}
+}
+
+// Run runs the scheduler and every controller with the default config until
+// ctx ends.
+func Run(ctx context.Context, st *store.Store, log *slog.Logger) error {
+	cfg := DefaultConfig()
+	if log != nil {
+		cfg.Logger = log
+	}
+	return RunConfig(ctx, st, cfg)
+}
+
+// RunConfig runs the scheduler and every controller until ctx ends. It
+// returns nil when ctx ends and an error only for an invalid config.
+func RunConfig(ctx context.Context, st *store.Store, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("controller config: %w", err)
+	}
+	cfg.fill()
+	c := newController(st, cfg)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	since := st.Rev()
+	c.queue.markAll()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.watch(ctx, since)
+	}()
+	c.loop(ctx)
+	cancel()
+	<-done
+	return nil
+}
+
+// loop is the one place passes run: a select over queued work, the resync
+// ticker and the wake-up for the next deadline (a node's grace, a
+// heartbeat, an update's progress deadline), rate limited and with
+// back-off after a failed pass.
+func (c *controller) loop(ctx context.Context) {
+	resync := time.NewTicker(c.cfg.Resync)
+	defer resync.Stop()
+	deadline := time.NewTimer(time.Hour)
+	defer deadline.Stop()
+	var last time.Time
+	backoff := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.queue.ready:
+		case <-resync.C:
+			c.queue.markAll()
+		case <-deadline.C:
+			c.queue.markAll()
+		}
+		wait := c.cfg.MinSyncInterval - time.Since(last)
+		if backoff > wait {
+			wait = backoff
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		w := c.queue.take()
+		if w.empty() {
+			continue
+		}
+		last = time.Now()
+		next, err := c.sync(w)
+		if err != nil {
+			backoff = min(max(2*backoff, 50*time.Millisecond), c.cfg.MaxRetryDelay)
+			c.log.Warn("sync failed; retrying", "err", err, "retry_in", backoff)
+			c.queue.merge(w)
+			continue
+		}
+		backoff = 0
+		deadline.Stop()
+		if !next.IsZero() {
+			deadline.Reset(max(time.Until(next), 0) + time.Millisecond)
+		}
+	}
+}
+
+// updateRetries is how often a transaction is retried on a revision
+// conflict before the pass fails (and is retried with back-off).
+const updateRetries = 5
+
+// update runs fn in a store transaction, retrying on conflict.
+func (c *controller) update(fn func(tx *store.Tx) error) error {
+	var err error
+	for range updateRetries {
+		_, err = c.st.Update(fn)
+		if !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return err
+}
