@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/skiff-edge/skiff/orchestrator/cli"
 )
 
 func main() {
@@ -35,6 +37,10 @@ func (f *failure) Unwrap() error { return f.err }
 func exitCode(err error) int {
 	if err == nil {
 		return 0
+	}
+	var exit *cli.ExitError
+	if errors.As(err, &exit) {
+		return exit.Code
 	}
 	var f *failure
 	if errors.As(err, &f) {

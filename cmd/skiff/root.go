@@ -1,25 +1,53 @@
 package main
 
 import (
-	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
+
+	"github.com/skiff-edge/skiff/orchestrator/cli"
+	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
+// globals are the flags every command has.
+type globals struct {
+	api   string
+	token string
+}
+
 func newRootCmd() *cobra.Command {
+	g := &globals{}
 	root := &cobra.Command{
 		Use:           "skiff",
 		Short:         "skiff is a lightweight edge orchestrator",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Args:          cobra.NoArgs,
+		// The root alone is a usage error, not a help page on stdout.
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cmd.Help()
 		},
 	}
+	root.PersistentFlags().StringVar(&g.api, "api", cli.DefaultAPI(), "API address: unix:///PATH or https://HOST:PORT (env SKIFF_API)")
+	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SKIFF_TOKEN"), "token for the TCP API (env SKIFF_TOKEN)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
-	root.AddCommand(newServerCmd())
+
+	root.AddCommand(
+		newServerCmd(),
+		newAgentCmd(),
+		newApplyCmd(g),
+		newDeleteCmd(g),
+		newGetCmd(g),
+		newDescribeCmd(g),
+		newScaleCmd(g),
+		newRolloutCmd(g),
+		newLogsCmd(g),
+		newExecCmd(g),
+		newImagesCmd(),
+		newMembersCmd(g),
+		newTokenCmd(),
+	)
 	return root
 }
 
@@ -33,5 +61,10 @@ func run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, 
 	}
 }
 
+// client returns a client of the API the global flags name.
+func (g *globals) client() (*client.Client, error) {
+	return client.New(g.api, g.token)
+}
+
 // printError writes err the way the CLI reports failures.
-func printError(w io.Writer, err error) { fmt.Fprintf(w, "skiff: %v\n", err) }
+func printError(w io.Writer, err error) { cli.PrintError(w, err) }

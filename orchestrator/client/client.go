@@ -133,6 +133,23 @@ func IsConflict(err error) bool { return isCode(err, http.StatusConflict, api.Co
 // compacted revision; list again and watch from the list's revision.
 func IsGone(err error) bool { return isCode(err, http.StatusGone, api.CodeGone) }
 
+// UnreachableError says that no connection to the API at Addr could be
+// opened. It matches ErrUnreachable with errors.Is.
+type UnreachableError struct {
+	Addr string
+	Err  error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach the skiff API at %s: %v", e.Addr, e.Err)
+}
+
+// Unwrap returns the dial error.
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrUnreachable) true.
+func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachable }
+
 // IsUnreachable reports whether err means the API could not be reached.
 func IsUnreachable(err error) bool { return errors.Is(err, ErrUnreachable) }
 
@@ -183,7 +200,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, context.C
 		cancel()
 		var op *net.OpError
 		if ctx.Err() == nil && errors.As(err, &op) && op.Op == "dial" {
-			return nil, nil, fmt.Errorf("%w at %s: %w", ErrUnreachable, c.addr, err)
+			return nil, nil, &UnreachableError{Addr: c.addr, Err: err}
 		}
 		return nil, nil, fmt.Errorf("%s %s: %w", r.method, r.path, err)
 	}

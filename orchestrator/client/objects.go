@@ -44,7 +44,7 @@ func list[T any](ctx context.Context, c *Client, kind string, q url.Values) (Lis
 	}
 	// A server may also say the revision in a header.
 	if l.Revision == 0 {
-		if r, err := strconv.ParseInt(resp.Header.Get("X-Skiff-Revision"), 10, 64); err == nil {
+		if r, err := strconv.ParseInt(resp.Header.Get("Skiff-Revision"), 10, 64); err == nil {
 			l.Revision = r
 		}
 	}
@@ -250,32 +250,39 @@ const (
 	ActionCreated    = "created"
 	ActionConfigured = "configured"
 	ActionUnchanged  = "unchanged"
-	ActionDeleted    = "deleted"
 )
 
-// ApplyResult is the answer of POST /v1/apply: what happened to each object,
-// in a stable order.
+// ApplyRequest is the body of POST /v1/apply: a manifest and an optional
+// dry run that validates and reports without writing.
+type ApplyRequest struct {
+	configs.Manifest
+	DryRun bool `json:"dry_run,omitempty"`
+}
+
+// ApplyResult is the answer of POST /v1/apply: what happened to each
+// object, and the store revision of the write (the current one when nothing
+// changed or on a dry run).
 type ApplyResult struct {
-	DryRun  bool            `json:"dry_run,omitempty"`
-	Objects []AppliedObject `json:"objects"`
+	Revision int64           `json:"revision"`
+	DryRun   bool            `json:"dry_run,omitempty"`
+	Results  []AppliedObject `json:"results"`
 }
 
 // AppliedObject says what an apply did to one object.
 type AppliedObject struct {
-	Kind     string `json:"kind"` // api.KindApp or api.KindService
-	Name     string `json:"name"`
-	Action   string `json:"action"` // one of the Action* constants
-	Revision int64  `json:"revision,omitempty"`
+	Kind   string `json:"kind"` // api.KindApp or api.KindService
+	Name   string `json:"name"`
+	Action string `json:"action"` // one of the Action* constants
 }
 
-// Apply sends a manifest to POST /v1/apply (?dry_run=1 to only validate and
-// say what would change). The server applies it whole or not at all.
+// Apply sends a manifest to POST /v1/apply (with dryRun to only validate
+// and say what would change). The server applies it whole or not at all.
 func (c *Client) Apply(ctx context.Context, m *configs.Manifest, dryRun bool) (ApplyResult, error) {
 	var res ApplyResult
-	var q url.Values
-	if dryRun {
-		q = url.Values{"dry_run": {"1"}}
+	req := ApplyRequest{DryRun: dryRun}
+	if m != nil {
+		req.Manifest = *m
 	}
-	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/apply", query: q, body: m}, &res)
+	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/apply", body: req}, &res)
 	return res, err
 }

@@ -1,0 +1,64 @@
+// Package cli holds the logic of the skiff command line that a test would
+// want to call: turning manifests into API calls and API answers into
+// tables, descriptions and error lines. cmd/skiff only wires flags to it.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator/client"
+)
+
+// EnvAPI names the environment variable that overrides the default API
+// address.
+const EnvAPI = "SKIFF_API"
+
+// ErrNotImplemented is returned by commands that exist but do not work yet.
+var ErrNotImplemented = errors.New("not implemented yet")
+
+// DefaultAPI returns the API address used when --api is not given: $SKIFF_API
+// or client.DefaultAddr.
+func DefaultAPI() string {
+	if v := os.Getenv(EnvAPI); v != "" {
+		return v
+	}
+	return client.DefaultAddr
+}
+
+// PrintError writes a failed command's error to w: one line "skiff: ...",
+// then one line per field detail of an API error, or every line of a
+// manifest's validation errors (file:line:col: field: message).
+func PrintError(w io.Writer, err error) {
+	var list configs.ErrorList
+	if errors.As(err, &list) {
+		for _, e := range list {
+			fmt.Fprintln(w, e.Error())
+		}
+		return
+	}
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		fmt.Fprintf(w, "skiff: %s\n", ae.Message)
+		for _, d := range ae.Details {
+			if d.Field != "" {
+				fmt.Fprintf(w, "  %s: %s\n", d.Field, d.Message)
+			} else {
+				fmt.Fprintf(w, "  %s\n", d.Message)
+			}
+		}
+		if len(ae.Details) == 0 && ae.Field != "" {
+			fmt.Fprintf(w, "  field: %s\n", ae.Field)
+		}
+		return
+	}
+	var ue *client.UnreachableError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(w, "skiff: cannot reach the skiff API at %s (is skiff server running?)\n", ue.Addr)
+		return
+	}
+	fmt.Fprintf(w, "skiff: %v\n", err)
+}

@@ -1,0 +1,407 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator/api"
+)
+
+// Output formats of get.
+const (
+	FormatTable = "table"
+	FormatWide  = "wide"
+	FormatJSON  = "json"
+)
+
+// Kinds lists the kinds get knows, as typed on the command line.
+var Kinds = []string{api.KindNode, api.KindApp, api.KindPod, api.KindService, api.KindEndpoints, api.KindEvent}
+
+// kindAliases maps what a user may type to a kind.
+var kindAliases = map[string]string{
+	"node": api.KindNode, "nodes": api.KindNode, "no": api.KindNode,
+	"app": api.KindApp, "apps": api.KindApp,
+	"pod": api.KindPod, "pods": api.KindPod, "po": api.KindPod,
+	"service": api.KindService, "services": api.KindService, "svc": api.KindService,
+	"endpoint": api.KindEndpoints, "endpoints": api.KindEndpoints, "ep": api.KindEndpoints,
+	"event": api.KindEvent, "events": api.KindEvent, "ev": api.KindEvent,
+}
+
+// ParseKind returns the kind a user typed ("pod", "svc", "nodes"...).
+func ParseKind(s string) (string, error) {
+	if k, ok := kindAliases[strings.ToLower(s)]; ok {
+		return k, nil
+	}
+	return "", fmt.Errorf("unknown kind %q: want one of %s", s, strings.Join(Kinds, ", "))
+}
+
+// ParseFormat checks an -o value.
+func ParseFormat(s string) (string, error) {
+	switch s {
+	case FormatTable, FormatWide, FormatJSON:
+		return s, nil
+	case "":
+		return FormatTable, nil
+	}
+	return "", fmt.Errorf("unknown output format %q: want table, wide or json", s)
+}
+
+// Tables turns objects into rows. Some columns need other objects: the pods
+// (a node's pod count) and the endpoints (a service's backends).
+type Tables struct {
+	Wide      bool
+	Now       time.Time
+	Pods      []api.Pod
+	Endpoints []api.Endpoints
+}
+
+// Header returns the column names of kind.
+func (t *Tables) Header(kind string) []string {
+	var h, wide []string
+	switch kind {
+	case api.KindNode:
+		h = []string{"NAME", "STATUS", "ADDRESS", "POD-CIDR", "PODS", "CPU", "MEMORY", "AGE"}
+		wide = []string{"CPU-CAPACITY", "MEMORY-CAPACITY", "LABELS"}
+	case api.KindApp:
+		h = []string{"NAME", "MODE", "READY", "UP-TO-DATE", "AGE"}
+		wide = []string{"TEMPLATE", "IMAGES"}
+	case api.KindPod:
+		h = []string{"NAME", "APP", "NODE", "PHASE", "READY", "RESTARTS", "IP", "AGE"}
+		wide = []string{"TEMPLATE", "CONTAINERS", "REASON"}
+	case api.KindService:
+		h = []string{"NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "NODE-PORT", "ENDPOINTS", "AGE"}
+		wide = []string{"APP", "TARGET-PORT", "EXTERNAL-IP", "AFFINITY"}
+	case api.KindEndpoints:
+		h = []string{"NAME", "ENDPOINTS", "AGE"}
+		wide = []string{"NODES"}
+	case api.KindEvent:
+		h = []string{"LAST-SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"}
+		wide = []string{"SOURCE", "COUNT"}
+	}
+	if t.Wide {
+		h = append(h, wide...)
+	}
+	return h
+}
+
+// Row returns the cells of one object (a *api.Node, *api.App, ...).
+func (t *Tables) Row(obj api.Object) []string {
+	var r, wide []string
+	switch o := obj.(type) {
+	case *api.Node:
+		status := "NotReady"
+		if o.Ready() {
+			status = "Ready"
+		}
+		if o.Spec.Unschedulable {
+			status += ",SchedulingDisabled"
+		}
+		pods := strconv.Itoa(t.podsOn(o.Name))
+		if o.Status.Allocatable.Pods > 0 {
+			pods += "/" + strconv.Itoa(o.Status.Allocatable.Pods)
+		}
+		r = []string{o.Name, status, first(o.Status.Addresses), dash(o.Spec.PodCIDR), pods,
+			FormatCPU(o.Status.Allocatable.MilliCPU), FormatBytes(o.Status.Allocatable.Memory), t.age(o.Created)}
+		wide = []string{FormatCPU(o.Status.Capacity.MilliCPU), FormatBytes(o.Status.Capacity.Memory), FormatLabels(o.Spec.Labels)}
+	case *api.App:
+		mode, desired := AppDesired(o)
+		ready := strconv.Itoa(o.Status.Ready)
+		if desired >= 0 {
+			ready += "/" + strconv.Itoa(desired)
+		}
+		r = []string{o.Name, mode, ready, strconv.Itoa(o.Status.Updated), t.age(o.Created)}
+		wide = []string{dash(o.Status.TemplateHash), images(o.Spec.Containers)}
+	case *api.Pod:
+		ready, total, restarts := 0, len(o.Spec.Containers), 0
+		for _, c := range o.Status.Containers {
+			if c.Ready {
+				ready++
+			}
+			restarts += c.Restarts
+		}
+		r = []string{o.Name, o.Spec.App, dash(o.Spec.Node), PodPhase(o), fmt.Sprintf("%d/%d", ready, total),
+			strconv.Itoa(restarts), dash(o.Status.IP), t.age(o.Created)}
+		wide = []string{dash(o.Spec.TemplateHash), images(o.Spec.Containers), dash(o.Status.Reason)}
+	case *api.Service:
+		typ := o.Spec.Type
+		if typ == "" {
+			typ = configs.ServiceCluster
+		}
+		nodePort := "-"
+		if o.Status.NodePort != 0 {
+			nodePort = strconv.Itoa(o.Status.NodePort)
+		} else if o.Spec.NodePort != 0 {
+			nodePort = strconv.Itoa(o.Spec.NodePort)
+		}
+		eps := "-"
+		if ep := t.endpointsOf(o.Name); ep != nil {
+			eps = strconv.Itoa(len(ep.Endpoints))
+		}
+		target := o.Spec.TargetPort.String()
+		if o.Spec.TargetPort.IsZero() {
+			target = strconv.Itoa(o.Spec.Port)
+		}
+		r = []string{o.Name, typ, dash(o.Status.ClusterIP), servicePorts(&o.Spec), nodePort, eps, t.age(o.Created)}
+		wide = []string{o.Spec.App, target, dash(o.Spec.ExternalIP), dash(o.Spec.Affinity)}
+	case *api.Endpoints:
+		addrs := make([]string, len(o.Endpoints))
+		nodes := map[string]bool{}
+		for i, e := range o.Endpoints {
+			addrs[i] = e.IP + ":" + strconv.Itoa(e.Port)
+			nodes[e.Node] = true
+		}
+		list := "<none>"
+		if len(addrs) > 0 {
+			if !t.Wide && len(addrs) > 3 {
+				list = strings.Join(addrs[:3], ",") + fmt.Sprintf(" + %d more", len(addrs)-3)
+			} else {
+				list = strings.Join(addrs, ",")
+			}
+		}
+		r = []string{o.Name, list, t.age(o.Created)}
+		wide = []string{dash(strings.Join(slices.Sorted(maps.Keys(nodes)), ","))}
+	case *api.Event:
+		when := o.Time
+		if when.IsZero() {
+			when = o.Created
+		}
+		count := o.Count
+		if count == 0 {
+			count = 1
+		}
+		r = []string{t.age(when), o.Type, o.Reason, o.Object, o.Message}
+		wide = []string{dash(o.Source), strconv.Itoa(count)}
+	default:
+		return []string{obj.GetMeta().Name}
+	}
+	if t.Wide {
+		r = append(r, wide...)
+	}
+	return r
+}
+
+func (t *Tables) podsOn(node string) int {
+	n := 0
+	for i := range t.Pods {
+		if t.Pods[i].Spec.Node == node && t.Pods[i].Spec.Deleting == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (t *Tables) endpointsOf(service string) *api.Endpoints {
+	for i := range t.Endpoints {
+		if t.Endpoints[i].Name == service {
+			return &t.Endpoints[i]
+		}
+	}
+	return nil
+}
+
+func (t *Tables) age(since time.Time) string {
+	if since.IsZero() {
+		return "<unknown>"
+	}
+	now := t.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	return FormatAge(now.Sub(since))
+}
+
+// WriteTable writes rows under header, aligned in columns (kubectl style).
+func WriteTable(w io.Writer, header []string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
+	if header != nil {
+		fmt.Fprintln(tw, strings.Join(header, "\t"))
+	}
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	return tw.Flush()
+}
+
+// StreamTable writes rows one at a time as they come (get -w), padded to
+// the widths of the rows seen so far, so that a stream of rows stays aligned
+// without waiting for the last one.
+type StreamTable struct {
+	w      io.Writer
+	widths []int
+}
+
+// NewStreamTable returns a StreamTable on w whose columns are at least as
+// wide as those of the header and the first rows.
+func NewStreamTable(w io.Writer, header []string, first [][]string) *StreamTable {
+	s := &StreamTable{w: w}
+	s.grow(header)
+	for _, r := range first {
+		s.grow(r)
+	}
+	return s
+}
+
+func (s *StreamTable) grow(r []string) {
+	for i, c := range r {
+		if i >= len(s.widths) {
+			s.widths = append(s.widths, 0)
+		}
+		s.widths[i] = max(s.widths[i], len(c))
+	}
+}
+
+// WriteRow writes one row.
+func (s *StreamTable) WriteRow(r []string) error {
+	s.grow(r)
+	var b strings.Builder
+	for i, c := range r {
+		b.WriteString(c)
+		if i < len(r)-1 {
+			b.WriteString(strings.Repeat(" ", s.widths[i]-len(c)+3))
+		}
+	}
+	b.WriteByte('\n')
+	_, err := io.WriteString(s.w, b.String())
+	return err
+}
+
+// WriteJSON writes v as indented JSON.
+func WriteJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// AppDesired returns an app's mode and desired replicas (-1 in per-node
+// mode, where the count follows the nodes).
+func AppDesired(a *api.App) (string, int) {
+	if a.Spec.Mode == configs.ModePerNode {
+		return configs.ModePerNode, -1
+	}
+	n := 1
+	if a.Spec.Replicas != nil {
+		n = *a.Spec.Replicas
+	}
+	return configs.ModeReplicas, n
+}
+
+// PodPhase is the phase shown for a pod: Terminating once it is deleting.
+func PodPhase(p *api.Pod) string {
+	if p.Spec.Deleting != nil {
+		return "Terminating"
+	}
+	if p.Status.Phase == "" {
+		return api.PodPending
+	}
+	return p.Status.Phase
+}
+
+// FormatAge formats a duration the way kubectl's AGE column does: 45s, 3m,
+// 2h, 5d.
+func FormatAge(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < 2*time.Minute:
+		return strconv.Itoa(int(d.Seconds())) + "s"
+	case d < 10*time.Minute:
+		m := int(d.Minutes())
+		if s := int(d.Seconds()) % 60; s != 0 {
+			return fmt.Sprintf("%dm%ds", m, s)
+		}
+		return fmt.Sprintf("%dm", m)
+	case d < 3*time.Hour:
+		return strconv.Itoa(int(d.Minutes())) + "m"
+	case d < 48*time.Hour:
+		h := int(d.Hours())
+		if m := int(d.Minutes()) % 60; m != 0 && d < 8*time.Hour {
+			return fmt.Sprintf("%dh%dm", h, m)
+		}
+		return fmt.Sprintf("%dh", h)
+	case d < 365*24*time.Hour:
+		return strconv.Itoa(int(d.Hours()/24)) + "d"
+	}
+	return strconv.Itoa(int(d.Hours()/24/365)) + "y"
+}
+
+// FormatCPU formats thousandths of a core: "2", "1.5", "250m".
+func FormatCPU(milli int64) string {
+	switch {
+	case milli == 0:
+		return "0"
+	case milli%1000 == 0:
+		return strconv.FormatInt(milli/1000, 10)
+	case milli < 1000:
+		return strconv.FormatInt(milli, 10) + "m"
+	}
+	return strconv.FormatFloat(float64(milli)/1000, 'f', -1, 64)
+}
+
+// FormatBytes formats a size with a binary unit, rounded to one decimal:
+// "512Mi", "1.5Gi".
+func FormatBytes(b int64) string {
+	const unit = 1024
+	if b < unit {
+		return strconv.FormatInt(b, 10)
+	}
+	units := []string{"Ki", "Mi", "Gi", "Ti", "Pi", "Ei"}
+	v, i := float64(b)/unit, 0
+	for v >= unit && i < len(units)-1 {
+		v /= unit
+		i++
+	}
+	return strconv.FormatFloat(float64(int64(v*10+0.5))/10, 'f', -1, 64) + units[i]
+}
+
+// FormatLabels formats labels as k=v pairs sorted by key, or "<none>".
+func FormatLabels(l map[string]string) string {
+	if len(l) == 0 {
+		return "<none>"
+	}
+	s := make([]string, 0, len(l))
+	for _, k := range slices.Sorted(maps.Keys(l)) {
+		s = append(s, k+"="+l[k])
+	}
+	return strings.Join(s, ",")
+}
+
+func servicePorts(s *configs.ServiceSpec) string {
+	proto := s.Protocol
+	if proto == "" {
+		proto = configs.ProtocolTCP
+	}
+	return fmt.Sprintf("%d/%s", s.Port, proto)
+}
+
+func images(cs map[string]*configs.ContainerSpec) string {
+	if len(cs) == 0 {
+		return "-"
+	}
+	s := make([]string, 0, len(cs))
+	for _, name := range slices.Sorted(maps.Keys(cs)) {
+		s = append(s, name+"="+cs[name].Image)
+	}
+	return strings.Join(s, ",")
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return s[0]
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
