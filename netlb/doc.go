@@ -1,0 +1,68 @@
+// Package netlb gives pods their network and turns services into kernel load
+// balancing on one node, the way kube-proxy's iptables mode does.
+//
+// It knows a pod only by its name, its network namespace path and its IP. A
+// [Network] owns, in the calling process's network namespace (the node):
+//
+//   - the node bridge (Config.Bridge, "skiff0" by default) with the first
+//     address of the node's pod CIDR as the pods' gateway;
+//   - one sandbox per pod: a named netns bind-mounted under
+//     <RunDir>/netns/<pod>, a veth pair whose host end sits on the bridge
+//     (hairpin on) and whose pod end is eth0 with the pod's IP, a default
+//     route via the gateway and lo up;
+//   - IPAM persisted under <StateDir>/ipam (one file per IP, created with
+//     O_EXCL, so an IP is never handed out twice, even across restarts);
+//   - host-gw routes to other nodes' pod CIDRs ([Network.SetPeers]), tagged
+//     with their own route protocol number so that they are told apart;
+//   - iptables chains named SKIFF-* in the nat and filter tables, written by
+//     [Network.Sync] from the desired services and endpoints in one
+//     iptables-restore --noflush, plus jump rules from built-in chains that
+//     are ensured one by one with go-iptables.
+//
+// [Network.Cleanup] removes all of the above and nothing else.
+//
+// # Syncing
+//
+// Sync computes every SKIFF-* chain in memory. The first sync, and the sync
+// after a failed one, write all of them (a full sync) and delete SKIFF-*
+// chains that are not wanted any more, found with iptables-save. Later syncs
+// write only the chains whose text changed and delete only the chains that
+// went away, which keeps a one-endpoint change in a node with a thousand
+// services at a few milliseconds. A failed restore changes nothing in the
+// kernel (iptables-restore commits a table whole or not at all), and the
+// next Sync is a full one.
+//
+// Chains: SKIFF-SERVICES (nat PREROUTING and OUTPUT jump to it) matches a
+// service's cluster IP or external IP and port, and, last, local addresses
+// (or Config.NodeIPs) into SKIFF-NODEPORTS. SKIFF-SVC-<hash> picks an
+// endpoint with "-m statistic --mode random --probability 1/(n-i)" (and
+// "-m recent" when the service asks for client-IP affinity);
+// SKIFF-SEP-<hash> DNATs to one endpoint. SKIFF-EXT-<hash> marks NodePort
+// and external-IP traffic for masquerade. SKIFF-MARK-MASQ sets mark 0x4000,
+// which SKIFF-POSTROUTING turns into a MASQUERADE; SKIFF-POSTROUTING also
+// masquerades pod traffic that leaves the cluster CIDR. In the filter table
+// SKIFF-FILTER (from INPUT, FORWARD and OUTPUT) rejects traffic to services
+// without endpoints at once with an ICMP port unreachable, and
+// SKIFF-FORWARD accepts forwarded pod traffic.
+//
+// # Kernel needs
+//
+// Hairpin traffic (a pod reaching its own service) and traffic between pods
+// on the same bridge through a service VIP must pass through iptables while
+// it is bridged: the kernel needs br_netfilter with
+// net.bridge.bridge-nf-call-iptables=1. That sysctl is per network namespace
+// on kernels since 5.3 and defaults to 1 once br_netfilter is there;
+// [Network.SetupNode] sets it, and net.ipv4.ip_forward=1 and, for NodePorts on
+// 127.0.0.1, net.ipv4.conf.all.route_localnet=1. SetupNode fails with
+// [ErrBridgeNetfilter] when br_netfilter is missing, since without it
+// hairpin and same-node service traffic silently break.
+//
+// # Namespaces
+//
+// Every method acts in the network namespace of the calling thread: links,
+// routes and conntrack through netlink sockets opened there, iptables through
+// child processes forked from there. A caller (a test "node") may lock its
+// goroutine to an OS thread and switch that thread into another netns around
+// the calls. Pod-side setup opens netlink handles inside the pod netns and
+// never moves the thread, except for the moment a new netns is created.
+package netlb

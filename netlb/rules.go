@@ -1,0 +1,352 @@
+package netlb
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"math"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Chain names. Every chain that netlb makes starts with chainPrefix.
+const (
+	chainPrefix      = "SKIFF-"
+	chainServices    = "SKIFF-SERVICES"
+	chainNodePorts   = "SKIFF-NODEPORTS"
+	chainPostrouting = "SKIFF-POSTROUTING"
+	chainMarkMasq    = "SKIFF-MARK-MASQ"
+	chainFilter      = "SKIFF-FILTER"
+	chainForward     = "SKIFF-FORWARD"
+
+	// masqMark is the fwmark bit that asks SKIFF-POSTROUTING to masquerade.
+	masqMark = "0x4000"
+
+	defaultAffinityTimeout = 3 * time.Hour
+)
+
+// jumpRule is a rule in a built-in chain that sends traffic into ours. They
+// are the only rules netlb writes outside its own chains.
+type jumpRule struct {
+	table, chain string
+	spec         []string
+}
+
+// jumpRules lists the jumps from built-in chains, in the order they are
+// ensured (each inserted at the top of its chain).
+var jumpRules = []jumpRule{
+	{"nat", "PREROUTING", []string{"-m", "comment", "--comment", "skiff services", "-j", chainServices}},
+	{"nat", "OUTPUT", []string{"-m", "comment", "--comment", "skiff services", "-j", chainServices}},
+	{"nat", "POSTROUTING", []string{"-m", "comment", "--comment", "skiff postrouting", "-j", chainPostrouting}},
+	{"filter", "INPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "skiff services without endpoints", "-j", chainFilter}},
+	{"filter", "FORWARD", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "skiff services without endpoints", "-j", chainFilter}},
+	{"filter", "OUTPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "skiff services without endpoints", "-j", chainFilter}},
+	{"filter", "FORWARD", []string{"-m", "comment", "--comment", "skiff forward", "-j", chainForward}},
+}
+
+// table is the desired content of our chains in one iptables table.
+type table struct {
+	name   string
+	order  []string            // chain names in the order they are written
+	chains map[string][]string // chain -> its rules as "-A CHAIN ..." lines
+}
+
+func newTable(name string) *table {
+	return &table{name: name, chains: map[string][]string{}}
+}
+
+// chain declares a chain (once) and returns it for appending.
+func (t *table) add(chain string, rule ...string) {
+	if _, ok := t.chains[chain]; !ok {
+		t.order = append(t.order, chain)
+		t.chains[chain] = nil
+	}
+	for _, r := range rule {
+		t.chains[chain] = append(t.chains[chain], "-A "+chain+" "+r)
+	}
+}
+
+// ruleSet is the desired content of every SKIFF-* chain.
+type ruleSet struct {
+	nat, filter *table
+}
+
+func (r *ruleSet) tables() []*table { return []*table{r.filter, r.nat} }
+
+// hashName makes a chain name from a prefix and the strings that identify
+// what it is for, like kube-proxy: 16 base32 characters of a SHA-256.
+func hashName(prefix string, parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return prefix + base32.StdEncoding.EncodeToString(h[:])[:16]
+}
+
+func svcChain(s Service) string { return hashName("SKIFF-SVC-", s.Name, string(s.proto())) }
+func extChain(s Service) string { return hashName("SKIFF-EXT-", s.Name, string(s.proto())) }
+func sepChain(s Service, e Endpoint) string {
+	return hashName("SKIFF-SEP-", s.Name, string(s.proto()), e.IP.String(), strconv.Itoa(e.Port))
+}
+
+// quote renders a string argument the way iptables-save prints it, so that
+// what we write reads back the same.
+func quote(s string) string {
+	plain := s != ""
+	for _, r := range s {
+		if !(r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		if r == '"' || r == '\\' || r == '\'' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// probability renders 1/n as iptables-save prints it: the kernel keeps it
+// as a 31-bit fraction and iptables prints that with 11 decimals.
+func probability(n int) string {
+	stored := math.Round(float64(0x80000000) / float64(n))
+	return strconv.FormatFloat(stored/float64(0x80000000), 'f', 11, 64)
+}
+
+func host(ip net.IP) string { return ip.To4().String() + "/32" }
+
+// sortedEndpoints returns the endpoints of a service sorted and without
+// duplicates, so that the same set always renders the same chains.
+func sortedEndpoints(eps []Endpoint) []Endpoint {
+	out := make([]Endpoint, 0, len(eps))
+	seen := map[string]bool{}
+	for _, e := range eps {
+		k := net.JoinHostPort(e.IP.String(), strconv.Itoa(e.Port))
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, Endpoint{IP: e.IP.To4(), Port: e.Port})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if c := bytes.Compare(out[i].IP, out[j].IP); c != 0 {
+			return c < 0
+		}
+		return out[i].Port < out[j].Port
+	})
+	return out
+}
+
+// sortedServices returns the services sorted by name and protocol.
+func sortedServices(svcs []Service) []Service {
+	out := append([]Service(nil), svcs...)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].proto() < out[j].proto()
+	})
+	return out
+}
+
+// buildRules computes the content of every SKIFF-* chain for the given
+// services and endpoints (endpoints keyed by service name). It validates its
+// input and touches nothing.
+func buildRules(c *Config, services []Service, endpoints map[string][]Endpoint) (*ruleSet, error) {
+	nat, filter := newTable("nat"), newTable("filter")
+	cluster := c.ClusterCIDR.String()
+
+	nat.add(chainServices)
+	nat.add(chainNodePorts)
+	nat.add(chainMarkMasq, "-j MARK --set-xmark "+masqMark+"/"+masqMark)
+	nat.add(chainPostrouting,
+		"-s "+c.PodCIDR.String()+" ! -d "+cluster+" -m comment --comment "+quote("pod traffic leaving the cluster")+" -j MASQUERADE",
+		"-m mark ! --mark "+masqMark+"/"+masqMark+" -j RETURN",
+		"-j MARK --set-xmark "+masqMark+"/0x0",
+		"-j MASQUERADE --random-fully")
+	filter.add(chainFilter)
+	filter.add(chainForward,
+		"-m mark --mark "+masqMark+"/"+masqMark+" -j ACCEPT",
+		"-s "+cluster+" -j ACCEPT",
+		"-d "+cluster+" -j ACCEPT")
+
+	seen := map[string]bool{}
+	for _, s := range sortedServices(services) {
+		if err := s.validate(c); err != nil {
+			return nil, err
+		}
+		proto := string(s.proto())
+		key := s.Name + "/" + proto
+		if seen[key] {
+			return nil, fmt.Errorf("%w %q: listed twice for %s", ErrInvalidService, s.Name, proto)
+		}
+		seen[key] = true
+		eps := sortedEndpoints(endpoints[s.Name])
+		for _, e := range eps {
+			if err := e.validate(s.Name); err != nil {
+				return nil, err
+			}
+		}
+		comment := " -m comment --comment " + quote(s.Name)
+		match := func(port int) string {
+			return " -p " + proto + comment + " -m " + proto + " --dport " + strconv.Itoa(port)
+		}
+
+		if len(eps) == 0 {
+			// No endpoints: reject at once in the filter table, so that a
+			// client gets "connection refused" instead of a timeout.
+			reject := " -j REJECT --reject-with icmp-port-unreachable"
+			filter.add(chainFilter, "-d "+host(s.ClusterIP)+match(s.Port)+reject)
+			if s.ExternalIP != nil {
+				filter.add(chainFilter, "-d "+host(s.ExternalIP)+match(s.Port)+reject)
+			}
+			if s.NodePort != 0 {
+				if len(c.NodeIPs) == 0 {
+					filter.add(chainFilter, "-p "+proto+comment+" -m addrtype --dst-type LOCAL -m "+proto+" --dport "+strconv.Itoa(s.NodePort)+reject)
+				}
+				for _, ip := range c.NodeIPs {
+					filter.add(chainFilter, "-d "+host(ip)+match(s.NodePort)+reject)
+				}
+			}
+			continue
+		}
+
+		svc := svcChain(s)
+		nat.add(chainServices, "-d "+host(s.ClusterIP)+match(s.Port)+" -j "+svc)
+		if s.NodePort != 0 || s.ExternalIP != nil {
+			// Traffic from outside the node is masqueraded so that replies
+			// come back through this node's conntrack.
+			ext := extChain(s)
+			nat.add(ext, "-j "+chainMarkMasq, "-j "+svc)
+			if s.ExternalIP != nil {
+				nat.add(chainServices, "-d "+host(s.ExternalIP)+match(s.Port)+" -j "+ext)
+			}
+			if s.NodePort != 0 {
+				nat.add(chainNodePorts, strings.TrimPrefix(match(s.NodePort), " ")+" -j "+ext)
+			}
+		}
+		// Sources outside the cluster (the node itself, other hosts) are
+		// masqueraded so that the endpoint's reply returns through us.
+		nat.add(svc, "! -s "+cluster+" -d "+host(s.ClusterIP)+" -p "+proto+" -m "+proto+" --dport "+strconv.Itoa(s.Port)+" -j "+chainMarkMasq)
+		timeout := s.AffinityTimeout
+		if timeout == 0 {
+			timeout = defaultAffinityTimeout
+		}
+		if s.Affinity {
+			for _, e := range eps {
+				sep := sepChain(s, e)
+				nat.add(svc, fmt.Sprintf("-m recent --rcheck --seconds %d --reap --name %s --mask 255.255.255.255 --rsource -j %s", int(timeout/time.Second), sep, sep))
+			}
+		}
+		for i, e := range eps {
+			sep := sepChain(s, e)
+			if n := len(eps) - i; n > 1 {
+				nat.add(svc, "-m statistic --mode random --probability "+probability(n)+" -j "+sep)
+			} else {
+				nat.add(svc, "-j "+sep)
+			}
+		}
+		for _, e := range eps {
+			sep := sepChain(s, e)
+			dest := net.JoinHostPort(e.IP.String(), strconv.Itoa(e.Port))
+			recent := ""
+			if s.Affinity {
+				recent = " -m recent --set --name " + sep + " --mask 255.255.255.255 --rsource"
+			}
+			// A pod reaching its own service (hairpin) is masqueraded, or
+			// it would answer itself straight from the pod IP.
+			nat.add(sep,
+				"-s "+host(e.IP)+" -j "+chainMarkMasq,
+				"-p "+proto+recent+" -m "+proto+" -j DNAT --to-destination "+dest)
+		}
+	}
+	if len(c.NodeIPs) == 0 {
+		nat.add(chainServices, "-m addrtype --dst-type LOCAL -j "+chainNodePorts)
+	}
+	for _, ip := range c.NodeIPs {
+		nat.add(chainServices, "-d "+host(ip)+" -j "+chainNodePorts)
+	}
+	return &ruleSet{nat: nat, filter: filter}, nil
+}
+
+// chainKey names a chain across tables in the applied-state map.
+func chainKey(tbl, chain string) string { return tbl + "/" + chain }
+
+// renderRestore writes the iptables-restore input that brings the kernel
+// from applied (chain key -> rules text, what the last successful restore
+// wrote) to want. When full is set, every chain is written and stale lists,
+// per table, the SKIFF-* chains found in the kernel; otherwise only chains
+// whose text changed are written and stale chains are those of applied that
+// want lacks. It returns nil when nothing changes.
+func renderRestore(want *ruleSet, applied map[string]string, full bool, stale map[string][]string) []byte {
+	var b bytes.Buffer
+	for _, t := range want.tables() {
+		var write, remove []string
+		for _, ch := range t.order {
+			if full || applied[chainKey(t.name, ch)] != chainText(t.chains[ch]) {
+				write = append(write, ch)
+			}
+		}
+		if full {
+			for _, ch := range stale[t.name] {
+				if _, ok := t.chains[ch]; !ok {
+					remove = append(remove, ch)
+				}
+			}
+		} else {
+			for k := range applied {
+				tbl, ch, _ := strings.Cut(k, "/")
+				if _, ok := t.chains[ch]; tbl == t.name && !ok {
+					remove = append(remove, ch)
+				}
+			}
+		}
+		if len(write) == 0 && len(remove) == 0 {
+			continue
+		}
+		sort.Strings(remove)
+		b.WriteString("*" + t.name + "\n")
+		for _, ch := range write {
+			b.WriteString(":" + ch + " - [0:0]\n")
+		}
+		for _, ch := range remove {
+			b.WriteString(":" + ch + " - [0:0]\n")
+		}
+		for _, ch := range write {
+			for _, r := range t.chains[ch] {
+				b.WriteString(r)
+				b.WriteByte('\n')
+			}
+		}
+		for _, ch := range remove {
+			b.WriteString("-X " + ch + "\n")
+		}
+		b.WriteString("COMMIT\n")
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return b.Bytes()
+}
+
+// chainText joins a chain's rules as they are compared between syncs.
+func chainText(rules []string) string { return strings.Join(rules, "\n") }
+
+// appliedState returns the chain key -> text map of a rule set.
+func appliedState(r *ruleSet) map[string]string {
+	m := map[string]string{}
+	for _, t := range r.tables() {
+		for _, ch := range t.order {
+			m[chainKey(t.name, ch)] = chainText(t.chains[ch])
+		}
+	}
+	return m
+}

@@ -1,0 +1,231 @@
+package netlb
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Sync makes the node's SKIFF-* chains match services and endpoints
+// (keyed by Service.Name; a service with none gets an immediate reject). It
+// writes one iptables-restore --noflush for both tables: every chain on the
+// first sync and after a failure, only changed chains otherwise. A failed
+// restore leaves the previous rules in force and makes the next Sync a full
+// one. After a successful restore it deletes the conntrack entries of
+// endpoints that left UDP services (and TCP ones with Config.ConntrackTCP).
+func (n *Network) Sync(services []Service, endpoints map[string][]Endpoint) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.syncLocked(services, endpoints)
+}
+
+// Resync forces the next Sync to write every chain, as after a failure.
+func (n *Network) Resync() {
+	n.mu.Lock()
+	n.applied = nil
+	n.mu.Unlock()
+}
+
+func (n *Network) syncLocked(services []Service, endpoints map[string][]Endpoint) error {
+	start := time.Now()
+	rs, err := buildRules(&n.cfg, services, endpoints)
+	if err != nil {
+		return err
+	}
+	full := n.applied == nil
+	var stale map[string][]string
+	var jumps map[string]bool
+	if full {
+		out, err := n.save()
+		if err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+		stale, jumps = parseSaved(out)
+	}
+	data := renderRestore(rs, n.applied, full, stale)
+	if data != nil {
+		if err := runRestore(n.restoreCmd, data); err != nil {
+			n.applied = nil
+			return fmt.Errorf("sync: %w", err)
+		}
+	}
+	if full {
+		if err := n.ensureJumps(jumps); err != nil {
+			n.applied = nil
+			return fmt.Errorf("sync: %w", err)
+		}
+	}
+	n.applied = appliedState(rs)
+	cleared := n.clearConntrack(services, endpoints)
+	n.lastServices = append([]Service(nil), services...)
+	n.lastEndpoints = make(map[string][]Endpoint, len(endpoints))
+	for k, v := range endpoints {
+		n.lastEndpoints[k] = append([]Endpoint(nil), v...)
+	}
+	n.log.Debug("synced", "full", full, "services", len(services), "bytes", len(data),
+		"conntrack_deleted", cleared, "took", time.Since(start))
+	return nil
+}
+
+// jumpText renders a jump rule as iptables-save prints it.
+func jumpText(j jumpRule) string {
+	parts := make([]string, len(j.spec))
+	for i, p := range j.spec {
+		parts[i] = p
+		if i > 0 && j.spec[i-1] == "--comment" {
+			parts[i] = quote(p)
+		}
+	}
+	return "-A " + j.chain + " " + strings.Join(parts, " ")
+}
+
+// parseSaved reads iptables-save output: the SKIFF-* chains per table, and
+// which jump rules ("table/rule text") are there.
+func parseSaved(out []byte) (chains map[string][]string, jumps map[string]bool) {
+	chains, jumps = map[string][]string{}, map[string]bool{}
+	var tbl string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "*"):
+			tbl = line[1:]
+		case strings.HasPrefix(line, ":"+chainPrefix):
+			if f := strings.Fields(line[1:]); len(f) > 0 {
+				chains[tbl] = append(chains[tbl], f[0])
+			}
+		case strings.HasPrefix(line, "-A ") && !strings.HasPrefix(line, "-A "+chainPrefix) && strings.Contains(line, "-j "+chainPrefix):
+			jumps[tbl+"/"+line] = true
+		}
+	}
+	return chains, jumps
+}
+
+// ensureJumps inserts, with go-iptables, the jump rules that iptables-save
+// did not show. They go first in their chain so that other rules (a
+// firewall's DROP) do not hide service traffic.
+func (n *Network) ensureJumps(present map[string]bool) error {
+	for i := len(jumpRules) - 1; i >= 0; i-- {
+		j := jumpRules[i]
+		if present[j.table+"/"+jumpText(j)] {
+			continue
+		}
+		ok, err := n.ipt.Exists(j.table, j.chain, j.spec...)
+		if err != nil {
+			return fmt.Errorf("check jump %s/%s: %w", j.table, j.chain, err)
+		}
+		if !ok {
+			if err := n.ipt.Insert(j.table, j.chain, 1, j.spec...); err != nil {
+				return fmt.Errorf("insert jump %s/%s: %w", j.table, j.chain, err)
+			}
+		}
+	}
+	return nil
+}
+
+func epKey(e Endpoint) string { return net.JoinHostPort(e.IP.String(), strconv.Itoa(e.Port)) }
+
+// clearConntrack deletes the conntrack entries that would keep flows
+// pinned to endpoints that left: for UDP services always (a UDP "flow"
+// never ends while the client keeps sending), for TCP with ConntrackTCP.
+// It also clears UDP entries to a service that had no endpoints, which
+// would otherwise keep a sender's packets off the new backends. Failures
+// are logged: the rules are in force and the entries time out on their own.
+func (n *Network) clearConntrack(services []Service, endpoints map[string][]Endpoint) int {
+	prev := map[string]Service{}
+	for _, s := range n.lastServices {
+		prev[s.Name+"/"+string(s.proto())] = s
+	}
+	now := map[string]bool{}
+	var filters []netlink.CustomConntrackFilter
+	add := func(proto Protocol, origDst net.IP, origPort int, replySrc *Endpoint) {
+		f := flowFilter{proto: unix.IPPROTO_UDP, origDst: origDst, origPort: uint16(origPort)}
+		if proto == TCP {
+			f.proto = unix.IPPROTO_TCP
+		}
+		if replySrc != nil {
+			f.replySrc, f.replyPort = replySrc.IP, uint16(replySrc.Port)
+		}
+		filters = append(filters, f)
+	}
+	flowsTo := func(s Service, ep *Endpoint) {
+		add(s.proto(), s.ClusterIP, s.Port, ep)
+		if s.ExternalIP != nil {
+			add(s.proto(), s.ExternalIP, s.Port, ep)
+		}
+		if s.NodePort != 0 {
+			add(s.proto(), nil, s.NodePort, ep)
+		}
+	}
+	consider := func(s Service, newEps []Endpoint) {
+		old, existed := prev[s.Name+"/"+string(s.proto())]
+		if !existed {
+			if s.proto() == UDP && len(newEps) > 0 {
+				flowsTo(s, nil)
+			}
+			return
+		}
+		if s.proto() == TCP && !n.cfg.ConntrackTCP {
+			return
+		}
+		oldEps := n.lastEndpoints[old.Name]
+		if s.proto() == UDP && len(oldEps) == 0 && len(newEps) > 0 {
+			flowsTo(s, nil)
+			return
+		}
+		keep := map[string]bool{}
+		for _, e := range newEps {
+			keep[epKey(e)] = true
+		}
+		for _, e := range oldEps {
+			if !keep[epKey(e)] {
+				e := e
+				flowsTo(old, &e)
+			}
+		}
+	}
+	for _, s := range services {
+		now[s.Name+"/"+string(s.proto())] = true
+		consider(s, endpoints[s.Name])
+	}
+	for k, s := range prev {
+		if !now[k] {
+			consider(s, nil)
+		}
+	}
+	if len(filters) == 0 {
+		return 0
+	}
+	deleted, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...)
+	if err != nil {
+		n.log.Warn("delete conntrack entries", "err", err)
+	}
+	return int(deleted)
+}
+
+// flowFilter matches conntrack flows by protocol, original destination
+// (an unset IP matches any) and, when set, the reply's source: the
+// endpoint the flow was DNATed to.
+type flowFilter struct {
+	proto     uint8
+	origDst   net.IP
+	origPort  uint16
+	replySrc  net.IP
+	replyPort uint16
+}
+
+// MatchConntrackFlow implements netlink.CustomConntrackFilter.
+func (f flowFilter) MatchConntrackFlow(fl *netlink.ConntrackFlow) bool {
+	return fl.Forward.Protocol == f.proto &&
+		fl.Forward.DstPort == f.origPort &&
+		(f.origDst == nil || f.origDst.Equal(fl.Forward.DstIP)) &&
+		(f.replySrc == nil || f.replySrc.Equal(fl.Reverse.SrcIP) && f.replyPort == fl.Reverse.SrcPort)
+}
