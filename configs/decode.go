@@ -282,5 +282,9 @@ func portRangeMsg(n int64) string { return fmt.Sprintf("port %d is out of range 
 // the message for an explicit "".
 func enumMsg(val, what string, allowed ...string) string {
 	list := strings.Join(allowed[:len(allowed)-1], ", ") + " or " + allowed[len(allowed)-1]
-	return fmt.Sprintf("%q is not a %s (use %s)", val, what, list)
+	article := "a"
+	if strings.ContainsRune("aeiou", rune(what[0])) {
+		article = "an"
+	}
+	return fmt.Sprintf("%q is not %s %s (use %s)", val, article, what, list)
 }

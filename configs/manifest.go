@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -96,10 +97,12 @@ func parseTOML(name string, data []byte) (map[string]any, *FieldError) {
 	if errors.As(err, &pe) {
 		fe.Msg = "syntax error: " + strings.TrimSuffix(pe.Message, ".")
 		fe.Line, fe.Col = pe.Position.Line, pe.Position.Col
-		// The library counts columns in bytes; count characters, as the
-		// rest of the errors do.
+		// The library counts columns in bytes, and may put an error at a
+		// line's end on the next line; count from the byte offset, in
+		// characters, as the rest of the errors do.
 		if s := pe.Position.Start; s >= 0 && s <= len(data) {
-			lineStart := strings.LastIndexByte(string(data[:s]), '\n') + 1
+			lineStart := bytes.LastIndexByte(data[:s], '\n') + 1
+			fe.Line = bytes.Count(data[:s], []byte("\n")) + 1
 			fe.Col = utf8.RuneCount(data[lineStart:s]) + 1
 		}
 	}
