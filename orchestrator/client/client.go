@@ -197,9 +197,10 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, context.C
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		cancel()
 		var op *net.OpError
-		if ctx.Err() == nil && errors.As(err, &op) && op.Op == "dial" {
+		dial := ctx.Err() == nil && errors.As(err, &op) && op.Op == "dial"
+		cancel()
+		if dial {
 			return nil, nil, &UnreachableError{Addr: c.addr, Err: err}
 		}
 		return nil, nil, fmt.Errorf("%s %s: %w", r.method, r.path, err)
