@@ -1,0 +1,252 @@
+package cli
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/client"
+)
+
+func TestFormatAge(t *testing.T) {
+	tests := []struct {
+		d    time.Duration
+		want string
+	}{
+		{-time.Second, "0s"},
+		{0, "0s"},
+		{45 * time.Second, "45s"},
+		{119 * time.Second, "119s"},
+		{3*time.Minute + 5*time.Second, "3m5s"},
+		{4 * time.Minute, "4m"},
+		{42 * time.Minute, "42m"},
+		{5*time.Hour + 7*time.Minute, "5h7m"},
+		{20*time.Hour + 7*time.Minute, "20h"},
+		{5 * 24 * time.Hour, "5d"},
+		{800 * 24 * time.Hour, "2y"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.d.String(), func(t *testing.T) {
+			if got := FormatAge(tt.d); got != tt.want {
+				t.Errorf("FormatAge(%s) = %q, want %q", tt.d, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFormatUnits(t *testing.T) {
+	tests := []struct {
+		name, got, want string
+	}{
+		{"cpu zero", FormatCPU(0), "0"},
+		{"cpu whole", FormatCPU(2000), "2"},
+		{"cpu milli", FormatCPU(250), "250m"},
+		{"cpu fraction", FormatCPU(1500), "1.5"},
+		{"bytes small", FormatBytes(512), "512"},
+		{"bytes Mi", FormatBytes(64 << 20), "64Mi"},
+		{"bytes Gi fraction", FormatBytes(3 << 29), "1.5Gi"},
+		{"labels none", FormatLabels(nil), "<none>"},
+		{"labels sorted", FormatLabels(map[string]string{"z": "1", "a": "2"}), "a=2,z=1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.got != tt.want {
+				t.Errorf("got %q, want %q", tt.got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseKind(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"pods", api.KindPod}, {"pod", api.KindPod}, {"po", api.KindPod},
+		{"svc", api.KindService}, {"Nodes", api.KindNode}, {"ep", api.KindEndpoints},
+		{"app", api.KindApp}, {"events", api.KindEvent}, {"deployments", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseKind(tt.in)
+			if got != tt.want || (err != nil) != (tt.want == "") {
+				t.Errorf("ParseKind(%q) = %q, %v", tt.in, got, err)
+			}
+		})
+	}
+}
+
+var now = time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+
+func ago(d time.Duration) time.Time { return now.Add(-d) }
+
+func ptr[T any](v T) *T { return &v }
+
+// fixtures: one ready node, one not ready; an app with two pods (one
+// running and ready, one terminating); a node-port service with endpoints.
+func fixtures() (nodes []api.Node, apps []api.App, pods []api.Pod, svcs []api.Service, eps []api.Endpoints) {
+	nodes = []api.Node{
+		{Meta: api.Meta{Name: "edge-01", Created: ago(5 * 24 * time.Hour)},
+			Spec: api.NodeSpec{PodCIDR: "10.88.1.0/24", Labels: map[string]string{"site": "shop-1"}},
+			Status: api.NodeStatus{Addresses: []string{"10.0.0.5"},
+				Capacity:    api.Resources{MilliCPU: 2000, Memory: 2 << 30, Pods: 110},
+				Allocatable: api.Resources{MilliCPU: 1900, Memory: 1984 << 20, Pods: 110},
+				Conditions:  []api.Condition{{Type: api.NodeReady, Status: true}}}},
+		{Meta: api.Meta{Name: "edge-02", Created: ago(time.Hour)},
+			Status: api.NodeStatus{Conditions: []api.Condition{{Type: api.NodeReady, Status: false}}}},
+	}
+	cs := map[string]*configs.ContainerSpec{"http": {Image: "echo:1.2", CPU: 0.25, Memory: 64 << 20}}
+	apps = []api.App{{Meta: api.Meta{Name: "web", Created: ago(10 * time.Minute)},
+		Spec:   configs.AppSpec{Replicas: ptr(3), Containers: cs},
+		Status: api.AppStatus{TemplateHash: "7d9c", Replicas: 3, Ready: 2, Updated: 3}}}
+	pods = []api.Pod{
+		{Meta: api.Meta{Name: "web-7d9c-a", Created: ago(9 * time.Minute)},
+			Spec: api.PodSpec{App: "web", TemplateHash: "7d9c", Node: "edge-01", Containers: cs},
+			Status: api.PodStatus{Phase: api.PodRunning, IP: "10.88.1.4", Ready: true,
+				Containers: []api.ContainerStatus{{Name: "http", State: "running", Ready: true, Restarts: 2}}}},
+		{Meta: api.Meta{Name: "web-7d9c-b", Created: ago(30 * time.Second)},
+			Spec:   api.PodSpec{App: "web", TemplateHash: "7d9c", Node: "edge-01", Containers: cs, Deleting: ptr(now)},
+			Status: api.PodStatus{Phase: api.PodRunning}},
+		{Meta: api.Meta{Name: "web-7d9c-c"},
+			Spec: api.PodSpec{App: "web", TemplateHash: "7d9c", Containers: cs}},
+	}
+	svcs = []api.Service{{Meta: api.Meta{Name: "web", Created: ago(2 * time.Minute)},
+		Spec:   configs.ServiceSpec{App: "web", Port: 80, TargetPort: configs.PortRef{Name: "http"}, Type: configs.ServiceNodePort},
+		Status: api.ServiceStatus{ClusterIP: "10.96.0.10", NodePort: 30080}}}
+	eps = []api.Endpoints{{Meta: api.Meta{Name: "web", Created: ago(2 * time.Minute)},
+		Endpoints: []api.Endpoint{{Pod: "web-7d9c-a", Node: "edge-01", IP: "10.88.1.4", Port: 8080}}}}
+	return
+}
+
+func render(t *testing.T, tb *Tables, kind string, objs []api.Object) string {
+	t.Helper()
+	rows := make([][]string, len(objs))
+	for i, o := range objs {
+		rows[i] = tb.Row(o)
+	}
+	var b bytes.Buffer
+	if err := WriteTable(&b, tb.Header(kind), rows); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestTables(t *testing.T) {
+	nodes, apps, pods, svcs, eps := fixtures()
+	tests := []struct {
+		name string
+		kind string
+		wide bool
+		objs []api.Object
+		want string
+	}{
+		{"nodes", api.KindNode, false, ptrs(nodes), `
+NAME      STATUS     ADDRESS    POD-CIDR       PODS    CPU   MEMORY   AGE
+edge-01   Ready      10.0.0.5   10.88.1.0/24   1/110   1.9   1.9Gi    5d
+edge-02   NotReady   -          -              0       0     0        60m
+`},
+		{"apps", api.KindApp, false, ptrs(apps), `
+NAME   MODE       READY   UP-TO-DATE   AGE
+web    replicas   2/3     3            10m
+`},
+		{"apps wide", api.KindApp, true, ptrs(apps), `
+NAME   MODE       READY   UP-TO-DATE   AGE   TEMPLATE   IMAGES
+web    replicas   2/3     3            10m   7d9c       http=echo:1.2
+`},
+		{"pods", api.KindPod, false, ptrs(pods), `
+NAME         APP   NODE      PHASE         READY   RESTARTS   IP          AGE
+web-7d9c-a   web   edge-01   Running       1/1     2          10.88.1.4   9m
+web-7d9c-b   web   edge-01   Terminating   0/1     0          -           30s
+web-7d9c-c   web   -         Pending       0/1     0          -           <unknown>
+`},
+		{"pods wide", api.KindPod, true, ptrs(pods[:1]), `
+NAME         APP   NODE      PHASE     READY   RESTARTS   IP          AGE   TEMPLATE   CONTAINERS      REASON
+web-7d9c-a   web   edge-01   Running   1/1     2          10.88.1.4   9m    7d9c       http=echo:1.2   -
+`},
+		{"services", api.KindService, false, ptrs(svcs), `
+NAME   TYPE        CLUSTER-IP   PORT(S)   NODE-PORT   ENDPOINTS   AGE
+web    node-port   10.96.0.10   80/tcp    30080       1           2m
+`},
+		{"endpoints wide", api.KindEndpoints, true, ptrs(eps), `
+NAME   ENDPOINTS        AGE   NODES
+web    10.88.1.4:8080   2m    edge-01
+`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := &Tables{Wide: tt.wide, Now: now, Pods: pods, Endpoints: eps}
+			got := render(t, tb, tt.kind, tt.objs)
+			if want := strings.TrimPrefix(tt.want, "\n"); got != want {
+				t.Errorf("got\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+func TestStreamTable(t *testing.T) {
+	var b bytes.Buffer
+	st := NewStreamTable(&b, []string{"NAME", "PHASE"}, [][]string{{"web-1", "Running"}})
+	for _, r := range [][]string{{"NAME", "PHASE"}, {"web-1", "Running"}, {"web-long-name", "Pending"}} {
+		if err := st.WriteRow(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "NAME    PHASE\nweb-1   Running\nweb-long-name   Pending\n"
+	if b.String() != want {
+		t.Errorf("got %q, want %q", b.String(), want)
+	}
+}
+
+func TestRolloutDone(t *testing.T) {
+	tests := []struct {
+		name                      string
+		replicas, updated, ready int
+		done                      bool
+		line                      string
+	}{
+		{"updating", 3, 1, 1, false, "1 out of 3 new replicas have been updated"},
+		{"old left", 4, 3, 3, false, "1 old replicas are pending termination"},
+		{"not ready", 3, 3, 2, false, "2 of 3 updated replicas are ready"},
+		{"done", 3, 3, 3, true, "app/web successfully rolled out"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &api.App{Meta: api.Meta{Name: "web"}, Spec: configs.AppSpec{Replicas: ptr(3)},
+				Status: api.AppStatus{Replicas: tt.replicas, Updated: tt.updated, Ready: tt.ready}}
+			done, line := RolloutDone(a)
+			if done != tt.done || !strings.Contains(line, tt.line) {
+				t.Errorf("RolloutDone = %v, %q; want %v, ...%q...", done, line, tt.done, tt.line)
+			}
+		})
+	}
+}
+
+func TestPrintError(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"plain", errors.New("boom"), "skiff: boom\n"},
+		{"api with details", &client.APIError{Status: 400, Code: api.CodeInvalid, Message: "invalid manifest",
+			Details: []api.FieldDetail{{Field: "app.web.replicas", Message: "must be >= 0"}}},
+			"skiff: invalid manifest\n  app.web.replicas: must be >= 0\n"},
+		{"unreachable", fmt.Errorf("list: %w", &client.UnreachableError{Addr: "unix:///run/skiff/skiff.sock", Err: errors.New("connect: refused")}),
+			"skiff: cannot reach the skiff API at unix:///run/skiff/skiff.sock (is skiff server running?)\n"},
+		{"manifest errors", configs.ErrorList{
+			{File: "web.toml", Line: 3, Col: 12, Field: "app.web.replicas", Msg: "must be >= 0"},
+			{File: "web.toml", Line: 7, Col: 1, Field: "app.web.colour", Msg: "unknown key"}},
+			"web.toml:3:12: app.web.replicas: must be >= 0\nweb.toml:7:1: app.web.colour: unknown key\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			PrintError(&b, tt.err)
+			if b.String() != tt.want {
+				t.Errorf("got %q, want %q", b.String(), tt.want)
+			}
+		})
+	}
+}
