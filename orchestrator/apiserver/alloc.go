@@ -1,0 +1,154 @@
+package apiserver
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+
+	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/store"
+)
+
+// Node ports come from this range, as in Kubernetes.
+const (
+	NodePortMin = 30000
+	NodePortMax = 32767
+)
+
+// allocateService fills svc.Status (cluster IP, node port) inside tx, so
+// that two writers can never be given the same address. An address already
+// held (old is the stored service, or nil) is kept across re-applies; a
+// fixed cluster_ip or node_port outside its range is a 400 and one held by
+// another service a 409.
+func (s *Server) allocateService(tx *store.Tx, svc, old *api.Service) error {
+	var all []*api.Service
+	if err := tx.List(api.KindService, &all); err != nil {
+		return err
+	}
+	ips := map[string]string{}
+	ports := map[int]string{}
+	for _, o := range all {
+		if o.Name == svc.Name {
+			continue
+		}
+		if o.Status.ClusterIP != "" {
+			ips[o.Status.ClusterIP] = o.Name
+		}
+		if o.Status.NodePort != 0 {
+			ports[o.Status.NodePort] = o.Name
+		}
+	}
+	var prev api.ServiceStatus
+	if old != nil {
+		prev = old.Status
+	}
+	field := "service." + svc.Name + "."
+
+	// Cluster IP.
+	switch want := svc.Spec.ClusterIP; {
+	case want != "":
+		ip := net.ParseIP(want).To4()
+		if ip == nil || !s.serviceCIDR.Contains(ip) || !hostAddr(s.serviceCIDR, ip) {
+			return invalid(field+"cluster_ip", "cluster_ip %s is not a host address of the service CIDR %s", want, s.serviceCIDR)
+		}
+		if other, ok := ips[ip.String()]; ok {
+			return conflict("cluster_ip %s is held by service %q", ip, other)
+		}
+		svc.Status.ClusterIP = ip.String()
+	case prev.ClusterIP != "" && ips[prev.ClusterIP] == "" && s.serviceCIDR.Contains(net.ParseIP(prev.ClusterIP)):
+		svc.Status.ClusterIP = prev.ClusterIP
+	default:
+		ip, err := freeIP(s.serviceCIDR, ips)
+		if err != nil {
+			return conflict("%v", err)
+		}
+		svc.Status.ClusterIP = ip
+	}
+
+	// Node port, for the types that have one.
+	svc.Status.NodePort = 0
+	if svc.Spec.Type != configs.ServiceNodePort && svc.Spec.Type != configs.ServiceLoadBalancer {
+		return nil
+	}
+	switch want := svc.Spec.NodePort; {
+	case want != 0:
+		if want < NodePortMin || want > NodePortMax {
+			return invalid(field+"node_port", "node_port %d is outside %d-%d", want, NodePortMin, NodePortMax)
+		}
+		if other, ok := ports[want]; ok {
+			return conflict("node_port %d is held by service %q", want, other)
+		}
+		svc.Status.NodePort = want
+	case prev.NodePort != 0 && ports[prev.NodePort] == "":
+		svc.Status.NodePort = prev.NodePort
+	default:
+		for p := NodePortMin; p <= NodePortMax; p++ {
+			if _, ok := ports[p]; !ok {
+				svc.Status.NodePort = p
+				return nil
+			}
+		}
+		return conflict("no free node port in %d-%d", NodePortMin, NodePortMax)
+	}
+	return nil
+}
+
+// hostAddr reports whether ip is neither the network nor the broadcast
+// address of n.
+func hostAddr(n *net.IPNet, ip net.IP) bool {
+	ones, bits := n.Mask.Size()
+	off := ip4(ip) - ip4(n.IP)
+	return off != 0 && off != 1<<(bits-ones)-1
+}
+
+func ip4(ip net.IP) uint32 { return binary.BigEndian.Uint32(ip.To4()) }
+
+func fromU32(v uint32) net.IP {
+	ip := make(net.IP, 4)
+	binary.BigEndian.PutUint32(ip, v)
+	return ip
+}
+
+// freeIP returns the lowest host address of n that is not in used.
+func freeIP(n *net.IPNet, used map[string]string) (string, error) {
+	ones, bits := n.Mask.Size()
+	base := ip4(n.IP)
+	size := uint32(1) << (bits - ones)
+	for off := uint32(1); off+1 < size; off++ {
+		ip := fromU32(base + off).String()
+		if _, ok := used[ip]; !ok {
+			return ip, nil
+		}
+	}
+	return "", fmt.Errorf("no free cluster IP in %s", n)
+}
+
+// allocatePodCIDR gives node a /24 of the cluster CIDR that no other node
+// holds, keeping the one it had (old may be nil).
+func (s *Server) allocatePodCIDR(tx *store.Tx, node, old *api.Node) error {
+	if old != nil && old.Spec.PodCIDR != "" {
+		node.Spec.PodCIDR = old.Spec.PodCIDR
+		return nil
+	}
+	var all []*api.Node
+	if err := tx.List(api.KindNode, &all); err != nil {
+		return err
+	}
+	used := map[string]bool{}
+	for _, n := range all {
+		if n.Name != node.Name && n.Spec.PodCIDR != "" {
+			used[n.Spec.PodCIDR] = true
+		}
+	}
+	ones, _ := s.clusterCIDR.Mask.Size()
+	base := ip4(s.clusterCIDR.IP)
+	for i := uint32(0); i < 1<<(24-ones); i++ {
+		c := fmt.Sprintf("%s/24", fromU32(base+i<<8))
+		if !used[c] {
+			node.Spec.PodCIDR = c
+			return nil
+		}
+	}
+	return conflict("no free /24 left in cluster CIDR %s", s.clusterCIDR)
+}

@@ -1,0 +1,181 @@
+package apiserver
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+
+	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/store"
+)
+
+// errDryRun rolls back a dry-run apply after it computed its results.
+var errDryRun = errors.New("dry run")
+
+// apply writes every app and service of a manifest in one transaction: all
+// of them or, on any error, none. It answers per object created,
+// configured or unchanged. Objects not in the manifest are left alone.
+func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
+	var req ApplyRequest
+	if err := s.decode(w, r, &req, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	m := &req.Manifest
+	if len(m.Apps) == 0 && len(m.Services) == 0 {
+		s.writeError(w, r, invalid("", "the manifest has no apps and no services"))
+		return
+	}
+	m.SetDefaults()
+	if err := validateManifest(m); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var resp ApplyResponse
+	rev, err := s.st.Update(func(tx *store.Tx) error {
+		resp.Results = resp.Results[:0]
+		for _, name := range slices.Sorted(maps.Keys(m.Apps)) {
+			action, err := applyApp(tx, name, m.Apps[name])
+			if err != nil {
+				return err
+			}
+			resp.Results = append(resp.Results, ApplyResult{Kind: api.KindApp, Name: name, Action: action})
+		}
+		for _, name := range slices.Sorted(maps.Keys(m.Services)) {
+			var out api.Service
+			action, err := s.writeService(tx, name, m.Services[name], 0, &out)
+			if err != nil {
+				return err
+			}
+			resp.Results = append(resp.Results, ApplyResult{Kind: api.KindService, Name: name, Action: action})
+		}
+		if req.DryRun {
+			return errDryRun
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errDryRun):
+		resp.DryRun = true
+		rev = s.st.Rev()
+	case err != nil:
+		s.writeError(w, r, err)
+		return
+	}
+	resp.Revision = rev
+	writeJSON(w, http.StatusOK, &resp)
+}
+
+// applyApp writes one app's spec in tx, keeping its status.
+func applyApp(tx *store.Tx, name string, spec *configs.AppSpec) (string, error) {
+	var old api.App
+	err := tx.Get(api.KindApp, name, &old)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return ActionCreated, tx.Create(api.KindApp, &api.App{Meta: api.Meta{Name: name}, Spec: *spec})
+	case err != nil:
+		return "", err
+	case sameJSON(old.Spec, *spec):
+		return ActionUnchanged, nil
+	}
+	old.Spec = *spec
+	return ActionConfigured, tx.Put(api.KindApp, &old)
+}
+
+// scaleApp sets an app's replicas.
+func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request) {
+	var req ScaleRequest
+	if err := s.decode(w, r, &req, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Replicas == nil {
+		s.writeError(w, r, invalid("replicas", "replicas is required"))
+		return
+	}
+	if *req.Replicas < 0 {
+		s.writeError(w, r, invalid("replicas", "replicas must be >= 0, not %d", *req.Replicas))
+		return
+	}
+	name := r.PathValue("name")
+	var app api.App
+	_, err := s.st.Update(func(tx *store.Tx) error {
+		if err := tx.Get(api.KindApp, name, &app); err != nil {
+			return err
+		}
+		if app.Spec.Mode == configs.ModePerNode {
+			return invalid("replicas", "app %q runs one pod per node: it has no replicas to scale", name)
+		}
+		before := 0
+		if app.Spec.Replicas != nil {
+			before = *app.Spec.Replicas
+		}
+		n := *req.Replicas
+		if req.Revision != 0 {
+			app.Revision = req.Revision
+		} else if before == n {
+			return nil
+		}
+		app.Spec.Replicas = &n
+		if err := tx.Put(api.KindApp, &app); err != nil {
+			return err
+		}
+		return tx.RecordEvent(api.KindApp+"/"+name, api.EventNormal, "Scaled",
+			fmt.Sprintf("replicas %d -> %d", before, n), eventSource)
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, &app)
+}
+
+// rollbackApp puts an earlier pod template of the app back in its spec
+// (keeping the replica count); the app controller then rolls the pods to
+// it. Without a template_hash it picks the newest template before the
+// current one.
+func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request) {
+	var req RollbackRequest
+	if err := s.decode(w, r, &req, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	name := r.PathValue("name")
+	var app api.App
+	_, err := s.st.Update(func(tx *store.Tx) error {
+		if err := tx.Get(api.KindApp, name, &app); err != nil {
+			return err
+		}
+		var to *api.AppRevision
+		for i := len(app.Status.History) - 1; i >= 0; i-- {
+			h := &app.Status.History[i]
+			if req.TemplateHash != "" && h.TemplateHash == req.TemplateHash ||
+				req.TemplateHash == "" && h.TemplateHash != app.Status.TemplateHash {
+				to = h
+				break
+			}
+		}
+		switch {
+		case to == nil && req.TemplateHash != "":
+			return invalid("template_hash", "app %q has no revision with template hash %q", name, req.TemplateHash)
+		case to == nil:
+			return conflict("app %q has no earlier revision to roll back to", name)
+		}
+		spec := to.Spec
+		spec.Replicas, spec.Autoscale, spec.Mode = app.Spec.Replicas, app.Spec.Autoscale, app.Spec.Mode
+		app.Spec = spec
+		if err := tx.Put(api.KindApp, &app); err != nil {
+			return err
+		}
+		return tx.RecordEvent(api.KindApp+"/"+name, api.EventNormal, "RollbackRequested",
+			"rolling back to template "+to.TemplateHash, eventSource)
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, &app)
+}

@@ -1,0 +1,188 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/skiff-edge/skiff/orchestrator/api"
+)
+
+// objectPtr is a pointer to an object type T.
+type objectPtr[T any] interface {
+	*T
+	api.Object
+}
+
+// list answers GET on a collection: the objects that pass keep (nil keeps
+// all) and the revision, or with ?watch=1 a stream of their events.
+func list[T any, P objectPtr[T]](s *Server, w http.ResponseWriter, r *http.Request, kind string, keep func(P) bool) {
+	q := r.URL.Query()
+	if watch, _ := strconv.ParseBool(q.Get("watch")); watch {
+		watchKind[T, P](s, w, r, kind, keep)
+		return
+	}
+	var items []P
+	rev, err := s.st.List(kind, &items)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if keep != nil {
+		kept := items[:0]
+		for _, it := range items {
+			if keep(it) {
+				kept = append(kept, it)
+			}
+		}
+		items = kept
+	}
+	raw, err := json.Marshal(items)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Skiff-Revision", strconv.FormatInt(rev, 10))
+	writeJSON(w, http.StatusOK, List{Revision: rev, Items: raw})
+}
+
+// watchKind streams the events of kind after ?since= (default: the current
+// revision) as NDJSON, one api.WatchEvent per line, flushed one by one. It
+// ends when the client goes, the server stops, or the watcher fell behind
+// compaction; the client then watches again from the last revision it saw.
+func watchKind[T any, P objectPtr[T]](s *Server, w http.ResponseWriter, r *http.Request, kind string, keep func(P) bool) {
+	since := s.st.Rev()
+	if v := r.URL.Query().Get("since"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			s.writeError(w, r, invalid("since", "since must be a revision (an integer >= 0), not %q", v))
+			return
+		}
+		since = n
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	ch, err := s.st.Watch(ctx, kind, since)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	enc := json.NewEncoder(w)
+	for ev := range ch {
+		if keep != nil {
+			var obj T
+			if err := json.Unmarshal(ev.Object, P(&obj)); err != nil || !keep(P(&obj)) {
+				continue
+			}
+		}
+		if err := enc.Encode(ev); err != nil {
+			return
+		}
+		// Flush the events of a revision together: the channel has more
+		// ready only while a backlog drains.
+		if len(ch) == 0 {
+			if err := rc.Flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// get answers GET on one object.
+func get[T any, P objectPtr[T]](s *Server, w http.ResponseWriter, r *http.Request, kind string) {
+	var obj T
+	if err := s.st.Get(kind, r.PathValue("name"), P(&obj)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, P(&obj))
+}
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
+	list[api.Node](s, w, r, api.KindNode, nil)
+}
+
+func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
+	get[api.Node](s, w, r, api.KindNode)
+}
+
+func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
+	list[api.App](s, w, r, api.KindApp, nil)
+}
+
+func (s *Server) getApp(w http.ResponseWriter, r *http.Request) { get[api.App](s, w, r, api.KindApp) }
+
+// listPods filters by ?app= and ?node=.
+func (s *Server) listPods(w http.ResponseWriter, r *http.Request) {
+	app, node := r.URL.Query().Get("app"), r.URL.Query().Get("node")
+	var keep func(*api.Pod) bool
+	if app != "" || node != "" {
+		keep = func(p *api.Pod) bool {
+			return (app == "" || p.Spec.App == app) && (node == "" || p.Spec.Node == node)
+		}
+	}
+	list[api.Pod](s, w, r, api.KindPod, keep)
+}
+
+func (s *Server) getPod(w http.ResponseWriter, r *http.Request) { get[api.Pod](s, w, r, api.KindPod) }
+
+func (s *Server) listServices(w http.ResponseWriter, r *http.Request) {
+	list[api.Service](s, w, r, api.KindService, nil)
+}
+
+func (s *Server) getService(w http.ResponseWriter, r *http.Request) {
+	get[api.Service](s, w, r, api.KindService)
+}
+
+func (s *Server) listEndpoints(w http.ResponseWriter, r *http.Request) {
+	list[api.Endpoints](s, w, r, api.KindEndpoints, nil)
+}
+
+func (s *Server) getEndpoints(w http.ResponseWriter, r *http.Request) {
+	get[api.Endpoints](s, w, r, api.KindEndpoints)
+}
+
+// listEvents filters by ?object=kind/name.
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
+	var keep func(*api.Event) bool
+	if o := r.URL.Query().Get("object"); o != "" {
+		keep = func(e *api.Event) bool { return e.Object == o }
+	}
+	list[api.Event](s, w, r, api.KindEvent, keep)
+}
+
+// podNoAgent answers logs and exec until an agent runs in this process.
+func (s *Server) podNoAgent(w http.ResponseWriter, r *http.Request) {
+	var p api.Pod
+	if err := s.st.Get(api.KindPod, r.PathValue("name"), &p); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusServiceUnavailable, errBody(api.CodeUnavailable, "no agent on this node"))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain")
+	w.Write([]byte("ok\n")) //nolint:errcheck
+}
+
+// revisionParam reads an optional ?revision= for conditional deletes.
+func revisionParam(r *http.Request) (int64, error) {
+	v := r.URL.Query().Get("revision")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, invalid("revision", "revision must be an integer >= 0, not %q", v)
+	}
+	return n, nil
+}

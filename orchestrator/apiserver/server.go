@@ -1,0 +1,179 @@
+// Package apiserver is skiff's HTTP API: JSON over HTTP under /v1/, on the
+// state store. It validates what it is sent (400 with every field error,
+// unknown fields rejected), writes through store transactions (a manifest
+// applies whole or not at all; a stale revision is a 409), allocates service
+// IPs, node ports and pod CIDRs at write time, and streams NDJSON watch
+// events from any revision the store retains (410 when it no longer does).
+package apiserver
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/skiff-edge/skiff/orchestrator/store"
+)
+
+// Defaults of Options.
+const (
+	DefaultServiceCIDR = "10.96.0.0/16"
+	DefaultClusterCIDR = "10.88.0.0/16"
+	DefaultMaxBody     = 1 << 20
+)
+
+// Options configure a Server.
+type Options struct {
+	// ServiceCIDR is where service cluster IPs come from. Default
+	// DefaultServiceCIDR.
+	ServiceCIDR string
+	// ClusterCIDR is where each node's /24 pod CIDR comes from. Default
+	// DefaultClusterCIDR.
+	ClusterCIDR string
+	// MaxBody is the largest request body accepted (413 above). Default
+	// DefaultMaxBody.
+	MaxBody int64
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Server serves the API. Create it with New.
+type Server struct {
+	st          *store.Store
+	opts        Options
+	log         *slog.Logger
+	mux         *http.ServeMux
+	serviceCIDR *net.IPNet
+	clusterCIDR *net.IPNet
+
+	// metricsMu protects requests.
+	metricsMu sync.Mutex
+	requests  map[requestKey]uint64
+}
+
+type requestKey struct {
+	method string
+	code   int
+}
+
+// New returns a Server on st. It fails only on a bad CIDR in opts.
+func New(st *store.Store, opts Options) (*Server, error) {
+	if opts.ServiceCIDR == "" {
+		opts.ServiceCIDR = DefaultServiceCIDR
+	}
+	if opts.ClusterCIDR == "" {
+		opts.ClusterCIDR = DefaultClusterCIDR
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "apiserver"), requests: map[requestKey]uint64{}}
+	var err error
+	if _, s.serviceCIDR, err = net.ParseCIDR(opts.ServiceCIDR); err != nil || s.serviceCIDR.IP.To4() == nil {
+		return nil, fmt.Errorf("service cidr %q: want an IPv4 CIDR", opts.ServiceCIDR)
+	}
+	if _, s.clusterCIDR, err = net.ParseCIDR(opts.ClusterCIDR); err != nil || s.clusterCIDR.IP.To4() == nil {
+		return nil, fmt.Errorf("cluster cidr %q: want an IPv4 CIDR", opts.ClusterCIDR)
+	}
+	if ones, _ := s.clusterCIDR.Mask.Size(); ones > 24 {
+		return nil, fmt.Errorf("cluster cidr %q: want /24 or larger", opts.ClusterCIDR)
+	}
+	s.routes()
+	return s, nil
+}
+
+// route registers h for pattern's methods, and a JSON 405 for the others.
+func (s *Server) route(path string, handlers map[string]http.HandlerFunc) {
+	var allow []string
+	for method, h := range handlers {
+		s.mux.HandleFunc(method+" "+path, h)
+		allow = append(allow, method)
+	}
+	allowed := strings.Join(allow, ", ")
+	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allowed)
+		writeError405(w, r.Method, path, allowed)
+	})
+}
+
+func (s *Server) routes() {
+	s.mux = http.NewServeMux()
+	type hs = map[string]http.HandlerFunc
+	s.route("/v1/nodes", hs{"GET": s.listNodes})
+	s.route("/v1/nodes/{name}", hs{"GET": s.getNode, "PUT": s.putNode})
+	s.route("/v1/apps", hs{"GET": s.listApps})
+	s.route("/v1/apps/{name}", hs{"GET": s.getApp, "PUT": s.putApp, "DELETE": s.deleteApp})
+	s.route("/v1/apps/{name}/scale", hs{"POST": s.scaleApp})
+	s.route("/v1/apps/{name}/rollback", hs{"POST": s.rollbackApp})
+	s.route("/v1/apply", hs{"POST": s.apply})
+	s.route("/v1/pods", hs{"GET": s.listPods})
+	s.route("/v1/pods/{name}", hs{"GET": s.getPod, "PUT": s.putPod, "DELETE": s.deletePod})
+	s.route("/v1/pods/{name}/status", hs{"PUT": s.putPodStatus})
+	s.route("/v1/pods/{name}/logs", hs{"GET": s.podNoAgent})
+	s.route("/v1/pods/{name}/exec", hs{"POST": s.podNoAgent})
+	s.route("/v1/services", hs{"GET": s.listServices})
+	s.route("/v1/services/{name}", hs{"GET": s.getService, "PUT": s.putService, "DELETE": s.deleteService})
+	s.route("/v1/endpoints", hs{"GET": s.listEndpoints})
+	s.route("/v1/endpoints/{name}", hs{"GET": s.getEndpoints})
+	s.route("/v1/events", hs{"GET": s.listEvents})
+	s.route("/healthz", hs{"GET": s.healthz})
+	s.route("/readyz", hs{"GET": s.healthz})
+	s.route("/metrics", hs{"GET": s.metrics})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errBody("not_found", "no such path: "+r.URL.Path))
+	})
+}
+
+// ServeHTTP serves one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	s.mux.ServeHTTP(rw, r)
+	s.metricsMu.Lock()
+	s.requests[requestKey{r.Method, rw.code}]++
+	s.metricsMu.Unlock()
+}
+
+// statusWriter remembers the status code; it passes Flush on for watches.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// RequireToken wraps h so that every request but /healthz and /readyz must
+// carry "Authorization: Bearer <token>"; others get 401.
+func RequireToken(token string, h http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		got := []byte(r.Header.Get("Authorization"))
+		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="skiff"`)
+			writeJSON(w, http.StatusUnauthorized, errBody("unauthorized", "missing or wrong bearer token"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

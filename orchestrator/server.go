@@ -1,0 +1,268 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator/apiserver"
+	"github.com/skiff-edge/skiff/orchestrator/controller"
+	"github.com/skiff-edge/skiff/orchestrator/store"
+)
+
+// Default directories when the node config leaves them empty.
+const (
+	DefaultDataDir = "/var/lib/skiff"
+	DefaultRunDir  = "/run/skiff"
+)
+
+// ServerConfig configures RunServer.
+type ServerConfig struct {
+	// Node is this node's config: DataDir holds the store
+	// (<data_dir>/state.db) and the API token, RunDir the API socket
+	// (<run_dir>/skiff.sock), APIAddr the TCP listener, ServiceCIDR and
+	// ClusterCIDR the address pools.
+	Node configs.NodeConfig
+	// Agent also runs this node's agent in the process (not yet wired).
+	Agent bool
+	// TCP also serves the API on Node.APIAddr, for agents and remote CLIs,
+	// behind a bearer token kept in <data_dir>/token (made on first start).
+	// Plain HTTP for now.
+	TCP bool
+	// Logger; default slog.Default().
+	Logger *slog.Logger
+	// Ready, if set, is called once when the API serves.
+	Ready func()
+}
+
+// Names of files the server keeps.
+const (
+	StoreFile  = "state.db"
+	SocketFile = "skiff.sock"
+	TokenFile  = "token"
+)
+
+// eventMaxAge is how long events are kept.
+const eventMaxAge = time.Hour
+
+// RunServer runs the store, the API, the scheduler and the controllers
+// until ctx ends, then shuts them down: watches end, requests in flight get
+// a few seconds, the store is closed. It returns an error if it cannot start
+// or a listener fails.
+func RunServer(ctx context.Context, cfg ServerConfig) error {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	log := logger.With("component", "server")
+	node := cfg.Node
+	if node.DataDir == "" {
+		node.DataDir = DefaultDataDir
+	}
+	if node.RunDir == "" {
+		node.RunDir = DefaultRunDir
+	}
+	for _, d := range []string{node.DataDir, node.RunDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("create %s: %w", d, err)
+		}
+	}
+
+	st, err := store.Open(filepath.Join(node.DataDir, StoreFile), store.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	apiSrv, err := apiserver.New(st, apiserver.Options{ServiceCIDR: node.ServiceCIDR, ClusterCIDR: node.ClusterCIDR, Logger: logger})
+	if err != nil {
+		return err
+	}
+
+	sockPath := filepath.Join(node.RunDir, SocketFile)
+	unixLn, err := listenUnix(sockPath)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(sockPath)
+	listeners := []struct {
+		ln net.Listener
+		h  http.Handler
+	}{{unixLn, apiSrv}}
+	if cfg.TCP {
+		token, err := ensureToken(filepath.Join(node.DataDir, TokenFile))
+		if err != nil {
+			unixLn.Close()
+			return err
+		}
+		tcpLn, err := net.Listen("tcp", node.APIAddr)
+		if err != nil {
+			unixLn.Close()
+			return fmt.Errorf("listen on %s: %w", node.APIAddr, err)
+		}
+		listeners = append(listeners, struct {
+			ln net.Listener
+			h  http.Handler
+		}{tcpLn, apiserver.RequireToken(token, apiSrv)})
+		log.Info("API on TCP", "addr", tcpLn.Addr().String())
+	}
+	if cfg.Agent {
+		log.Warn("the in-process agent is not available yet; serving the control plane only")
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Watch streams run until their request's context ends: cancelling
+	// reqCtx ends them at shutdown, which would otherwise wait for them.
+	reqCtx, cancelReqs := context.WithCancel(context.Background())
+	defer cancelReqs()
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	var servers []*http.Server
+	errc := make(chan error, len(listeners)+1)
+	var wg sync.WaitGroup
+	for _, l := range listeners {
+		hs := &http.Server{
+			Handler:           l.h,
+			ReadHeaderTimeout: 10 * time.Second,
+			BaseContext:       func(net.Listener) context.Context { return reqCtx },
+			ErrorLog:          errLog,
+		}
+		servers = append(servers, hs)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Serve(l.ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve API on %s: %w", l.ln.Addr(), err)
+			}
+		}()
+	}
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := controller.Run(ctx, st, logger); err != nil {
+			errc <- fmt.Errorf("controllers: %w", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		housekeeping(ctx, st, log)
+	}()
+	log.Info("server ready", "socket", sockPath, "revision", st.Rev())
+	if cfg.Ready != nil {
+		cfg.Ready()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		log.Error("server failed", "err", err)
+	}
+	cancel()
+	cancelReqs()
+	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
+	defer done()
+	for _, hs := range servers {
+		if e := hs.Shutdown(shutCtx); e != nil {
+			hs.Close()
+		}
+	}
+	wg.Wait()
+	log.Info("server stopped")
+	return err
+}
+
+// housekeeping prunes old events now and then.
+func housekeeping(ctx context.Context, st *store.Store, log *slog.Logger) {
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := st.PruneEvents(eventMaxAge); err != nil {
+				log.Warn("prune events", "err", err)
+			} else if n > 0 {
+				log.Debug("pruned events", "count", n)
+			}
+		}
+	}
+}
+
+// listenUnix listens on a unix socket at path with mode 0600 from the
+// first moment: it binds a temporary name, sets the mode, then renames it
+// into place. A stale socket is removed; a live one (another server) is an
+// error.
+func listenUnix(path string) (net.Listener, error) {
+	if _, err := os.Lstat(path); err == nil {
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("another server is serving %s", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket: %w", err)
+		}
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	os.Remove(tmp)
+	ln, err := net.Listen("unix", tmp)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, 0o600); err != nil {
+		ln.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("chmod socket: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		ln.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("place socket: %w", err)
+	}
+	return ln, nil
+}
+
+// ensureToken reads the API token at path, making a random one (mode 0600)
+// if there is none.
+func ensureToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("token file %s is empty", path)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	tok := hex.EncodeToString(raw)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("create token: %w", err)
+	}
+	if _, err := f.WriteString(tok + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("write token: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", fmt.Errorf("write token: %w", err)
+	}
+	return tok, f.Close()
+}
