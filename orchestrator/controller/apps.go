@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math/rand/v2"
-	"sort"
 	"time"
 
 	"github.com/skiff-edge/skiff/configs"
@@ -371,38 +370,21 @@ func countReady(ps []*api.Pod, nv *nodeView) int {
 
 // victims returns ps ordered by which to remove first when scaling down:
 // unscheduled, then on a node that is down, then not yet running, then not
-// ready, then on a node crowded with this app's pods (all of live), then
-// newest.
+// ready, then on the node most crowded with this app's pods (counting all of
+// live, less those already picked), then newest.
 func victims(ps, live []*api.Pod, nv *nodeView) []*api.Pod {
 	perNode := map[string]int{}
 	for _, p := range live {
 		perNode[p.Spec.Node]++
 	}
-	rank := func(p *api.Pod) [4]int {
-		r := [4]int{}
-		if p.Spec.Node != "" {
-			r[0] = 1
-		}
-		if nv.podNodeUp(p) {
-			r[1] = 1
-		}
-		if p.Status.Phase == api.PodRunning {
-			r[2] = 1
-		}
-		if nv.podReady(p) {
-			r[3] = 1
-		}
-		return r
+	rank := func(p *api.Pod) [4]bool {
+		return [4]bool{p.Spec.Node != "", nv.podNodeUp(p), p.Status.Phase == api.PodRunning, nv.podReady(p)}
 	}
-	out := append([]*api.Pod(nil), ps...)
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i], out[j]
+	first := func(a, b *api.Pod) bool {
 		ra, rb := rank(a), rank(b)
-		if ra != rb {
-			for k := range ra {
-				if ra[k] != rb[k] {
-					return ra[k] < rb[k]
-				}
+		for k := range ra {
+			if ra[k] != rb[k] {
+				return !ra[k]
 			}
 		}
 		if ca, cb := perNode[a.Spec.Node], perNode[b.Spec.Node]; ca != cb {
@@ -412,7 +394,21 @@ func victims(ps, live []*api.Pod, nv *nodeView) []*api.Pod {
 			return a.Created.After(b.Created)
 		}
 		return a.Name > b.Name
-	})
+	}
+	rest := append([]*api.Pod(nil), ps...)
+	out := make([]*api.Pod, 0, len(ps))
+	for len(rest) > 0 {
+		best := 0
+		for i := 1; i < len(rest); i++ {
+			if first(rest[i], rest[best]) {
+				best = i
+			}
+		}
+		p := rest[best]
+		out = append(out, p)
+		perNode[p.Spec.Node]--
+		rest = append(rest[:best], rest[best+1:]...)
+	}
 	return out
 }
 
