@@ -118,24 +118,35 @@ func parseTOML(name string, data []byte) (map[string]any, *FieldError) {
 func LoadManifests(paths ...string) (*Manifest, error) {
 	var list ErrorList
 	var files []string
+	order := map[string]int{} // file -> place in the error list
+	addFile := func(name string) {
+		// A file named twice (itself and through its directory) is read
+		// once.
+		if _, dup := order[filepath.Clean(name)]; !dup {
+			order[filepath.Clean(name)] = len(order) + 1
+			files = append(files, filepath.Clean(name))
+		}
+	}
 	for _, p := range paths {
 		fi, err := os.Stat(p)
 		if err != nil {
+			order[p] = len(order) + 1
 			list = append(list, &FieldError{File: p, Msg: ioMsg(err), err: err})
 			continue
 		}
 		if !fi.IsDir() {
-			files = append(files, p)
+			addFile(p)
 			continue
 		}
 		entries, err := os.ReadDir(p)
 		if err != nil {
+			order[p] = len(order) + 1
 			list = append(list, &FieldError{File: p, Msg: ioMsg(err), err: err})
 			continue
 		}
 		for _, de := range entries {
 			if !de.IsDir() && strings.HasSuffix(de.Name(), ".toml") && !strings.HasPrefix(de.Name(), ".") {
-				files = append(files, filepath.Join(p, de.Name()))
+				addFile(filepath.Join(p, de.Name()))
 			}
 		}
 	}
@@ -184,10 +195,6 @@ func LoadManifests(paths ...string) (*Manifest, error) {
 		list = append(list, fe)
 	}
 	if len(list) > 0 {
-		order := map[string]int{}
-		for i, f := range files {
-			order[f] = i + 1
-		}
 		list.sortByPosition()
 		slices.SortStableFunc(list, func(a, b *FieldError) int { return order[a.File] - order[b.File] })
 		return nil, list

@@ -77,7 +77,7 @@ func (b *Bytes) UnmarshalText(text []byte) error {
 func sizeHint(s string) string {
 	num := strings.TrimRight(s, "bBiIkKmMgGtT ")
 	suffix := strings.ToUpper(strings.TrimSpace(s[len(num):]))
-	if _, err := strconv.ParseUint(num, 10, 64); err == nil && suffix != "" {
+	if _, err := strconv.ParseUint(num, 10, 64); err == nil && suffix != "" && !strings.HasSuffix(s, "i") {
 		switch suffix[0] {
 		case 'K':
 			return num + "Ki"
