@@ -7,9 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/spf13/cobra"
 
 	"github.com/skiff-edge/skiff/orchestrator/cli"
 )
@@ -20,9 +23,10 @@ func main() {
 	// before cobra parses anything. The containers engineer adds that call.
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := newRootCmd().ExecuteContext(ctx)
+	cmd, err := newRootCmd().ExecuteContextC(ctx)
+	interrupted := ctx.Err() != nil
 	stop()
-	os.Exit(exitCode(err))
+	os.Exit(exitCode(os.Stderr, cmd, err, interrupted))
 }
 
 // failure marks an error of a command that parsed its arguments and then
@@ -32,9 +36,10 @@ type failure struct{ err error }
 func (f *failure) Error() string { return f.err.Error() }
 func (f *failure) Unwrap() error { return f.err }
 
-// exitCode prints err to stderr and returns the process exit code: 0 ok, 1
-// failure, 2 usage.
-func exitCode(err error) int {
+// exitCode prints err to w and returns the process exit code: 0 ok, 1
+// failure, 2 usage, 130 interrupted by a signal, or the exit code of the
+// command that skiff exec ran.
+func exitCode(w io.Writer, cmd *cobra.Command, err error, interrupted bool) int {
 	if err == nil {
 		return 0
 	}
@@ -44,10 +49,18 @@ func exitCode(err error) int {
 	}
 	var f *failure
 	if errors.As(err, &f) {
-		printError(os.Stderr, f.err)
+		if interrupted && errors.Is(err, context.Canceled) {
+			fmt.Fprintln(w, "skiff: interrupted")
+			return 130
+		}
+		printError(w, f.err)
 		return 1
 	}
-	fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
-	fmt.Fprintln(os.Stderr, "Run 'skiff --help' for usage.")
+	fmt.Fprintf(w, "skiff: %v\n", err)
+	name := "skiff"
+	if cmd != nil {
+		name = cmd.CommandPath()
+	}
+	fmt.Fprintf(w, "Run '%s --help' for usage.\n", name)
 	return 2
 }

@@ -12,7 +12,7 @@ import (
 )
 
 // defaultConfigFile is read when --config is not given; it may be missing.
-const defaultConfigFile = "/etc/skiff/config.toml"
+const defaultConfigFile = configs.DefaultConfigPath
 
 func newServerCmd() *cobra.Command {
 	var (
@@ -27,11 +27,11 @@ func newServerCmd() *cobra.Command {
 		Short: "Run a skiff server (with --agent: also this node's agent)",
 		Args:  cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			path := configFile
-			if !cmd.Flags().Changed("config") {
-				if _, err := os.Stat(path); os.IsNotExist(err) {
-					path = ""
-				}
+			// Only the default file may be missing: LoadNodeConfig("")
+			// then gives the defaults.
+			path := ""
+			if cmd.Flags().Changed("config") {
+				path = configFile
 			}
 			cfg, err := configs.LoadNodeConfig(path)
 			if err != nil {
@@ -49,6 +49,9 @@ func newServerCmd() *cobra.Command {
 					v, _ := f.GetString(name)
 					*dst = v
 				}
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
 			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {

@@ -127,7 +127,7 @@ func Get(ctx context.Context, c *client.Client, w io.Writer, o GetOptions) error
 	objs = kept
 	sortObjects(objs)
 	if o.Name != "" && len(objs) == 0 && o.Kind != api.KindEvent {
-		return &client.APIError{Status: 404, Code: api.CodeNotFound, Message: fmt.Sprintf("%s %q not found", o.Kind, o.Name)}
+		return &client.APIError{Status: 404, Code: api.CodeNotFound, Message: fmt.Sprintf("%s %q not found", singular[o.Kind], o.Name)}
 	}
 
 	t := &Tables{Wide: o.Format == FormatWide, Now: time.Now()}
@@ -225,7 +225,11 @@ func watchRows(ctx context.Context, c *client.Client, w io.Writer, o GetOptions,
 			return writeEvent(w, o.Kind, typ, obj)
 		}
 		t.Now = time.Now()
-		return st.WriteRow(t.Row(obj))
+		row := t.Row(obj)
+		if typ == api.EventDelete {
+			t.markDeleted(o.Kind, row)
+		}
+		return st.WriteRow(row)
 	}
 	for {
 		events, errc := c.Watch(ctx, o.Kind, rev)

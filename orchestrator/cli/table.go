@@ -188,6 +188,17 @@ func (t *Tables) Row(obj api.Object) []string {
 	return r
 }
 
+// markDeleted shows in a row of a watch that its object was deleted: the
+// status column of nodes and pods says Deleted.
+func (t *Tables) markDeleted(kind string, row []string) {
+	switch kind {
+	case api.KindNode:
+		row[1] = "Deleted"
+	case api.KindPod:
+		row[3] = "Deleted"
+	}
+}
+
 func (t *Tables) podsOn(node string) int {
 	n := 0
 	for i := range t.Pods {
