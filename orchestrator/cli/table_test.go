@@ -201,10 +201,10 @@ func TestStreamTable(t *testing.T) {
 
 func TestRolloutDone(t *testing.T) {
 	tests := []struct {
-		name                      string
+		name                     string
 		replicas, updated, ready int
-		done                      bool
-		line                      string
+		done                     bool
+		line                     string
 	}{
 		{"updating", 3, 1, 1, false, "1 out of 3 new replicas have been updated"},
 		{"old left", 4, 3, 3, false, "1 old replicas are pending termination"},
