@@ -113,13 +113,19 @@ func DefaultNodeConfig() NodeConfig {
 // Command-line flags are applied by the caller, who then calls Validate
 // again.
 func LoadNodeConfig(path string) (NodeConfig, error) {
-	cfg := DefaultNodeConfig()
 	if path == "" {
 		path = DefaultConfigPath
 	}
+	return loadNodeConfig(path, path == DefaultConfigPath)
+}
+
+// loadNodeConfig is LoadNodeConfig; optional says whether path may be
+// missing.
+func loadNodeConfig(path string, optional bool) (NodeConfig, error) {
+	cfg := DefaultNodeConfig()
 	data, err := os.ReadFile(path)
 	if err != nil {
-		if path == DefaultConfigPath && errors.Is(err, fs.ErrNotExist) {
+		if optional && errors.Is(err, fs.ErrNotExist) {
 			return cfg, cfg.Validate()
 		}
 		return cfg, ErrorList{{File: path, Msg: ioMsg(err), err: err}}
