@@ -53,7 +53,12 @@
 // net.bridge.bridge-nf-call-iptables=1. That sysctl is per network namespace
 // on kernels since 5.3 and defaults to 1 once br_netfilter is there;
 // [Network.SetupNode] sets it, and net.ipv4.ip_forward=1 and, for NodePorts on
-// 127.0.0.1, net.ipv4.conf.all.route_localnet=1. SetupNode fails with
+// 127.0.0.1, net.ipv4.conf.all.route_localnet=1. It also turns ICMP
+// redirects off (conf.all and the bridge's send_redirects=0): a pod's packet
+// to a service IP enters and leaves the node through the bridge, and the
+// redirect that the kernel would send tells the pod to ARP for the VIP
+// itself, which hangs a service without endpoints instead of rejecting it.
+// These sysctls stay set after Cleanup. SetupNode fails with
 // [ErrBridgeNetfilter] when br_netfilter is missing, since without it
 // hairpin and same-node service traffic silently break.
 //

@@ -93,9 +93,10 @@ func (n *Network) Config() Config { return n.cfg }
 // Gateway returns the bridge's address, the pods' default gateway.
 func (n *Network) Gateway() net.IP { return gatewayOf(n.cfg.PodCIDR) }
 
-// writeSysctl sets a sysctl of the calling thread's network namespace.
+// writeSysctl sets a sysctl of the calling thread's network namespace;
+// name is its path under /proc/sys.
 func writeSysctl(name, value string) error {
-	p := "/proc/sys/" + strings.ReplaceAll(name, ".", "/")
+	p := "/proc/sys/" + name
 	if err := os.WriteFile(p, []byte(value), 0o644); err != nil {
 		return fmt.Errorf("sysctl %s=%s: %w", name, value, err)
 	}
@@ -112,9 +113,9 @@ func (n *Network) SetupNode() error {
 		return fmt.Errorf("%w: %w", ErrBridgeNetfilter, err)
 	}
 	for _, s := range [][2]string{
-		{"net.ipv4.ip_forward", "1"},
-		{"net.bridge.bridge-nf-call-iptables", "1"},
-		{"net.ipv4.conf.all.route_localnet", "1"},
+		{"net/ipv4/ip_forward", "1"},
+		{"net/bridge/bridge-nf-call-iptables", "1"},
+		{"net/ipv4/conf/all/route_localnet", "1"},
 	} {
 		if err := writeSysctl(s[0], s[1]); err != nil {
 			return err
@@ -126,6 +127,14 @@ func (n *Network) SetupNode() error {
 	br, err := n.ensureBridge()
 	if err != nil {
 		return err
+	}
+	// Pods reach service IPs through the bridge and back out of it: the
+	// kernel would answer with ICMP redirects ("reach 10.96.x.y directly"),
+	// which pods accept and then ARP for the VIP in vain.
+	for _, dev := range []string{"all", n.cfg.Bridge} {
+		if err := writeSysctl("net/ipv4/conf/"+dev+"/send_redirects", "0"); err != nil {
+			return err
+		}
 	}
 	gw := n.Gateway()
 	svcRoute := &netlink.Route{
