@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ type ServerConfig struct {
 	Logger *slog.Logger
 	// Ready, if set, is called once when the API serves.
 	Ready func()
+	// CompactAfter is how many watch events the store keeps (see
+	// store.Options). Zero takes $SKIFF_STORE_COMPACT_AFTER if set (tests use
+	// it to reach compaction quickly), else the store's default.
+	CompactAfter int
 }
 
 // Names of files the server keeps.
@@ -73,13 +78,20 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 	if node.RunDir == "" {
 		node.RunDir = DefaultRunDir
 	}
+	var err error
 	for _, d := range []string{node.DataDir, node.RunDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
 
-	st, err := store.Open(filepath.Join(node.DataDir, StoreFile), store.Options{Logger: logger})
+	compactAfter := cfg.CompactAfter
+	if v := os.Getenv("SKIFF_STORE_COMPACT_AFTER"); compactAfter == 0 && v != "" {
+		if compactAfter, err = strconv.Atoi(v); err != nil {
+			return fmt.Errorf("SKIFF_STORE_COMPACT_AFTER=%q: %w", v, err)
+		}
+	}
+	st, err := store.Open(filepath.Join(node.DataDir, StoreFile), store.Options{Logger: logger, CompactAfter: compactAfter})
 	if err != nil {
 		return err
 	}
