@@ -1,0 +1,292 @@
+package netlb
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+func TestUDPConntrackClearedOnEndpointRemoval(t *testing.T) {
+	nd := newNode(t, "10.88.1.0/24")
+	nd.setup()
+	a, b := nd.addPod("udp-a"), nd.addPod("udp-b")
+	sender := nd.addPod("sender")
+	svc := []Service{{Name: "dns", ClusterIP: net.ParseIP("10.96.0.53"), Port: 53, Protocol: UDP}}
+	if err := nd.sync(svc, map[string][]Endpoint{"dns": eps(9000, a)}); err != nil {
+		t.Fatal(err)
+	}
+	// One socket, one source port: without the conntrack clean-up every
+	// packet would keep following the entry to udp-a, which still answers.
+	c, err := udpConn(sender.ns, "10.96.0.53:53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 5; i++ {
+		if got, err := udpAsk(c, 2*time.Second); err != nil || got != "udp-a" {
+			t.Fatalf("before: got %q, %v; want udp-a", got, err)
+		}
+	}
+	if err := nd.sync(svc, map[string][]Endpoint{"dns": eps(9000, b)}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := udpAsk(c, 2*time.Second)
+	if err != nil || got != "udp-b" {
+		t.Fatalf("first packet after the sync: got %q, %v; want udp-b", got, err)
+	}
+	for i := 0; i < 5; i++ {
+		if got, err := udpAsk(c, 2*time.Second); err != nil || got != "udp-b" {
+			t.Fatalf("after: got %q, %v; want udp-b", got, err)
+		}
+	}
+}
+
+func TestHostGWBetweenTwoNodes(t *testing.T) {
+	n1, n2 := newNode(t, "10.88.1.0/24"), newNode(t, "10.88.2.0/24")
+	ip1, ip2 := link(t, n1, n2, 77)
+	n1.setup()
+	n2.setup()
+	p1, p2 := n1.addPod("pod-one"), n2.addPod("pod-two")
+	peers := []Peer{
+		{Name: "n1", NodeIP: ip1, PodCIDR: n1.cfg.PodCIDR},
+		{Name: "n2", NodeIP: ip2, PodCIDR: n2.cfg.PodCIDR},
+	}
+	for _, nd := range []*testNode{n1, n2} {
+		nd.must(func() error { return nd.net.SetPeers(peers) })
+	}
+	// A service on node 1 whose only endpoint lives on node 2.
+	svc := []Service{{Name: "remote", ClusterIP: net.ParseIP("10.96.0.20"), Port: 80, NodePort: 30090}}
+	if err := n1.sync(svc, map[string][]Endpoint{"remote": eps(8080, p2)}); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		from     netns.NsHandle
+		addr     string
+		want     string
+		wantSeen string
+	}{
+		{"pod to pod across nodes", p1.ns, svcAddr(p2.ip.String(), 8080), "pod-two", p1.ip.String()},
+		{"pod to pod, other way", p2.ns, svcAddr(p1.ip.String(), 8080), "pod-one", p2.ip.String()},
+		{"cluster ip with a remote endpoint", p1.ns, "10.96.0.20:80", "pod-two", p1.ip.String()},
+		{"node port from the other node", n2.nodeNS(), svcAddr(ip1.String(), 30090), "pod-two", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			name, seen, err := get(tc.from, tc.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name != tc.want || tc.wantSeen != "" && seen != tc.wantSeen {
+				t.Errorf("got %s seeing %s, want %s seeing %s", name, seen, tc.want, tc.wantSeen)
+			}
+		})
+	}
+	t.Run("a peer that leaves loses its route", func(t *testing.T) {
+		n1.must(func() error { return n1.net.SetPeers(peers[:1]) })
+		if out := n1.cmd("ip", "route", "show", "proto", "83"); strings.Contains(out, "10.88.2.0/24") {
+			t.Errorf("route to the gone peer still there:\n%s", out)
+		}
+	})
+}
+
+func TestRestoreFailureKeepsOldRules(t *testing.T) {
+	nd := newNode(t, "10.88.1.0/24")
+	nd.setup()
+	a, b := nd.addPod("keep-a"), nd.addPod("keep-b")
+	svc := []Service{{Name: "web", ClusterIP: net.ParseIP("10.96.0.30"), Port: 80}}
+	both := map[string][]Endpoint{"web": eps(8080, a, b)}
+	if err := nd.sync(svc, both); err != nil {
+		t.Fatal(err)
+	}
+	before := nd.skiffRules()
+	// A foreign rule that jumps into the endpoint chain of keep-b makes its
+	// deletion, and so the whole restore, fail, as a real conflict would.
+	sepB := sepChain(svc[0], eps(8080, b)[0])
+	nd.cmd("iptables-nft", "-t", "nat", "-N", "TESTREF")
+	nd.cmd("iptables-nft", "-t", "nat", "-A", "TESTREF", "-j", sepB)
+	t.Cleanup(func() {
+		nd.do(func() error {
+			exec.Command("iptables-nft", "-t", "nat", "-F", "TESTREF").Run()
+			return exec.Command("iptables-nft", "-t", "nat", "-X", "TESTREF").Run()
+		})
+	})
+	onlyA := map[string][]Endpoint{"web": eps(8080, a)}
+	err := nd.sync(svc, onlyA)
+	if !errors.Is(err, ErrRestore) {
+		t.Fatalf("sync with the conflict: got %v, want ErrRestore", err)
+	}
+	var after []string
+	for _, l := range strings.Split(nd.skiffRules(), "\n") {
+		if !strings.Contains(l, "TESTREF") {
+			after = append(after, l)
+		}
+	}
+	if after := strings.Join(after, "\n"); after != before {
+		t.Errorf("a failed restore changed the rules:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 40 && len(seen) < 2; i++ {
+		name, _, err := get(nd.nodeNS(), "10.96.0.30:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[name] = true
+	}
+	if !seen["keep-b"] {
+		t.Errorf("old rules not in force: keep-b got no traffic (%v)", seen)
+	}
+	nd.cmd("iptables-nft", "-t", "nat", "-F", "TESTREF")
+	nd.cmd("iptables-nft", "-t", "nat", "-X", "TESTREF")
+	if err := nd.sync(svc, onlyA); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	if rules := nd.skiffRules(); strings.Contains(rules, sepB) {
+		t.Errorf("the full resync left %s behind", sepB)
+	}
+	want, err := buildRules(&nd.cfg, svc, onlyA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(nd.skiffRules(), strings.Join(want.nat.chains[svcChain(svc[0])], "\n")) {
+		t.Errorf("the resync did not write the new service chain")
+	}
+}
+
+func TestIPAMAndSandboxAcrossRestart(t *testing.T) {
+	nd := newNode(t, "10.88.1.0/29") // 5 pod IPs: .2 to .6
+	nd.setup()
+	var path1 string
+	var ip1 net.IP
+	nd.must(func() (err error) {
+		path1, ip1, err = nd.net.AddPod(context.Background(), "p1")
+		return err
+	})
+	startServer(t, path1, "p1")
+
+	// A new Network with the same dirs stands for the agent after a
+	// restart: it must find p1's sandbox and IP, and never give p1's IP away.
+	restarted, err := New(nd.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.must(restarted.SetupNode)
+	var path2 string
+	var ip2 net.IP
+	nd.must(func() (err error) {
+		path2, ip2, err = restarted.AddPod(context.Background(), "p1")
+		return err
+	})
+	if path2 != path1 || !ip2.Equal(ip1) {
+		t.Fatalf("after restart: %s %s, want the same %s %s", path2, ip2, path1, ip1)
+	}
+	// The server started before the restart still answers: the sandbox was
+	// reused, not made anew.
+	if name, _, err := get(nd.nodeNS(), svcAddr(ip1.String(), 8080)); err != nil || name != "p1" {
+		t.Fatalf("reused sandbox: %q, %v", name, err)
+	}
+	got := map[string]string{ip1.String(): "p1"}
+	for _, p := range []string{"p2", "p3", "p4", "p5"} {
+		var ip net.IP
+		nd.must(func() (err error) { _, ip, err = restarted.AddPod(context.Background(), p); return err })
+		if owner, dup := got[ip.String()]; dup {
+			t.Fatalf("%s got %s, already %s's", p, ip, owner)
+		}
+		got[ip.String()] = p
+	}
+	err = nd.do(func() error { _, _, err := restarted.AddPod(context.Background(), "p6"); return err })
+	if !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("sixth pod in a /29: got %v, want ErrPoolExhausted", err)
+	}
+	nd.must(func() error { return restarted.RemovePod("p3") })
+	nd.must(func() error { return restarted.RemovePod("p3") }) // idempotent
+	var ip6 net.IP
+	nd.must(func() (err error) { _, ip6, err = restarted.AddPod(context.Background(), "p6"); return err })
+	var p3ip string
+	for ip, p := range got {
+		if p == "p3" {
+			p3ip = ip
+		}
+	}
+	if ip6.String() != p3ip {
+		t.Errorf("p6 got %s, want the freed %s", ip6, p3ip)
+	}
+	if _, err := os.Stat(restarted.NetnsPath("p3")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("netns of removed p3: %v", err)
+	}
+}
+
+// snapshot is what the cleanup must leave as it found it.
+func (nd *testNode) snapshot() map[string]string {
+	strip := func(s string) string {
+		var keep []string
+		for _, l := range strings.Split(s, "\n") {
+			if !strings.HasPrefix(l, "#") {
+				keep = append(keep, l)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		nd.t.Fatal(err)
+	}
+	var ours []string
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && strings.HasPrefix(f[4], filepath.Join(nd.root, "run")) {
+			ours = append(ours, f[4])
+		}
+	}
+	sort.Strings(ours)
+	return map[string]string{
+		"iptables-save":        strip(nd.cmd("iptables-nft-save")),
+		"iptables-legacy-save": strip(nd.cmd("iptables-legacy-save")),
+		"ip link":              nd.cmd("ip", "-o", "link"),
+		"ip addr":              nd.cmd("ip", "-o", "addr"),
+		"ip route":             nd.cmd("ip", "route", "show", "table", "all"),
+		"mounts under run dir": strings.Join(ours, "\n"),
+	}
+}
+
+func TestCleanupLeavesNothing(t *testing.T) {
+	n1, n2 := newNode(t, "10.88.1.0/24"), newNode(t, "10.88.2.0/24")
+	ip1, ip2 := link(t, n1, n2, 78)
+	before := n1.snapshot()
+	n1.setup()
+	p := n1.addPod("c1")
+	n1.addPod("c2")
+	n1.must(func() error {
+		return n1.net.SetPeers([]Peer{{Name: "n2", NodeIP: ip2, PodCIDR: n2.cfg.PodCIDR}})
+	})
+	svc := []Service{
+		{Name: "a", ClusterIP: net.ParseIP("10.96.0.40"), Port: 80, NodePort: 30100, Affinity: true},
+		{Name: "b", ClusterIP: net.ParseIP("10.96.0.41"), Port: 53, Protocol: UDP, ExternalIP: ip1},
+		{Name: "c", ClusterIP: net.ParseIP("10.96.0.42"), Port: 80},
+	}
+	if err := n1.sync(svc, map[string][]Endpoint{"a": eps(8080, p), "b": eps(9000, p)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := get(n1.nodeNS(), "10.96.0.40:80"); err != nil {
+		t.Fatal(err)
+	}
+	n1.must(n1.net.Cleanup)
+	after := n1.snapshot()
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("%s differs after cleanup:\nbefore:\n%s\nafter:\n%s", k, v, after[k])
+		}
+	}
+	if _, err := os.Stat(filepath.Join(n1.cfg.StateDir, "ipam")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("ipam state left: %v", err)
+	}
+	n1.must(n1.net.Cleanup) // a second cleanup finds nothing and is fine
+}
