@@ -1,0 +1,99 @@
+package orchestrator_test
+
+import (
+	"fmt"
+	"net/http"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/skiff-edge/skiff/orchestrator/api"
+)
+
+// Every write the server acknowledged survives a kill -9 of the server in
+// the middle of a stream of writes.
+func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	const writers = 4
+	type ack struct {
+		name  string
+		value string
+		rev   int64
+	}
+	var (
+		mu    sync.Mutex // protects acked
+		acked []ack
+	)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("k9-%d-%d", w, i)
+				value := fmt.Sprintf("v%d-%d", w, i)
+				body := fmt.Sprintf(`{"spec":{"replicas":0,"containers":{"c":{"image":"busybox:1","env":{"V":%q}}}}}`, value)
+				req, _ := http.NewRequest("PUT", "http://skiff/v1/apps/"+name, stringReader(body))
+				resp, err := s.http.Do(req)
+				if err != nil {
+					return // the server died
+				}
+				var app api.App
+				ok := resp.StatusCode == http.StatusCreated && decodeJSON(resp.Body, &app) == nil
+				resp.Body.Close()
+				if !ok {
+					return
+				}
+				mu.Lock()
+				acked = append(acked, ack{name, value, app.Revision})
+				mu.Unlock()
+			}
+		}()
+	}
+	// Kill once a good number of writes were acknowledged.
+	waitFor(t, "200 acknowledged writes", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked) >= 200
+	})
+	s.kill(syscall.SIGKILL)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d writes acknowledged before kill -9", len(acked))
+
+	s2 := startServer(t, serverOpts{dataDir: s.dataDir})
+	var list struct{ Items []api.App }
+	s2.mustDo("GET", "/v1/apps", nil, 200, &list)
+	byName := map[string]api.App{}
+	var maxRev int64
+	for _, a := range list.Items {
+		byName[a.Name] = a
+	}
+	for _, a := range acked {
+		got, ok := byName[a.name]
+		if !ok {
+			t.Errorf("acknowledged app %s (revision %d) lost", a.name, a.rev)
+			continue
+		}
+		if v := got.Spec.Containers["c"].Env["V"]; v != a.value {
+			t.Errorf("app %s: env V=%q, want %q", a.name, v, a.value)
+		}
+		maxRev = max(maxRev, a.rev)
+	}
+	// At most one write per writer was in flight: committed, not answered.
+	if len(list.Items) < len(acked) || len(list.Items) > len(acked)+writers {
+		t.Errorf("%d apps after restart, %d acknowledged", len(list.Items), len(acked))
+	}
+	// The revision goes on from where it was.
+	var n api.Node
+	s2.mustDo("PUT", "/v1/nodes/after", api.Node{}, 201, &n)
+	if n.Revision <= maxRev {
+		t.Errorf("write after restart at revision %d, not above %d", n.Revision, maxRev)
+	}
+}
