@@ -1,0 +1,117 @@
+package containers
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"time"
+)
+
+// Clock is the time source of restart backoff; tests pass a fake one.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// After returns a channel that receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// RealClock returns the wall clock.
+func RealClock() Clock { return realClock{} }
+
+// Config configures a Runtime.
+type Config struct {
+	// Root is the data directory: image store, unpacked layers, pod
+	// directories (root filesystems, volumes) and log files. Archives
+	// dropped into Root/images/ are imported when the runtime opens.
+	// Default /var/lib/skiff.
+	Root string
+	// StateDir is the run directory: libcontainer state, shim records,
+	// exit files and pod namespace mounts. It should be on a tmpfs (/run) so
+	// that a reboot forgets containers that no longer exist. Default
+	// /run/skiff/containers.
+	StateDir string
+	// CgroupParent is the cgroup under which every container's cgroup is
+	// made (in every v1 hierarchy). Default "skiff". Give each node its own
+	// when several run side by side on one machine.
+	CgroupParent string
+	// InsecureRegistries are registry hosts (host:port) reached over plain
+	// HTTP. Loopback registries always are.
+	InsecureRegistries []string
+	// LogMaxSize is the size at which a container's log file is rotated.
+	// Default 10 MiB.
+	LogMaxSize int64
+	// LogMaxFiles is the number of log files kept per container, the
+	// current one included. Default 3.
+	LogMaxFiles int
+	// Logger receives the runtime's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Clock drives restart backoff. Default the wall clock.
+	Clock Clock
+	// ShimPath is the binary re-executed as the shim and libcontainer init.
+	// Default /proc/self/exe, which must call Init.
+	ShimPath string
+}
+
+// DefaultConfig returns the configuration of a node with default paths.
+func DefaultConfig() Config {
+	return Config{
+		Root:         "/var/lib/skiff",
+		StateDir:     "/run/skiff/containers",
+		CgroupParent: "skiff",
+		LogMaxSize:   10 << 20,
+		LogMaxFiles:  3,
+		Logger:       slog.Default(),
+		Clock:        RealClock(),
+		ShimPath:     "/proc/self/exe",
+	}
+}
+
+var cgroupNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$`)
+
+// Validate reports every invalid field; it fills zero values with defaults
+// first, so a partly set Config is valid.
+func (c *Config) Validate() error {
+	d := DefaultConfig()
+	if c.CgroupParent == "" {
+		c.CgroupParent = d.CgroupParent
+	}
+	if c.LogMaxSize == 0 {
+		c.LogMaxSize = d.LogMaxSize
+	}
+	if c.LogMaxFiles == 0 {
+		c.LogMaxFiles = d.LogMaxFiles
+	}
+	if c.Logger == nil {
+		c.Logger = d.Logger
+	}
+	if c.Clock == nil {
+		c.Clock = d.Clock
+	}
+	if c.ShimPath == "" {
+		c.ShimPath = d.ShimPath
+	}
+	var errs []error
+	if c.Root == "" || !filepath.IsAbs(c.Root) {
+		errs = append(errs, fmt.Errorf("root %q: must be an absolute path", c.Root))
+	}
+	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
+		errs = append(errs, fmt.Errorf("state dir %q: must be an absolute path", c.StateDir))
+	}
+	if !cgroupNameRE.MatchString(c.CgroupParent) {
+		errs = append(errs, fmt.Errorf("cgroup parent %q: must be a relative cgroup path", c.CgroupParent))
+	}
+	if c.LogMaxSize < 4096 {
+		errs = append(errs, fmt.Errorf("log max size %d: must be at least 4096", c.LogMaxSize))
+	}
+	if c.LogMaxFiles < 1 {
+		errs = append(errs, fmt.Errorf("log max files %d: must be at least 1", c.LogMaxFiles))
+	}
+	return errors.Join(errs...)
+}

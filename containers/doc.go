@@ -1,0 +1,26 @@
+// Package containers runs pods on one node without a daemon beside it.
+//
+// It pulls and imports OCI images (go-containerregistry), unpacks their
+// layers once into content-addressed directories, stacks them with overlayfs
+// under each container's writable layer, and runs containers through runc's
+// libcontainer with real namespaces and cgroups (v1 fs manager on hybrid
+// hosts). All containers of a pod share one network namespace (given by path
+// or made by the runtime), one IPC namespace and one UTS namespace whose
+// hostname is the pod name.
+//
+// Each container is run by a small shim: the calling binary re-executed as
+// "containers-shim" in its own session. The shim is the container's parent: it
+// owns the container's stdout and stderr, writes them as timestamped lines to
+// rotating log files, waits for the container and records its exit (code,
+// signal, OOM kill) in the state directory. The container and its logs thus
+// outlive the process that started them (kill -9, systemd KillMode=process),
+// and a Runtime opened later on the same state directory re-adopts running
+// containers and learns the exit of those that stopped meanwhile.
+//
+// A binary that uses this package must call Init first thing in main (and
+// tests in TestMain): it runs libcontainer's init and the shim when the
+// binary is re-executed for them.
+//
+// The package knows nothing of services or of the cluster: the node agent
+// maps its pod specs onto PodConfig and ContainerConfig.
+package containers

@@ -1,0 +1,271 @@
+package containers
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// Import loads every image of an archive: a `docker save` tarball or an OCI
+// image layout packed in a tar. Images are named by the archive's tags
+// (RepoTags, or the org.opencontainers.image.ref.name annotation); an image
+// without a name is kept by ID.
+func (s *ImageStore) Import(ctx context.Context, path string, progress func(Progress)) ([]Image, error) {
+	kind, err := archiveKind(path)
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	var imgs []Image
+	switch kind {
+	case "docker":
+		imgs, err = s.importDocker(ctx, path, progress)
+	case "oci":
+		imgs, err = s.importOCI(ctx, path, progress)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("import %s: %w", path, err)
+	}
+	return imgs, nil
+}
+
+// archiveKind looks for manifest.json (docker save) or oci-layout at the
+// top of the tar.
+func archiveKind(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return "", fmt.Errorf("%w: neither manifest.json nor oci-layout in the archive", ErrBadArchive)
+		}
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", ErrBadArchive, err)
+		}
+		switch filepath.Clean(hdr.Name) {
+		case "oci-layout":
+			return "oci", nil
+		case "manifest.json":
+			return "docker", nil
+		}
+	}
+}
+
+func (s *ImageStore) importDocker(ctx context.Context, path string, progress func(Progress)) ([]Image, error) {
+	opener := func() (io.ReadCloser, error) { return os.Open(path) }
+	m, err := tarball.LoadManifest(opener)
+	if err != nil {
+		return nil, fmt.Errorf("%w: manifest.json: %v", ErrBadArchive, err)
+	}
+	var out []Image
+	for _, d := range m {
+		var tag *name.Tag
+		var refs []string
+		for _, rt := range d.RepoTags {
+			t, err := name.NewTag(rt)
+			if err != nil {
+				return nil, fmt.Errorf("%w: tag %q: %v", ErrBadArchive, rt, err)
+			}
+			if tag == nil {
+				tag = &t
+			}
+			refs = append(refs, t.Name())
+		}
+		if tag == nil && len(m) > 1 {
+			return nil, fmt.Errorf("%w: untagged image among several", ErrBadArchive)
+		}
+		img, err := tarball.Image(opener, tag)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrBadArchive, err)
+		}
+		stored, err := s.store(ctx, img, refs, filepath.Base(path), progress)
+		if err != nil {
+			return nil, wrapArchive(err)
+		}
+		out = append(out, stored)
+	}
+	return out, nil
+}
+
+// wrapArchive marks content errors of an archive as ErrBadArchive.
+func wrapArchive(err error) error {
+	if errors.Is(err, ErrBadArchive) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrBadArchive, err)
+}
+
+func (s *ImageStore) importOCI(ctx context.Context, path string, progress func(Progress)) ([]Image, error) {
+	tmp, err := os.MkdirTemp(filepath.Join(s.root, "content"), ".oci-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	if err := extractPlain(path, tmp); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadArchive, err)
+	}
+	idx, err := layout.ImageIndexFromPath(tmp)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadArchive, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("%w: index.json: %v", ErrBadArchive, err)
+	}
+	var out []Image
+	for _, desc := range im.Manifests {
+		var img v1.Image
+		switch {
+		case desc.MediaType.IsImage():
+			img, err = idx.Image(desc.Digest)
+		case desc.MediaType.IsIndex():
+			img, err = platformImage(idx, desc.Digest)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrBadArchive, desc.Digest, err)
+		}
+		var refs []string
+		if rn := desc.Annotations["org.opencontainers.image.ref.name"]; rn != "" {
+			if n, err := NormalizeRef(rn); err == nil {
+				refs = append(refs, n)
+			}
+		}
+		stored, err := s.store(ctx, img, refs, filepath.Base(path), progress)
+		if err != nil {
+			return nil, wrapArchive(err)
+		}
+		out = append(out, stored)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no image in index.json", ErrBadArchive)
+	}
+	return out, nil
+}
+
+// platformImage picks this node's platform from a nested index.
+func platformImage(idx v1.ImageIndex, d v1.Hash) (v1.Image, error) {
+	child, err := idx.ImageIndex(d)
+	if err != nil {
+		return nil, err
+	}
+	cm, err := child.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range cm.Manifests {
+		if m.Platform != nil && m.Platform.OS == "linux" && m.Platform.Architecture == runtime.GOARCH {
+			return child.Image(m.Digest)
+		}
+	}
+	return nil, fmt.Errorf("no linux/%s image in index %s", runtime.GOARCH, d)
+}
+
+// extractPlain unpacks an archive of regular files and directories (an OCI
+// layout) into dir.
+func extractPlain(path, dir string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tr := tar.NewReader(f)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := filepath.Clean("/" + hdr.Name)
+		if strings.Contains(name, "..") {
+			return fmt.Errorf("entry %q escapes the archive", hdr.Name)
+		}
+		p := filepath.Join(dir, name)
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			w, err := os.Create(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(w, tr)
+			w.Close()
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// importState remembers which dropped archives were imported, by name, size
+// and modification time, so that each is imported once.
+type importState map[string]string
+
+// ImportDir imports every *.tar archive in Root/images that changed since it
+// was last imported. It returns the images and, joined, every failure; a bad
+// archive does not stop the others.
+func (s *ImageStore) ImportDir(ctx context.Context) ([]Image, error) {
+	dir := filepath.Join(s.root, "images")
+	statePath := filepath.Join(s.root, "content", "imported.json")
+	st := importState{}
+	if b, err := os.ReadFile(statePath); err == nil {
+		_ = json.Unmarshal(b, &st)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("import dir: %w", err)
+	}
+	var out []Image
+	var errs []error
+	for _, e := range ents {
+		if !e.Type().IsRegular() || !strings.HasSuffix(e.Name(), ".tar") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		stamp := fmt.Sprintf("%d-%d", fi.Size(), fi.ModTime().UnixNano())
+		if st[e.Name()] == stamp {
+			continue
+		}
+		imgs, err := s.Import(ctx, filepath.Join(dir, e.Name()), nil)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.log.Info("imported image archive", "archive", e.Name(), "images", len(imgs))
+		st[e.Name()] = stamp
+		out = append(out, imgs...)
+	}
+	if b, err := json.Marshal(st); err == nil {
+		if err := writeFileAtomic(statePath, b); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return out, errors.Join(errs...)
+}

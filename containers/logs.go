@@ -1,0 +1,272 @@
+package containers
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Log lines are written in the CRI format the kubelet uses:
+//
+//	2026-11-27T02:10:06.123456789Z stdout F hello
+//
+// where F marks a full line and P a part of a line longer than maxLogLine.
+const maxLogLine = 16 << 10
+
+// logWriter appends timestamped lines to a file and rotates it by size:
+// path, path.1, ... path.(files-1). It is safe for concurrent use.
+type logWriter struct {
+	mu      sync.Mutex // guards f and size
+	path    string
+	maxSize int64
+	files   int
+	f       *os.File
+	size    int64
+	now     func() time.Time
+}
+
+func openLogWriter(path string, maxSize int64, files int) (*logWriter, error) {
+	w := &logWriter{path: path, maxSize: maxSize, files: files, now: time.Now}
+	if err := w.open(); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *logWriter) open() error {
+	f, err := os.OpenFile(w.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("open log: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	w.f, w.size = f, fi.Size()
+	return nil
+}
+
+// writeLine writes one line (without its newline) of a stream.
+func (w *logWriter) writeLine(stream string, line []byte, partial bool) error {
+	tag := "F"
+	if partial {
+		tag = "P"
+	}
+	var b bytes.Buffer
+	b.Grow(len(line) + 48)
+	b.WriteString(w.now().UTC().Format(time.RFC3339Nano))
+	b.WriteByte(' ')
+	b.WriteString(stream)
+	b.WriteByte(' ')
+	b.WriteString(tag)
+	b.WriteByte(' ')
+	b.Write(line)
+	b.WriteByte('\n')
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.size > 0 && w.size+int64(b.Len()) > w.maxSize {
+		if err := w.rotate(); err != nil {
+			return err
+		}
+	}
+	n, err := w.f.Write(b.Bytes())
+	w.size += int64(n)
+	return err
+}
+
+func (w *logWriter) rotate() error {
+	w.f.Close()
+	if w.files <= 1 {
+		if err := os.Truncate(w.path, 0); err != nil {
+			return err
+		}
+		return w.open()
+	}
+	for i := w.files - 1; i >= 1; i-- {
+		from := w.path
+		if i > 1 {
+			from = fmt.Sprintf("%s.%d", w.path, i-1)
+		}
+		_ = os.Rename(from, fmt.Sprintf("%s.%d", w.path, i))
+	}
+	return w.open()
+}
+
+func (w *logWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.f.Close()
+}
+
+// copyLines copies a stream into the log, line by line, until EOF.
+func (w *logWriter) copyLines(stream string, r io.Reader) error {
+	br := bufio.NewReaderSize(r, maxLogLine)
+	for {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case err == nil:
+			if werr := w.writeLine(stream, line[:len(line)-1], false); werr != nil {
+				return werr
+			}
+		case errors.Is(err, bufio.ErrBufferFull):
+			if werr := w.writeLine(stream, line, true); werr != nil {
+				return werr
+			}
+		default:
+			if len(line) > 0 {
+				if werr := w.writeLine(stream, line, false); werr != nil {
+					return werr
+				}
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// LogOptions select what Logs returns.
+type LogOptions struct {
+	// Tail is the number of last lines to return; a negative value returns
+	// the whole log (rotated files included).
+	Tail int
+	// Follow keeps the reader open and streams new lines until the context
+	// ends or the reader is closed; it follows rotations.
+	Follow bool
+}
+
+// readLogs returns the log of a container as CRI-format lines.
+func readLogs(ctx context.Context, path string, files int, opts LogOptions) (io.ReadCloser, error) {
+	// Gather the lines to start with from the rotated files, oldest first.
+	var paths []string
+	for i := files - 1; i >= 1; i-- {
+		p := fmt.Sprintf("%s.%d", path, i)
+		if _, err := os.Stat(p); err == nil {
+			paths = append(paths, p)
+		}
+	}
+	cur, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("log %s: %w", path, ErrNotFound)
+		}
+		return nil, err
+	}
+	var lines [][]byte
+	keep := func(l []byte) {
+		lines = append(lines, append([]byte(nil), l...))
+		if opts.Tail >= 0 && len(lines) > opts.Tail {
+			lines = lines[1:]
+		}
+	}
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			continue // rotated away meanwhile
+		}
+		scanLines(f, keep)
+		f.Close()
+	}
+	scanLines(cur, keep) // leaves cur at the end of what it read
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer cur.Close()
+		for _, l := range lines {
+			if _, err := pw.Write(l); err != nil {
+				return
+			}
+		}
+		if !opts.Follow {
+			pw.Close()
+			return
+		}
+		pw.CloseWithError(follow(ctx, path, cur, pw))
+	}()
+	return &logReader{PipeReader: pr, cancel: cancel}, nil
+}
+
+type logReader struct {
+	*io.PipeReader
+	cancel context.CancelFunc
+}
+
+func (r *logReader) Close() error {
+	r.cancel()
+	return r.PipeReader.Close()
+}
+
+func scanLines(f *os.File, fn func([]byte)) {
+	br := bufio.NewReaderSize(f, 64<<10)
+	var off int64
+	for {
+		l, err := br.ReadBytes('\n')
+		if err != nil {
+			// A partial last line is left for follow to read whole.
+			_, _ = f.Seek(off, io.SeekStart)
+			return
+		}
+		off += int64(len(l))
+		fn(l)
+	}
+}
+
+// follow streams what is appended to the log, and moves to the new file
+// when the writer rotates. It polls: the writer is another process, and a
+// log reader is rare enough that inotify is not worth its file descriptors.
+func follow(ctx context.Context, path string, f *os.File, w io.Writer) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var pending []byte
+	buf := make([]byte, 64<<10)
+	for {
+		for {
+			n, err := f.Read(buf)
+			if n > 0 {
+				pending = append(pending, buf[:n]...)
+				if i := bytes.LastIndexByte(pending, '\n'); i >= 0 {
+					if _, werr := w.Write(pending[:i+1]); werr != nil {
+						return werr
+					}
+					pending = append(pending[:0], pending[i+1:]...)
+				}
+			}
+			if err != nil || n == 0 {
+				break
+			}
+		}
+		if fi, err := os.Stat(path); err == nil {
+			if cur, err := f.Stat(); err == nil && !sameFile(fi, cur) {
+				// Rotated: the old file is complete, go on with the new one.
+				nf, err := os.Open(path)
+				if err == nil {
+					f.Close()
+					f = nf
+					pending = pending[:0]
+					continue
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func sameFile(a, b os.FileInfo) bool {
+	sa, ok1 := a.Sys().(*syscall.Stat_t)
+	sb, ok2 := b.Sys().(*syscall.Stat_t)
+	return ok1 && ok2 && sa.Ino == sb.Ino && sa.Dev == sb.Dev
+}

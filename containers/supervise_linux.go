@@ -1,0 +1,363 @@
+package containers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+)
+
+// launchLocked starts the current run of a container through a new shim;
+// r.mu is held.
+func (r *Runtime) launchLocked(k *ctr) error {
+	p, ok := r.pods[k.rec.Pod]
+	if !ok {
+		return fmt.Errorf("pod %s: %w", k.rec.Pod, ErrNotFound)
+	}
+	c := k.rec.Config
+	dir := filepath.Join(r.podDataDir(k.rec.Pod), "containers", c.Name)
+	rootfs := filepath.Join(dir, "rootfs")
+	layers := make([]string, len(k.rec.Layers))
+	for i, l := range k.rec.Layers {
+		layers[i] = r.images.LayerDir(l)
+	}
+	if err := mountOverlay(layers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), rootfs, filepath.Join(r.cfg.Root, "layers", "empty")); err != nil {
+		return fmt.Errorf("container %s: rootfs: %w", k.id, err)
+	}
+	hostname := p.Config.Hostname
+	if hostname == "" {
+		hostname = p.Config.Name
+	}
+	proc, err := buildProcess(k.rec.ImageConfig, c, rootfs, hostname)
+	if err != nil {
+		return err
+	}
+	lcfg, err := buildConfig(r.cfg.CgroupParent, k.id, rootfs, c, r.sandboxOf(p))
+	if err != nil {
+		return err
+	}
+	sdir := r.ctrStateDir(k.id)
+	spec := shimSpec{
+		StateRoot: r.libcontainerRoot(), ID: k.id, Config: lcfg, Process: proc,
+		LogPath: r.logPath(k.rec.Pod, c.Name), LogMaxSize: r.cfg.LogMaxSize, LogMaxFiles: r.cfg.LogMaxFiles,
+		ExitPath: filepath.Join(sdir, "exit.json"),
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	specPath := filepath.Join(sdir, "shim.json")
+	if err := writeFileAtomic(specPath, b); err != nil {
+		return err
+	}
+	_ = os.Remove(spec.ExitPath)
+	rep, cmd, err := r.startShim(specPath, filepath.Join(sdir, "shim.log"))
+	if err != nil {
+		return fmt.Errorf("container %s: %w", k.id, err)
+	}
+	start, _ := procStartTime(cmd.Process.Pid)
+	k.gen++
+	k.state = StateRunning
+	k.exited = make(chan struct{})
+	k.rec.ShimPID, k.rec.ShimStart, k.rec.Pid = cmd.Process.Pid, start, rep.Pid
+	k.rec.StartedAt = r.cfg.Clock.Now()
+	r.saveLocked(k)
+	gen := k.gen
+	go func() {
+		_ = cmd.Wait()
+		r.onExit(k, gen)
+	}()
+	r.log.Debug("container started", "container", k.id, "pid", rep.Pid)
+	return nil
+}
+
+// startShim runs the shim in its own session and waits for its report.
+func (r *Runtime) startShim(specPath, logPath string) (shimReport, *exec.Cmd, error) {
+	var rep shimReport
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		return rep, nil, err
+	}
+	defer rd.Close()
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		wr.Close()
+		return rep, nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(r.cfg.ShimPath, ShimArg, specPath)
+	cmd.Args[0] = "skiff-shim"
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{wr}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = "/"
+	if err := cmd.Start(); err != nil {
+		wr.Close()
+		return rep, nil, fmt.Errorf("start shim: %w", err)
+	}
+	wr.Close()
+	if err := json.NewDecoder(rd).Decode(&rep); err != nil {
+		_ = cmd.Wait()
+		msg, _ := os.ReadFile(logPath)
+		return rep, nil, fmt.Errorf("shim gave no report: %w: %s", err, lastLine(msg))
+	}
+	if rep.Error != "" {
+		_ = cmd.Wait()
+		return rep, nil, errors.New(rep.Error)
+	}
+	return rep, cmd, nil
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+// procStartTime reads a process's start time (clock ticks since boot), which
+// together with its pid names it uniquely.
+func procStartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// onExit handles the end of a run: the shim exited.
+func (r *Runtime) onExit(k *ctr, gen int) {
+	select {
+	case <-r.closed:
+		return // a later runtime adopts it
+	default:
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if k.gen != gen || k.state != StateRunning {
+		return
+	}
+	r.exitedLocked(k)
+}
+
+// exitedLocked records the exit of the current run and applies the restart
+// policy; r.mu is held.
+func (r *Runtime) exitedLocked(k *ctr) {
+	var ex exitRecord
+	b, err := os.ReadFile(filepath.Join(r.ctrStateDir(k.id), "exit.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &ex)
+	}
+	switch {
+	case err != nil:
+		ex = exitRecord{Pid: k.rec.Pid, ExitCode: -1, FinishedAt: time.Now().UTC()}
+		k.rec.LastReason, k.rec.LastMessage = ReasonUnknown, "the shim ended without recording an exit"
+		// The container may outlive its shim: do not leave it unwatched.
+		if c, err := libcontainer.Load(r.libcontainerRoot(), k.id); err == nil {
+			_ = c.Signal(unix.SIGKILL)
+			_ = c.Destroy()
+		}
+	case ex.OOMKilled:
+		k.rec.LastReason, k.rec.LastMessage = ReasonOOMKilled, ""
+	case ex.ExitCode == 0:
+		k.rec.LastReason, k.rec.LastMessage = ReasonCompleted, ""
+	default:
+		k.rec.LastReason, k.rec.LastMessage = ReasonError, ""
+	}
+	k.rec.Last = &ex
+	k.rec.ShimPID, k.rec.ShimStart = 0, 0
+	k.state = StateExited
+	if k.exited != nil {
+		close(k.exited)
+		k.exited = nil
+	}
+	r.log.Info("container exited", "container", k.id, "exit_code", ex.ExitCode, "reason", k.rec.LastReason)
+	r.afterStopLocked(k, ex.ExitCode)
+}
+
+// afterStopLocked saves the record, emits the event and schedules a
+// restart if the policy wants one.
+func (r *Runtime) afterStopLocked(k *ctr, exitCode int) {
+	ev := Event{Status: r.statusLocked(k)}
+	if !k.rec.Stopped && !k.removed && shouldRestart(k.rec.Config.Restart, exitCode) {
+		ran := r.cfg.Clock.Now().Sub(k.rec.StartedAt)
+		var delay time.Duration
+		delay, k.rec.InRow = nextBackoff(k.rec.InRow, ran)
+		ev.WillRestart, ev.Backoff = true, delay
+		k.cancel = make(chan struct{})
+		go r.restartAfter(k, k.gen, delay, k.cancel)
+	}
+	r.saveLocked(k)
+	r.emit(ev)
+}
+
+func (r *Runtime) emit(ev Event) {
+	select {
+	case r.events <- ev:
+	default:
+		r.log.Warn("events channel full: dropping event", "pod", ev.Status.Pod, "container", ev.Status.Name)
+	}
+}
+
+func (r *Runtime) restartAfter(k *ctr, gen int, delay time.Duration, cancel chan struct{}) {
+	select {
+	case <-r.cfg.Clock.After(delay):
+	case <-cancel:
+		return
+	case <-r.closed:
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if k.gen != gen || k.removed || k.rec.Stopped || k.state != StateExited {
+		return
+	}
+	k.rec.RestartCount++
+	if err := r.launchLocked(k); err != nil {
+		k.gen++
+		k.rec.LastReason, k.rec.LastMessage = ReasonStartFail, err.Error()
+		k.rec.StartedAt = r.cfg.Clock.Now()
+		r.log.Warn("container restart failed", "container", k.id, "err", err)
+		r.afterStopLocked(k, -1)
+	}
+}
+
+// StopContainer stops a container: SIGTERM, then SIGKILL after grace. The
+// container is not restarted afterwards. Stopping a stopped container is
+// not an error.
+func (r *Runtime) StopContainer(ctx context.Context, pod, name string, grace time.Duration) error {
+	id := containerID(pod, name)
+	r.mu.Lock()
+	k, ok := r.ctrs[id]
+	if !ok {
+		r.mu.Unlock()
+		return fmt.Errorf("container %s/%s: %w", pod, name, ErrNotFound)
+	}
+	k.rec.Stopped = true
+	if k.cancel != nil {
+		close(k.cancel)
+		k.cancel = nil
+	}
+	r.saveLocked(k)
+	exited := k.exited
+	running := k.state == StateRunning
+	r.mu.Unlock()
+	if !running || exited == nil {
+		return nil
+	}
+	signal := func(sig os.Signal) {
+		if c, err := libcontainer.Load(r.libcontainerRoot(), id); err == nil {
+			_ = c.Signal(sig)
+		}
+	}
+	signal(unix.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-exited:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	signal(unix.SIGKILL)
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("container %s/%s: still running 30s after SIGKILL", pod, name)
+	}
+}
+
+// adopt loads the pods and containers recorded in StateDir.
+func (r *Runtime) adopt() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pods, _ := filepath.Glob(filepath.Join(r.cfg.StateDir, "pods", "*", "pod.json"))
+	for _, p := range pods {
+		var rec podRecord
+		if b, err := os.ReadFile(p); err != nil || json.Unmarshal(b, &rec) != nil {
+			r.log.Warn("unreadable pod record", "path", p)
+			continue
+		}
+		r.pods[rec.Config.Name] = &rec
+	}
+	recs, _ := filepath.Glob(filepath.Join(r.cfg.StateDir, "containers", "*", "record.json"))
+	for _, p := range recs {
+		var rec record
+		if b, err := os.ReadFile(p); err != nil || json.Unmarshal(b, &rec) != nil {
+			r.log.Warn("unreadable container record", "path", p)
+			continue
+		}
+		k := &ctr{id: containerID(rec.Pod, rec.Config.Name), rec: rec, state: StateExited, gen: 1}
+		r.ctrs[k.id] = k
+		if rec.ShimPID == 0 {
+			continue // exited before; its restart, if any, was pending
+		}
+		fd, err := unix.PidfdOpen(rec.ShimPID, 0)
+		if err == nil {
+			if st, serr := procStartTime(rec.ShimPID); serr != nil || st != rec.ShimStart {
+				unix.Close(fd)
+				err = errors.New("pid reused")
+			}
+		}
+		if err != nil {
+			k.state = StateRunning
+			r.exitedLocked(k) // the shim is gone: read its exit record
+			continue
+		}
+		k.state = StateRunning
+		k.exited = make(chan struct{})
+		go r.watchPidfd(fd, k, k.gen)
+		r.log.Info("adopted container", "container", k.id, "pid", rec.Pid)
+	}
+	// Containers that were waiting for a restart when the old runtime went
+	// away get it from this one.
+	for _, k := range r.ctrs {
+		if k.state == StateExited && k.cancel == nil && !k.rec.Stopped && k.rec.Last != nil &&
+			shouldRestart(k.rec.Config.Restart, k.rec.Last.ExitCode) {
+			k.cancel = make(chan struct{})
+			d, _ := nextBackoff(max(k.rec.InRow-1, 0), 0)
+			go r.restartAfter(k, k.gen, d, k.cancel)
+		}
+	}
+	return nil
+}
+
+// watchPidfd waits for an adopted shim, which is not our child, to exit.
+func (r *Runtime) watchPidfd(fd int, k *ctr, gen int) {
+	defer unix.Close(fd)
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 500)
+		if n > 0 {
+			r.onExit(k, gen)
+			return
+		}
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			r.log.Error("watch adopted shim", "container", k.id, "err", err)
+			return
+		}
+		select {
+		case <-r.closed:
+			return
+		default:
+		}
+	}
+}

@@ -1,0 +1,207 @@
+package containers
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Errors that callers check with errors.Is.
+var (
+	// ErrNotFound: no such pod, container or image.
+	ErrNotFound = errors.New("not found")
+	// ErrImageNotPresent: a container names an image that is not in the store.
+	ErrImageNotPresent = errors.New("image not present")
+	// ErrBadReference: an image reference does not parse.
+	ErrBadReference = errors.New("bad image reference")
+	// ErrBadArchive: an image archive is neither a docker save nor an OCI
+	// layout tarball, or its content is corrupt.
+	ErrBadArchive = errors.New("bad image archive")
+	// ErrDigestMismatch: content does not match the digest that names it.
+	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrNotRunning: the container is not running (exec, stats).
+	ErrNotRunning = errors.New("container not running")
+	// ErrInvalid: a PodConfig or ContainerConfig is invalid.
+	ErrInvalid = errors.New("invalid config")
+)
+
+// RestartPolicy says when an exited container is started again.
+type RestartPolicy string
+
+// Restart policies.
+const (
+	RestartAlways    RestartPolicy = "always"
+	RestartOnFailure RestartPolicy = "on-failure"
+	RestartNever     RestartPolicy = "never"
+)
+
+// VolumeType is the kind of a pod volume.
+type VolumeType string
+
+// Volume types.
+const (
+	VolumeEmpty  VolumeType = "empty"  // a directory in the pod, removed with it
+	VolumeMemory VolumeType = "memory" // a tmpfs with an optional size limit
+	VolumeHost   VolumeType = "host"   // a bind mount of a node path
+)
+
+// Volume is one pod volume.
+type Volume struct {
+	Type VolumeType `json:"type"`
+	// Path on the node, for host volumes.
+	Path string `json:"path,omitempty"`
+	// Size limit in bytes of memory volumes; 0 is the kernel default.
+	Size int64 `json:"size,omitempty"`
+}
+
+// PodConfig is a pod sandbox: what its containers share.
+type PodConfig struct {
+	// Name identifies the pod on this node; it is also the hostname.
+	Name string `json:"name"`
+	// NetNSPath is the network namespace to join (e.g. /run/netns/x).
+	// Empty makes a private one with only loopback.
+	NetNSPath string `json:"netns_path,omitempty"`
+	// Hostname defaults to Name.
+	Hostname string `json:"hostname,omitempty"`
+	// Volumes by name; containers mount them by name.
+	Volumes map[string]Volume `json:"volumes,omitempty"`
+}
+
+// ContainerConfig is one container of a pod. Image config (entrypoint, cmd,
+// env, workdir, user) is merged as Kubernetes does: Command replaces the
+// entrypoint (and drops the image's cmd), Args replace the cmd, Env adds to
+// and overrides the image's env, Workdir and User replace the image's.
+type ContainerConfig struct {
+	Name    string            `json:"name"`
+	Image   string            `json:"image"`
+	Command []string          `json:"command,omitempty"`
+	Args    []string          `json:"args,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+	Workdir string            `json:"workdir,omitempty"`
+	// User is "uid", "uid:gid", "name" or "name:group", resolved in the
+	// container's /etc/passwd and /etc/group.
+	User string `json:"user,omitempty"`
+	// CPU limit in cores (0.5 = half a core); 0 is unlimited.
+	CPU float64 `json:"cpu,omitempty"`
+	// Memory limit in bytes; 0 is unlimited.
+	Memory int64 `json:"memory,omitempty"`
+	// Pids limit; 0 means 1024.
+	Pids int64 `json:"pids,omitempty"`
+	// Mounts: volume name -> path in the container.
+	Mounts map[string]string `json:"mounts,omitempty"`
+	// ReadOnlyRoot mounts the root filesystem read-only.
+	ReadOnlyRoot bool `json:"read_only_root,omitempty"`
+	// Restart policy; default always.
+	Restart RestartPolicy `json:"restart,omitempty"`
+}
+
+// State of a container.
+type State string
+
+// Container states.
+const (
+	StateCreated State = "created" // known, being started or waiting for its backoff
+	StateRunning State = "running"
+	StateExited  State = "exited"
+)
+
+// Exit reasons.
+const (
+	ReasonCompleted = "Completed" // exit code 0
+	ReasonError     = "Error"     // non-zero exit code or a signal
+	ReasonOOMKilled = "OOMKilled" // killed by the kernel for its memory limit
+	ReasonUnknown   = "Unknown"   // the shim died without recording an exit
+	ReasonStartFail = "StartError"
+)
+
+// ContainerStatus is what the runtime knows of a container.
+type ContainerStatus struct {
+	Pod       string    `json:"pod"`
+	Name      string    `json:"name"`
+	Image     string    `json:"image"`
+	ImageID   string    `json:"image_id,omitempty"`
+	State     State     `json:"state"`
+	Pid       int       `json:"pid,omitempty"`
+	StartedAt time.Time `json:"started_at,omitempty"`
+	// ExitCode, Signal, Reason and FinishedAt describe the last exit.
+	ExitCode   int       `json:"exit_code"`
+	Signal     int       `json:"signal,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Message    string    `json:"message,omitempty"`
+	FinishedAt time.Time `json:"finished_at,omitempty"`
+	// RestartCount counts starts after the first.
+	RestartCount int `json:"restart_count"`
+}
+
+// Event tells that a container exited (or failed to start).
+type Event struct {
+	Status ContainerStatus
+	// WillRestart says the restart policy starts it again after Backoff.
+	WillRestart bool
+	Backoff     time.Duration
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+func validName(kind, s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("%s name %q: must be a DNS label (a-z, 0-9, '-'): %w", kind, s, ErrInvalid)
+	}
+	return nil
+}
+
+// Validate checks a pod config.
+func (p *PodConfig) Validate() error {
+	var errs []error
+	if err := validName("pod", p.Name); err != nil {
+		errs = append(errs, err)
+	}
+	for name, v := range p.Volumes {
+		if err := validName("volume", name); err != nil {
+			errs = append(errs, err)
+		}
+		switch v.Type {
+		case VolumeEmpty, VolumeMemory:
+		case VolumeHost:
+			if v.Path == "" || v.Path[0] != '/' {
+				errs = append(errs, fmt.Errorf("volume %s: host path %q must be absolute: %w", name, v.Path, ErrInvalid))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("volume %s: unknown type %q: %w", name, v.Type, ErrInvalid))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate checks a container config against its pod.
+func (c *ContainerConfig) Validate(pod *PodConfig) error {
+	var errs []error
+	if err := validName("container", c.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Image == "" {
+		errs = append(errs, fmt.Errorf("container %s: image is required: %w", c.Name, ErrInvalid))
+	}
+	switch c.Restart {
+	case "", RestartAlways, RestartOnFailure, RestartNever:
+	default:
+		errs = append(errs, fmt.Errorf("container %s: unknown restart policy %q: %w", c.Name, c.Restart, ErrInvalid))
+	}
+	if c.CPU < 0 || c.Memory < 0 || c.Pids < 0 {
+		errs = append(errs, fmt.Errorf("container %s: negative limit: %w", c.Name, ErrInvalid))
+	}
+	for vol, path := range c.Mounts {
+		if _, ok := pod.Volumes[vol]; !ok {
+			errs = append(errs, fmt.Errorf("container %s: mount of unknown volume %q: %w", c.Name, vol, ErrInvalid))
+		}
+		if path == "" || path[0] != '/' {
+			errs = append(errs, fmt.Errorf("container %s: mount path %q must be absolute: %w", c.Name, path, ErrInvalid))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// containerID is the libcontainer id of a pod's container. Pod and container
+// names are DNS labels, so "_" cannot be part of either.
+func containerID(pod, name string) string { return pod + "_" + name }
