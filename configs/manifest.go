@@ -258,7 +258,7 @@ func crossCheck(e *errs, m *Manifest) {
 			continue
 		}
 		p := path{"service", n}
-		if a := m.Apps[s.App]; a != nil && s.TargetPort.Name != "" && ValidName(s.TargetPort.Name) {
+		if a := m.Apps[s.App]; a != nil && s.TargetPort.Name != "" && validPortName(s.TargetPort.Name) {
 			if _, ok := a.ResolvePort(s.TargetPort); !ok {
 				var names []string
 				for _, c := range a.Containers {

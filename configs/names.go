@@ -27,6 +27,20 @@ var (
 // characters.
 func ValidName(s string) bool { return len(s) <= 63 && nameRE.MatchString(s) }
 
+// validPortName reports whether s can name a port: a valid name with at
+// least one letter, so that it never reads as a port number.
+func validPortName(s string) bool {
+	return ValidName(s) && strings.ContainsFunc(s, func(r rune) bool { return r >= 'a' && r <= 'z' })
+}
+
+// portNameMsg explains why s is not a valid port name.
+func portNameMsg(s string) string {
+	if ValidName(s) {
+		return quoteShort(s) + " is not a valid port name (it needs a letter)"
+	}
+	return nameMsg(s)
+}
+
 // nameMsg explains why s is not a valid name.
 func nameMsg(s string) string {
 	if len(s) > 63 {

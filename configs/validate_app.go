@@ -120,8 +120,8 @@ func validateContainer(e *errs, p path, name string, c *ContainerSpec, volumes m
 	for _, pn := range sortedKeys(c.Ports) {
 		n := c.Ports[pn]
 		pp := p.with("ports", pn)
-		if !ValidName(pn) {
-			e.addKey(pp, "%s", nameMsg(pn))
+		if !validPortName(pn) {
+			e.addKey(pp, "%s", portNameMsg(pn))
 		}
 		if other, dup := pod.names[pn]; dup {
 			e.addKey(pp, "port name %q is also used by container %q", pn, other)
@@ -273,7 +273,7 @@ func validateProbe(e *errs, p path, pr *Probe, c *ContainerSpec) {
 		}
 	default:
 		validatePortRef(e, p.with("port"), pr.Port, true)
-		if pr.Port.Name != "" && ValidName(pr.Port.Name) {
+		if pr.Port.Name != "" && validPortName(pr.Port.Name) {
 			if _, ok := c.ResolvePort(pr.Port); !ok {
 				e.add(p.with("port"), "%q is not a port of this container%s", pr.Port.Name, hint(sortedKeys(c.Ports)))
 			}
@@ -304,7 +304,7 @@ func validatePortRef(e *errs, p path, ref PortRef, required bool) {
 			e.add(p, "is required")
 		}
 	case ref.Name != "":
-		if !ValidName(ref.Name) {
+		if !validPortName(ref.Name) {
 			e.add(p, "%s is not a port number or a valid port name", quoteShort(ref.Name))
 		}
 	case ref.Number < 1 || ref.Number > 65535:
