@@ -16,7 +16,7 @@ func TestIndexPositions(t *testing.T) {
 		`[ app . "we.b" ]  # a comment with "quotes"`, // 3
 		`note = """`,                                  // 4
 		`[fake.header]`,                               // 5
-		`key = "x" \" """`,                              // 6
+		`key = "x" \" """`,                            // 6
 		`lit = '''C:\path\'''' # trailing`,            // 7
 		`"quoted key" . sub = 'v'`,                    // 8
 		`arr = [`,                                     // 9
