@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -86,6 +87,13 @@ func must(t *testing.T, api string, args ...string) string {
 // returns its API address once it answers. The server is stopped with
 // SIGTERM at the end of the test.
 func startServer(t *testing.T) string {
+	addr, _ := startServerArgs(t)
+	return addr
+}
+
+// startServerArgs is startServer with more server flags; it also returns
+// the data directory.
+func startServerArgs(t *testing.T, extra ...string) (addr, dataDir string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "skiff-cli")
 	if err != nil {
@@ -97,8 +105,10 @@ func startServer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(skiffBin, "server", "--data-dir", filepath.Join(dir, "data"), "--run-dir", filepath.Join(dir, "run"),
-		"--config", filepath.Join(dir, "config.toml"))
+	dataDir = filepath.Join(dir, "data")
+	args := append([]string{"server", "--data-dir", dataDir, "--run-dir", filepath.Join(dir, "run"),
+		"--config", filepath.Join(dir, "config.toml")}, extra...)
+	cmd := exec.Command(skiffBin, args...)
 	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte("node_name = \"cli-test\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +132,7 @@ func startServer(t *testing.T) string {
 			t.Logf("server log:\n%s", b)
 		}
 	})
-	addr := "unix://" + filepath.Join(dir, "run", "skiff.sock")
+	addr = "unix://" + filepath.Join(dir, "run", "skiff.sock")
 	c, err := client.New(addr, "")
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +149,7 @@ func startServer(t *testing.T) string {
 		_, err := c.ListNodes(ctx)
 		cancel()
 		if err == nil {
-			return addr
+			return addr, dataDir
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("skiff server did not answer within 20s: %v", err)
@@ -207,7 +217,7 @@ func TestCLI(t *testing.T) {
 			}
 		}},
 		{"edited apply configures", func(t *testing.T) {
-			writeFile(t, dir, "web.toml", strings.Replace(webManifest, `"hello"`, `"x"`, 1)+"\n[app.web.container.http.env]\nGREETING = \"hi\"\n")
+			writeFile(t, dir, "web.toml", webManifest+"\n[app.web.container.http.env]\nGREETING = \"hi\"\n")
 			want := "app/web configured\nservice/web unchanged\n"
 			if out := must(t, addr, "apply", "-f", web); out != want {
 				t.Errorf("apply said %q, want %q", out, want)
@@ -271,6 +281,21 @@ func TestCLI(t *testing.T) {
 			out := must(t, addr, "rollout", "history", "app", "web")
 			if !strings.HasPrefix(out, "REVISION") || strings.Count(out, "\n") < 3 {
 				t.Errorf("history:\n%s", out)
+			}
+		}},
+		{"rollout undo", func(t *testing.T) {
+			if out := must(t, addr, "rollout", "undo", "app", "web"); out != "app/web rolled back\n" {
+				t.Errorf("undo said %q", out)
+			}
+			var a api.App
+			if err := json.Unmarshal([]byte(must(t, addr, "get", "app", "web", "-o", "json")), &a); err != nil {
+				t.Fatal(err)
+			}
+			if env := a.Spec.Containers["http"].Env; env["GREETING"] != "" {
+				t.Errorf("after undo the env is still %v", env)
+			}
+			if a.Spec.Replicas == nil || *a.Spec.Replicas != 3 {
+				t.Errorf("undo changed replicas to %v", a.Spec.Replicas)
 			}
 		}},
 		{"bad manifest applies nothing", func(t *testing.T) {
@@ -384,6 +409,29 @@ func TestWatch(t *testing.T) {
 		if f := strings.Fields(l); len(f) > 0 && strings.HasPrefix(f[0], "web-") {
 			seen[f[0]] = true
 		}
+	}
+}
+
+// TestTCP reaches the API over TCP with the token skiff token prints, and
+// fails with one line without it.
+func TestTCP(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close() // the server binds it next; a collision fails the test loudly
+	tcp := fmt.Sprintf("127.0.0.1:%d", port)
+	unix, dataDir := startServerArgs(t, "--listen-tcp", "--api-addr", tcp)
+
+	token := strings.TrimSpace(must(t, unix, "token", "--data-dir", dataDir))
+	if len(token) < 16 {
+		t.Fatalf("token %q", token)
+	}
+	must(t, unix, "--api", "http://"+tcp, "--token", token, "get", "nodes")
+	r := skiff(t, "http://"+tcp, "get", "nodes")
+	if r.code != 1 || r.stderr != "skiff: missing or wrong bearer token\n" {
+		t.Errorf("without token: exit %d stderr %q", r.code, r.stderr)
 	}
 }
 

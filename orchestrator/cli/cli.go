@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/client"
@@ -31,7 +32,8 @@ func DefaultAPI() string {
 
 // PrintError writes a failed command's error to w: one line "skiff: ...",
 // then one line per field detail of an API error, or every line of a
-// manifest's validation errors (file:line:col: field: message).
+// manifest's validation errors (file:line:col: field: message). Joined
+// errors (errors.Join) are printed one after the other.
 func PrintError(w io.Writer, err error) {
 	var list configs.ErrorList
 	if errors.As(err, &list) {
@@ -40,18 +42,9 @@ func PrintError(w io.Writer, err error) {
 		}
 		return
 	}
-	var ae *client.APIError
-	if errors.As(err, &ae) {
-		fmt.Fprintf(w, "skiff: %s\n", ae.Message)
-		for _, d := range ae.Details {
-			if d.Field != "" {
-				fmt.Fprintf(w, "  %s: %s\n", d.Field, d.Message)
-			} else {
-				fmt.Fprintf(w, "  %s\n", d.Message)
-			}
-		}
-		if len(ae.Details) == 0 && ae.Field != "" {
-			fmt.Fprintf(w, "  field: %s\n", ae.Field)
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			PrintError(w, e)
 		}
 		return
 	}
@@ -60,5 +53,30 @@ func PrintError(w io.Writer, err error) {
 		fmt.Fprintf(w, "skiff: cannot reach the skiff API at %s (is skiff server running?)\n", ue.Addr)
 		return
 	}
-	fmt.Fprintf(w, "skiff: %v\n", err)
+	var ae *client.APIError
+	if !errors.As(err, &ae) || len(ae.Details) == 0 {
+		fmt.Fprintf(w, "skiff: %v\n", err)
+		return
+	}
+	// The server's message often repeats its details; print each once.
+	repeated := true
+	for _, d := range ae.Details {
+		repeated = repeated && strings.Contains(ae.Message, d.Message)
+	}
+	switch {
+	case repeated && len(ae.Details) == 1:
+		fmt.Fprintf(w, "skiff: %v\n", err)
+		return
+	case repeated:
+		fmt.Fprintf(w, "skiff: %s: %d errors\n", strings.TrimSuffix(err.Error(), ae.Error())+"the server rejected the request", len(ae.Details))
+	default:
+		fmt.Fprintf(w, "skiff: %v\n", err)
+	}
+	for _, d := range ae.Details {
+		if d.Field != "" {
+			fmt.Fprintf(w, "  %s: %s\n", d.Field, d.Message)
+		} else {
+			fmt.Fprintf(w, "  %s\n", d.Message)
+		}
+	}
 }

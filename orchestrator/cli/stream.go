@@ -51,7 +51,7 @@ const TokenFile = "token"
 func ReadToken(dataDir string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dataDir, TokenFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("no token in %s (has skiff server run with --data-dir %s?)", dataDir, dataDir)
+		return "", fmt.Errorf("no token in %s: the server makes one when it serves the API on TCP (skiff server --listen-tcp)", dataDir)
 	}
 	if err != nil {
 		return "", fmt.Errorf("read token: %w", err)
