@@ -25,6 +25,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // Image is an image in the store.
@@ -270,6 +271,10 @@ func (s *ImageStore) Pull(ctx context.Context, ref string, progress func(Progres
 		remote.WithRetryBackoff(remote.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Steps: 2}),
 	)
 	if err != nil {
+		var te *transport.Error
+		if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
+			return Image{}, fmt.Errorf("pull %s: %w: %w", ref, ErrNotFound, err)
+		}
 		return Image{}, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	out, err := s.store(ctx, img, []string{r.Name()}, ref, progress)
