@@ -500,3 +500,19 @@ func TestExitError(t *testing.T) {
 		t.Errorf("interrupted: exit %d", code)
 	}
 }
+
+// TestServerBadConfig: a bad node config stops the server at once with
+// every error at file:line:col, and a missing --config file is an error.
+func TestServerBadConfig(t *testing.T) {
+	dir := t.TempDir()
+	bad := writeFile(t, dir, "config.toml", "node_nme = \"x\"\nmax_pods = 0\n")
+	r := skiff(t, "", "server", "--config", bad, "--data-dir", filepath.Join(dir, "data"), "--run-dir", filepath.Join(dir, "run"))
+	want := bad + ":1:1: node_nme: unknown key (did you mean \"node_name\"?)\n" + bad + ":2:12: max_pods: must be >= 1\n"
+	if r.code != 1 || r.stderr != want {
+		t.Errorf("exit %d stderr %q, want 1 %q", r.code, r.stderr, want)
+	}
+	r = skiff(t, "", "server", "--config", filepath.Join(dir, "missing.toml"))
+	if r.code != 1 || strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, "missing.toml") {
+		t.Errorf("missing config: exit %d stderr %q", r.code, r.stderr)
+	}
+}
