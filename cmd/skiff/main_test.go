@@ -146,7 +146,7 @@ func startServerArgs(t *testing.T, extra ...string) (addr, dataDir string) {
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.ListNodes(ctx)
+		err := c.Ready(ctx)
 		cancel()
 		if err == nil {
 			return addr, dataDir

@@ -286,3 +286,8 @@ func (c *Client) Apply(ctx context.Context, m *configs.Manifest, dryRun bool) (A
 	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/apply", body: req}, &res)
 	return res, err
 }
+
+// Ready asks the server's /readyz; nil means it serves.
+func (c *Client) Ready(ctx context.Context) error {
+	return c.do(ctx, request{method: http.MethodGet, path: "/readyz"}, nil)
+}
