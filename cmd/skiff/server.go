@@ -37,17 +37,16 @@ func newServerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			f := cmd.Flags()
-			for name, dst := range map[string]*string{
-				"data-dir":       &cfg.DataDir,
-				"run-dir":        &cfg.RunDir,
-				"node-name":      &cfg.NodeName,
-				"api-addr":       &cfg.APIAddr,
-				"advertise-addr": &cfg.AdvertiseAddr,
+			// Flags of the same name override the file.
+			for name, v := range map[string][2]*string{
+				"data-dir":       {&cfg.DataDir, &over.DataDir},
+				"run-dir":        {&cfg.RunDir, &over.RunDir},
+				"node-name":      {&cfg.NodeName, &over.NodeName},
+				"api-addr":       {&cfg.APIAddr, &over.APIAddr},
+				"advertise-addr": {&cfg.AdvertiseAddr, &over.AdvertiseAddr},
 			} {
-				if f.Changed(name) {
-					v, _ := f.GetString(name)
-					*dst = v
+				if cmd.Flags().Changed(name) {
+					*v[0] = *v[1]
 				}
 			}
 			if err := cfg.Validate(); err != nil {
