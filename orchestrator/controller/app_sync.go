@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
@@ -14,16 +15,26 @@ import (
 // back to.
 var ErrNoRevision = errors.New("no revision to roll back to")
 
-// syncApp reconciles one app in one transaction: it records a new template
-// in the history, rolls back an update past its progress deadline when
-// asked to, creates and retires pods per planApp, and writes the status.
-// An app that is gone has its pods retired. It returns how many pods it
-// created and when it next wants a pass (a progress deadline).
-func (c *controller) syncApp(name string, now time.Time) (created int, next time.Time, err error) {
-	var notes map[string]string
-	var prog progress
-	err = c.update(func(tx *store.Tx) error {
-		created, next, notes, prog = 0, time.Time{}, map[string]string{}, progress{}
+// appResult is what reconciling one app leaves for the controller's memory.
+type appResult struct {
+	created int
+	// next is when the app wants a pass (its progress deadline).
+	next time.Time
+	// notes are warnings recorded (key → message), see controller.reported.
+	notes map[string]string
+	prog  progress
+}
+
+// syncApps reconciles the named apps. It first plans every app against
+// one read-only snapshot, and opens a write transaction (which reads again)
+// only for the apps that have something to write: a pass over a converged
+// store reads the pods once and writes nothing. It returns how many pods it
+// created and the earliest time an app wants a pass.
+func (c *controller) syncApps(names []string, now time.Time) (created int, next time.Time, err error) {
+	results := map[string]appResult{}
+	var todo []string
+	var errs []error
+	err = c.st.View(func(tx *store.Tx) error {
 		var nodes []*api.Node
 		if err := tx.List(api.KindNode, &nodes); err != nil {
 			return err
@@ -32,164 +43,224 @@ func (c *controller) syncApp(name string, now time.Time) (created int, next time
 		if err := tx.List(api.KindPod, &all); err != nil {
 			return err
 		}
-		nv := newNodeView(nodes, now, c.cfg.HeartbeatTimeout)
-		var mine []*api.Pod
+		byApp := map[string][]*api.Pod{}
 		for _, p := range all {
-			if p.Spec.App == name {
-				mine = append(mine, p)
-			}
+			byApp[p.Spec.App] = append(byApp[p.Spec.App], p)
 		}
-		var app api.App
-		if err := tx.Get(api.KindApp, name, &app); errors.Is(err, store.ErrNotFound) {
-			var gone []string
-			for _, p := range mine {
-				if p.Spec.Deleting != nil && nv.podNodeUp(p) {
-					continue
-				}
-				if err := retire(tx, p, nv, now); err != nil {
-					return err
-				}
-				gone = append(gone, p.Name)
-			}
-			if len(gone) > 0 {
-				c.appLog.Info("app deleted; pods retired", "app", name, "pods", len(gone))
-			}
-			return nil
-		} else if err != nil {
-			return err
-		}
-
-		hash := TemplateHash(&app.Spec)
-		before := app.Status
-		histChanged := recordRevision(&app.Status, &app.Spec, hash, now)
-		if histChanged && before.TemplateHash != "" {
-			msg := fmt.Sprintf("new template %s (was %s)", hash, before.TemplateHash)
-			if err := tx.RecordEvent("apps/"+name, api.EventNormal, "NewRevision", msg, sourceApps); err != nil {
-				return err
-			}
-		}
-		cl := newCluster(nodes, all, func(n *api.Node) bool { return nv.up[n.Name] })
-		plan := planApp(&app, hash, mine, nv, cl)
-
-		if plan.progressing {
-			// The deadline counts from the update's start or from the last
-			// time one more new pod became ready, whichever is later.
-			start := app.Status.History[len(app.Status.History)-1].Time
-			pr := c.progress[name]
-			if pr.hash == hash && pr.ready >= plan.readyUpdated {
-				start = later(start, pr.since)
-			} else if pr.hash == hash {
-				start = now
-			}
-			prog = progress{hash: hash, ready: plan.readyUpdated, since: start}
-			deadline := start.Add(progressDeadline(&app.Spec))
+		for _, name := range names {
+			d := &dryTx{Tx: tx}
+			r, err := c.reconcileApp(d, name, nodes, all, byApp[name], now)
 			switch {
-			case now.Before(deadline):
-				next = deadline
-			case app.Spec.Update != nil && app.Spec.Update.AutoRollback && len(app.Status.History) > 1:
-				prev := app.Status.History[len(app.Status.History)-2]
-				setTemplate(&app.Spec, &prev.Spec)
-				msg := fmt.Sprintf("template %s not ready within %s: rolled back to %s", hash, progressDeadline(&app.Spec), prev.TemplateHash)
-				if err := tx.Put(api.KindApp, &app); err != nil {
-					return err
-				}
-				c.appLog.Warn("update rolled back", "app", name, "from", hash, "to", prev.TemplateHash)
-				// The write wakes the next pass, which acts on the old template.
-				return tx.RecordEvent("apps/"+name, api.EventWarning, "RolledBack", msg, sourceApps)
+			case err != nil:
+				errs = append(errs, fmt.Errorf("app %s: %w", name, err))
+			case d.wrote:
+				todo = append(todo, name)
 			default:
-				key := "deadline/" + name
-				msg := fmt.Sprintf("template %s not ready within %s", hash, progressDeadline(&app.Spec))
-				notes[key] = msg
-				if c.reported[key] != msg {
-					if err := tx.RecordEvent("apps/"+name, api.EventWarning, "ProgressDeadlineExceeded", msg, sourceApps); err != nil {
-						return err
-					}
-				}
+				results[name] = r
 			}
 		}
-
-		taken := map[string]bool{}
-		for _, p := range all {
-			taken[p.Name] = true
-		}
-		var made []string
-		mk := func(node string) error {
-			pn := podName(name, hash, func(s string) bool { return taken[s] })
-			taken[pn] = true
-			if err := tx.Create(api.KindPod, newPod(&app, hash, pn, node)); err != nil {
-				return err
-			}
-			made = append(made, pn)
-			return nil
-		}
-		for range plan.create {
-			if err := mk(""); err != nil {
-				return err
-			}
-		}
-		for _, node := range plan.createOn {
-			if err := mk(node); err != nil {
-				return err
-			}
-		}
-		created = len(made)
-		var retired []string
-		for _, p := range plan.retire {
-			if err := retire(tx, p, nv, now); err != nil {
-				return err
-			}
-			retired = append(retired, p.Name)
-		}
-		for node, why := range plan.unfit {
-			key := "unfit/" + name + "/" + node
-			msg := fmt.Sprintf("no pod on node %s: %s", node, why)
-			notes[key] = msg
-			if c.reported[key] != msg {
-				if err := tx.RecordEvent("apps/"+name, api.EventWarning, "FailedPlacement", msg, sourceApps); err != nil {
-					return err
-				}
-			}
-		}
-		if len(made) > 0 {
-			msg := fmt.Sprintf("created %d pods: %s", len(made), strings.Join(made, ", "))
-			if err := tx.RecordEvent("apps/"+name, api.EventNormal, "SuccessfulCreate", msg, sourceApps); err != nil {
-				return err
-			}
-		}
-		if len(retired) > 0 {
-			msg := fmt.Sprintf("deleting %d pods: %s", len(retired), strings.Join(retired, ", "))
-			if err := tx.RecordEvent("apps/"+name, api.EventNormal, "SuccessfulDelete", msg, sourceApps); err != nil {
-				return err
-			}
-		}
-		plan.status.History = app.Status.History
-		if !histChanged && sameStatus(before, plan.status) {
-			return nil
-		}
-		app.Status = plan.status
-		return tx.Put(api.KindApp, &app)
+		return nil
 	})
 	if err != nil {
-		return 0, time.Time{}, err
+		return 0, time.Time{}, fmt.Errorf("read apps: %w", err)
 	}
-	prefix := []string{"deadline/" + name, "unfit/" + name + "/"}
+	for _, name := range todo {
+		var r appResult
+		err := c.update(func(tx *store.Tx) error {
+			var nodes []*api.Node
+			if err := tx.List(api.KindNode, &nodes); err != nil {
+				return err
+			}
+			var all []*api.Pod
+			if err := tx.List(api.KindPod, &all); err != nil {
+				return err
+			}
+			var mine []*api.Pod
+			for _, p := range all {
+				if p.Spec.App == name {
+					mine = append(mine, p)
+				}
+			}
+			var err error
+			r, err = c.reconcileApp(tx, name, nodes, all, mine, now)
+			return err
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("app %s: %w", name, err))
+			continue
+		}
+		results[name] = r
+	}
+	for name, r := range results {
+		c.remember(name, r)
+		created += r.created
+		next = earliest(next, r.next)
+	}
+	return created, next, errors.Join(errs...)
+}
+
+// remember keeps what a successful reconcile of app noted.
+func (c *controller) remember(name string, r appResult) {
 	for k := range c.reported {
-		if k == prefix[0] || strings.HasPrefix(k, prefix[1]) {
+		if k == "deadline/"+name || strings.HasPrefix(k, "unfit/"+name+"/") {
 			delete(c.reported, k)
 		}
 	}
-	for k, v := range notes {
+	for k, v := range r.notes {
 		c.reported[k] = v
 	}
-	if prog.hash != "" {
-		c.progress[name] = prog
+	if r.prog.hash != "" {
+		c.progress[name] = r.prog
 	} else {
 		delete(c.progress, name)
 	}
-	if created > 0 {
-		c.appLog.Debug("pods created", "app", name, "pods", created)
+	if r.created > 0 {
+		c.appLog.Debug("pods created", "app", name, "pods", r.created)
 	}
-	return created, next, nil
+}
+
+// reconcileApp reconciles one app in tx, given the nodes and every pod as
+// tx sees them (mine: the app's pods among all): it records a new template
+// in the history, rolls back an update past its progress deadline when
+// asked to, creates and retires pods per planApp, and writes the status. An
+// app that is gone has its pods retired. Pods in all may be changed.
+func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, mine []*api.Pod, now time.Time) (appResult, error) {
+	res := appResult{notes: map[string]string{}}
+	nv := newNodeView(nodes, now, c.cfg.HeartbeatTimeout)
+	var app api.App
+	if err := tx.Get(api.KindApp, name, &app); errors.Is(err, store.ErrNotFound) {
+		var gone []string
+		for _, p := range mine {
+			if p.Spec.Deleting != nil && nv.podNodeUp(p) {
+				continue
+			}
+			if err := retire(tx, p, nv, now); err != nil {
+				return res, err
+			}
+			gone = append(gone, p.Name)
+		}
+		if len(gone) > 0 && !isDry(tx) {
+			c.appLog.Info("app deleted; pods retired", "app", name, "pods", len(gone))
+		}
+		return res, nil
+	} else if err != nil {
+		return res, err
+	}
+
+	hash := TemplateHash(&app.Spec)
+	before := app.Status
+	histChanged := recordRevision(&app.Status, &app.Spec, hash, now)
+	if histChanged && before.TemplateHash != "" {
+		msg := fmt.Sprintf("new template %s (was %s)", hash, before.TemplateHash)
+		if err := tx.RecordEvent("apps/"+name, api.EventNormal, "NewRevision", msg, sourceApps); err != nil {
+			return res, err
+		}
+	}
+	var cl *cluster // only per-node mode places pods itself
+	if app.Spec.Mode == configs.ModePerNode {
+		cl = newCluster(nodes, all, func(n *api.Node) bool { return nv.up[n.Name] })
+	}
+	plan := planApp(&app, hash, mine, nv, cl)
+
+	if plan.progressing {
+		// The deadline counts from the update's start or from the last
+		// time one more new pod became ready, whichever is later.
+		start := app.Status.History[len(app.Status.History)-1].Time
+		pr := c.progress[name]
+		if pr.hash == hash && pr.ready >= plan.readyUpdated {
+			start = later(start, pr.since)
+		} else if pr.hash == hash {
+			start = now
+		}
+		res.prog = progress{hash: hash, ready: plan.readyUpdated, since: start}
+		deadline := start.Add(progressDeadline(&app.Spec))
+		switch {
+		case now.Before(deadline):
+			res.next = deadline
+		case app.Spec.Update != nil && app.Spec.Update.AutoRollback && len(app.Status.History) > 1:
+			prev := app.Status.History[len(app.Status.History)-2]
+			setTemplate(&app.Spec, &prev.Spec)
+			msg := fmt.Sprintf("template %s not ready within %s: rolled back to %s", hash, progressDeadline(&app.Spec), prev.TemplateHash)
+			if err := tx.Put(api.KindApp, &app); err != nil {
+				return res, err
+			}
+			if !isDry(tx) {
+				c.appLog.Warn("update rolled back", "app", name, "from", hash, "to", prev.TemplateHash)
+			}
+			// The write wakes the next pass, which acts on the old template.
+			return res, tx.RecordEvent("apps/"+name, api.EventWarning, "RolledBack", msg, sourceApps)
+		default:
+			key := "deadline/" + name
+			msg := fmt.Sprintf("template %s not ready within %s", hash, progressDeadline(&app.Spec))
+			res.notes[key] = msg
+			if c.reported[key] != msg {
+				if err := tx.RecordEvent("apps/"+name, api.EventWarning, "ProgressDeadlineExceeded", msg, sourceApps); err != nil {
+					return res, err
+				}
+			}
+		}
+	}
+
+	taken := map[string]bool{}
+	for _, p := range all {
+		taken[p.Name] = true
+	}
+	var made []string
+	mk := func(node string) error {
+		pn := podName(name, hash, func(s string) bool { return taken[s] })
+		taken[pn] = true
+		if err := tx.Create(api.KindPod, newPod(&app, hash, pn, node)); err != nil {
+			return err
+		}
+		made = append(made, pn)
+		return nil
+	}
+	for range plan.create {
+		if err := mk(""); err != nil {
+			return res, err
+		}
+	}
+	for _, node := range plan.createOn {
+		if err := mk(node); err != nil {
+			return res, err
+		}
+	}
+	res.created = len(made)
+	var retired []string
+	for _, p := range plan.retire {
+		if err := retire(tx, p, nv, now); err != nil {
+			return res, err
+		}
+		retired = append(retired, p.Name)
+	}
+	for node, why := range plan.unfit {
+		key := "unfit/" + name + "/" + node
+		msg := fmt.Sprintf("no pod on node %s: %s", node, why)
+		res.notes[key] = msg
+		if c.reported[key] != msg {
+			if err := tx.RecordEvent("apps/"+name, api.EventWarning, "FailedPlacement", msg, sourceApps); err != nil {
+				return res, err
+			}
+		}
+	}
+	if len(made) > 0 {
+		msg := fmt.Sprintf("created %d pods: %s", len(made), strings.Join(made, ", "))
+		if err := tx.RecordEvent("apps/"+name, api.EventNormal, "SuccessfulCreate", msg, sourceApps); err != nil {
+			return res, err
+		}
+	}
+	if len(retired) > 0 {
+		msg := fmt.Sprintf("deleting %d pods: %s", len(retired), strings.Join(retired, ", "))
+		if err := tx.RecordEvent("apps/"+name, api.EventNormal, "SuccessfulDelete", msg, sourceApps); err != nil {
+			return res, err
+		}
+	}
+	plan.status.History = app.Status.History
+	if !histChanged && sameStatus(before, plan.status) {
+		return res, nil
+	}
+	app.Status = plan.status
+	return res, tx.Put(api.KindApp, &app)
 }
 
 // progress is how far an app's update had come when last seen.
@@ -215,7 +286,7 @@ func sameStatus(a, b api.AppStatus) bool {
 // deleted outright (no agent would act on it); one on a node that is up is
 // marked Deleting, so that it leaves endpoints at once and its agent stops
 // it and then deletes the object.
-func retire(tx *store.Tx, p *api.Pod, nv *nodeView, now time.Time) error {
+func retire(tx txn, p *api.Pod, nv *nodeView, now time.Time) error {
 	if !nv.podNodeUp(p) {
 		return tx.Delete(api.KindPod, p.Name, p.Revision)
 	}

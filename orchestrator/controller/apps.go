@@ -180,7 +180,8 @@ type appPlan struct {
 
 // planApp decides what to do to bring app's pods (every pod of the app,
 // any template) to the app's spec. hash is the current template hash; cl is
-// the scheduler's view of the nodes (for per-node mode).
+// the scheduler's view of the nodes, needed (and changed) in per-node mode
+// only.
 func planApp(app *api.App, hash string, pods []*api.Pod, nv *nodeView, cl *cluster) appPlan {
 	var plan appPlan
 	var live []*api.Pod

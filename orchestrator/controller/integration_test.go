@@ -198,6 +198,22 @@ func (e *env) markReady(app string) {
 	})
 }
 
+// quiet checks that, once converged, passes write nothing: no store event
+// over several resync periods (a bounded observation window; there is no
+// condition to wait for when asserting that nothing happens).
+func (e *env) quiet(window time.Duration) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), window)
+	defer cancel()
+	ch, err := e.st.Watch(ctx, "", e.st.Rev())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for ev := range ch {
+		e.t.Fatalf("converged state rewritten: %s %s %s", ev.Type, ev.Kind, ev.Object)
+	}
+}
+
 func hasReason(evs []api.Event, reason string) bool {
 	for _, ev := range evs {
 		if ev.Reason == reason {
@@ -268,6 +284,8 @@ func TestReplicasAcrossNodes(t *testing.T) {
 		}
 		return ""
 	})
+
+	e.quiet(4 * 200 * time.Millisecond)
 
 	// n3 fails: its endpoints go before the grace ends, while its pods
 	// still exist.
