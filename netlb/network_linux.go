@@ -42,9 +42,12 @@ type Network struct {
 
 	// mu serialises Sync and guards the sync state below.
 	mu sync.Mutex
-	// applied maps "table/chain" to the rules text of every SKIFF-* chain
-	// that the last successful restore left in force; nil forces a full sync.
-	applied map[string]string
+	// applied holds the rules text of every SKIFF-* chain that the last
+	// successful restore left in force; nil forces a full sync.
+	applied applied
+	// cache holds each service's generated rules from the last successful
+	// Sync ("name/proto" -> rules), reused while the service is unchanged.
+	cache map[string]*svcRules
 	// lastServices and lastEndpoints are the input of the last successful
 	// Sync, for conntrack clean-up and for SetupNode's own sync.
 	lastServices  []Service

@@ -53,10 +53,27 @@ type table struct {
 	name   string
 	order  []string            // chain names in the order they are written
 	chains map[string][]string // chain -> its rules as "-A CHAIN ..." lines
+	text   map[string]string   // chain -> its rules joined, for diffing
 }
 
-func newTable(name string) *table {
-	return &table{name: name, chains: map[string][]string{}}
+func newTable(name string, size int) *table {
+	return &table{name: name, order: make([]string, 0, size), chains: make(map[string][]string, size), text: make(map[string]string, size)}
+}
+
+// put adds a whole chain whose text is known (from the per-service cache).
+func (t *table) put(chain string, rules []string, text string) {
+	t.order = append(t.order, chain)
+	t.chains[chain] = rules
+	t.text[chain] = text
+}
+
+// finish computes the text of the chains that have none yet.
+func (t *table) finish() {
+	for _, ch := range t.order {
+		if _, ok := t.text[ch]; !ok {
+			t.text[ch] = chainText(t.chains[ch])
+		}
+	}
 }
 
 // chain declares a chain (once) and returns it for appending.
@@ -161,7 +178,18 @@ func sortedServices(svcs []Service) []Service {
 // services and endpoints (endpoints keyed by service name). It validates its
 // input and touches nothing.
 func buildRules(c *Config, services []Service, endpoints map[string][]Endpoint) (*ruleSet, error) {
-	nat, filter := newTable("nat"), newTable("filter")
+	rs, _, err := buildRulesCached(c, services, endpoints, nil)
+	return rs, err
+}
+
+// buildRulesCached is buildRules that reuses the rules of services found
+// unchanged in cache and returns the cache for the next call.
+func buildRulesCached(c *Config, services []Service, endpoints map[string][]Endpoint, cache map[string]*svcRules) (*ruleSet, map[string]*svcRules, error) {
+	size := 8
+	for _, s := range services {
+		size += 2 + len(endpoints[s.Name])
+	}
+	nat, filter := newTable("nat", size), newTable("filter", 4)
 	cluster := c.ClusterCIDR.String()
 
 	nat.add(chainServices)
@@ -179,93 +207,30 @@ func buildRules(c *Config, services []Service, endpoints map[string][]Endpoint) 
 		"-d "+cluster+" -j ACCEPT")
 
 	seen := map[string]bool{}
+	next := make(map[string]*svcRules, len(services))
 	for _, s := range sortedServices(services) {
-		if err := s.validate(c); err != nil {
-			return nil, err
-		}
-		proto := string(s.proto())
-		key := s.Name + "/" + proto
+		key := s.Name + "/" + string(s.proto())
 		if seen[key] {
-			return nil, fmt.Errorf("%w %q: listed twice for %s", ErrInvalidService, s.Name, proto)
+			return nil, nil, fmt.Errorf("%w %q: listed twice for %s", ErrInvalidService, s.Name, s.proto())
 		}
 		seen[key] = true
-		eps := sortedEndpoints(endpoints[s.Name])
-		for _, e := range eps {
-			if err := e.validate(s.Name); err != nil {
-				return nil, err
+		fp := fingerprint(s, endpoints[s.Name])
+		sr := cache[key]
+		if sr == nil || sr.fingerprint != fp {
+			var err error
+			if sr, err = buildService(c, s, endpoints[s.Name]); err != nil {
+				return nil, nil, err
 			}
+			sr.fingerprint = fp
 		}
-		comment := " -m comment --comment " + quote(s.Name)
-		match := func(port int) string {
-			return " -p " + proto + comment + " -m " + proto + " --dport " + strconv.Itoa(port)
-		}
-
-		if len(eps) == 0 {
-			// No endpoints: reject at once in the filter table, so that a
-			// client gets "connection refused" instead of a timeout.
-			reject := " -j REJECT --reject-with icmp-port-unreachable"
-			filter.add(chainFilter, "-d "+host(s.ClusterIP)+match(s.Port)+reject)
-			if s.ExternalIP != nil {
-				filter.add(chainFilter, "-d "+host(s.ExternalIP)+match(s.Port)+reject)
-			}
-			if s.NodePort != 0 {
-				if len(c.NodeIPs) == 0 {
-					filter.add(chainFilter, "-p "+proto+comment+" -m addrtype --dst-type LOCAL -m "+proto+" --dport "+strconv.Itoa(s.NodePort)+reject)
-				}
-				for _, ip := range c.NodeIPs {
-					filter.add(chainFilter, "-d "+host(ip)+match(s.NodePort)+reject)
-				}
-			}
-			continue
-		}
-
-		svc := svcChain(s)
-		nat.add(chainServices, "-d "+host(s.ClusterIP)+match(s.Port)+" -j "+svc)
-		if s.NodePort != 0 || s.ExternalIP != nil {
-			// Traffic from outside the node is masqueraded so that replies
-			// come back through this node's conntrack.
-			ext := extChain(s)
-			nat.add(ext, "-j "+chainMarkMasq, "-j "+svc)
-			if s.ExternalIP != nil {
-				nat.add(chainServices, "-d "+host(s.ExternalIP)+match(s.Port)+" -j "+ext)
-			}
-			if s.NodePort != 0 {
-				nat.add(chainNodePorts, strings.TrimPrefix(match(s.NodePort), " ")+" -j "+ext)
-			}
-		}
-		// Sources outside the cluster (the node itself, other hosts) are
-		// masqueraded so that the endpoint's reply returns through us.
-		nat.add(svc, "! -s "+cluster+" -d "+host(s.ClusterIP)+" -p "+proto+" -m "+proto+" --dport "+strconv.Itoa(s.Port)+" -j "+chainMarkMasq)
-		timeout := s.AffinityTimeout
-		if timeout == 0 {
-			timeout = defaultAffinityTimeout
-		}
-		if s.Affinity {
-			for _, e := range eps {
-				sep := sepChain(s, e)
-				nat.add(svc, fmt.Sprintf("-m recent --rcheck --seconds %d --reap --name %s --mask 255.255.255.255 --rsource -j %s", int(timeout/time.Second), sep, sep))
-			}
-		}
-		for i, e := range eps {
-			sep := sepChain(s, e)
-			if n := len(eps) - i; n > 1 {
-				nat.add(svc, "-m statistic --mode random --probability "+probability(n)+" -j "+sep)
-			} else {
-				nat.add(svc, "-j "+sep)
-			}
-		}
-		for _, e := range eps {
-			sep := sepChain(s, e)
-			dest := net.JoinHostPort(e.IP.String(), strconv.Itoa(e.Port))
-			recent := ""
-			if s.Affinity {
-				recent = " -m recent --set --name " + sep + " --mask 255.255.255.255 --rsource"
-			}
-			// A pod reaching its own service (hairpin) is masqueraded, or
-			// it would answer itself straight from the pod IP.
-			nat.add(sep,
-				"-s "+host(e.IP)+" -j "+chainMarkMasq,
-				"-p "+proto+recent+" -m "+proto+" -j DNAT --to-destination "+dest)
+		next[key] = sr
+		nat.add(chainServices)
+		nat.chains[chainServices] = append(nat.chains[chainServices], sr.services...)
+		nat.add(chainNodePorts)
+		nat.chains[chainNodePorts] = append(nat.chains[chainNodePorts], sr.nodePorts...)
+		filter.chains[chainFilter] = append(filter.chains[chainFilter], sr.filter...)
+		for _, ch := range sr.chains {
+			nat.put(ch.name, ch.rules, ch.text)
 		}
 	}
 	if len(c.NodeIPs) == 0 {
@@ -274,11 +239,155 @@ func buildRules(c *Config, services []Service, endpoints map[string][]Endpoint) 
 	for _, ip := range c.NodeIPs {
 		nat.add(chainServices, "-d "+host(ip)+" -j "+chainNodePorts)
 	}
-	return &ruleSet{nat: nat, filter: filter}, nil
+	nat.finish()
+	filter.finish()
+	return &ruleSet{nat: nat, filter: filter}, next, nil
 }
 
-// chainKey names a chain across tables in the applied-state map.
-func chainKey(tbl, chain string) string { return tbl + "/" + chain }
+// svcRules is what one service contributes to the rule set. Sync keeps
+// them between calls and rebuilds only services whose fingerprint changed,
+// which keeps a sync with one change cheap in a node with many services.
+type svcRules struct {
+	fingerprint string
+	services    []string // rules of SKIFF-SERVICES
+	nodePorts   []string // rules of SKIFF-NODEPORTS
+	filter      []string // rules of SKIFF-FILTER
+	chains      []svcChainRules
+}
+
+type svcChainRules struct {
+	name, text string
+	rules      []string
+}
+
+// fingerprint identifies a service and its endpoints as given.
+func fingerprint(s Service, eps []Endpoint) string {
+	b := make([]byte, 0, 64+len(s.Name)+24*len(eps))
+	b = append(b, s.Name...)
+	b = append(b, '|')
+	b = append(b, s.proto()...)
+	b = append(b, '|')
+	b = append(b, s.ClusterIP...)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(s.Port), 10)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(s.NodePort), 10)
+	b = append(b, '|')
+	b = append(b, s.ExternalIP...)
+	b = append(b, '|')
+	b = strconv.AppendBool(b, s.Affinity)
+	b = strconv.AppendInt(b, int64(s.AffinityTimeout), 10)
+	for _, e := range eps {
+		b = append(b, '|')
+		b = append(b, e.IP.To16()...)
+		b = strconv.AppendInt(b, int64(e.Port), 10)
+	}
+	return string(b)
+}
+
+// buildService computes one service's rules.
+func buildService(c *Config, s Service, rawEps []Endpoint) (*svcRules, error) {
+	if err := s.validate(c); err != nil {
+		return nil, err
+	}
+	nat, filter := newTable("nat", 4+len(rawEps)), newTable("filter", 1)
+	cluster := c.ClusterCIDR.String()
+	proto := string(s.proto())
+	eps := sortedEndpoints(rawEps)
+	for _, e := range eps {
+		if err := e.validate(s.Name); err != nil {
+			return nil, err
+		}
+	}
+	comment := " -m comment --comment " + quote(s.Name)
+	match := func(port int) string {
+		return " -p " + proto + comment + " -m " + proto + " --dport " + strconv.Itoa(port)
+	}
+	sr := &svcRules{}
+	defer func() {
+		sr.services = nat.chains[chainServices]
+		sr.nodePorts = nat.chains[chainNodePorts]
+		sr.filter = filter.chains[chainFilter]
+		for _, ch := range nat.order {
+			if ch != chainServices && ch != chainNodePorts {
+				sr.chains = append(sr.chains, svcChainRules{name: ch, rules: nat.chains[ch], text: chainText(nat.chains[ch])})
+			}
+		}
+	}()
+
+	if len(eps) == 0 {
+		// No endpoints: reject at once in the filter table, so that a
+		// client gets "connection refused" instead of a timeout.
+		reject := " -j REJECT --reject-with icmp-port-unreachable"
+		filter.add(chainFilter, "-d "+host(s.ClusterIP)+match(s.Port)+reject)
+		if s.ExternalIP != nil {
+			filter.add(chainFilter, "-d "+host(s.ExternalIP)+match(s.Port)+reject)
+		}
+		if s.NodePort != 0 {
+			if len(c.NodeIPs) == 0 {
+				filter.add(chainFilter, "-p "+proto+comment+" -m addrtype --dst-type LOCAL -m "+proto+" --dport "+strconv.Itoa(s.NodePort)+reject)
+			}
+			for _, ip := range c.NodeIPs {
+				filter.add(chainFilter, "-d "+host(ip)+match(s.NodePort)+reject)
+			}
+		}
+		return sr, nil
+	}
+
+	svc := svcChain(s)
+	nat.add(chainServices, "-d "+host(s.ClusterIP)+match(s.Port)+" -j "+svc)
+	if s.NodePort != 0 || s.ExternalIP != nil {
+		// Traffic from outside the node is masqueraded so that replies
+		// come back through this node's conntrack.
+		ext := extChain(s)
+		nat.add(ext, "-j "+chainMarkMasq, "-j "+svc)
+		if s.ExternalIP != nil {
+			nat.add(chainServices, "-d "+host(s.ExternalIP)+match(s.Port)+" -j "+ext)
+		}
+		if s.NodePort != 0 {
+			nat.add(chainNodePorts, strings.TrimPrefix(match(s.NodePort), " ")+" -j "+ext)
+		}
+	}
+	// Sources outside the cluster (the node itself, other hosts) are
+	// masqueraded so that the endpoint's reply returns through us.
+	nat.add(svc, "! -s "+cluster+" -d "+host(s.ClusterIP)+" -p "+proto+" -m "+proto+" --dport "+strconv.Itoa(s.Port)+" -j "+chainMarkMasq)
+	timeout := s.AffinityTimeout
+	if timeout == 0 {
+		timeout = defaultAffinityTimeout
+	}
+	if s.Affinity {
+		for _, e := range eps {
+			sep := sepChain(s, e)
+			nat.add(svc, fmt.Sprintf("-m recent --rcheck --seconds %d --reap --name %s --mask 255.255.255.255 --rsource -j %s", int(timeout/time.Second), sep, sep))
+		}
+	}
+	for i, e := range eps {
+		sep := sepChain(s, e)
+		if n := len(eps) - i; n > 1 {
+			nat.add(svc, "-m statistic --mode random --probability "+probability(n)+" -j "+sep)
+		} else {
+			nat.add(svc, "-j "+sep)
+		}
+	}
+	for _, e := range eps {
+		sep := sepChain(s, e)
+		dest := net.JoinHostPort(e.IP.String(), strconv.Itoa(e.Port))
+		recent := ""
+		if s.Affinity {
+			recent = " -m recent --set --name " + sep + " --mask 255.255.255.255 --rsource"
+		}
+		// A pod reaching its own service (hairpin) is masqueraded, or
+		// it would answer itself straight from the pod IP.
+		nat.add(sep,
+			"-s "+host(e.IP)+" -j "+chainMarkMasq,
+			"-p "+proto+recent+" -m "+proto+" -j DNAT --to-destination "+dest)
+	}
+	return sr, nil
+}
+
+// applied is what the last successful restore left in force: per table,
+// chain -> rules text.
+type applied map[string]map[string]string
 
 // renderRestore writes the iptables-restore input that brings the kernel
 // from applied (chain key -> rules text, what the last successful restore
@@ -286,12 +395,12 @@ func chainKey(tbl, chain string) string { return tbl + "/" + chain }
 // per table, the SKIFF-* chains found in the kernel; otherwise only chains
 // whose text changed are written and stale chains are those of applied that
 // want lacks. It returns nil when nothing changes.
-func renderRestore(want *ruleSet, applied map[string]string, full bool, stale map[string][]string) []byte {
+func renderRestore(want *ruleSet, prev applied, full bool, stale map[string][]string) []byte {
 	var b bytes.Buffer
 	for _, t := range want.tables() {
 		var write, remove []string
 		for _, ch := range t.order {
-			if full || applied[chainKey(t.name, ch)] != chainText(t.chains[ch]) {
+			if old, ok := prev[t.name][ch]; full || !ok || old != t.text[ch] {
 				write = append(write, ch)
 			}
 		}
@@ -302,9 +411,8 @@ func renderRestore(want *ruleSet, applied map[string]string, full bool, stale ma
 				}
 			}
 		} else {
-			for k := range applied {
-				tbl, ch, _ := strings.Cut(k, "/")
-				if _, ok := t.chains[ch]; tbl == t.name && !ok {
+			for ch := range prev[t.name] {
+				if _, ok := t.chains[ch]; !ok {
 					remove = append(remove, ch)
 				}
 			}
@@ -340,13 +448,8 @@ func renderRestore(want *ruleSet, applied map[string]string, full bool, stale ma
 // chainText joins a chain's rules as they are compared between syncs.
 func chainText(rules []string) string { return strings.Join(rules, "\n") }
 
-// appliedState returns the chain key -> text map of a rule set.
-func appliedState(r *ruleSet) map[string]string {
-	m := map[string]string{}
-	for _, t := range r.tables() {
-		for _, ch := range t.order {
-			m[chainKey(t.name, ch)] = chainText(t.chains[ch])
-		}
-	}
-	return m
+// appliedState returns what a rule set leaves in force once restored. It
+// shares the rule set's maps, which are never changed after buildRules.
+func appliedState(r *ruleSet) applied {
+	return applied{r.nat.name: r.nat.text, r.filter.name: r.filter.text}
 }

@@ -35,7 +35,7 @@ func (n *Network) Resync() {
 
 func (n *Network) syncLocked(services []Service, endpoints map[string][]Endpoint) error {
 	start := time.Now()
-	rs, err := buildRules(&n.cfg, services, endpoints)
+	rs, cache, err := buildRulesCached(&n.cfg, services, endpoints, n.cache)
 	if err != nil {
 		return err
 	}
@@ -63,6 +63,7 @@ func (n *Network) syncLocked(services []Service, endpoints map[string][]Endpoint
 		}
 	}
 	n.applied = appliedState(rs)
+	n.cache = cache
 	cleared := n.clearConntrack(services, endpoints)
 	n.lastServices = append([]Service(nil), services...)
 	n.lastEndpoints = make(map[string][]Endpoint, len(endpoints))
