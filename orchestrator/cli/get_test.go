@@ -17,6 +17,7 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
+	"github.com/skiff-edge/skiff/orchestrator/controller"
 )
 
 // fakeAPI serves h on a unix socket and returns a client of it.
@@ -139,9 +140,11 @@ func TestGetWatchGone(t *testing.T) {
 // TestRolloutStatus follows an app's status through its watch until done.
 func TestRolloutStatus(t *testing.T) {
 	app := func(rev int64, updated, ready, total int) string {
-		b, _ := json.Marshal(api.App{Meta: api.Meta{Name: "web", Revision: rev},
+		a := api.App{Meta: api.Meta{Name: "web", Revision: rev},
 			Spec:   configs.AppSpec{Replicas: ptr(3)},
-			Status: api.AppStatus{Replicas: total, Updated: updated, Ready: ready}})
+			Status: api.AppStatus{Replicas: total, Updated: updated, Ready: ready}}
+		a.Status.TemplateHash = controller.TemplateHash(&a.Spec)
+		b, _ := json.Marshal(a)
 		return string(b)
 	}
 	mux := http.NewServeMux()

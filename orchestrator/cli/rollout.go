@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
+	"github.com/skiff-edge/skiff/orchestrator/controller"
 )
 
 // ErrRolloutTimeout is returned by RolloutStatus when its timeout passes
@@ -29,11 +30,17 @@ func Scale(ctx context.Context, c *client.Client, w io.Writer, app string, repli
 }
 
 // RolloutDone reports whether an app's pods all run its current template
-// and are ready, and a line saying how far the rollout is.
+// (the controller's status is of the spec's template, and every pod is
+// updated and ready), and a line saying how far the rollout is.
 func RolloutDone(a *api.App) (bool, string) {
 	ref := Ref(api.KindApp, a.Name)
 	_, desired := AppDesired(a)
 	s := a.Status
+	// Until the app controller has seen the spec, its counts are those of
+	// the template before.
+	if want := controller.TemplateHash(&a.Spec); s.TemplateHash != want {
+		return false, fmt.Sprintf("Waiting for rollout of %s: waiting for the controller to take template %s...", ref, want)
+	}
 	if desired < 0 { // per-node: as many as the controller wants
 		desired = s.Replicas
 		if s.Updated < s.Replicas {

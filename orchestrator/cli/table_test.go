@@ -11,6 +11,7 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
+	"github.com/skiff-edge/skiff/orchestrator/controller"
 )
 
 func TestFormatAge(t *testing.T) {
@@ -203,18 +204,23 @@ func TestRolloutDone(t *testing.T) {
 	tests := []struct {
 		name                     string
 		replicas, updated, ready int
+		hash                     string // default: the spec's
 		done                     bool
 		line                     string
 	}{
-		{"updating", 3, 1, 1, false, "1 out of 3 new replicas have been updated"},
-		{"old left", 4, 3, 3, false, "1 old replicas are pending termination"},
-		{"not ready", 3, 3, 2, false, "2 of 3 updated replicas are ready"},
-		{"done", 3, 3, 3, true, "app/web successfully rolled out"},
+		{"old template", 3, 3, 3, "0123456789", false, "waiting for the controller to take template"},
+		{"updating", 3, 1, 1, "", false, "1 out of 3 new replicas have been updated"},
+		{"old left", 4, 3, 3, "", false, "1 old replicas are pending termination"},
+		{"not ready", 3, 3, 2, "", false, "2 of 3 updated replicas are ready"},
+		{"done", 3, 3, 3, "", true, "app/web successfully rolled out"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := &api.App{Meta: api.Meta{Name: "web"}, Spec: configs.AppSpec{Replicas: ptr(3)},
-				Status: api.AppStatus{Replicas: tt.replicas, Updated: tt.updated, Ready: tt.ready}}
+				Status: api.AppStatus{Replicas: tt.replicas, Updated: tt.updated, Ready: tt.ready, TemplateHash: tt.hash}}
+			if tt.hash == "" {
+				a.Status.TemplateHash = controller.TemplateHash(&a.Spec)
+			}
 			done, line := RolloutDone(a)
 			if done != tt.done || !strings.Contains(line, tt.line) {
 				t.Errorf("RolloutDone = %v, %q; want %v, ...%q...", done, line, tt.done, tt.line)
