@@ -151,9 +151,7 @@ func (e *errs) addKey(p path, format string, args ...any) {
 // suggest returns the candidate closest to key, or "" when none is close
 // enough to be a likely typo.
 func suggest(key string, candidates []string) string {
-	norm := func(s string) string {
-		return strings.NewReplacer("_", "", "-", "", " ", "").Replace(strings.ToLower(s))
-	}
+	norm := func(s string) string { return keyNormalizer.Replace(strings.ToLower(s)) }
 	best, bestDist := "", 3
 	for _, c := range candidates {
 		if norm(c) == norm(key) {
@@ -166,6 +164,9 @@ func suggest(key string, candidates []string) string {
 	}
 	return best
 }
+
+// keyNormalizer removes what people mix up between key styles.
+var keyNormalizer = strings.NewReplacer("_", "", "-", "", " ", "")
 
 // levenshtein is the edit distance between a and b, in bytes.
 func levenshtein(a, b string) int {

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/BurntSushi/toml"
 )
 
 // FuzzParseManifest feeds arbitrary text to ParseManifest. It must never
@@ -27,6 +30,7 @@ func FuzzParseManifest(f *testing.F) {
 		f.Add(data)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkIndexed(t, data)
 		m, err := ParseManifest("fuzz.toml", data)
 		if err != nil {
 			var list ErrorList
@@ -59,4 +63,26 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("JSON round trip changed the manifest:\n%s\n%s", b, b2)
 		}
 	})
+}
+
+// checkIndexed asserts that the position scanner finds every key that the
+// TOML library finds, outside arrays.
+func checkIndexed(t *testing.T, data []byte) {
+	var tree map[string]any
+	md, err := toml.Decode(string(data), &tree)
+	if err != nil {
+		return
+	}
+	ix := indexPositions(data)
+keys:
+	for _, k := range md.Keys() {
+		for n := 1; n < len(k); n++ {
+			if md.Type(k[:n]...) == "Array" {
+				continue keys
+			}
+		}
+		if _, ok := ix[strings.Join(k, pathSep)]; !ok {
+			t.Fatalf("key %q not indexed", []string(k))
+		}
+	}
 }

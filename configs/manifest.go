@@ -69,20 +69,32 @@ func parseFile(name string, data []byte) (*parsedFile, ErrorList) {
 	var v errs
 	validateObjects(&v, f.m)
 	list := append(ErrorList{}, decodeErrs...)
-	for _, ve := range v.list {
-		// A value that failed to decode was left zero; what validation
-		// says about that zero would only repeat the decode error.
-		if !slices.ContainsFunc(decodeErrs, func(de *FieldError) bool { return hasPrefix(ve.path, de.path) }) {
-			list = append(list, ve)
-		}
-	}
+	list = append(list, dropRepeats(v.list, decodeErrs)...)
 	list = f.locate(list)
 	list.sortByPosition()
 	return f, list
 }
 
-// hasPrefix reports whether p is pre or lies under it.
-func hasPrefix(p, pre path) bool { return len(p) >= len(pre) && slices.Equal(p[:len(pre)], pre) }
+// dropRepeats returns the validation errors that are not at or under the
+// field of a decode error: a value that failed to decode was left zero, and
+// what validation says about that zero would only repeat the decode error.
+func dropRepeats(validation, decode ErrorList) ErrorList {
+	failed := make(map[string]bool, len(decode))
+	for _, de := range decode {
+		failed[strings.Join(de.path, pathSep)] = true
+	}
+	var out ErrorList
+next:
+	for _, ve := range validation {
+		for n := 1; n <= len(ve.path); n++ {
+			if failed[strings.Join(ve.path[:n], pathSep)] {
+				continue next
+			}
+		}
+		out = append(out, ve)
+	}
+	return out
+}
 
 // parseTOML parses data into a tree, or returns the syntax error with its
 // position.

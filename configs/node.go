@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -154,11 +153,7 @@ func (c *NodeConfig) decode(name string, data []byte) error {
 	var v errs
 	c.validate(&v)
 	list := append(ErrorList{}, decodeErrs...)
-	for _, ve := range v.list {
-		if !slices.ContainsFunc(decodeErrs, func(de *FieldError) bool { return hasPrefix(ve.path, de.path) }) {
-			list = append(list, ve)
-		}
-	}
+	list = append(list, dropRepeats(v.list, decodeErrs)...)
 	f := parsedFile{name: name, ix: indexPositions(data)}
 	list = f.locate(list)
 	list.sortByPosition()
