@@ -406,3 +406,18 @@ func TestSetDefaultsPerNode(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestPerNodeUpdateDefaults(t *testing.T) {
+	// A per-node app defaults to max_surge 0, so max_unavailable = 0 leaves
+	// the update no way to proceed; with or without defaults applied.
+	src := "[app.agent]\nmode = \"per-node\"\n[app.agent.update]\nmax_unavailable = 0\n[app.agent.container.a]\nimage = \"a\"\n"
+	_, err := ParseManifest("a.toml", []byte(src))
+	want := "a.toml:3:1: app.agent.update: max_surge and max_unavailable cannot both be 0 (the update could never start)"
+	if err == nil || err.Error() != want {
+		t.Errorf("ParseManifest: got %v, want %s", err, want)
+	}
+	a := &AppSpec{Mode: ModePerNode, Update: &UpdateSpec{MaxUnavailable: ptr(0)}, Containers: map[string]*ContainerSpec{"a": {Image: "a"}}}
+	if err := ValidateApp("agent", a); err == nil {
+		t.Errorf("ValidateApp without defaults: no error")
+	}
+}

@@ -65,7 +65,7 @@ func validateApp(e *errs, name string, a *AppSpec) {
 		validateContainer(e, base.with("container", cn), cn, a.Containers[cn], a.Volumes, &pod)
 	}
 	if a.Update != nil {
-		validateUpdate(e, base.with("update"), a.Update)
+		validateUpdate(e, base.with("update"), a.Update, a.Mode == ModePerNode)
 	}
 	if a.Autoscale != nil {
 		validateAutoscale(e, base.with("autoscale"), a)
@@ -341,8 +341,12 @@ func validateVolume(e *errs, p path, name string, v *VolumeSpec) {
 	}
 }
 
-func validateUpdate(e *errs, p path, u *UpdateSpec) {
+// validateUpdate checks u; perNode selects the defaults of unset fields.
+func validateUpdate(e *errs, p path, u *UpdateSpec, perNode bool) {
 	surge, unavailable := 1, 0
+	if perNode {
+		surge, unavailable = 0, 1
+	}
 	if u.MaxSurge != nil {
 		surge = *u.MaxSurge
 		if surge < 0 {
