@@ -126,7 +126,7 @@ func (c *controller) remember(name string, r appResult) {
 // app that is gone has its pods retired. Pods in all may be changed.
 func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, mine []*api.Pod, now time.Time) (appResult, error) {
 	res := appResult{notes: map[string]string{}}
-	nv := newNodeView(nodes, now, c.cfg.HeartbeatTimeout)
+	nv := newNodeView(nodes)
 	var app api.App
 	if err := tx.Get(api.KindApp, name, &app); errors.Is(err, store.ErrNotFound) {
 		var gone []string

@@ -197,7 +197,7 @@ func TestPlanReplicas(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			nodes := threeNodes()
 			nodes = append(nodes, mkNode("down", false, 4000, 4096*mi, nil))
-			nv := newNodeView(nodes, t0, 0)
+			nv := newNodeView(nodes)
 			app := mkApp("web", tt.replicas)
 			app.Spec.Update = tt.update
 			cl := newCluster(nodes, tt.pods, func(n *api.Node) bool { return nv.up[n.Name] })
@@ -303,7 +303,7 @@ func TestPlanPerNode(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			nodes := append(threeNodes(), mkNode("down", false, 4000, 4096*mi, map[string]string{"site": "x"}))
-			nv := newNodeView(nodes, t0, 0)
+			nv := newNodeView(nodes)
 			app := mkApp("web", 0)
 			app.Spec.Mode = configs.ModePerNode
 			app.Spec.NodeSelector = tt.selector

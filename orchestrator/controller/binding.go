@@ -45,7 +45,7 @@ func (c *controller) schedulePending(now time.Time) error {
 func (c *controller) scheduleIn(tx txn, nodes []*api.Node, pods []*api.Pod, now time.Time) (map[string]string, [][2]string, error) {
 	unsched := map[string]string{}
 	var bound [][2]string
-	nv := newNodeView(nodes, now, c.cfg.HeartbeatTimeout)
+	nv := newNodeView(nodes)
 	var pending []*api.Pod
 	for _, p := range pods {
 		if p.Spec.Node == "" && p.Spec.Deleting == nil && occupies(p) {
@@ -116,7 +116,7 @@ func (c *controller) syncEndpoints(names map[string]bool, now time.Time) error {
 // endpointsIn writes the Endpoints of each named service when they differ
 // from endpointsFor, and deletes those whose service is gone.
 func (c *controller) endpointsIn(tx txn, names map[string]bool, nodes []*api.Node, pods []*api.Pod, now time.Time) error {
-	nv := newNodeView(nodes, now, c.cfg.HeartbeatTimeout)
+	nv := newNodeView(nodes)
 	for _, name := range sortedKeys(names) {
 		var svc api.Service
 		svcErr := tx.Get(api.KindService, name, &svc)

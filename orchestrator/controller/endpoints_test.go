@@ -75,7 +75,7 @@ func TestEndpointsFor(t *testing.T) {
 		},
 	}
 	nodes := []*api.Node{mkNode("a", true, 1000, mi, nil), mkNode("b", true, 1000, mi, nil), mkNode("down", false, 1000, mi, nil)}
-	nv := newNodeView(nodes, t0, 0)
+	nv := newNodeView(nodes)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := endpointsFor(tt.svc, tt.pods, nv)

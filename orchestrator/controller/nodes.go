@@ -16,51 +16,57 @@ func readyCondition(n *api.Node) *api.Condition {
 	return nil
 }
 
-// heartbeatStale reports whether a node that says it is Ready has not
-// reported for longer than timeout. A node that never sent a heartbeat (a
-// zero LastHeartbeat, as tests register nodes) is never stale; a timeout of
-// 0 turns the check off.
-func heartbeatStale(n *api.Node, now time.Time, timeout time.Duration) bool {
+// downSince returns when a node that is not Ready went down: the last
+// change of its Ready condition, or the zero time when it has none.
+func downSince(n *api.Node) time.Time {
 	c := readyCondition(n)
-	if c == nil || !c.Status || timeout <= 0 || c.LastHeartbeat.IsZero() {
-		return false
-	}
-	return now.Sub(c.LastHeartbeat) > timeout
-}
-
-// nodeUp reports whether the node takes pods and serves endpoints: its
-// Ready condition is true and its heartbeat is fresh.
-func nodeUp(n *api.Node, now time.Time, timeout time.Duration) bool {
-	return n.Ready() && !heartbeatStale(n, now, timeout)
-}
-
-// downSince returns when a node that is not up went down: the last change
-// of its Ready condition, or the heartbeat deadline it missed. It returns
-// the zero time when the node does not say (the caller then uses the time
-// it first saw the node down).
-func downSince(n *api.Node, timeout time.Duration) time.Time {
-	c := readyCondition(n)
-	switch {
-	case c == nil:
+	if c == nil || c.Status {
 		return time.Time{}
-	case c.Status: // stale heartbeat
-		return c.LastHeartbeat.Add(timeout)
-	default:
-		return c.LastChange
 	}
+	return c.LastChange
 }
 
-// nodeView is the controllers' view of the nodes at one moment.
+// heartbeats remembers when the controller saw each node's heartbeat
+// change. Staleness is judged by the controller's own clock from that
+// moment, never by the heartbeat's timestamp: an agent's clock may be off,
+// and a server that restarts gives every node a full timeout to report
+// before it counts it gone (an edge site's nodes outlive their server's
+// restarts).
+type heartbeats map[string]observed
+
+type observed struct {
+	hb time.Time // the heartbeat value seen
+	at time.Time // when it was first seen, by the controller's clock
+}
+
+// deadline notes the node's heartbeat and returns when it goes stale. It
+// returns the zero time for a node that sends no heartbeats.
+func (h heartbeats) deadline(node string, hb, now time.Time, timeout time.Duration) time.Time {
+	if timeout <= 0 || hb.IsZero() {
+		delete(h, node)
+		return time.Time{}
+	}
+	o, ok := h[node]
+	if !ok || !o.hb.Equal(hb) {
+		o = observed{hb: hb, at: now}
+		h[node] = o
+	}
+	return o.at.Add(timeout)
+}
+
+// nodeView is the controllers' view of the nodes at one moment. A node is
+// up when its Ready condition is true; the node lifecycle controller turns
+// it false when heartbeats stop.
 type nodeView struct {
 	byName map[string]*api.Node
 	up     map[string]bool
 }
 
-func newNodeView(nodes []*api.Node, now time.Time, timeout time.Duration) *nodeView {
+func newNodeView(nodes []*api.Node) *nodeView {
 	v := &nodeView{byName: map[string]*api.Node{}, up: map[string]bool{}}
 	for _, n := range nodes {
 		v.byName[n.Name] = n
-		v.up[n.Name] = nodeUp(n, now, timeout)
+		v.up[n.Name] = n.Ready()
 	}
 	return v
 }

@@ -12,8 +12,9 @@ import (
 
 // nodePlan is what the node lifecycle controller has to write.
 type nodePlan struct {
-	// stale nodes say Ready but missed their heartbeat.
-	stale []string
+	// stale nodes say Ready but missed their heartbeat: node → the
+	// heartbeat value that went stale and when it did.
+	stale map[string]observed
 	// lost nodes have been down longer than the grace.
 	lost map[string]bool
 	// evict: some pod is bound to a lost node or to no known node.
@@ -22,33 +23,40 @@ type nodePlan struct {
 
 func (p nodePlan) writes() bool { return len(p.stale) > 0 || p.evict }
 
-// planNodes is the node lifecycle controller's decision. A node that is up
-// needs nothing (but its heartbeat deadline). A node whose heartbeat is
-// stale gets its Ready condition set false. A node down for longer than the
-// grace has its pods deleted outright, so that the app controller replaces
-// them elsewhere; pods bound to a node that no longer exists go at once.
-// (Their endpoints left already: the endpoints controller only lists pods
-// on nodes that are up.) When such a node returns, its agent finds its
-// pods' objects gone and stops them, so one copy of each replica runs.
-// It returns when a grace or heartbeat deadline ends next.
+// planNodes is the node lifecycle controller's decision. A Ready node
+// needs nothing but a fresh heartbeat (when it sends them): one that misses
+// HeartbeatTimeout gets its Ready condition set false. A node down for
+// longer than the grace has its pods deleted outright, so that the app
+// controller replaces them elsewhere; pods bound to a node that no longer
+// exists go at once. (Their endpoints left already: the endpoints
+// controller only lists pods on Ready nodes.) When such a node returns, its
+// agent finds its pods' objects gone and stops them, so one copy of each
+// replica runs. Times before the controller started count from its start,
+// so that a server restart never evicts at once. It returns when a grace or
+// heartbeat deadline ends next.
 func (c *controller) planNodes(nodes []*api.Node, pods []*api.Pod, now time.Time) (time.Time, nodePlan) {
 	hb := c.cfg.HeartbeatTimeout
 	var next time.Time
-	plan := nodePlan{lost: map[string]bool{}}
+	plan := nodePlan{stale: map[string]observed{}, lost: map[string]bool{}}
 	known := map[string]bool{}
 	for _, n := range nodes {
 		known[n.Name] = true
-		if nodeUp(n, now, hb) {
+		if n.Ready() {
 			delete(c.downSeen, n.Name)
-			if cond := readyCondition(n); hb > 0 && cond != nil && !cond.LastHeartbeat.IsZero() {
-				next = earliest(next, cond.LastHeartbeat.Add(hb))
+			cond := readyCondition(n)
+			dl := c.heartbeats.deadline(n.Name, cond.LastHeartbeat, now, hb)
+			switch {
+			case dl.IsZero():
+			case now.Before(dl):
+				next = earliest(next, dl)
+			default:
+				plan.stale[n.Name] = observed{hb: cond.LastHeartbeat, at: dl}
+				// The grace runs from the missed deadline.
+				next = earliest(next, dl.Add(c.cfg.NodeGrace))
 			}
 			continue
 		}
-		if heartbeatStale(n, now, hb) {
-			plan.stale = append(plan.stale, n.Name)
-		}
-		since := downSince(n, hb)
+		since := downSince(n)
 		if since.IsZero() {
 			s, ok := c.downSeen[n.Name]
 			if !ok {
@@ -57,6 +65,7 @@ func (c *controller) planNodes(nodes []*api.Node, pods []*api.Pod, now time.Time
 			}
 			since = s
 		}
+		since = later(since, c.started)
 		if end := since.Add(c.cfg.NodeGrace); now.Before(end) {
 			next = earliest(next, end)
 			continue
@@ -66,6 +75,11 @@ func (c *controller) planNodes(nodes []*api.Node, pods []*api.Pod, now time.Time
 	for name := range c.downSeen {
 		if !known[name] {
 			delete(c.downSeen, name)
+		}
+	}
+	for name := range c.heartbeats {
+		if !known[name] {
+			delete(c.heartbeats, name)
 		}
 	}
 	for _, p := range pods {
@@ -79,8 +93,8 @@ func (c *controller) planNodes(nodes []*api.Node, pods []*api.Pod, now time.Time
 
 // applyNodes writes a node plan.
 func (c *controller) applyNodes(plan nodePlan, now time.Time) error {
-	for _, name := range plan.stale {
-		if err := c.markNodeDown(name, now); err != nil {
+	for name, o := range plan.stale {
+		if err := c.markNodeDown(name, o, now); err != nil {
 			return fmt.Errorf("node %s: %w", name, err)
 		}
 	}
@@ -90,9 +104,9 @@ func (c *controller) applyNodes(plan nodePlan, now time.Time) error {
 	return nil
 }
 
-// markNodeDown writes a stale node's Ready condition false.
-func (c *controller) markNodeDown(name string, now time.Time) error {
-	hb := c.cfg.HeartbeatTimeout
+// markNodeDown writes a stale node's Ready condition false, unless a new
+// heartbeat came in the meantime.
+func (c *controller) markNodeDown(name string, stale observed, now time.Time) error {
 	return c.update(func(tx *store.Tx) error {
 		var n api.Node
 		if err := tx.Get(api.KindNode, name, &n); err != nil {
@@ -102,13 +116,13 @@ func (c *controller) markNodeDown(name string, now time.Time) error {
 			return err
 		}
 		cond := readyCondition(&n)
-		if !heartbeatStale(&n, now, hb) || cond == nil {
+		if cond == nil || !cond.Status || !cond.LastHeartbeat.Equal(stale.hb) {
 			return nil
 		}
 		cond.Status = false
 		cond.Reason = "NodeStatusUnknown"
-		cond.Message = fmt.Sprintf("no heartbeat for %s", now.Sub(cond.LastHeartbeat).Round(time.Second))
-		cond.LastChange = cond.LastHeartbeat.Add(hb)
+		cond.Message = fmt.Sprintf("no heartbeat for %s", now.Sub(stale.at.Add(-c.cfg.HeartbeatTimeout)).Round(time.Second))
+		cond.LastChange = stale.at
 		if err := tx.Put(api.KindNode, &n); err != nil {
 			return err
 		}
@@ -120,13 +134,12 @@ func (c *controller) markNodeDown(name string, now time.Time) error {
 // evict deletes the pods of lost nodes and of nodes that no longer exist,
 // checking again inside the transaction that each node is still down.
 func (c *controller) evict(lost map[string]bool, now time.Time) error {
-	hb := c.cfg.HeartbeatTimeout
 	return c.update(func(tx *store.Tx) error {
 		var nodes []*api.Node
 		if err := tx.List(api.KindNode, &nodes); err != nil {
 			return err
 		}
-		nv := newNodeView(nodes, now, hb)
+		nv := newNodeView(nodes)
 		var pods []*api.Pod
 		if err := tx.List(api.KindPod, &pods); err != nil {
 			return err

@@ -7,7 +7,7 @@ import (
 )
 
 func upNodes(nodes []*api.Node) func(*api.Node) bool {
-	return func(n *api.Node) bool { return nodeUp(n, t0, 0) }
+	return func(n *api.Node) bool { return n.Ready() }
 }
 
 func TestSchedule(t *testing.T) {

@@ -28,6 +28,10 @@ type controller struct {
 
 	schedLog, appLog, nodeLog, epLog *slog.Logger
 
+	// started is when the controller started, by its clock.
+	started time.Time
+	// heartbeats is when each node's heartbeat was last seen to change.
+	heartbeats heartbeats
 	// downSeen is when a node without a time of its own (no Ready
 	// condition) was first seen down.
 	downSeen map[string]time.Time
@@ -44,18 +48,20 @@ type controller struct {
 func newController(st *store.Store, cfg Config) *controller {
 	log := cfg.Logger.With("component", "controller")
 	return &controller{
-		st:       st,
-		cfg:      cfg,
-		log:      log,
-		queue:    newQueue(),
-		schedLog: cfg.Logger.With("component", "scheduler"),
-		appLog:   cfg.Logger.With("component", "app-controller"),
-		nodeLog:  cfg.Logger.With("component", "node-controller"),
-		epLog:    cfg.Logger.With("component", "endpoints-controller"),
-		downSeen: map[string]time.Time{},
-		unsched:  map[string]string{},
-		reported: map[string]string{},
-		progress: map[string]progress{},
+		st:         st,
+		cfg:        cfg,
+		log:        log,
+		queue:      newQueue(),
+		schedLog:   cfg.Logger.With("component", "scheduler"),
+		appLog:     cfg.Logger.With("component", "app-controller"),
+		nodeLog:    cfg.Logger.With("component", "node-controller"),
+		epLog:      cfg.Logger.With("component", "endpoints-controller"),
+		started:    cfg.Now(),
+		heartbeats: heartbeats{},
+		downSeen:   map[string]time.Time{},
+		unsched:    map[string]string{},
+		reported:   map[string]string{},
+		progress:   map[string]progress{},
 	}
 }
 
