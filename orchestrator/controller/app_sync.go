@@ -23,6 +23,10 @@ type appResult struct {
 	// notes are warnings recorded (key → message), see controller.reported.
 	notes map[string]string
 	prog  progress
+	// rolledFrom is the template an automatic rollback left.
+	rolledFrom string
+	// gone: the app no longer exists.
+	gone bool
 }
 
 // syncApps reconciles the named apps. It first plans every app against
@@ -114,6 +118,15 @@ func (c *controller) remember(name string, r appResult) {
 	} else {
 		delete(c.progress, name)
 	}
+	if r.gone {
+		delete(c.rolledFrom, name)
+	}
+	if r.rolledFrom != "" {
+		if c.rolledFrom[name] == nil {
+			c.rolledFrom[name] = map[string]bool{}
+		}
+		c.rolledFrom[name][r.rolledFrom] = true
+	}
 	if r.created > 0 {
 		c.appLog.Debug("pods created", "app", name, "pods", r.created)
 	}
@@ -142,6 +155,7 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 		if len(gone) > 0 && !isDry(tx) {
 			c.appLog.Info("app deleted; pods retired", "app", name, "pods", len(gone))
 		}
+		res.gone = true
 		return res, nil
 	} else if err != nil {
 		return res, err
@@ -177,8 +191,9 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 		switch {
 		case now.Before(deadline):
 			res.next = deadline
-		case app.Spec.Update != nil && app.Spec.Update.AutoRollback && len(app.Status.History) > 1:
+		case c.autoRollback(&app):
 			prev := app.Status.History[len(app.Status.History)-2]
+			res.rolledFrom = hash
 			setTemplate(&app.Spec, &prev.Spec)
 			msg := fmt.Sprintf("template %s not ready within %s: rolled back to %s", hash, progressDeadline(&app.Spec), prev.TemplateHash)
 			if err := tx.Put(api.KindApp, &app); err != nil {
@@ -261,6 +276,18 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 	}
 	app.Status = plan.status
 	return res, tx.Put(api.KindApp, &app)
+}
+
+// autoRollback reports whether an app whose update missed its deadline
+// goes back to its previous template: when it asks to and has one, and that
+// one is not a template this controller already rolled back from (so that
+// two bad templates never alternate).
+func (c *controller) autoRollback(app *api.App) bool {
+	h := app.Status.History
+	if app.Spec.Update == nil || !app.Spec.Update.AutoRollback || len(h) < 2 {
+		return false
+	}
+	return !c.rolledFrom[app.Name][h[len(h)-2].TemplateHash]
 }
 
 // progress is how far an app's update had come when last seen.

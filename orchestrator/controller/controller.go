@@ -39,7 +39,7 @@ type Config struct {
 	// that never send heartbeats are never timed out). Default 40s.
 	HeartbeatTimeout time.Duration
 	// MinSyncInterval is the least time between two passes, so that a burst
-	// of watch events makes one pass. Default 20ms.
+	// of watch events makes one pass. Default 50ms.
 	MinSyncInterval time.Duration
 	// MaxRetryDelay caps the back-off after a failed pass. Default Resync.
 	MaxRetryDelay time.Duration
@@ -54,7 +54,7 @@ func DefaultConfig() Config {
 		Resync:           5 * time.Second,
 		NodeGrace:        10 * time.Second,
 		HeartbeatTimeout: 40 * time.Second,
-		MinSyncInterval:  20 * time.Millisecond,
+		MinSyncInterval:  50 * time.Millisecond,
 		Now:              time.Now,
 	}
 }

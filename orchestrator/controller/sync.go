@@ -43,6 +43,8 @@ type controller struct {
 	reported map[string]string
 	// progress is each updating app's progress, for its deadline.
 	progress map[string]progress
+	// rolledFrom holds, per app, the templates an automatic rollback left.
+	rolledFrom map[string]map[string]bool
 }
 
 func newController(st *store.Store, cfg Config) *controller {
@@ -62,6 +64,7 @@ func newController(st *store.Store, cfg Config) *controller {
 		unsched:    map[string]string{},
 		reported:   map[string]string{},
 		progress:   map[string]progress{},
+		rolledFrom: map[string]map[string]bool{},
 	}
 }
 
