@@ -427,9 +427,9 @@ func recordRevision(st *api.AppStatus, spec *configs.AppSpec, hash string, now t
 			out = append(out, r)
 		}
 	}
-	var s configs.AppSpec
-	setTemplate(&s, spec)
-	out = append(out, api.AppRevision{TemplateHash: hash, Spec: s, Time: now})
+	// The whole spec is kept, as it was when the template first appeared;
+	// a rollback takes only its template part (setTemplate).
+	out = append(out, api.AppRevision{TemplateHash: hash, Spec: *spec, Time: now})
 	if len(out) > maxHistory {
 		out = out[len(out)-maxHistory:]
 	}
