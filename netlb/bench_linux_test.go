@@ -190,12 +190,12 @@ func BenchmarkSync1000x3(b *testing.B) {
 	bm, bl, bh := stats(bare)
 	cm, cl, ch := stats(change)
 	om, ol, oh := stats(bareOne)
-	b.Logf("%d services x %d endpoints: %d rules, %d bytes of restore text", nsvc, neps, nrules, len(fullText))
-	b.Logf("full Sync                      median %7.1f ms  (min %.1f, max %.1f, n=%d)", fm, fl, fh, len(full))
-	b.Logf("bare iptables-restore, full    median %7.1f ms  (min %.1f, max %.1f, n=%d)  ratio %.2f", bm, bl, bh, len(bare), fm/bm)
-	b.Logf("one-endpoint Sync              median %7.1f ms  (min %.1f, max %.1f, n=%d)", cm, cl, ch, len(change))
-	b.Logf("bare iptables-restore, 1 change median %6.1f ms  (min %.1f, max %.1f, n=%d)", om, ol, oh, len(bareOne))
-	b.Logf("one iptables call per rule: %d calls in %v (%.1f ms each); %d calls extrapolate to %.1f s",
+	logf("%d services x %d endpoints: %d rules, %d bytes of restore text", nsvc, neps, nrules, len(fullText))
+	logf("full Sync                      median %7.1f ms  (min %.1f, max %.1f, n=%d)", fm, fl, fh, len(full))
+	logf("bare iptables-restore, full    median %7.1f ms  (min %.1f, max %.1f, n=%d)  ratio %.2f", bm, bl, bh, len(bare), fm/bm)
+	logf("one-endpoint Sync              median %7.1f ms  (min %.1f, max %.1f, n=%d)", cm, cl, ch, len(change))
+	logf("bare iptables-restore, 1 change median %6.1f ms  (min %.1f, max %.1f, n=%d)", om, ol, oh, len(bareOne))
+	logf("one iptables call per rule: %d calls in %v (%.1f ms each); %d calls extrapolate to %.1f s",
 		done, oneByOne.Round(time.Millisecond), ms(perCall), total, (perCall * time.Duration(total)).Seconds())
 	b.ReportMetric(fm, "full-ms")
 	b.ReportMetric(bm, "bare-full-ms")
@@ -251,8 +251,8 @@ func BenchmarkPodSandbox(b *testing.B) {
 	}
 	am, al, ah := stats(add)
 	dm, dl, dh := stats(del)
-	b.Logf("AddPod    median %.2f ms (min %.2f, max %.2f, n=%d)", am, al, ah, pods)
-	b.Logf("RemovePod median %.2f ms (min %.2f, max %.2f, n=%d)", dm, dl, dh, pods)
+	logf("AddPod    median %.2f ms (min %.2f, max %.2f, n=%d)", am, al, ah, pods)
+	logf("RemovePod median %.2f ms (min %.2f, max %.2f, n=%d)", dm, dl, dh, pods)
 	b.ReportMetric(am, "add-ms")
 	b.ReportMetric(dm, "remove-ms")
 }
@@ -262,10 +262,10 @@ var (
 	wrkP99 = regexp.MustCompile(`\s99%\s+([0-9.]+)(us|ms|s)`)
 )
 
-// wrk runs wrk from the pod's netns against url and returns requests/s and
-// p99 latency in ms.
-func wrk(b *testing.B, p *testPod, url string, d time.Duration) (float64, float64) {
-	out, err := exec.Command("nsenter", "--net="+p.path, "wrk", "-t1", "-c16",
+// wrk runs wrk in the netns at nsPath against url and returns requests/s
+// and p99 latency in ms.
+func wrk(b *testing.B, nsPath, url string, d time.Duration) (float64, float64) {
+	out, err := exec.Command("nsenter", "--net="+nsPath, "wrk", "-t1", "-c16",
 		"-d"+strconv.Itoa(int(d.Seconds()))+"s", "--latency", url).CombinedOutput()
 	if err != nil {
 		b.Fatalf("wrk (apt-get install wrk): %v: %s", err, out)
@@ -285,45 +285,59 @@ func wrk(b *testing.B, p *testPod, url string, d time.Duration) (float64, float6
 	return rps, lat
 }
 
+// BenchmarkDataPath compares wrk through a cluster IP with wrk straight to
+// the pod IP, alternating in one run, from three places: the node itself,
+// a pod on the same node (where the direct path is bridged but the service
+// path is routed through the node, as with any bridge CNI) and a pod on
+// another node (both paths routed over host-gw).
 func BenchmarkDataPath(b *testing.B) {
 	requireTools(b, "wrk")
 	const rounds = 5
-	nd := newNode(b, "10.88.1.0/24")
-	nd.setup()
-	srv, cli := nd.addPod("srv"), nd.addPod("wrk")
+	n1, n2 := newNode(b, "10.88.1.0/24"), newNode(b, "10.88.2.0/24")
+	ip1, ip2 := link(b, n1, n2, 79)
+	n1.setup()
+	n2.setup()
+	peers := []Peer{{Name: "n1", NodeIP: ip1, PodCIDR: n1.cfg.PodCIDR}, {Name: "n2", NodeIP: ip2, PodCIDR: n2.cfg.PodCIDR}}
+	for _, nd := range []*testNode{n1, n2} {
+		nd.must(func() error { return nd.net.SetPeers(peers) })
+	}
+	srv, local, remote := n1.addPod("srv"), n1.addPod("wrk-local"), n2.addPod("wrk-remote")
 	svcs := []Service{{Name: "web", ClusterIP: net.ParseIP("10.96.0.10"), Port: 80}}
-	// Load the table as a real node would: 1,000 other services first.
+	// Load the tables as a real node would: 1,000 other services first.
 	more, eps := benchServices(1000, 3)
 	for i := range more {
 		more[i].ClusterIP = net.IPv4(10, 96, 10+byte(i/250), byte(i%250+1))
 	}
-	eps["web"] = eps8080(srv)
-	if err := nd.sync(append(svcs, more...), eps); err != nil {
-		b.Fatal(err)
+	eps["web"] = []Endpoint{{IP: srv.ip, Port: 8080}}
+	for _, nd := range []*testNode{n1, n2} {
+		if err := nd.sync(append(svcs, more...), eps); err != nil {
+			b.Fatal(err)
+		}
 	}
 	direct := "http://" + svcAddr(srv.ip.String(), 8080) + "/"
 	vip := "http://10.96.0.10:80/"
-	var dr, dl, vr, vl []float64
-	for i := 0; i < rounds; i++ {
-		r, l := wrk(b, cli, direct, 3*time.Second)
-		dr, dl = append(dr, r), append(dl, l)
-		r, l = wrk(b, cli, vip, 3*time.Second)
-		vr, vl = append(vr, r), append(vl, l)
+	logf("wrk -t1 -c16 -d3s, %d alternating rounds per client, 1,001 services in the tables", rounds)
+	for _, from := range []struct{ name, path string }{
+		{"node", n1.path}, {"pod, same node", local.path}, {"pod, other node", remote.path},
+	} {
+		var dr, dl, vr, vl, ratios []float64
+		for i := 0; i < rounds; i++ {
+			r1, l1 := wrk(b, from.path, direct, 3*time.Second)
+			r2, l2 := wrk(b, from.path, vip, 3*time.Second)
+			dr, dl, vr, vl = append(dr, r1), append(dl, l1), append(vr, r2), append(vl, l2)
+			ratios = append(ratios, r2/r1)
+		}
+		drm, drl, drh := stats(dr)
+		dlm, dll, dlh := stats(dl)
+		vrm, vrl, vrh := stats(vr)
+		vlm, vll, vlh := stats(vl)
+		rm, rl, rh := stats(ratios)
+		logf("from the %s:", from.name)
+		logf("  direct pod IP  req/s median %6.0f (min %6.0f, max %6.0f)  p99 median %6.2f ms (min %.2f, max %.2f)", drm, drl, drh, dlm, dll, dlh)
+		logf("  cluster IP     req/s median %6.0f (min %6.0f, max %6.0f)  p99 median %6.2f ms (min %.2f, max %.2f)", vrm, vrl, vrh, vlm, vll, vlh)
+		logf("  cluster IP / direct req/s, per round: median %.3f (min %.3f, max %.3f)", rm, rl, rh)
 	}
-	drm, drl, drh := stats(dr)
-	dlm, dll, dlh := stats(dl)
-	vrm, vrl, vrh := stats(vr)
-	vlm, vll, vlh := stats(vl)
-	b.Logf("wrk -t1 -c16 -d3s, %d alternating rounds, 1,001 services in the table", rounds)
-	b.Logf("direct pod IP  req/s median %.0f (min %.0f, max %.0f)  p99 median %.2f ms (min %.2f, max %.2f)", drm, drl, drh, dlm, dll, dlh)
-	b.Logf("cluster IP     req/s median %.0f (min %.0f, max %.0f)  p99 median %.2f ms (min %.2f, max %.2f)", vrm, vrl, vrh, vlm, vll, vlh)
-	ratios := make([]float64, rounds)
-	for i := range ratios {
-		ratios[i] = vr[i] / dr[i]
-	}
-	rm, rl, rh := stats(ratios)
-	b.Logf("cluster IP / direct req/s per round: median %.3f (min %.3f, max %.3f)", rm, rl, rh)
-	b.ReportMetric(vrm/drm, "vip/direct")
 }
 
-func eps8080(p *testPod) []Endpoint { return []Endpoint{{IP: p.ip, Port: 8080}} }
+// logf prints a figure line: b.Logf would cut long reports short.
+func logf(format string, a ...any) { fmt.Printf(format+"\n", a...) }

@@ -409,7 +409,7 @@ func (n *Network) Cleanup() error {
 	return errors.Join(errs...)
 }
 
-// deleteCreatedTables deletes, through nft, the nf_tables tables that
+// deleteCreatedTables deletes, through netlink, the nf_tables tables that
 // netlb created (recorded by SetupNode) and that hold nothing now.
 func (n *Network) deleteCreatedTables(nonEmpty map[string]bool) error {
 	b, err := os.ReadFile(filepath.Join(n.cfg.StateDir, tablesFile))
@@ -424,9 +424,8 @@ func (n *Network) deleteCreatedTables(nonEmpty map[string]bool) error {
 		if nonEmpty[t] {
 			continue
 		}
-		out, err := exec.Command("nft", "delete", "table", "ip", t).CombinedOutput()
-		if err != nil && !bytes.Contains(out, []byte("No such file")) {
-			errs = append(errs, fmt.Errorf("nft delete table ip %s (apt-get install nftables): %w: %s", t, err, bytes.TrimSpace(out)))
+		if err := deleteNFTable(t); err != nil && !errors.Is(err, errNoTable) {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
