@@ -476,6 +476,73 @@ func TestPerNode(t *testing.T) {
 	e.eventually("one pod on d too", 5*time.Second, func() string {
 		return wantPerNode(e.perNode("agent"), map[string]int{"a": 1, "b": 1, "d": 1})
 	})
+	// A lost node's pod goes after the grace and is not placed elsewhere;
+	// it comes back with the node.
+	e.setReady("a", false)
+	e.eventually("a's pod gone, none added", 10*time.Second, func() string {
+		return wantPerNode(e.perNode("agent"), map[string]int{"b": 1, "d": 1})
+	})
+	e.setReady("a", true)
+	e.eventually("a's pod back", 5*time.Second, func() string {
+		return wantPerNode(e.perNode("agent"), map[string]int{"a": 1, "b": 1, "d": 1})
+	})
+	// Relabelled off the selector: its pod goes.
+	e.putNode("b", true, map[string]string{"role": "core"}, 4<<30)
+	e.eventually("b's pod retired", 5*time.Second, func() string {
+		return wantPerNode(e.perNode("agent"), map[string]int{"a": 1, "d": 1})
+	})
+}
+
+// TestFailedPodReplaced: a pod that ends Failed under restart "always" is
+// retired (marked Deleting for its agent) and replaced; under "never" it
+// stays.
+func TestFailedPodReplaced(t *testing.T) {
+	e := start(t, nil)
+	e.putNode("n1", true, nil, 4<<30)
+	never := appSpec(1, "job:1")
+	never.Restart = configs.RestartNever
+	e.update(func(tx *store.Tx) error {
+		if err := tx.Create(api.KindApp, &api.App{Meta: api.Meta{Name: "web"}, Spec: appSpec(1, "echo:1")}); err != nil {
+			return err
+		}
+		return tx.Create(api.KindApp, &api.App{Meta: api.Meta{Name: "job"}, Spec: never})
+	})
+	var first, job string
+	e.eventually("pods bound", 5*time.Second, func() string {
+		w, j := e.perNode("web"), e.perNode("job")
+		if w["n1"] != 1 || j["n1"] != 1 {
+			return fmt.Sprintf("web %v job %v", w, j)
+		}
+		first, job = e.live("web")[0].Name, e.live("job")[0].Name
+		return ""
+	})
+	e.update(func(tx *store.Tx) error {
+		for _, name := range []string{first, job} {
+			var p api.Pod
+			if err := tx.Get(api.KindPod, name, &p); err != nil {
+				return err
+			}
+			p.Status = api.PodStatus{Phase: api.PodFailed, Reason: "Error"}
+			if err := tx.Put(api.KindPod, &p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	e.eventually("failed web pod replaced", 5*time.Second, func() string {
+		live := e.live("web")
+		if len(live) != 1 || live[0].Name == first || live[0].Spec.Node != "n1" {
+			return fmt.Sprintf("live pods %v", live)
+		}
+		var p api.Pod
+		if err := e.st.Get(api.KindPod, first, &p); err != nil || p.Spec.Deleting == nil {
+			return fmt.Sprintf("failed pod %s not marked deleting: %v", first, err)
+		}
+		return ""
+	})
+	if live := e.live("job"); len(live) != 1 || live[0].Name != job {
+		t.Fatalf("restart never: pods %v, want the failed %s kept", live, job)
+	}
 }
 
 // fakeAgents plays every node's agent until the test ends: bound pods
