@@ -331,7 +331,7 @@ func (n *Network) Cleanup() error {
 	// would make the kernel create them, so ask /proc first.
 	backends := []struct{ save, restore string }{{n.saveCmd, n.restoreCmd}}
 	if n.cfg.Backend == BackendNFT {
-		if b, err := os.ReadFile("/proc/net/ip_tables_names"); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		if b, err := os.ReadFile("/proc/thread-self/net/ip_tables_names"); err == nil && len(bytes.TrimSpace(b)) > 0 {
 			if s, err := exec.LookPath("iptables-legacy-save"); err == nil {
 				backends = append(backends, struct{ save, restore string }{s, strings.TrimSuffix(s, "-save") + "-restore"})
 			}
@@ -373,7 +373,7 @@ func (n *Network) Cleanup() error {
 	// Veths whose netns mount was already gone.
 	if links, err := netlink.LinkList(); err == nil {
 		for _, l := range links {
-			if _, ok := l.(*netlink.Veth); ok && strings.HasPrefix(l.Attrs().Name, vethPrefix) && len(l.Attrs().Name) == vethNameLen {
+			if _, ok := l.(*netlink.Veth); ok && isVethName(l.Attrs().Name) {
 				if err := netlink.LinkDel(l); err != nil {
 					errs = append(errs, fmt.Errorf("delete veth %s: %w", l.Attrs().Name, err))
 				}

@@ -56,6 +56,8 @@ func TestHostGWBetweenTwoNodes(t *testing.T) {
 	n1.setup()
 	n2.setup()
 	p1, p2 := n1.addPod("pod-one"), n2.addPod("pod-two")
+	// A server on node 2 itself, outside the cluster CIDR.
+	startServer(t, n2.path, "node-two")
 	peers := []Peer{
 		{Name: "n1", NodeIP: ip1, PodCIDR: n1.cfg.PodCIDR},
 		{Name: "n2", NodeIP: ip2, PodCIDR: n2.cfg.PodCIDR},
@@ -79,6 +81,7 @@ func TestHostGWBetweenTwoNodes(t *testing.T) {
 		{"pod to pod, other way", p2.ns, svcAddr(p1.ip.String(), 8080), "pod-one", p2.ip.String()},
 		{"cluster ip with a remote endpoint", p1.ns, "10.96.0.20:80", "pod-two", p1.ip.String()},
 		{"node port from the other node", n2.nodeNS(), svcAddr(ip1.String(), 30090), "pod-two", ""},
+		{"pod traffic leaving the cluster cidr is masqueraded", p1.ns, svcAddr(ip2.String(), 8080), "node-two", ip1.String()},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -289,4 +292,29 @@ func TestCleanupLeavesNothing(t *testing.T) {
 		t.Errorf("ipam state left: %v", err)
 	}
 	n1.must(n1.net.Cleanup) // a second cleanup finds nothing and is fine
+}
+
+// TestCleanupLegacyBackend: chains left in the other iptables build (an
+// older skiff, or a node switched between builds) are removed too.
+func TestCleanupLegacyBackend(t *testing.T) {
+	requireTools(t, "iptables-legacy", "iptables-legacy-save")
+	nd := newNode(t, "10.88.1.0/24")
+	nd.setup()
+	nd.cmd("iptables-legacy", "-t", "nat", "-N", "SKIFF-SERVICES")
+	nd.cmd("iptables-legacy", "-t", "nat", "-A", "SKIFF-SERVICES", "-j", "RETURN")
+	nd.cmd("iptables-legacy", "-t", "nat", "-I", "OUTPUT", "-m", "comment", "--comment", "skiff services", "-j", "SKIFF-SERVICES")
+	nd.cmd("iptables-legacy", "-t", "filter", "-N", "SKIFF-FILTER")
+	nd.cmd("iptables-legacy", "-t", "filter", "-A", "INPUT", "-j", "SKIFF-FILTER")
+	nd.cmd("iptables-legacy", "-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT")
+	nd.must(nd.net.Cleanup)
+	out := nd.cmd("iptables-legacy-save")
+	if strings.Contains(out, "SKIFF-") {
+		t.Errorf("legacy rules left:\n%s", out)
+	}
+	if !strings.Contains(out, "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT") {
+		t.Errorf("cleanup removed a rule that is not skiff's:\n%s", out)
+	}
+	if out := nd.cmd("iptables-nft-save"); strings.Contains(out, "SKIFF-") {
+		t.Errorf("nft rules left:\n%s", out)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -33,6 +34,15 @@ var podNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$`)
 func vethName(pod string) string {
 	h := sha256.Sum256([]byte(pod))
 	return vethPrefix + hex.EncodeToString(h[:])[:vethNameLen-len(vethPrefix)]
+}
+
+// isVethName reports whether name has the form of a pod veth's host end.
+func isVethName(name string) bool {
+	if len(name) != vethNameLen || !strings.HasPrefix(name, vethPrefix) {
+		return false
+	}
+	_, err := hex.DecodeString(name[len(vethPrefix):])
+	return err == nil
 }
 
 // NetnsPath returns where pod's network namespace is (or would be) mounted.
