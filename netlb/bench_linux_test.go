@@ -66,7 +66,7 @@ func (nd *testNode) restoreIn(data []byte) (time.Duration, error) {
 }
 
 func BenchmarkSync1000x3(b *testing.B) {
-	const nsvc, neps, reps = 1000, 3, 5
+	const nsvc, neps, reps = 1000, 3, 7
 	nd := newNode(b, "10.88.1.0/24")
 	nd.setup()
 	svcs, eps := benchServices(nsvc, neps)
@@ -98,43 +98,48 @@ func BenchmarkSync1000x3(b *testing.B) {
 		}
 		full = append(full, ms(time.Since(start)))
 	}
-	// One endpoint of one service changes, with all 1,000 present.
+	// One endpoint of one service changes, with all 1,000 present. The
+	// bare baseline replays the same restore text that Sync writes, and
+	// undoes it the same way, alternating with Sync.
 	target := svcs[nsvc/2].Name
-	orig := eps[target]
+	next := map[string][]Endpoint{}
+	for k, v := range eps {
+		next[k] = v
+	}
+	next[target] = append([]Endpoint{{IP: net.IPv4(10, 88, 9, 9), Port: 8080}}, eps[target][1:]...)
+	rsNext, err := buildRules(&nd.cfg, svcs, next)
+	if err != nil {
+		b.Fatal(err)
+	}
+	forward := renderRestore(rsNext, appliedState(rs), false, nil)
+	back := renderRestore(rs, appliedState(rsNext), false, nil)
 	for i := 0; i < 4*reps; i++ {
-		next := append([]Endpoint(nil), orig...)
+		ours := func() {
+			start := time.Now()
+			if err := nd.sync(svcs, next); err != nil {
+				b.Fatal(err)
+			}
+			change = append(change, ms(time.Since(start)))
+			if err := nd.sync(svcs, eps); err != nil {
+				b.Fatal(err)
+			}
+		}
+		bareRun := func() {
+			d, err := nd.restoreIn(forward)
+			if err != nil {
+				b.Fatal(err)
+			}
+			bareOne = append(bareOne, ms(d))
+			if _, err := nd.restoreIn(back); err != nil {
+				b.Fatal(err)
+			}
+		}
 		if i%2 == 0 {
-			next[1] = Endpoint{IP: net.IPv4(10, 88, 9, 9), Port: 8080}
-		}
-		prev := nd.net.applied
-		newEps := map[string][]Endpoint{}
-		for k, v := range eps {
-			newEps[k] = v
-		}
-		newEps[target] = next
-		start := time.Now()
-		if err := nd.sync(svcs, newEps); err != nil {
-			b.Fatal(err)
-		}
-		change = append(change, ms(time.Since(start)))
-		// The same change as a bare restore: undo it with Sync, then
-		// replay the text.
-		rs2, _ := buildRules(&nd.cfg, svcs, newEps)
-		text := renderRestore(rs2, prev, false, nil)
-		if err := nd.sync(svcs, eps); err != nil {
-			b.Fatal(err)
-		}
-		d, err := nd.restoreIn(text)
-		if err != nil {
-			b.Fatal(err)
-		}
-		bareOne = append(bareOne, ms(d))
-		if err := nd.sync(svcs, eps); err != nil { // applied state was reset by the undo
-			b.Fatal(err)
-		}
-		nd.net.Resync()
-		if err := nd.sync(svcs, eps); err != nil {
-			b.Fatal(err)
+			ours()
+			bareRun()
+		} else {
+			bareRun()
+			ours()
 		}
 	}
 
@@ -190,7 +195,7 @@ func BenchmarkSync1000x3(b *testing.B) {
 	bm, bl, bh := stats(bare)
 	cm, cl, ch := stats(change)
 	om, ol, oh := stats(bareOne)
-	logf("%d services x %d endpoints: %d rules, %d bytes of restore text", nsvc, neps, nrules, len(fullText))
+	logf("%d services x %d endpoints: %d rules, %d bytes of restore text; one change writes %d bytes", nsvc, neps, nrules, len(fullText), len(forward))
 	logf("full Sync                      median %7.1f ms  (min %.1f, max %.1f, n=%d)", fm, fl, fh, len(full))
 	logf("bare iptables-restore, full    median %7.1f ms  (min %.1f, max %.1f, n=%d)  ratio %.2f", bm, bl, bh, len(bare), fm/bm)
 	logf("one-endpoint Sync              median %7.1f ms  (min %.1f, max %.1f, n=%d)", cm, cl, ch, len(change))
