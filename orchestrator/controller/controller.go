@@ -172,7 +172,7 @@ func (c *controller) loop(ctx context.Context) {
 		backoff = 0
 		deadline.Stop()
 		if !next.IsZero() {
-			deadline.Reset(max(time.Until(next), 0) + time.Millisecond)
+			deadline.Reset(max(next.Sub(c.cfg.Now()), 0) + time.Millisecond)
 		}
 	}
 }
