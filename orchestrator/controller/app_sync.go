@@ -216,9 +216,12 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 		}
 	}
 
-	taken := map[string]bool{}
-	for _, p := range all {
-		taken[p.Name] = true
+	var taken map[string]bool // pod names in use, built when a pod is made
+	if plan.create > 0 || len(plan.createOn) > 0 {
+		taken = make(map[string]bool, len(all))
+		for _, p := range all {
+			taken[p.Name] = true
+		}
 	}
 	var made []string
 	mk := func(node string) error {
@@ -259,13 +262,13 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 		}
 	}
 	if len(made) > 0 {
-		msg := fmt.Sprintf("created %d pods: %s", len(made), strings.Join(made, ", "))
+		msg := fmt.Sprintf("created %d pods: %s", len(made), someNames(made))
 		if err := tx.RecordEvent("apps/"+name, api.EventNormal, "SuccessfulCreate", msg, sourceApps); err != nil {
 			return res, err
 		}
 	}
 	if len(retired) > 0 {
-		msg := fmt.Sprintf("deleting %d pods: %s", len(retired), strings.Join(retired, ", "))
+		msg := fmt.Sprintf("deleting %d pods: %s", len(retired), someNames(retired))
 		if err := tx.RecordEvent("apps/"+name, api.EventNormal, "SuccessfulDelete", msg, sourceApps); err != nil {
 			return res, err
 		}
@@ -288,6 +291,15 @@ func (c *controller) autoRollback(app *api.App) bool {
 		return false
 	}
 	return !c.rolledFrom[app.Name][h[len(h)-2].TemplateHash]
+}
+
+// someNames lists up to 5 names for an event message.
+func someNames(names []string) string {
+	const most = 5
+	if len(names) <= most {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:most], ", "), len(names)-most)
 }
 
 // progress is how far an app's update had come when last seen.

@@ -3,7 +3,6 @@ package controller
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
@@ -170,7 +169,7 @@ func (c *controller) evict(lost map[string]bool, now time.Time) error {
 			if _, exists := nv.byName[node]; !exists {
 				continue
 			}
-			msg := fmt.Sprintf("not ready for longer than %s: deleted %d pods (%s)", c.cfg.NodeGrace, len(names), strings.Join(names, ", "))
+			msg := fmt.Sprintf("not ready for longer than %s: deleted %d pods (%s)", c.cfg.NodeGrace, len(names), someNames(names))
 			if err := tx.RecordEvent("nodes/"+node, api.EventWarning, "NodeLost", msg, sourceNodes); err != nil {
 				return err
 			}
