@@ -251,10 +251,12 @@ func planReplicas(plan *appPlan, app *api.App, hash string, live []*api.Pod, nv 
 	if len(cur) < want {
 		plan.create = max(0, min(want+surge-total, want-len(cur)))
 	} else if len(cur) > want {
-		extra := victims(cur, live, nv)[:len(cur)-want]
+		order := victims(cur, live, nv)
+		extra := order[:len(cur)-want]
 		plan.retire = append(plan.retire, extra...)
 		total -= len(extra)
-		cur = cur[:0:0]
+		cur = order[len(cur)-want:]
+		readyCur = countReady(cur, nv)
 	}
 	minAvailable := want - unavailable
 	readyOld := countReady(old, nv)

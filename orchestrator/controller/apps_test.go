@@ -184,6 +184,18 @@ func TestPlanReplicas(t *testing.T) {
 			inProgress: true,
 		},
 		{
+			name:     "scale down during an update",
+			replicas: 2,
+			pods: []*api.Pod{
+				mkPod("o1", "web", onNode("a"), ready("1"), hashed("h0")),
+				mkPod("n1", "web", onNode("a"), ready("2")),
+				mkPod("n2", "web", onNode("b"), ready("3")),
+				mkPod("n3", "web", onNode("c"), ready("4"), created(1)),
+			},
+			retire: []string{"n1", "o1"}, // n1 shares a node with o1
+			status: api.AppStatus{TemplateHash: "h1", Replicas: 2, Ready: 2, Updated: 2},
+		},
+		{
 			name:     "last old pod goes when new ones are ready",
 			replicas: 2,
 			pods: []*api.Pod{
