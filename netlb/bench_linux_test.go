@@ -297,7 +297,7 @@ func wrk(b *testing.B, nsPath, url string, d time.Duration) (float64, float64) {
 // another node (both paths routed over host-gw).
 func BenchmarkDataPath(b *testing.B) {
 	requireTools(b, "wrk")
-	const rounds = 5
+	const rounds = 9
 	n1, n2 := newNode(b, "10.88.1.0/24"), newNode(b, "10.88.2.0/24")
 	ip1, ip2 := link(b, n1, n2, 79)
 	n1.setup()
@@ -321,14 +321,14 @@ func BenchmarkDataPath(b *testing.B) {
 	}
 	direct := "http://" + svcAddr(srv.ip.String(), 8080) + "/"
 	vip := "http://10.96.0.10:80/"
-	logf("wrk -t1 -c16 -d3s, %d alternating rounds per client, 1,001 services in the tables", rounds)
+	logf("wrk -t1 -c16 -d2s, %d alternating rounds per client, 1,001 services in the tables", rounds)
 	for _, from := range []struct{ name, path string }{
 		{"node", n1.path}, {"pod, same node", local.path}, {"pod, other node", remote.path},
 	} {
 		var dr, dl, vr, vl, ratios []float64
 		for i := 0; i < rounds; i++ {
-			r1, l1 := wrk(b, from.path, direct, 3*time.Second)
-			r2, l2 := wrk(b, from.path, vip, 3*time.Second)
+			r1, l1 := wrk(b, from.path, direct, 2*time.Second)
+			r2, l2 := wrk(b, from.path, vip, 2*time.Second)
 			dr, dl, vr, vl = append(dr, r1), append(dl, l1), append(vr, r2), append(vl, l2)
 			ratios = append(ratios, r2/r1)
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -153,6 +154,13 @@ func newNode(t testing.TB, podCIDR string) *testNode {
 	nd.ns = ns
 	t.Cleanup(func() { ns.Close() })
 	if err := nd.do(func() error {
+		// No IPv6 duplicate address detection in the node: its "tentative"
+		// flags would make before/after snapshots differ by timing alone.
+		for _, dev := range []string{"all", "default"} {
+			if err := writeSysctl("net/ipv6/conf/"+dev+"/accept_dad", "0"); err != nil && !os.IsNotExist(errors.Unwrap(err)) {
+				return err
+			}
+		}
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
 			return err
@@ -365,6 +373,25 @@ func link(t testing.TB, a, b *testNode, sub int) (net.IP, net.IP) {
 			}
 			return netlink.LinkSetUp(l)
 		})
+	}
+	// Wait for the carrier, so that snapshots taken next see a settled link.
+	for _, nd := range []*testNode{a, b} {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var up bool
+			nd.must(func() error {
+				l, err := netlink.LinkByName("up0")
+				up = err == nil && l.Attrs().OperState == netlink.OperUp
+				return err
+			})
+			if up {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("up0 never came up")
+			}
+			time.Sleep(10 * time.Millisecond) // polling the carrier, not a wait in place of it
+		}
 	}
 	return ipa, ipb
 }
