@@ -6,10 +6,25 @@
 //
 // The controllers are level-triggered. One watch on the store marks work
 // (which apps, which services, whether pods wait for a node); a periodic
-// resync marks everything. Each pass reads fresh state and writes in store
-// transactions that also read what they decide on, so a restart in the
-// middle of anything converges. The deciding logic is pure (schedule,
+// resync marks everything. Each pass plans on one read-only snapshot and,
+// only where something must change, writes in store transactions that read
+// again what they decide on, so a restart in the middle of anything
+// converges and a converged store costs one read per pass. The deciding logic is pure (schedule,
 // planApp, endpointsFor) and tested without a store.
+//
+// What the controllers expect of a node's agent:
+//   - A pod bound to its node (Spec.Node) is started; its status (phase,
+//     IP, ready) is reported. Under restart "never" or "on-failure" a pod
+//     whose containers end for good is reported Succeeded or Failed; the app
+//     controller replaces a Failed pod (and, under "always", a Succeeded
+//     one) and marks the old one Deleting.
+//   - A pod with Spec.Deleting set has already left the endpoints: the
+//     agent stops it (SIGTERM, grace, SIGKILL) and then deletes the object.
+//   - A pod whose object is gone is stopped: pods of a node that was down
+//     longer than the grace are deleted outright and replaced elsewhere, so
+//     a node that comes back must drop them to keep one copy per replica.
+//   - The node's Ready condition carries LastHeartbeat; when it stops
+//     changing for Config.HeartbeatTimeout the controller sets Ready false.
 package controller
 
 import (
