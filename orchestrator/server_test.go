@@ -189,6 +189,10 @@ func TestAPIErrors(t *testing.T) {
 		{"name mismatch", "PUT", "/v1/apps/web", `{"name":"other","spec":{"containers":{"c":{"image":"a"}}}}`, 400, "invalid", "name", 1},
 		{"bad since", "GET", "/v1/apps?watch=1&since=x", ``, 400, "invalid", "since", 1},
 		{"node port out of range", "PUT", "/v1/services/np", `{"spec":{"app":"web","port":80,"type":"node-port","node_port":80}}`, 400, "invalid", "", 1},
+		{"replicas over the server's cap", "POST", "/v1/apply", `{"apps":{"x":{"replicas":100000000,"containers":{"c":{"image":"a"}}}}}`, 400, "invalid", "app.x.replicas", 1},
+		{"scale over the cap", "POST", "/v1/apps/web/scale", `{"replicas":100000000}`, 400, "invalid", "replicas", 1},
+		{"null body", "PUT", "/v1/nodes/n1", `null`, 400, "invalid", "", 0},
+		{"array body", "POST", "/v1/apply", `[]`, 400, "invalid", "", 0},
 		{"too large", "POST", "/v1/apply", big, 413, "invalid", "", 0},
 		{"missing app", "GET", "/v1/apps/nope", ``, 404, "not_found", "", 0},
 		{"scale missing app", "POST", "/v1/apps/nope/scale", `{"replicas":1}`, 404, "not_found", "", 0},
@@ -400,5 +404,28 @@ func TestAPIMetrics(t *testing.T) {
 	code, data := s.do("GET", "/metrics", nil)
 	if code != 200 || !strings.Contains(string(data), "skiff_store_revision ") || !strings.Contains(string(data), "process_resident_memory_bytes ") {
 		t.Fatalf("metrics: %d %s", code, data)
+	}
+}
+
+// A rollback puts the previous pod template back in the app's spec and
+// keeps the replica count.
+func TestAPIRollback(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	v1 := strings.Replace(webManifest, "echo:1", "echo:2", 1)
+	s.mustDo("POST", "/v1/apply", webManifest, 200, nil)
+	var app api.App
+	waitFor(t, "first template in history", func() bool {
+		s.mustDo("GET", "/v1/apps/web", nil, 200, &app)
+		return len(app.Status.History) == 1
+	})
+	s.mustDo("POST", "/v1/apply", v1, 200, nil)
+	waitFor(t, "second template in history", func() bool {
+		s.mustDo("GET", "/v1/apps/web", nil, 200, &app)
+		return len(app.Status.History) == 2 && app.Status.TemplateHash == app.Status.History[1].TemplateHash
+	})
+	s.mustDo("POST", "/v1/apps/web/scale", `{"replicas":4}`, 200, nil)
+	s.mustDo("POST", "/v1/apps/web/rollback", nil, 200, &app)
+	if img := app.Spec.Containers["http"].Image; img != "registry.local:5000/echo:1" || *app.Spec.Replicas != 4 {
+		t.Fatalf("after rollback: image %s, replicas %d", img, *app.Spec.Replicas)
 	}
 }

@@ -30,7 +30,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m.SetDefaults()
-	if err := validateManifest(m); err != nil {
+	if err := s.validateManifest(m); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -98,6 +98,10 @@ func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request) {
 	}
 	if *req.Replicas < 0 {
 		s.writeError(w, r, invalid("replicas", "replicas must be >= 0, not %d", *req.Replicas))
+		return
+	}
+	if *req.Replicas > s.opts.MaxReplicas {
+		s.writeError(w, r, invalid("replicas", "replicas %s", replicasMsg(*req.Replicas, s.opts.MaxReplicas)))
 		return
 	}
 	name := r.PathValue("name")

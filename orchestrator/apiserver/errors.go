@@ -1,11 +1,13 @@
 package apiserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/skiff-edge/skiff/configs"
@@ -96,19 +98,25 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK bool) error {
 	body := http.MaxBytesReader(w, r.Body, s.opts.MaxBody)
 	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	var raw json.RawMessage
+	err := dec.Decode(&raw)
 	if err == nil {
 		// One JSON value per body: anything after it is an error.
 		if _, err2 := dec.Token(); err2 != io.EOF {
 			err = errors.New("data after the JSON value")
 		}
 	}
-	if err == io.EOF && emptyOK {
+	switch {
+	case err == io.EOF && emptyOK:
 		return nil
-	}
-	if err == nil {
-		return nil
+	case err == nil && bytes.Equal(raw, []byte("null")):
+		return invalid("", "the body must be a JSON object, not null")
+	case err == nil:
+		strict := json.NewDecoder(bytes.NewReader(raw))
+		strict.DisallowUnknownFields()
+		if err = strict.Decode(v); err == nil {
+			return nil
+		}
 	}
 	var tooBig *http.MaxBytesError
 	var syn *json.SyntaxError
@@ -124,7 +132,7 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, emptyOK b
 	case errors.As(err, &syn):
 		return invalid("", "malformed JSON at byte %d: %v", syn.Offset, syn)
 	case errors.As(err, &typ):
-		return invalid(typ.Field, "wrong type: want %s, got JSON %s", typ.Type, typ.Value)
+		return invalid(typ.Field, "wrong type: want %s, got %s", jsonKind(typ.Type), typ.Value)
 	}
 	// encoding/json has no typed error for an unknown field; its message is
 	// the only place the field's name is found.
@@ -144,4 +152,24 @@ func errBody(code, msg string) api.ErrorBody {
 func writeError405(w http.ResponseWriter, method, path, allowed string) {
 	writeJSON(w, http.StatusMethodNotAllowed, errBody(api.CodeInvalid,
 		fmt.Sprintf("method %s not allowed on %s (allowed: %s)", method, path, allowed)))
+}
+
+// jsonKind names the JSON type that decodes into t.
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	}
+	return t.String()
 }

@@ -23,6 +23,7 @@ const (
 	DefaultServiceCIDR = "10.96.0.0/16"
 	DefaultClusterCIDR = "10.88.0.0/16"
 	DefaultMaxBody     = 1 << 20
+	DefaultMaxReplicas = 10000
 )
 
 // Options configure a Server.
@@ -36,6 +37,10 @@ type Options struct {
 	// MaxBody is the largest request body accepted (413 above). Default
 	// DefaultMaxBody.
 	MaxBody int64
+	// MaxReplicas caps an app's replicas: a typo of a few zeros must not
+	// make the controller create millions of pods. Default
+	// DefaultMaxReplicas.
+	MaxReplicas int
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -69,6 +74,9 @@ func New(st *store.Store, opts Options) (*Server, error) {
 	}
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
+	}
+	if opts.MaxReplicas <= 0 {
+		opts.MaxReplicas = DefaultMaxReplicas
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

@@ -1,16 +1,52 @@
 package apiserver
 
 import (
+	"errors"
+	"maps"
+	"slices"
+	"strconv"
+
 	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator/api"
 )
 
 // The validation of specs is configs' (the same rules `skiff apply` checks
 // locally); its field paths match a manifest's ("app.web.replicas").
 
-func validateApp(name string, a *configs.AppSpec) error { return configs.ValidateApp(name, a) }
+func (s *Server) validateApp(name string, a *configs.AppSpec) error {
+	return s.withLimits(configs.ValidateApp(name, a), map[string]*configs.AppSpec{name: a})
+}
 
 func validateService(name string, sv *configs.ServiceSpec) error {
 	return configs.ValidateService(name, sv)
 }
 
-func validateManifest(m *configs.Manifest) error { return m.Validate() }
+func (s *Server) validateManifest(m *configs.Manifest) error {
+	return s.withLimits(m.Validate(), m.Apps)
+}
+
+// withLimits adds the server's own limits to configs' verdict err, so that
+// the answer still lists every field error.
+func (s *Server) withLimits(err error, apps map[string]*configs.AppSpec) error {
+	var details []api.FieldDetail
+	var l configs.ErrorList
+	if errors.As(err, &l) {
+		details = fieldDetails(l)
+	} else if err != nil {
+		return err
+	}
+	for _, name := range slices.Sorted(maps.Keys(apps)) {
+		if a := apps[name]; a != nil && a.Replicas != nil && *a.Replicas > s.opts.MaxReplicas {
+			details = append(details, api.FieldDetail{Field: "app." + name + ".replicas",
+				Message: replicasMsg(*a.Replicas, s.opts.MaxReplicas)})
+		}
+	}
+	if len(details) == 0 {
+		return nil
+	}
+	return invalidFields(details)
+}
+
+func replicasMsg(n, max int) string {
+	return "must be <= " + strconv.Itoa(max) + " (the server's limit), not " + strconv.Itoa(n)
+}

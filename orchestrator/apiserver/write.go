@@ -50,7 +50,7 @@ func (s *Server) putApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	app.Spec.SetDefaults()
-	if err := validateApp(app.Name, &app.Spec); err != nil {
+	if err := s.validateApp(app.Name, &app.Spec); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -382,6 +382,12 @@ func (s *Server) putPod(w http.ResponseWriter, r *http.Request) {
 	if pod.Spec.App == "" {
 		s.writeError(w, r, invalid("spec.app", "a pod needs its app"))
 		return
+	}
+	for name, c := range pod.Spec.Containers {
+		if c == nil {
+			s.writeError(w, r, invalid("spec.containers."+name, "is empty"))
+			return
+		}
 	}
 	status := http.StatusOK
 	_, err := s.st.Update(func(tx *store.Tx) error {
