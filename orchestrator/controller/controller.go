@@ -34,6 +34,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
@@ -72,6 +73,19 @@ func DefaultConfig() Config {
 		MinSyncInterval:  50 * time.Millisecond,
 		Now:              time.Now,
 	}
+}
+
+// ConfigFromNode returns the defaults with the node config's knobs applied
+// (node_grace) and log as the logger.
+func ConfigFromNode(nc *configs.NodeConfig, log *slog.Logger) Config {
+	c := DefaultConfig()
+	if log != nil {
+		c.Logger = log
+	}
+	if nc != nil && nc.NodeGrace > 0 {
+		c.NodeGrace = nc.NodeGrace.D()
+	}
+	return c
 }
 
 // Validate reports a knob that cannot work.

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 )
 
@@ -137,4 +138,14 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+func TestConfigFromNode(t *testing.T) {
+	nc := configs.NodeConfig{NodeGrace: configs.Duration(3 * time.Second)}
+	if c := ConfigFromNode(&nc, nil); c.NodeGrace != 3*time.Second || c.Validate() != nil {
+		t.Fatalf("node grace %v, validate %v", c.NodeGrace, c.Validate())
+	}
+	if c := ConfigFromNode(&configs.NodeConfig{}, nil); c.NodeGrace != DefaultConfig().NodeGrace {
+		t.Fatalf("unset node grace gave %v", c.NodeGrace)
+	}
 }
