@@ -239,6 +239,14 @@ func (nd *testNode) snapshot() map[string]string {
 		}
 		return strings.Join(keep, "\n")
 	}
+	// IPv6 link-local addresses settle (DAD) in the background: wait for
+	// that, so that the comparison sees only what skiff changed.
+	for deadline := time.Now().Add(5 * time.Second); strings.Contains(nd.cmd("ip", "-o", "addr"), "tentative"); {
+		if time.Now().After(deadline) {
+			nd.t.Fatal("addresses still tentative after 5s")
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition
+	}
 	mounts, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		nd.t.Fatal(err)
