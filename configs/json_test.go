@@ -2,6 +2,7 @@ package configs
 
 import (
 	"encoding/json"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ func TestUnitsJSON(t *testing.T) {
 		{"number port", units{D: Duration(1500 * time.Millisecond), B: 64 << 20, P: PortRef{Number: 8080}}, `{"d":"1.5s","b":"64Mi","p":8080}`},
 		{"named port", units{D: Duration(90 * time.Second), B: 1000, P: PortRef{Name: "http"}}, `{"d":"1m30s","b":"1000","p":"http"}`},
 		{"large sizes", units{B: 3 << 40}, `{"b":"3Ti"}`},
+		{"largest size", units{B: math.MaxInt64}, `{"b":"9223372036854775807"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,6 +128,9 @@ func TestBytesText(t *testing.T) {
 		{"-1Mi", 0, `"-1Mi" is not a size (use 64Mi)`},
 		{"", 0, `"" is not a size (use 64Mi)`},
 		{"99999999999Ti", 0, `"99999999999Ti" is not a size (use 64Mi)`},
+		{"9223372036854775807", math.MaxInt64, ""},
+		{"8388607Ti", 8388607 << 40, ""},
+		{"8388608Ti", 0, `"8388608Ti" is not a size (use 64Mi)`},
 	}
 	for _, tt := range tests {
 		var b Bytes

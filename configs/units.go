@@ -3,6 +3,7 @@ package configs
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -65,7 +66,7 @@ func (b *Bytes) UnmarshalText(text []byte) error {
 		}
 	}
 	n, err := strconv.ParseInt(num, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
 		return fmt.Errorf("%q is not a size (use %s)", s, sizeHint(s))
 	}
 	*b = Bytes(n * mult)
