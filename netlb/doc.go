@@ -28,9 +28,14 @@
 // chains that are not wanted any more, found with iptables-save. Later syncs
 // write only the chains whose text changed and delete only the chains that
 // went away, which keeps a one-endpoint change in a node with a thousand
-// services at a few milliseconds. A failed restore changes nothing in the
-// kernel (iptables-restore commits a table whole or not at all), and the
-// next Sync is a full one.
+// services at a few milliseconds. iptables-restore commits each table whole
+// or not at all and stops at the first table that fails; the nat table goes
+// first, so a failed restore leaves the previous rules in force (or, if only
+// the filter table failed, new nat rules beside the old rejects, which is
+// harmless), and the next Sync is a full one. A partial sync trusts that nobody else changed
+// SKIFF-* chains since; the caller's resync ticker should call
+// [Network.Resync] now and then (kube-proxy does every hour or so) so that
+// the next Sync repairs outside changes.
 //
 // Chains: SKIFF-SERVICES (nat PREROUTING and OUTPUT jump to it) matches a
 // service's cluster IP or external IP and port, and, last, local addresses

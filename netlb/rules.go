@@ -92,7 +92,12 @@ type ruleSet struct {
 	nat, filter *table
 }
 
-func (r *ruleSet) tables() []*table { return []*table{r.filter, r.nat} }
+// tables lists the tables in the order they are restored: nat first, since
+// iptables-restore commits table by table and stops at the first failure,
+// and new nat rules with old filter rules are harmless (the filter rejects
+// match service IPs, which DNAT has already rewritten), while the reverse
+// could reject a service that still has endpoints.
+func (r *ruleSet) tables() []*table { return []*table{r.nat, r.filter} }
 
 // hashName makes a chain name from a prefix and the strings that identify
 // what it is for, like kube-proxy: 16 base32 characters of a SHA-256.
