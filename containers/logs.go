@@ -180,17 +180,18 @@ func readLogs(ctx context.Context, path string, files int, opts LogOptions) (io.
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
-		defer cur.Close()
 		for _, l := range lines {
 			if _, err := pw.Write(l); err != nil {
+				cur.Close()
 				return
 			}
 		}
 		if !opts.Follow {
+			cur.Close()
 			pw.Close()
 			return
 		}
-		pw.CloseWithError(follow(ctx, path, cur, pw))
+		pw.CloseWithError(follow(ctx, path, files, cur, pw))
 	}()
 	return &logReader{PipeReader: pr, cancel: cancel}, nil
 }
@@ -220,15 +221,18 @@ func scanLines(f *os.File, fn func([]byte)) {
 	}
 }
 
-// follow streams what is appended to the log, and moves to the new file
-// when the writer rotates. It polls: the writer is another process, and a
-// log reader is rare enough that inotify is not worth its file descriptors.
-func follow(ctx context.Context, path string, f *os.File, w io.Writer) error {
+// follow streams what is appended to the log and goes on in the next file
+// when the writer rotates, one file at a time (path.2 -> path.1 -> path), so
+// that a reader that polls across several rotations skips nothing that is
+// still on disk. It polls: the writer is another process, and a log reader
+// is rare enough that inotify is not worth its file descriptors.
+func follow(ctx context.Context, path string, files int, f *os.File, w io.Writer) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	defer func() { f.Close() }()
 	var pending []byte
 	buf := make([]byte, 64<<10)
-	for {
+	drain := func() error {
 		for {
 			n, err := f.Read(buf)
 			if n > 0 {
@@ -241,28 +245,65 @@ func follow(ctx context.Context, path string, f *os.File, w io.Writer) error {
 				}
 			}
 			if err != nil || n == 0 {
-				break
+				return nil
 			}
 		}
-		if fi, err := os.Stat(path); err == nil {
-			if cur, err := f.Stat(); err == nil && !sameFile(fi, cur) {
-				// Rotated: the old file is complete, go on with the new one.
-				nf, err := os.Open(path)
-				if err == nil {
-					f.Close()
-					f = nf
-					pending = pending[:0]
-					continue
-				}
+	}
+	for {
+		if err := drain(); err != nil {
+			return err
+		}
+		cur, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		if fi, err := os.Stat(path); err == nil && !sameFile(fi, cur) {
+			// Rotated: the writer closed the old file before renaming it,
+			// so one more drain reads all of it.
+			if err := drain(); err != nil {
+				return err
 			}
+			if nf, err := os.Open(nextLogFile(path, files, cur)); err == nil {
+				f.Close()
+				f = nf
+				pending = pending[:0]
+				continue
+			}
+		} else if off, err := f.Seek(0, io.SeekCurrent); err == nil && off > cur.Size() {
+			// Truncated in place (a single log file).
+			_, _ = f.Seek(0, io.SeekStart)
+			pending = pending[:0]
+			continue
 		}
 		select {
 		case <-ctx.Done():
-			f.Close()
 			return nil
 		case <-tick.C:
 		}
 	}
+}
+
+// nextLogFile returns the file written after cur: the rotated file one
+// step newer than where cur is now, or the oldest one left if cur was
+// rotated away.
+func nextLogFile(path string, files int, cur os.FileInfo) string {
+	rotated := func(k int) string {
+		if k == 0 {
+			return path
+		}
+		return fmt.Sprintf("%s.%d", path, k)
+	}
+	for k := 1; k < files; k++ {
+		if fi, err := os.Stat(rotated(k)); err == nil && sameFile(fi, cur) {
+			return rotated(k - 1)
+		}
+	}
+	for k := files - 1; k >= 1; k-- {
+		if _, err := os.Stat(rotated(k)); err == nil {
+			return rotated(k)
+		}
+	}
+	return path
 }
 
 func sameFile(a, b os.FileInfo) bool {
