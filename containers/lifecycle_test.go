@@ -226,9 +226,9 @@ func TestExecAndStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name       string
-		args       []string
-		code       int
+		name        string
+		args        []string
+		code        int
 		out, errOut string
 	}{
 		{"output and exit code", []string{"sh", "-c", "echo out $GREETING $(pwd); echo err >&2; exit 3"}, 3, "out hi /tmp\n", "err\n"},
