@@ -124,7 +124,10 @@ func TestRestoreFailureKeepsOldRules(t *testing.T) {
 		})
 	})
 	onlyA := map[string][]Endpoint{"web": eps(8080, a)}
-	err := nd.sync(svc, onlyA)
+	// The failing sync also adds a service without endpoints, whose reject
+	// goes to the filter table: that must not be applied either.
+	withEmpty := append(svc, Service{Name: "empty", ClusterIP: net.ParseIP("10.96.0.31"), Port: 80})
+	err := nd.sync(withEmpty, onlyA)
 	if !errors.Is(err, ErrRestore) {
 		t.Fatalf("sync with the conflict: got %v, want ErrRestore", err)
 	}
@@ -150,8 +153,11 @@ func TestRestoreFailureKeepsOldRules(t *testing.T) {
 	}
 	nd.cmd("iptables-nft", "-t", "nat", "-F", "TESTREF")
 	nd.cmd("iptables-nft", "-t", "nat", "-X", "TESTREF")
-	if err := nd.sync(svc, onlyA); err != nil {
+	if err := nd.sync(withEmpty, onlyA); err != nil {
 		t.Fatalf("retry: %v", err)
+	}
+	if rules := nd.skiffRules(); !strings.Contains(rules, "10.96.0.31/32") {
+		t.Errorf("the resync did not write the reject of the new empty service")
 	}
 	if rules := nd.skiffRules(); strings.Contains(rules, sepB) {
 		t.Errorf("the full resync left %s behind", sepB)
