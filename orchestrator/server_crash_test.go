@@ -3,9 +3,12 @@ package orchestrator_test
 import (
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
 )
@@ -96,4 +99,32 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 	if n.Revision <= maxRev {
 		t.Errorf("write after restart at revision %d, not above %d", n.Revision, maxRev)
 	}
+}
+
+// SIGTERM ends the server cleanly even with a watch open: exit status 0,
+// the socket gone, the store closed (a restart opens it at once).
+func TestSIGTERMShutsDownCleanly(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	ch, code, body := watchStream(t, s, "/v1/apps?watch=1&since=0")
+	if code != 200 {
+		t.Fatalf("watch: %d %s", code, body)
+	}
+	s.mustDo("POST", "/v1/apply", webManifest, 200, nil)
+	nextEvent(t, ch)
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("server still running 10s after SIGTERM")
+	}
+	if !s.cmd.ProcessState.Success() {
+		t.Fatalf("exit status %v", s.cmd.ProcessState)
+	}
+	if _, err := os.Stat(filepath.Join(s.runDir, "skiff.sock")); !os.IsNotExist(err) {
+		t.Fatalf("socket left behind: %v", err)
+	}
+	for range ch { // the stream ended
+	}
+	s2 := startServer(t, serverOpts{dataDir: s.dataDir})
+	s2.mustDo("GET", "/v1/apps/web", nil, 200, nil)
 }

@@ -10,12 +10,6 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
-// Node ports come from this range, as in Kubernetes.
-const (
-	NodePortMin = 30000
-	NodePortMax = 32767
-)
-
 // allocateService fills svc.Status (cluster IP, node port) inside tx, so
 // that two writers can never be given the same address. An address already
 // held (old is the stored service, or nil) is kept across re-applies; a
@@ -73,8 +67,8 @@ func (s *Server) allocateService(tx *store.Tx, svc, old *api.Service) error {
 	}
 	switch want := svc.Spec.NodePort; {
 	case want != 0:
-		if want < NodePortMin || want > NodePortMax {
-			return invalid(field+"node_port", "node_port %d is outside %d-%d", want, NodePortMin, NodePortMax)
+		if want < configs.NodePortMin || want > configs.NodePortMax {
+			return invalid(field+"node_port", "node_port %d is outside %d-%d", want, configs.NodePortMin, configs.NodePortMax)
 		}
 		if other, ok := ports[want]; ok {
 			return conflict("node_port %d is held by service %q", want, other)
@@ -83,13 +77,13 @@ func (s *Server) allocateService(tx *store.Tx, svc, old *api.Service) error {
 	case prev.NodePort != 0 && ports[prev.NodePort] == "":
 		svc.Status.NodePort = prev.NodePort
 	default:
-		for p := NodePortMin; p <= NodePortMax; p++ {
+		for p := configs.NodePortMin; p <= configs.NodePortMax; p++ {
 			if _, ok := ports[p]; !ok {
 				svc.Status.NodePort = p
 				return nil
 			}
 		}
-		return conflict("no free node port in %d-%d", NodePortMin, NodePortMax)
+		return conflict("no free node port in %d-%d", configs.NodePortMin, configs.NodePortMax)
 	}
 	return nil
 }
