@@ -244,6 +244,9 @@ func ioMsg(err error) string {
 // is in m). Zero values of defaulted fields are accepted. The error is an
 // ErrorList without positions; the server uses it on API bodies.
 func (m *Manifest) Validate() error {
+	if m == nil {
+		return nil
+	}
 	var e errs
 	validateObjects(&e, m)
 	crossCheck(&e, m)

@@ -246,8 +246,8 @@ func TestLoadManifestsErrors(t *testing.T) {
 	}
 	rel := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
 	want := strings.Join([]string{
-		"2-again.toml:2:1: app.web: app \"web\" is defined twice (first in " + filepath.Join(dir, "1-apps.toml") + ":1:1)",
-		"2-again.toml:5:1: service.web: service \"web\" is defined twice (first in " + filepath.Join(dir, "1-apps.toml") + ":5:1)",
+		"2-again.toml:2:6: app.web: app \"web\" is defined twice (first in " + filepath.Join(dir, "1-apps.toml") + ":1:6)",
+		"2-again.toml:5:10: service.web: service \"web\" is defined twice (first in " + filepath.Join(dir, "1-apps.toml") + ":5:10)",
 		"3-bad.toml:2:12: app.db.replicas: expected an integer, got a string (\"1\")",
 		"4-syntax.toml:1:7: syntax error: expected '.' or ']' to end table name, but got '\\n' instead",
 		"5-crossref.toml:4:15: service.other.target_port: \"metrics\" is not a port of app \"web\" (it has http)",

@@ -15,7 +15,7 @@ import (
 type pos struct{ line, col int }
 
 // posEntry is where a key and its value start. For a table from a
-// [header], both are the header's '['.
+// [header], the key is its part of the header and the value the '['.
 type posEntry struct{ key, val pos }
 
 // posIndex maps a path (joined with pathSep) to where it was first defined.
@@ -136,9 +136,9 @@ func (sc *scanner) document() {
 				sc.next()
 			}
 			sc.skipSpace(false)
-			keys, _ := sc.key()
+			keys, starts := sc.key()
 			for n := 1; n <= len(keys); n++ {
-				sc.record(keys[:n], start, start)
+				sc.record(keys[:n], starts[n-1], start)
 			}
 			table = keys
 			for !sc.eof() && sc.peek() != ']' {

@@ -41,8 +41,8 @@ func TestIndexPositions(t *testing.T) {
 		key, val pos
 	}{
 		{path{"title"}, pos{2, 1}, pos{2, 9}},
-		{path{"app"}, pos{3, 1}, pos{3, 1}},
-		{path{"app", "we.b"}, pos{3, 1}, pos{3, 1}},
+		{path{"app"}, pos{3, 3}, pos{3, 1}},
+		{path{"app", "we.b"}, pos{3, 9}, pos{3, 1}},
 		{path{"app", "we.b", "note"}, pos{4, 1}, pos{4, 8}},
 		{path{"app", "we.b", "lit"}, pos{7, 1}, pos{7, 7}},
 		{path{"app", "we.b", "quoted key"}, pos{8, 1}, pos{8, 1}},
@@ -80,8 +80,10 @@ func TestLookupFallsBackToAncestor(t *testing.T) {
 	}{
 		{path{"app", "web", "replicas"}, false, pos{2, 12}},
 		{path{"app", "web", "replicas"}, true, pos{2, 1}},
-		{path{"app", "web", "container"}, false, pos{1, 1}},
-		{path{"app", "web", "container", "x", "image"}, false, pos{1, 1}},
+		{path{"app", "web"}, false, pos{1, 1}},
+		{path{"app", "web"}, true, pos{1, 6}},
+		{path{"app", "web", "container"}, false, pos{1, 6}},
+		{path{"app", "web", "container", "x", "image"}, false, pos{1, 6}},
 	}
 	for _, tt := range tests {
 		got, ok := ix.lookup(tt.path, tt.atKey)
