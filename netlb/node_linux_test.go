@@ -198,6 +198,9 @@ func TestIPAMAndSandboxAcrossRestart(t *testing.T) {
 	if path2 != path1 || !ip2.Equal(ip1) {
 		t.Fatalf("after restart: %s %s, want the same %s %s", path2, ip2, path1, ip1)
 	}
+	if pods, err := restarted.Pods(); err != nil || len(pods) != 1 || !pods["p1"].Equal(ip1) {
+		t.Fatalf("Pods() after restart = %v, %v; want p1 %s", pods, err, ip1)
+	}
 	// The server started before the restart still answers: the sandbox was
 	// reused, not made anew.
 	if name, _, err := get(nd.nodeNS(), svcAddr(ip1.String(), 8080)); err != nil || name != "p1" {

@@ -212,6 +212,28 @@ func ensureNetns(path string) error {
 	return nil
 }
 
+// Pods returns every pod that holds an IP, with its IP, from the IPAM state
+// on disk. After a restart (or a reboot, which empties the run dir) the
+// caller compares it with the pods it wants, calls AddPod for those to keep
+// (which rebuilds a lost sandbox with the same IP) and RemovePod for the
+// rest.
+func (n *Network) Pods() (map[string]net.IP, error) {
+	unlock, err := n.ipam.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	owners, err := n.ipam.owners()
+	if err != nil {
+		return nil, err
+	}
+	pods := make(map[string]net.IP, len(owners))
+	for ip, pod := range owners {
+		pods[pod] = net.ParseIP(ip).To4()
+	}
+	return pods, nil
+}
+
 // RemovePod deletes pod's veth pair, unmounts and removes its netns and
 // frees its IP. It is idempotent: parts already gone are skipped.
 func (n *Network) RemovePod(pod string) error {
