@@ -8,7 +8,7 @@
 // file:line:column and the field path:
 //
 //	web.toml:7:10: app.web.container.http.memory: "64MB" is not a size (use 64Mi)
-//	web.toml:12:9: app.web.contianer: unknown key (did you mean "container"?)
+//	web.toml:12:10: app.web.contianer: unknown key (did you mean "container"?)
 //
 // Unknown keys, wrong types and bad values are all errors; nothing of a bad
 // file is returned. The same checks run without positions through
