@@ -21,6 +21,18 @@
 //
 // [Network.Cleanup] removes all of the above and nothing else.
 //
+// # Use
+//
+//	cfg := netlb.DefaultConfig()
+//	cfg.PodCIDR = podCIDR                        // this node's /24
+//	n, err := netlb.New(cfg)
+//	err = n.SetupNode()                          // at start, idempotent
+//	path, ip, err := n.AddPod(ctx, "web-1")      // run the pod's containers in path
+//	err = n.Sync(services, endpoints)            // on every change, and on a ticker
+//	err = n.SetPeers(peers)                      // when cluster membership changes
+//	err = n.RemovePod("web-1")                   // after its containers stopped
+//	err = n.Cleanup()                            // skiff agent --cleanup
+//
 // # Syncing
 //
 // Sync computes every SKIFF-* chain in memory. The first sync, and the sync
@@ -52,12 +64,16 @@
 //
 // # Kernel needs
 //
-// Hairpin traffic (a pod reaching its own service) and traffic between pods
-// on the same bridge through a service VIP must pass through iptables while
-// it is bridged: the kernel needs br_netfilter with
-// net.bridge.bridge-nf-call-iptables=1. That sysctl is per network namespace
-// on kernels since 5.3 and defaults to 1 once br_netfilter is there;
-// [Network.SetupNode] sets it, and net.ipv4.ip_forward=1 and, for NodePorts on
+// A pod that reaches, through a service IP, another pod on the same bridge
+// gets the answer bridged straight back to it, past the IP stack; the answer
+// must still pass conntrack to have its source turned back into the service
+// IP, so the kernel needs br_netfilter with
+// net.bridge.bridge-nf-call-iptables=1 (measured here: with it 0, such a
+// request times out; hairpin traffic, a pod reaching its own service, works
+// either way, since it is masqueraded to the gateway). That sysctl is per
+// network namespace since Linux 5.3 and defaults to 1 once br_netfilter is
+// there; [Network.SetupNode] sets it, and net.ipv4.ip_forward=1 and, for
+// NodePorts on
 // 127.0.0.1, net.ipv4.conf.all.route_localnet=1. It also turns ICMP
 // redirects off (conf.all and the bridge's send_redirects=0): a pod's packet
 // to a service IP enters and leaves the node through the bridge, and the
