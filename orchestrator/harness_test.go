@@ -55,6 +55,7 @@ type server struct {
 // serverOpts tune startServer.
 type serverOpts struct {
 	dataDir      string // reuse a data dir (restart); default a new one
+	runDir       string // reuse a run dir (restart); default a new one
 	tcp          bool
 	compactAfter int
 }
@@ -67,7 +68,10 @@ func startServer(t *testing.T, o serverOpts) *server {
 	if o.dataDir == "" {
 		o.dataDir = filepath.Join(base, "data")
 	}
-	s := &server{t: t, dataDir: o.dataDir, runDir: filepath.Join(base, "run"), log: &syncBuffer{}, exited: make(chan struct{})}
+	if o.runDir == "" {
+		o.runDir = filepath.Join(base, "run")
+	}
+	s := &server{t: t, dataDir: o.dataDir, runDir: o.runDir, log: &syncBuffer{}, exited: make(chan struct{})}
 	cfgFile := filepath.Join(base, "config.toml")
 	if err := os.WriteFile(cfgFile, []byte("node_name = \"test-server\"\nadvertise_addr = \"127.0.0.1\"\n"), 0o644); err != nil {
 		t.Fatal(err)

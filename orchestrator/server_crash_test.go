@@ -1,9 +1,11 @@
 package orchestrator_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -70,7 +72,11 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d writes acknowledged before kill -9", len(acked))
 
-	s2 := startServer(t, serverOpts{dataDir: s.dataDir})
+	// Same directories: the dead server's socket is stale and is replaced.
+	if _, err := os.Stat(filepath.Join(s.runDir, "skiff.sock")); err != nil {
+		t.Fatalf("kill -9 should leave the socket behind: %v", err)
+	}
+	s2 := startServer(t, serverOpts{dataDir: s.dataDir, runDir: s.runDir})
 	var list struct{ Items []api.App }
 	s2.mustDo("GET", "/v1/apps", nil, 200, &list)
 	byName := map[string]api.App{}
@@ -127,4 +133,31 @@ func TestSIGTERMShutsDownCleanly(t *testing.T) {
 	}
 	s2 := startServer(t, serverOpts{dataDir: s.dataDir})
 	s2.mustDo("GET", "/v1/apps/web", nil, 200, nil)
+}
+
+// A second server on the same directories refuses to start and leaves the
+// first one serving.
+func TestSecondServerRefused(t *testing.T) {
+	s := startServer(t, serverOpts{})
+	cfg := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(cfg, []byte("node_name = \"second\"\nadvertise_addr = \"127.0.0.1\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name            string
+		dataDir, runDir string
+	}{
+		{"same socket", t.TempDir(), s.runDir},
+		{"same store", s.dataDir, t.TempDir()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, skiffBin, "server", "--config", cfg, "--data-dir", tc.dataDir, "--run-dir", tc.runDir).CombinedOutput()
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("second server: %v (ctx %v)\n%s", err, ctx.Err(), out)
+			}
+			s.mustDo("GET", "/healthz", nil, 200, nil)
+		})
+	}
 }

@@ -171,7 +171,8 @@ var errNoWrites = errors.New("no writes")
 // commits nothing and Update returns the current revision.
 //
 // Objects passed to Put and Create have their Meta updated even when the
-// transaction is rolled back afterwards.
+// transaction is rolled back afterwards. fn runs once; it must not call
+// Update (that deadlocks) and should be quick: Updates run one at a time.
 func (s *Store) Update(fn func(tx *Tx) error) (rev int64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
