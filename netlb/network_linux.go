@@ -112,8 +112,15 @@ func writeSysctl(name, value string) error {
 // and the SKIFF-* chains with their jump rules (masquerade included). It is
 // idempotent and safe to call after a restart.
 func (n *Network) SetupNode() error {
-	if _, err := os.Stat("/proc/sys/net/bridge/bridge-nf-call-iptables"); err != nil {
-		return fmt.Errorf("%w: %w", ErrBridgeNetfilter, err)
+	const brnf = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+	if _, err := os.Stat(brnf); err != nil {
+		// Not built in and not loaded: try loading it once.
+		if out, merr := exec.Command("modprobe", "br_netfilter").CombinedOutput(); merr != nil {
+			return fmt.Errorf("%w: %w: %s", ErrBridgeNetfilter, merr, bytes.TrimSpace(out))
+		}
+		if _, err := os.Stat(brnf); err != nil {
+			return fmt.Errorf("%w: %w", ErrBridgeNetfilter, err)
+		}
 	}
 	for _, s := range [][2]string{
 		{"net/ipv4/ip_forward", "1"},
