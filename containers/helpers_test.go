@@ -21,6 +21,10 @@ import (
 
 func TestMain(m *testing.M) {
 	Init()
+	if os.Getenv(helperEnv) != "" {
+		runHelper()
+		return
+	}
 	os.Exit(m.Run())
 }
 
