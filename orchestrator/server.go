@@ -146,6 +146,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		hs := &http.Server{
 			Handler:           l.h,
 			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
 			BaseContext:       func(net.Listener) context.Context { return reqCtx },
 			ErrorLog:          errLog,
 		}

@@ -369,10 +369,9 @@ func (tx *Tx) Put(kind string, obj api.Object) error {
 			return fmt.Errorf("%s %q at revision %d, not %d: %w", kind, m.Name, cur.Revision, m.Revision, ErrConflict)
 		}
 	}
-	switch {
-	case raw != nil:
+	if raw != nil {
 		m.Created = cur.Created
-	case m.Created.IsZero():
+	} else {
 		m.Created = tx.Now()
 	}
 	return tx.write(kind, obj)
