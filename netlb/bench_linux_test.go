@@ -200,6 +200,17 @@ func BenchmarkSync1000x3(b *testing.B) {
 	logf("bare iptables-restore, full    median %7.1f ms  (min %.1f, max %.1f, n=%d)  ratio %.2f", bm, bl, bh, len(bare), fm/bm)
 	logf("one-endpoint Sync              median %7.1f ms  (min %.1f, max %.1f, n=%d)", cm, cl, ch, len(change))
 	logf("bare iptables-restore, 1 change median %6.1f ms  (min %.1f, max %.1f, n=%d)", om, ol, oh, len(bareOne))
+	pair := func(a, b []float64) (float64, float64, float64) {
+		r := make([]float64, len(a))
+		for i := range a {
+			r[i] = a[i] / b[i]
+		}
+		return stats(r)
+	}
+	pm, pl, ph := pair(full, bare)
+	logf("full Sync / bare restore, paired per round: median %.2f (min %.2f, max %.2f)", pm, pl, ph)
+	pm, pl, ph = pair(change, bareOne)
+	logf("one-change Sync / bare restore, paired:     median %.2f (min %.2f, max %.2f)", pm, pl, ph)
 	logf("one iptables call per rule: %d calls in %v (%.1f ms each); %d calls extrapolate to %.1f s",
 		done, oneByOne.Round(time.Millisecond), ms(perCall), total, (perCall * time.Duration(total)).Seconds())
 	b.ReportMetric(fm, "full-ms")
@@ -297,7 +308,7 @@ func wrk(b *testing.B, nsPath, url string, d time.Duration) (float64, float64) {
 // another node (both paths routed over host-gw).
 func BenchmarkDataPath(b *testing.B) {
 	requireTools(b, "wrk")
-	const rounds = 9
+	const rounds = 15
 	n1, n2 := newNode(b, "10.88.1.0/24"), newNode(b, "10.88.2.0/24")
 	ip1, ip2 := link(b, n1, n2, 79)
 	n1.setup()
@@ -321,14 +332,14 @@ func BenchmarkDataPath(b *testing.B) {
 	}
 	direct := "http://" + svcAddr(srv.ip.String(), 8080) + "/"
 	vip := "http://10.96.0.10:80/"
-	logf("wrk -t1 -c16 -d2s, %d alternating rounds per client, 1,001 services in the tables", rounds)
+	logf("wrk -t1 -c16 -d1s, %d alternating rounds per client, 1,001 services in the tables", rounds)
 	for _, from := range []struct{ name, path string }{
 		{"node", n1.path}, {"pod, same node", local.path}, {"pod, other node", remote.path},
 	} {
 		var dr, dl, vr, vl, ratios []float64
 		for i := 0; i < rounds; i++ {
-			r1, l1 := wrk(b, from.path, direct, 2*time.Second)
-			r2, l2 := wrk(b, from.path, vip, 2*time.Second)
+			r1, l1 := wrk(b, from.path, direct, time.Second)
+			r2, l2 := wrk(b, from.path, vip, time.Second)
 			dr, dl, vr, vl = append(dr, r1), append(dl, l1), append(vr, r2), append(vl, l2)
 			ratios = append(ratios, r2/r1)
 		}
