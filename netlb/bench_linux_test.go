@@ -111,8 +111,8 @@ func BenchmarkSync1000x3(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	forward := renderRestore(rsNext, appliedState(rs), false, nil)
-	back := renderRestore(rs, appliedState(rsNext), false, nil)
+	forward := renderRestore(rsNext, rs, false, nil)
+	back := renderRestore(rs, rsNext, false, nil)
 	for i := 0; i < 4*reps; i++ {
 		ours := func() {
 			start := time.Now()

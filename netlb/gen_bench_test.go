@@ -7,24 +7,21 @@ import "testing"
 func BenchmarkBuildRules1000x3(b *testing.B) {
 	cfg := goldenConfig()
 	svcs, eps := benchServices(1000, 3)
-	rs, cache, err := buildRulesCached(&cfg, svcs, eps, nil)
+	rs, err := buildRulesCached(&cfg, svcs, eps, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	applied := appliedState(rs)
 	b.Run("cold", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			rs, _, _ := buildRulesCached(&cfg, svcs, eps, nil)
-			renderRestore(rs, applied, false, nil)
-			appliedState(rs)
+			next, _ := buildRulesCached(&cfg, svcs, eps, nil)
+			renderRestore(next, rs, false, nil)
 		}
 	})
 	b.Run("one change, cached", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			eps["ns/svc-0500"][1].Port = 9000 + i%2
-			rs, _, _ := buildRulesCached(&cfg, svcs, eps, cache)
-			renderRestore(rs, applied, false, nil)
-			appliedState(rs)
+			next, _ := buildRulesCached(&cfg, svcs, eps, rs)
+			renderRestore(next, rs, false, nil)
 		}
 	})
 }

@@ -44,10 +44,8 @@ type Network struct {
 	mu sync.Mutex
 	// applied holds the rules text of every SKIFF-* chain that the last
 	// successful restore left in force; nil forces a full sync.
-	applied applied
-	// cache holds each service's generated rules from the last successful
-	// Sync ("name/proto" -> rules), reused while the service is unchanged.
-	cache map[string]*svcRules
+	// Its per-service rules are reused for services that did not change.
+	applied *ruleSet
 	// lastServices and lastEndpoints are the input of the last successful
 	// Sync, for conntrack clean-up and for SetupNode's own sync.
 	lastServices  []Service

@@ -166,7 +166,7 @@ func TestRestoreFailureKeepsOldRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(nd.skiffRules(), strings.Join(want.nat.chains[svcChain(svc[0])], "\n")) {
+	if !strings.Contains(nd.skiffRules(), strings.Join(want.rules("nat", svcChain(svc[0])), "\n")) {
 		t.Errorf("the resync did not write the new service chain")
 	}
 }

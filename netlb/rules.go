@@ -60,13 +60,6 @@ func newTable(name string, size int) *table {
 	return &table{name: name, order: make([]string, 0, size), chains: make(map[string][]string, size), text: make(map[string]string, size)}
 }
 
-// put adds a whole chain whose text is known (from the per-service cache).
-func (t *table) put(chain string, rules []string, text string) {
-	t.order = append(t.order, chain)
-	t.chains[chain] = rules
-	t.text[chain] = text
-}
-
 // finish computes the text of the chains that have none yet.
 func (t *table) finish() {
 	for _, ch := range t.order {
@@ -87,9 +80,41 @@ func (t *table) add(chain string, rule ...string) {
 	}
 }
 
-// ruleSet is the desired content of every SKIFF-* chain.
+// ruleSet is the desired content of every SKIFF-* chain: the base chains
+// in two tables, and the chains of each service (all in nat) kept per
+// service, so that a sync compares unchanged services by pointer alone.
 type ruleSet struct {
 	nat, filter *table
+	svcs        []*svcRules
+	byKey       map[string]*svcRules // "name/proto" -> the service's rules
+}
+
+// chainList returns every chain of a table in write order.
+func (r *ruleSet) chainList(tbl string) []svcChainRules {
+	t := r.filter
+	if tbl == "nat" {
+		t = r.nat
+	}
+	var out []svcChainRules
+	for _, ch := range t.order {
+		out = append(out, svcChainRules{name: ch, rules: t.chains[ch], text: t.text[ch]})
+	}
+	if tbl == "nat" {
+		for _, sr := range r.svcs {
+			out = append(out, sr.chains...)
+		}
+	}
+	return out
+}
+
+// rules returns one chain's rules, nil if there is no such chain.
+func (r *ruleSet) rules(tbl, chain string) []string {
+	for _, ch := range r.chainList(tbl) {
+		if ch.name == chain {
+			return ch.rules
+		}
+	}
+	return nil
 }
 
 // tables lists the tables in the order they are restored: nat first, since
@@ -183,18 +208,13 @@ func sortedServices(svcs []Service) []Service {
 // services and endpoints (endpoints keyed by service name). It validates its
 // input and touches nothing.
 func buildRules(c *Config, services []Service, endpoints map[string][]Endpoint) (*ruleSet, error) {
-	rs, _, err := buildRulesCached(c, services, endpoints, nil)
-	return rs, err
+	return buildRulesCached(c, services, endpoints, nil)
 }
 
-// buildRulesCached is buildRules that reuses the rules of services found
-// unchanged in cache and returns the cache for the next call.
-func buildRulesCached(c *Config, services []Service, endpoints map[string][]Endpoint, cache map[string]*svcRules) (*ruleSet, map[string]*svcRules, error) {
-	size := 8
-	for _, s := range services {
-		size += 2 + len(endpoints[s.Name])
-	}
-	nat, filter := newTable("nat", size), newTable("filter", 4)
+// buildRulesCached is buildRules that reuses, from prev, the rules of the
+// services whose definition and endpoints did not change.
+func buildRulesCached(c *Config, services []Service, endpoints map[string][]Endpoint, prev *ruleSet) (*ruleSet, error) {
+	nat, filter := newTable("nat", 4), newTable("filter", 2)
 	cluster := c.ClusterCIDR.String()
 
 	nat.add(chainServices)
@@ -211,32 +231,29 @@ func buildRulesCached(c *Config, services []Service, endpoints map[string][]Endp
 		"-s "+cluster+" -j ACCEPT",
 		"-d "+cluster+" -j ACCEPT")
 
-	seen := map[string]bool{}
-	next := make(map[string]*svcRules, len(services))
+	rs := &ruleSet{nat: nat, filter: filter, svcs: make([]*svcRules, 0, len(services)), byKey: make(map[string]*svcRules, len(services))}
 	for _, s := range sortedServices(services) {
 		key := s.Name + "/" + string(s.proto())
-		if seen[key] {
-			return nil, nil, fmt.Errorf("%w %q: listed twice for %s", ErrInvalidService, s.Name, s.proto())
+		if rs.byKey[key] != nil {
+			return nil, fmt.Errorf("%w %q: listed twice for %s", ErrInvalidService, s.Name, s.proto())
 		}
-		seen[key] = true
 		fp := fingerprint(s, endpoints[s.Name])
-		sr := cache[key]
+		var sr *svcRules
+		if prev != nil {
+			sr = prev.byKey[key]
+		}
 		if sr == nil || sr.fingerprint != fp {
 			var err error
 			if sr, err = buildService(c, s, endpoints[s.Name]); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
-			sr.fingerprint = fp
+			sr.key, sr.fingerprint = key, fp
 		}
-		next[key] = sr
-		nat.add(chainServices)
+		rs.byKey[key] = sr
+		rs.svcs = append(rs.svcs, sr)
 		nat.chains[chainServices] = append(nat.chains[chainServices], sr.services...)
-		nat.add(chainNodePorts)
 		nat.chains[chainNodePorts] = append(nat.chains[chainNodePorts], sr.nodePorts...)
 		filter.chains[chainFilter] = append(filter.chains[chainFilter], sr.filter...)
-		for _, ch := range sr.chains {
-			nat.put(ch.name, ch.rules, ch.text)
-		}
 	}
 	if len(c.NodeIPs) == 0 {
 		nat.add(chainServices, "-m addrtype --dst-type LOCAL -j "+chainNodePorts)
@@ -246,13 +263,14 @@ func buildRulesCached(c *Config, services []Service, endpoints map[string][]Endp
 	}
 	nat.finish()
 	filter.finish()
-	return &ruleSet{nat: nat, filter: filter}, next, nil
+	return rs, nil
 }
 
 // svcRules is what one service contributes to the rule set. Sync keeps
 // them between calls and rebuilds only services whose fingerprint changed,
 // which keeps a sync with one change cheap in a node with many services.
 type svcRules struct {
+	key         string // "name/proto"
 	fingerprint string
 	services    []string // rules of SKIFF-SERVICES
 	nodePorts   []string // rules of SKIFF-NODEPORTS
@@ -390,34 +408,71 @@ func buildService(c *Config, s Service, rawEps []Endpoint) (*svcRules, error) {
 	return sr, nil
 }
 
-// applied is what the last successful restore left in force: per table,
-// chain -> rules text.
-type applied map[string]map[string]string
-
 // renderRestore writes the iptables-restore input that brings the kernel
-// from applied (chain key -> rules text, what the last successful restore
-// wrote) to want. When full is set, every chain is written and stale lists,
-// per table, the SKIFF-* chains found in the kernel; otherwise only chains
-// whose text changed are written and stale chains are those of applied that
-// want lacks. It returns nil when nothing changes.
-func renderRestore(want *ruleSet, prev applied, full bool, stale map[string][]string) []byte {
+// from prev (what the last successful restore left in force; nil for
+// nothing) to want. When full is set, every chain is written and stale
+// lists, per table, the SKIFF-* chains found in the kernel, of which those
+// that want lacks are deleted. Otherwise only chains whose text changed are
+// written, and the chains of prev that want lacks are deleted; services
+// whose rules are the very ones of prev are skipped without a look. It
+// returns nil when nothing changes.
+func renderRestore(want, prev *ruleSet, full bool, stale map[string][]string) []byte {
+	if prev == nil {
+		full = true
+	}
 	var b bytes.Buffer
 	for _, t := range want.tables() {
-		var write, remove []string
+		var write []svcChainRules
+		var remove []string
+		var prevT *table
+		if prev != nil {
+			prevT = prev.filter
+			if t.name == "nat" {
+				prevT = prev.nat
+			}
+		}
 		for _, ch := range t.order {
-			if old, ok := prev[t.name][ch]; full || !ok || old != t.text[ch] {
-				write = append(write, ch)
+			if old, ok := prevT.textOf(ch); full || !ok || old != t.text[ch] {
+				write = append(write, svcChainRules{name: ch, rules: t.chains[ch]})
+			}
+		}
+		if t.name == "nat" {
+			for _, sr := range want.svcs {
+				var old *svcRules
+				if !full {
+					old = prev.byKey[sr.key]
+				}
+				if old == sr {
+					continue
+				}
+				for _, ch := range sr.chains {
+					if full || old.textOf(ch.name) != ch.text {
+						write = append(write, ch)
+					}
+				}
+				for _, ch := range old.chainsOrNil() {
+					if !sr.has(ch.name) {
+						remove = append(remove, ch.name)
+					}
+				}
+			}
+			if !full {
+				for key, old := range prev.byKey {
+					if want.byKey[key] == nil {
+						for _, ch := range old.chains {
+							remove = append(remove, ch.name)
+						}
+					}
+				}
 			}
 		}
 		if full {
-			for _, ch := range stale[t.name] {
-				if _, ok := t.chains[ch]; !ok {
-					remove = append(remove, ch)
-				}
+			have := map[string]bool{}
+			for _, ch := range write {
+				have[ch.name] = true
 			}
-		} else {
-			for ch := range prev[t.name] {
-				if _, ok := t.chains[ch]; !ok {
+			for _, ch := range stale[t.name] {
+				if !have[ch] {
 					remove = append(remove, ch)
 				}
 			}
@@ -428,13 +483,13 @@ func renderRestore(want *ruleSet, prev applied, full bool, stale map[string][]st
 		sort.Strings(remove)
 		b.WriteString("*" + t.name + "\n")
 		for _, ch := range write {
-			b.WriteString(":" + ch + " - [0:0]\n")
+			b.WriteString(":" + ch.name + " - [0:0]\n")
 		}
 		for _, ch := range remove {
 			b.WriteString(":" + ch + " - [0:0]\n")
 		}
 		for _, ch := range write {
-			for _, r := range t.chains[ch] {
+			for _, r := range ch.rules {
 				b.WriteString(r)
 				b.WriteByte('\n')
 			}
@@ -450,11 +505,41 @@ func renderRestore(want *ruleSet, prev applied, full bool, stale map[string][]st
 	return b.Bytes()
 }
 
+// textOf returns a base chain's text; a nil table has no chains.
+func (t *table) textOf(ch string) (string, bool) {
+	if t == nil {
+		return "", false
+	}
+	s, ok := t.text[ch]
+	return s, ok
+}
+
+// textOf returns the text of one of the service's chains, "" if it has
+// none of that name; a nil svcRules has no chains.
+func (sr *svcRules) textOf(name string) string {
+	for _, ch := range sr.chainsOrNil() {
+		if ch.name == name {
+			return ch.text
+		}
+	}
+	return "\x00none"
+}
+
+func (sr *svcRules) chainsOrNil() []svcChainRules {
+	if sr == nil {
+		return nil
+	}
+	return sr.chains
+}
+
+func (sr *svcRules) has(name string) bool {
+	for _, ch := range sr.chains {
+		if ch.name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // chainText joins a chain's rules as they are compared between syncs.
 func chainText(rules []string) string { return strings.Join(rules, "\n") }
-
-// appliedState returns what a rule set leaves in force once restored. It
-// shares the rule set's maps, which are never changed after buildRules.
-func appliedState(r *ruleSet) applied {
-	return applied{r.nat.name: r.nat.text, r.filter.name: r.filter.text}
-}

@@ -106,23 +106,30 @@ func TestRenderPartial(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	applied := appliedState(rs1)
-	if got := renderRestore(rs1, applied, false, nil); got != nil {
+	if got := renderRestore(rs1, rs1, false, nil); got != nil {
 		t.Errorf("no change rendered %q", got)
 	}
-	rs2, err := buildRules(&cfg, svc, map[string][]Endpoint{"a": old["a"], "b": {ep("10.88.1.3", 80), ep("10.88.1.5", 80)}})
+	rs2, err := buildRulesCached(&cfg, svc, map[string][]Endpoint{"a": old["a"], "b": {ep("10.88.1.3", 80), ep("10.88.1.5", 80)}}, rs1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := string(renderRestore(rs2, applied, false, nil))
+	if rs2.byKey["a/tcp"] != rs1.byKey["a/tcp"] {
+		t.Errorf("unchanged service a was rebuilt")
+	}
+	got := string(renderRestore(rs2, rs1, false, nil))
+	// Without the cache the same text must come out.
+	rs3, _ := buildRules(&cfg, svc, map[string][]Endpoint{"a": old["a"], "b": {ep("10.88.1.3", 80), ep("10.88.1.5", 80)}})
+	if got3 := string(renderRestore(rs3, rs1, false, nil)); got3 != got {
+		t.Errorf("uncached partial restore differs:\n%s\nvs\n%s", got3, got)
+	}
 	gone := sepChain(svc[1], ep("10.88.1.4", 80))
 	added := sepChain(svc[1], ep("10.88.1.5", 80))
 	want := "*nat\n" +
 		":" + svcChain(svc[1]) + " - [0:0]\n" +
 		":" + added + " - [0:0]\n" +
 		":" + gone + " - [0:0]\n" +
-		strings.Join(rs2.nat.chains[svcChain(svc[1])], "\n") + "\n" +
-		strings.Join(rs2.nat.chains[added], "\n") + "\n" +
+		strings.Join(rs2.rules("nat", svcChain(svc[1])), "\n") + "\n" +
+		strings.Join(rs2.rules("nat", added), "\n") + "\n" +
 		"-X " + gone + "\nCOMMIT\n"
 	if got != want {
 		t.Errorf("partial restore:\ngot:\n%s\nwant:\n%s", got, want)

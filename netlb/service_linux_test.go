@@ -63,9 +63,9 @@ func TestServices(t *testing.T) {
 			t.Fatal(err)
 		}
 		saved := nd.skiffRules()
-		for _, tb := range rs.tables() {
-			for _, ch := range tb.order {
-				for _, r := range tb.chains[ch] {
+		for _, tbl := range []string{"nat", "filter"} {
+			for _, ch := range rs.chainList(tbl) {
+				for _, r := range ch.rules {
 					if !strings.Contains(saved, r+"\n") && !strings.HasSuffix(saved, r) {
 						t.Errorf("iptables-save lacks %q", r)
 					}

@@ -35,7 +35,7 @@ func (n *Network) Resync() {
 
 func (n *Network) syncLocked(services []Service, endpoints map[string][]Endpoint) error {
 	start := time.Now()
-	rs, cache, err := buildRulesCached(&n.cfg, services, endpoints, n.cache)
+	rs, err := buildRulesCached(&n.cfg, services, endpoints, n.applied)
 	if err != nil {
 		return err
 	}
@@ -62,8 +62,7 @@ func (n *Network) syncLocked(services []Service, endpoints map[string][]Endpoint
 			return fmt.Errorf("sync: %w", err)
 		}
 	}
-	n.applied = appliedState(rs)
-	n.cache = cache
+	n.applied = rs
 	cleared := n.clearConntrack(services, endpoints)
 	n.lastServices = append([]Service(nil), services...)
 	n.lastEndpoints = make(map[string][]Endpoint, len(endpoints))
