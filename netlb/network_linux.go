@@ -46,10 +46,11 @@ type Network struct {
 	// successful restore left in force; nil forces a full sync.
 	// Its per-service rules are reused for services that did not change.
 	applied *ruleSet
-	// lastServices and lastEndpoints are the input of the last successful
+	// last is the rule set of the last successful Sync, kept across failed
+	// ones: conntrack clean-up compares against it, and SetupNode re-syncs
+	// it.
+	last *ruleSet
 	// Sync, for conntrack clean-up and for SetupNode's own sync.
-	lastServices  []Service
-	lastEndpoints map[string][]Endpoint
 }
 
 // New validates cfg and finds the iptables tools of cfg.Backend. It touches
@@ -155,7 +156,8 @@ func (n *Network) SetupNode() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.applied = nil // SetupNode always writes every chain and ensures every jump
-	return n.syncLocked(n.lastServices, n.lastEndpoints)
+	svcs, eps := n.last.input()
+	return n.syncLocked(svcs, eps)
 }
 
 // ensureBridge creates the bridge if needed and sets its MTU, address and
@@ -361,7 +363,7 @@ func (n *Network) Cleanup() error {
 			errs = append(errs, n.deleteCreatedTables(nonEmpty))
 		}
 	}
-	n.applied, n.lastServices, n.lastEndpoints = nil, nil, nil
+	n.applied, n.last = nil, nil
 
 	// Pods: every netns mount under RunDir and its veth.
 	nsDir := filepath.Join(n.cfg.RunDir, "netns")

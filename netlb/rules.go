@@ -107,6 +107,23 @@ func (r *ruleSet) chainList(tbl string) []svcChainRules {
 	return out
 }
 
+// input returns the services and endpoints that r was built from; a nil
+// rule set was built from nothing.
+func (r *ruleSet) input() ([]Service, map[string][]Endpoint) {
+	if r == nil {
+		return nil, nil
+	}
+	svcs := make([]Service, 0, len(r.svcs))
+	eps := make(map[string][]Endpoint, len(r.svcs))
+	for _, sr := range r.svcs {
+		svcs = append(svcs, sr.svc)
+		if len(sr.eps) > 0 {
+			eps[sr.svc.Name] = sr.eps
+		}
+	}
+	return svcs, eps
+}
+
 // rules returns one chain's rules, nil if there is no such chain.
 func (r *ruleSet) rules(tbl, chain string) []string {
 	for _, ch := range r.chainList(tbl) {
@@ -271,6 +288,8 @@ func buildRulesCached(c *Config, services []Service, endpoints map[string][]Endp
 // which keeps a sync with one change cheap in a node with many services.
 type svcRules struct {
 	key         string // "name/proto"
+	svc         Service
+	eps         []Endpoint // sorted
 	fingerprint string
 	services    []string // rules of SKIFF-SERVICES
 	nodePorts   []string // rules of SKIFF-NODEPORTS
@@ -326,7 +345,7 @@ func buildService(c *Config, s Service, rawEps []Endpoint) (*svcRules, error) {
 	match := func(port int) string {
 		return " -p " + proto + comment + " -m " + proto + " --dport " + strconv.Itoa(port)
 	}
-	sr := &svcRules{}
+	sr := &svcRules{svc: s, eps: eps}
 	defer func() {
 		sr.services = nat.chains[chainServices]
 		sr.nodePorts = nat.chains[chainNodePorts]

@@ -20,6 +20,8 @@ import (
 // restore leaves the previous rules in force and makes the next Sync a full
 // one. After a successful restore it deletes the conntrack entries of
 // endpoints that left UDP services (and TCP ones with Config.ConntrackTCP).
+// Sync keeps parts of its arguments until the next Sync: the caller must
+// not change them afterwards (build new ones instead).
 func (n *Network) Sync(services []Service, endpoints map[string][]Endpoint) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -63,12 +65,8 @@ func (n *Network) syncLocked(services []Service, endpoints map[string][]Endpoint
 		}
 	}
 	n.applied = rs
-	cleared := n.clearConntrack(services, endpoints)
-	n.lastServices = append([]Service(nil), services...)
-	n.lastEndpoints = make(map[string][]Endpoint, len(endpoints))
-	for k, v := range endpoints {
-		n.lastEndpoints[k] = append([]Endpoint(nil), v...)
-	}
+	cleared := n.clearConntrack(n.last, rs)
+	n.last = rs
 	n.log.Debug("synced", "full", full, "services", len(services), "bytes", len(data),
 		"conntrack_deleted", cleared, "took", time.Since(start))
 	return nil
@@ -137,14 +135,11 @@ func epKey(e Endpoint) string { return net.JoinHostPort(e.IP.String(), strconv.I
 // pinned to endpoints that left: for UDP services always (a UDP "flow"
 // never ends while the client keeps sending), for TCP with ConntrackTCP.
 // It also clears UDP entries to a service that had no endpoints, which
-// would otherwise keep a sender's packets off the new backends. Failures
-// are logged: the rules are in force and the entries time out on their own.
-func (n *Network) clearConntrack(services []Service, endpoints map[string][]Endpoint) int {
-	prev := map[string]Service{}
-	for _, s := range n.lastServices {
-		prev[s.Name+"/"+string(s.proto())] = s
-	}
-	now := map[string]bool{}
+// would otherwise keep a sender's packets off the new backends. Only
+// services whose rules changed between prev and next are looked at.
+// Failures are logged: the rules are in force and the entries time out on
+// their own.
+func (n *Network) clearConntrack(prev, next *ruleSet) int {
 	var filters []netlink.CustomConntrackFilter
 	add := func(proto Protocol, origDst net.IP, origPort int, replySrc *Endpoint) {
 		f := flowFilter{proto: unix.IPPROTO_UDP, origDst: origDst, origPort: uint16(origPort)}
@@ -165,40 +160,44 @@ func (n *Network) clearConntrack(services []Service, endpoints map[string][]Endp
 			add(s.proto(), nil, s.NodePort, ep)
 		}
 	}
-	consider := func(s Service, newEps []Endpoint) {
-		old, existed := prev[s.Name+"/"+string(s.proto())]
-		if !existed {
-			if s.proto() == UDP && len(newEps) > 0 {
+	// consider compares one service's old rules (nil: it is new) with its
+	// new ones (nil: it is gone).
+	consider := func(old, cur *svcRules) {
+		s := cur.serviceOr(old)
+		if s.proto() == TCP && !n.cfg.ConntrackTCP {
+			return
+		}
+		if old == nil || len(old.eps) == 0 {
+			if s.proto() == UDP && cur != nil && len(cur.eps) > 0 {
 				flowsTo(s, nil)
 			}
 			return
 		}
-		if s.proto() == TCP && !n.cfg.ConntrackTCP {
-			return
-		}
-		oldEps := n.lastEndpoints[old.Name]
-		if s.proto() == UDP && len(oldEps) == 0 && len(newEps) > 0 {
-			flowsTo(s, nil)
-			return
-		}
 		keep := map[string]bool{}
-		for _, e := range newEps {
+		for _, e := range cur.endpoints() {
 			keep[epKey(e)] = true
 		}
-		for _, e := range oldEps {
+		for _, e := range old.eps {
 			if !keep[epKey(e)] {
 				e := e
-				flowsTo(old, &e)
+				flowsTo(old.svc, &e)
 			}
 		}
 	}
-	for _, s := range services {
-		now[s.Name+"/"+string(s.proto())] = true
-		consider(s, endpoints[s.Name])
+	for _, cur := range next.svcs {
+		var old *svcRules
+		if prev != nil {
+			old = prev.byKey[cur.key]
+		}
+		if old != cur {
+			consider(old, cur)
+		}
 	}
-	for k, s := range prev {
-		if !now[k] {
-			consider(s, nil)
+	if prev != nil {
+		for key, old := range prev.byKey {
+			if next.byKey[key] == nil {
+				consider(old, nil)
+			}
 		}
 	}
 	if len(filters) == 0 {
@@ -228,4 +227,20 @@ func (f flowFilter) MatchConntrackFlow(fl *netlink.ConntrackFlow) bool {
 		fl.Forward.DstPort == f.origPort &&
 		(f.origDst == nil || f.origDst.Equal(fl.Forward.DstIP)) &&
 		(f.replySrc == nil || f.replySrc.Equal(fl.Reverse.SrcIP) && f.replyPort == fl.Reverse.SrcPort)
+}
+
+// serviceOr returns the service of sr, or of other when sr is nil.
+func (sr *svcRules) serviceOr(other *svcRules) Service {
+	if sr == nil {
+		return other.svc
+	}
+	return sr.svc
+}
+
+// endpoints returns the endpoints of sr; a nil sr has none.
+func (sr *svcRules) endpoints() []Endpoint {
+	if sr == nil {
+		return nil
+	}
+	return sr.eps
 }
