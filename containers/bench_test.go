@@ -1,0 +1,163 @@
+package containers
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/skiff-edge/skiff/containers/imagetest"
+)
+
+// BenchmarkStartLatency measures, in one run, the start latency of a
+// one-container pod whose image is present (from the StartPod call to the
+// container's process running, as StartContainer returns) against bare
+// `runc run -d` of the same root filesystem (Debian's /usr/sbin/runc),
+// alternating, 30 runs each. Run it with -benchtime=1x: the 30 pairs are
+// one iteration. It reports the median and p90 of each in ms.
+func BenchmarkStartLatency(b *testing.B) {
+	requireRoot(b)
+	runcBin, err := exec.LookPath("runc")
+	if err != nil {
+		b.Fatal("runc not found: install Debian's runc package")
+	}
+	reg := startRegistry(b)
+	cfg := testConfig(b)
+	r := openRuntime(b, cfg)
+	ctx := context.Background()
+	ref := reg.Addr + "/busybox:1"
+	img, err := r.Images().Pull(ctx, ref, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The bare runc bundle: the same unpacked layer as root (read-only, as
+	// `runc spec` has it), the same command.
+	bundle := b.TempDir()
+	runcRoot := b.TempDir()
+	if out, err := exec.Command(runcBin, "spec", "--bundle", bundle).CombinedOutput(); err != nil {
+		b.Fatalf("runc spec: %v: %s", err, out)
+	}
+	var spec map[string]any
+	raw, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	json.Unmarshal(raw, &spec)
+	spec["root"] = map[string]any{"path": r.Images().LayerDir(img.Layers[0]), "readonly": true}
+	proc := spec["process"].(map[string]any)
+	proc["terminal"] = false
+	proc["args"] = []string{"sleep", "600"}
+	linux := spec["linux"].(map[string]any)
+	linux["cgroupsPath"] = "/" + cfg.CgroupParent + "/runc"
+	out, _ := json.Marshal(spec)
+	os.WriteFile(filepath.Join(bundle, "config.json"), out, 0o644)
+	devnull, _ := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	defer devnull.Close()
+
+	const runs = 30
+	for range b.N {
+		var skiff, bare []time.Duration
+		for i := range runs {
+			pod := fmt.Sprintf("bench-%d", i)
+			t0 := time.Now()
+			if err := r.StartPod(ctx, PodConfig{Name: pod}); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := r.StartContainer(ctx, pod, ContainerConfig{Name: "c", Image: ref, Command: []string{"sleep", "600"}}); err != nil {
+				b.Fatal(err)
+			}
+			skiff = append(skiff, time.Since(t0))
+			if err := r.RemovePod(ctx, pod, 0); err != nil {
+				b.Fatal(err)
+			}
+
+			id := fmt.Sprintf("skiff-bench-%s-%d", randSuffix(), i)
+			cmd := exec.Command(runcBin, "--root", runcRoot, "run", "-d", "--bundle", bundle, id)
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
+			t0 = time.Now()
+			if err := cmd.Run(); err != nil {
+				b.Fatalf("runc run: %v", err)
+			}
+			bare = append(bare, time.Since(t0))
+			if out, err := exec.Command(runcBin, "--root", runcRoot, "delete", "-f", id).CombinedOutput(); err != nil {
+				b.Fatalf("runc delete: %v: %s", err, out)
+			}
+		}
+		sm, sp := medianP90(skiff)
+		bm, bp := medianP90(bare)
+		b.ReportMetric(ms(sm), "skiff-median-ms")
+		b.ReportMetric(ms(sp), "skiff-p90-ms")
+		b.ReportMetric(ms(bm), "runc-median-ms")
+		b.ReportMetric(ms(bp), "runc-p90-ms")
+		b.ReportMetric(float64(sm)/float64(bm), "ratio-median")
+		b.Logf("%d runs each: skiff median %.1f ms p90 %.1f ms (min %.1f max %.1f); runc run -d median %.1f ms p90 %.1f ms (min %.1f max %.1f)",
+			runs, ms(sm), ms(sp), ms(slices.Min(skiff)), ms(slices.Max(skiff)), ms(bm), ms(bp), ms(slices.Min(bare)), ms(slices.Max(bare)))
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func medianP90(d []time.Duration) (time.Duration, time.Duration) {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2], s[(len(s)*9+9)/10-1]
+}
+
+// BenchmarkPull3Layers pulls the 3-layer demo image from the in-process
+// loopback registry into an empty store, unpacking included.
+func BenchmarkPull3Layers(b *testing.B) {
+	requireRoot(b)
+	reg := startRegistry(b)
+	ref := reg.Addr + "/demo:1"
+	var size int64
+	for range b.N {
+		b.StopTimer()
+		dir := b.TempDir()
+		s, err := newImageStore(dir, nil, testConfig(b).Logger, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		img, err := s.Pull(context.Background(), ref, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = img.Size
+	}
+	b.SetBytes(size)
+}
+
+// BenchmarkUnpack unpacks an uncompressed 64 MiB layer (64 files of 1 MiB
+// of random bytes and 2048 small files) into a fresh directory.
+func BenchmarkUnpack(b *testing.B) {
+	requireRoot(b)
+	var files []imagetest.File
+	for i := range 64 {
+		data := make([]byte, 1<<20)
+		rand.Read(data)
+		files = append(files, imagetest.File{Path: fmt.Sprintf("big/%02d", i), Data: data})
+	}
+	for i := range 2048 {
+		files = append(files, imagetest.File{Path: fmt.Sprintf("small/%d/%d", i/64, i), Data: []byte("small file\n")})
+	}
+	tarball, err := imagetest.LayerTar(files)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(tarball)))
+	root := b.TempDir()
+	b.ResetTimer()
+	for i := range b.N {
+		dir := filepath.Join(root, fmt.Sprint(i))
+		if _, err := unpackLayer(bytes.NewReader(tarball), dir); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		os.RemoveAll(dir)
+		b.StartTimer()
+	}
+}
