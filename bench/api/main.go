@@ -74,9 +74,7 @@ func run(skiff string, rounds int, dur time.Duration, concList string) error {
 	if err := waitUp(c); err != nil {
 		return err
 	}
-	// Settle, then the idle RSS.
-	time.Sleep(2 * time.Second) // let start-up garbage be collected; a measurement pause, not a condition
-	idle, err := rss(cmd.Process.Pid)
+	idle, err := rssSamples(cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
@@ -138,12 +136,11 @@ func run(skiff string, rounds int, dur time.Duration, concList string) error {
 		}
 		time.Sleep(200 * time.Millisecond) // polling interval
 	}
-	time.Sleep(2 * time.Second) // settle, as for idle
-	full, err := rss(cmd.Process.Pid)
+	full, err := rssSamples(cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("RSS of skiff server: idle %.1f MB; with 1,000 pods stored %.1f MB\n", float64(idle)/1e6, float64(full)/1e6)
+	fmt.Printf("RSS of skiff server, median [min-max] of 5 samples 1s apart:\n  idle %s\n  with 1,000 pods stored %s\n", idle, full)
 	return nil
 }
 
@@ -214,4 +211,20 @@ func rss(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+}
+
+// rssSamples samples a process's RSS five times, a second apart (the
+// garbage collector's timing moves it), and formats median [min-max] in MB.
+func rssSamples(pid int) (string, error) {
+	var mb []float64
+	for i := 0; i < 5; i++ {
+		time.Sleep(time.Second) // sampling interval
+		n, err := rss(pid)
+		if err != nil {
+			return "", err
+		}
+		mb = append(mb, float64(n)/1e6)
+	}
+	slices.Sort(mb)
+	return fmt.Sprintf("%.1f MB [%.1f-%.1f]", mb[2], mb[0], mb[4]), nil
 }
