@@ -14,13 +14,16 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-edge/skiff/containers"
 	"github.com/skiff-edge/skiff/orchestrator/cli"
 )
 
 func main() {
 	// The containers library re-executes this binary as the container's
-	// init process (os.Args[1] == "init"); containers.Init() must run here,
-	// before cobra parses anything. The containers engineer adds that call.
+	// init process (os.Args[1] == "init") and as a container's log shim
+	// (os.Args[1] == "containers-shim"); Init runs those and never returns
+	// for them, so it must come before cobra parses anything.
+	containers.Init()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	cmd, err := newRootCmd().ExecuteContextC(ctx)
