@@ -1,9 +1,3 @@
-// Package apiserver is skiff's HTTP API: JSON over HTTP under /v1/, on the
-// state store. It validates what it is sent (400 with every field error,
-// unknown fields rejected), writes through store transactions (a manifest
-// applies whole or not at all; a stale revision is a 409), allocates service
-// IPs, node ports and pod CIDRs at write time, and streams NDJSON watch
-// events from any revision the store retains (410 when it no longer does).
 package apiserver
 
 import (

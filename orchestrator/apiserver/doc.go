@@ -1,0 +1,63 @@
+// Package apiserver is skiff's HTTP API: JSON over HTTP under /v1/, on the
+// state store. It validates what it is sent (400 with every field error,
+// unknown fields rejected), writes through store transactions (a manifest
+// applies whole or not at all; a stale revision is a 409), allocates service
+// IPs, node ports and pod CIDRs at write time, and streams NDJSON watch
+// events from any revision the store retains (410 when it no longer does).
+//
+// # Routes
+//
+//	GET    /v1/nodes                     List of api.Node
+//	GET    /v1/nodes/{name}              api.Node
+//	PUT    /v1/nodes/{name}              api.Node: an agent registers or reports;
+//	                                     the server gives the pod CIDR (201 new, 200)
+//	GET    /v1/apps                      List of api.App
+//	GET    /v1/apps/{name}               api.App
+//	PUT    /v1/apps/{name}               api.App (spec only; status stays the
+//	                                     controller's); 201 new, 200 otherwise
+//	DELETE /v1/apps/{name}[?revision=N]  DeleteResponse; its pods go gracefully
+//	POST   /v1/apps/{name}/scale         ScaleRequest -> api.App
+//	POST   /v1/apps/{name}/rollback      RollbackRequest (or no body) -> api.App
+//	POST   /v1/apply                     ApplyRequest -> ApplyResponse
+//	GET    /v1/pods[?app=&node=]         List of api.Pod
+//	GET    /v1/pods/{name}               api.Pod
+//	PUT    /v1/pods/{name}               api.Pod (whole pod, for controllers)
+//	DELETE /v1/pods/{name}[?force=true][&revision=N]  DeleteResponse
+//	PUT    /v1/pods/{name}/status        api.Pod; only status (and revision) are read
+//	GET    /v1/pods/{name}/logs          503 until an agent runs in the server
+//	POST   /v1/pods/{name}/exec          503 until an agent runs in the server
+//	GET    /v1/services                  List of api.Service
+//	GET    /v1/services/{name}           api.Service
+//	PUT    /v1/services/{name}           api.Service (spec; status is allocated)
+//	DELETE /v1/services/{name}[?revision=N]  DeleteResponse (its endpoints go too)
+//	GET    /v1/endpoints                 List of api.Endpoints
+//	GET    /v1/endpoints/{name}          api.Endpoints
+//	GET    /v1/events[?object=kind/name] List of api.Event
+//	GET    /healthz, /readyz             "ok"
+//	GET    /metrics                      Prometheus text
+//
+// A List is {"revision":N,"items":[...]} (also in the Skiff-Revision
+// header). Any list with ?watch=1 streams application/x-ndjson, one
+// api.WatchEvent per line, for every change after ?since=N (default: the
+// current revision), with the same filters; a since older than the store
+// retains is 410 "gone": list again and watch from the list's revision. The
+// stream ends when the server stops or the client fell so far behind that
+// the log was compacted past it; resume from the last revision seen.
+//
+// # Errors
+//
+// Every error is an api.ErrorBody: 400 invalid (validation, with every field
+// in details; unknown fields; malformed JSON; wrong types; null bodies), 401
+// unauthorized (TCP without the bearer token), 404 not_found (object or
+// path), 405 (code invalid; Allow lists the methods), 409 conflict (stale
+// revision, exists, an address held by another service), 410 gone, 413
+// (code invalid) for bodies over Options.MaxBody, 503 unavailable. A 500 is
+// a bug.
+//
+// # Deletes
+//
+// A pod bound to a Ready node is marked (spec.deleting) for its agent,
+// which stops it and then deletes it with ?force=true; an unbound pod, or
+// one on a node that is not Ready, is deleted at once. DELETE of an app
+// does this to each of its pods in the same transaction.
+package apiserver
