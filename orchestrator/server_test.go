@@ -151,8 +151,14 @@ func TestAPIDeleteGraceful(t *testing.T) {
 	p.Status.Phase = api.PodSucceeded
 	s.mustDo("PUT", "/v1/pods/"+p.Name+"/status", p, 200, nil)
 	s.mustDo("GET", "/v1/pods/"+p.Name+"/logs", nil, 503, nil)
-	s.mustDo("DELETE", "/v1/pods/"+p.Name+"?force=true", nil, 200, nil)
+	s.mustDo("DELETE", "/v1/pods/"+p.Name, nil, 200, &del)
+	if del.PodsDeleted != 1 {
+		t.Fatalf("second delete of a marked pod: %+v", del)
+	}
 	s.mustDo("GET", "/v1/pods/"+p.Name, nil, 404, nil)
+	other := pods.Items[1].Name
+	s.mustDo("DELETE", "/v1/pods/"+other+"?force=true", nil, 200, nil)
+	s.mustDo("GET", "/v1/pods/"+other, nil, 404, nil)
 }
 
 func TestAPIErrors(t *testing.T) {

@@ -57,7 +57,8 @@
 // # Deletes
 //
 // A pod bound to a Ready node is marked (spec.deleting) for its agent,
-// which stops it and then deletes it with ?force=true; an unbound pod, or
-// one on a node that is not Ready, is deleted at once. DELETE of an app
+// which stops it and then deletes it again: a DELETE of a pod already
+// marked (or with ?force=true) removes it at once. An unbound pod, or
+// one on a node that is not Ready, is removed at once too. DELETE of an app
 // does this to each of its pods in the same transaction.
 package apiserver

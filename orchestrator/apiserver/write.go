@@ -253,7 +253,8 @@ func deletePodTx(tx *store.Tx, pod *api.Pod, rev int64, nodes map[string]*api.No
 	return true, tx.Delete(api.KindPod, pod.Name, rev)
 }
 
-// deletePod deletes a pod gracefully, or at once with ?force=true.
+// deletePod deletes a pod gracefully (see deletePodTx), or at once with
+// ?force=true or when it is already marked deleting.
 func (s *Server) deletePod(w http.ResponseWriter, r *http.Request) {
 	rev, err := revisionParam(r)
 	if err != nil {
@@ -269,7 +270,9 @@ func (s *Server) deletePod(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 		deleted := true
-		if force {
+		// A pod already marked goes at once: the second DELETE is its
+		// agent's, done stopping it (or a user insisting).
+		if force || pod.Spec.Deleting != nil {
 			err = tx.Delete(api.KindPod, name, rev)
 		} else {
 			deleted, err = deletePodTx(tx, &pod, rev, map[string]*api.Node{})
