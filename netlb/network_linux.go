@@ -413,6 +413,8 @@ func (n *Network) Cleanup() error {
 	if err := os.Remove(filepath.Join(n.cfg.StateDir, tablesFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("remove %s: %w", tablesFile, err))
 	}
+	// The state dir itself, if nothing else lives there.
+	_ = os.Remove(n.cfg.StateDir)
 	return errors.Join(errs...)
 }
 

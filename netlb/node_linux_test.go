@@ -305,8 +305,11 @@ func TestCleanupLeavesNothing(t *testing.T) {
 			t.Errorf("%s differs after cleanup:\nbefore:\n%s\nafter:\n%s", k, v, after[k])
 		}
 	}
-	if _, err := os.Stat(filepath.Join(n1.cfg.StateDir, "ipam")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("ipam state left: %v", err)
+	if _, err := os.Stat(n1.cfg.StateDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state dir left: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(n1.cfg.RunDir, "netns")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("netns dir left: %v", err)
 	}
 	n1.must(n1.net.Cleanup) // a second cleanup finds nothing and is fine
 }
