@@ -48,6 +48,7 @@ type Image struct {
 
 // Progress reports a pull or import as it goes.
 type Progress struct {
+	// Ref is the image reference pulled, or the archive's file name.
 	Ref string
 	// Layer is the layer's digest; empty for image-level phases.
 	Layer string

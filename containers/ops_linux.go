@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -13,12 +14,17 @@ import (
 
 // ExecOptions is a command to run in a running container.
 type ExecOptions struct {
+	// Args is the command and its arguments; the command is looked up in
+	// the container's PATH.
 	Args []string
 	// Env is added to the container's environment.
 	Env []string
-	// Stdin, Stdout and Stderr may be nil.
-	Stdin          io.Reader
-	Stdout, Stderr io.Writer
+	// Stdin may be nil (no input).
+	Stdin io.Reader
+	// Stdout receives the command's standard output; nil discards it.
+	Stdout io.Writer
+	// Stderr receives the command's standard error; nil discards it.
+	Stderr io.Writer
 }
 
 // Exec runs a command in a running container, as the container's user and
@@ -31,18 +37,16 @@ func (r *Runtime) Exec(ctx context.Context, pod, name string, opts ExecOptions) 
 	id := containerID(pod, name)
 	r.mu.Lock()
 	k, ok := r.ctrs[id]
-	var env []string
-	var cwd string
+	var rec record
+	var hostname string
+	running := ok && k.state == StateRunning
 	if ok {
-		// The process spec of the running container holds the merged env,
-		// user and workdir; rebuild them the same way.
-		env = mergeEnv(k.rec.ImageConfig, k.rec.Config)
-		cwd = k.rec.Config.Workdir
-		if cwd == "" {
-			cwd = k.rec.ImageConfig.WorkingDir
+		rec = k.rec
+		hostname = rec.Pod
+		if p, ok := r.pods[rec.Pod]; ok && p.Config.Hostname != "" {
+			hostname = p.Config.Hostname
 		}
 	}
-	running := ok && k.state == StateRunning
 	r.mu.Unlock()
 	if !ok {
 		return -1, fmt.Errorf("exec in %s/%s: %w", pod, name, ErrNotFound)
@@ -54,12 +58,11 @@ func (r *Runtime) Exec(ctx context.Context, pod, name string, opts ExecOptions) 
 	if err != nil {
 		return -1, fmt.Errorf("exec in %s/%s: %w", pod, name, ErrNotRunning)
 	}
-	uid, gid, groups, err := r.execUser(k, pod)
+	// The same env, user and workdir as the container's first process.
+	rootfs := filepath.Join(r.podDataDir(pod), "containers", name, "rootfs")
+	ps, err := buildProcess(rec.ImageConfig, rec.Config, rootfs, hostname)
 	if err != nil {
 		return -1, err
-	}
-	if cwd == "" {
-		cwd = "/"
 	}
 	stdout, stderr := opts.Stdout, opts.Stderr
 	if stdout == nil {
@@ -69,8 +72,8 @@ func (r *Runtime) Exec(ctx context.Context, pod, name string, opts ExecOptions) 
 		stderr = io.Discard
 	}
 	p := &libcontainer.Process{
-		Args: opts.Args, Env: append(env, opts.Env...), Cwd: cwd,
-		UID: uid, GID: gid, AdditionalGroups: groups,
+		Args: opts.Args, Env: append(ps.Env, opts.Env...), Cwd: ps.Cwd,
+		UID: ps.UID, GID: ps.GID, AdditionalGroups: ps.Groups,
 		Stdin: opts.Stdin, Stdout: stdout, Stderr: stderr,
 	}
 	if err := c.Run(p); err != nil {
@@ -84,37 +87,26 @@ func (r *Runtime) Exec(ctx context.Context, pod, name string, opts ExecOptions) 
 		case <-done:
 		}
 	}()
-	ps, err := p.Wait()
+	state, err := p.Wait()
 	close(done)
-	if ps == nil {
+	if state == nil {
 		return -1, fmt.Errorf("exec in %s/%s: wait: %w", pod, name, err)
 	}
-	ws := ps.Sys().(syscall.WaitStatus)
+	ws := state.Sys().(syscall.WaitStatus)
 	if ws.Signaled() {
 		return 128 + int(ws.Signal()), nil
 	}
 	return ws.ExitStatus(), nil
 }
 
-func (r *Runtime) execUser(k *ctr, pod string) (int, int, []int, error) {
-	r.mu.Lock()
-	rec := k.rec
-	r.mu.Unlock()
-	dir := r.podDataDir(pod) + "/containers/" + rec.Config.Name + "/rootfs"
-	p, err := buildProcess(rec.ImageConfig, rec.Config, dir, pod)
-	if err != nil {
-		return 0, 0, nil, err
-	}
-	return p.UID, p.GID, p.Groups, nil
-}
-
 // Stats is the resource use of a container, read from its cgroups.
 type Stats struct {
 	// CPUNanos is the CPU time used since the start, in nanoseconds.
 	CPUNanos uint64 `json:"cpu_nanos"`
-	// MemoryBytes is the memory in use now; MemoryLimit the limit (0 if
-	// none).
+	// MemoryBytes is the memory in use now (page cache included, as the
+	// cgroup counts it).
 	MemoryBytes uint64 `json:"memory_bytes"`
+	// MemoryLimit is the container's limit; 0 if it has none.
 	MemoryLimit uint64 `json:"memory_limit,omitempty"`
 	// Pids is the number of processes.
 	Pids uint64 `json:"pids"`

@@ -48,6 +48,7 @@ const (
 
 // Volume is one pod volume.
 type Volume struct {
+	// Type is empty, memory or host.
 	Type VolumeType `json:"type"`
 	// Path on the node, for host volumes.
 	Path string `json:"path,omitempty"`
@@ -73,12 +74,18 @@ type PodConfig struct {
 // entrypoint (and drops the image's cmd), Args replace the cmd, Env adds to
 // and overrides the image's env, Workdir and User replace the image's.
 type ContainerConfig struct {
-	Name    string            `json:"name"`
-	Image   string            `json:"image"`
-	Command []string          `json:"command,omitempty"`
-	Args    []string          `json:"args,omitempty"`
-	Env     map[string]string `json:"env,omitempty"`
-	Workdir string            `json:"workdir,omitempty"`
+	// Name is unique in the pod (a DNS label).
+	Name string `json:"name"`
+	// Image is a reference or ID of an image in the store.
+	Image string `json:"image"`
+	// Command replaces the image's entrypoint (and drops its cmd).
+	Command []string `json:"command,omitempty"`
+	// Args replace the image's cmd.
+	Args []string `json:"args,omitempty"`
+	// Env adds to and overrides the image's environment.
+	Env map[string]string `json:"env,omitempty"`
+	// Workdir replaces the image's working directory.
+	Workdir string `json:"workdir,omitempty"`
 	// User is "uid", "uid:gid", "name" or "name:group", resolved in the
 	// container's /etc/passwd and /etc/group.
 	User string `json:"user,omitempty"`
@@ -117,18 +124,29 @@ const (
 
 // ContainerStatus is what the runtime knows of a container.
 type ContainerStatus struct {
-	Pod       string    `json:"pod"`
-	Name      string    `json:"name"`
-	Image     string    `json:"image"`
-	ImageID   string    `json:"image_id,omitempty"`
-	State     State     `json:"state"`
-	Pid       int       `json:"pid,omitempty"`
+	// Pod and Name identify the container.
+	Pod  string `json:"pod"`
+	Name string `json:"name"`
+	// Image is the reference the container was started from, ImageID the
+	// image's config digest.
+	Image   string `json:"image"`
+	ImageID string `json:"image_id,omitempty"`
+	// State is created, running or exited.
+	State State `json:"state"`
+	// Pid is the container's first process on the node, while running.
+	Pid int `json:"pid,omitempty"`
+	// StartedAt is when the current (or last) run started, by the
+	// runtime's clock.
 	StartedAt time.Time `json:"started_at,omitempty"`
-	// ExitCode, Signal, Reason and FinishedAt describe the last exit.
-	ExitCode   int       `json:"exit_code"`
-	Signal     int       `json:"signal,omitempty"`
-	Reason     string    `json:"reason,omitempty"`
-	Message    string    `json:"message,omitempty"`
+	// ExitCode of the last run: its exit status, or 128+signal.
+	ExitCode int `json:"exit_code"`
+	// Signal that ended the last run, if one did.
+	Signal int `json:"signal,omitempty"`
+	// Reason of the last exit: Completed, Error, OOMKilled, Unknown or
+	// StartError; Message says more for the last two.
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// FinishedAt is when the last run ended.
 	FinishedAt time.Time `json:"finished_at,omitempty"`
 	// RestartCount counts starts after the first.
 	RestartCount int `json:"restart_count"`
@@ -136,10 +154,12 @@ type ContainerStatus struct {
 
 // Event tells that a container exited (or failed to start).
 type Event struct {
+	// Status is the container's status right after the exit.
 	Status ContainerStatus
 	// WillRestart says the restart policy starts it again after Backoff.
 	WillRestart bool
-	Backoff     time.Duration
+	// Backoff is the delay before the restart.
+	Backoff time.Duration
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

@@ -39,8 +39,9 @@ type File struct {
 	Mode int64
 	// Data of a regular file.
 	Data []byte
-	// Dir makes a directory; Symlink a symbolic link to its target.
-	Dir     bool
+	// Dir makes a directory.
+	Dir bool
+	// Symlink makes a symbolic link to this target.
 	Symlink string
 	// UID and GID of the entry.
 	UID, GID int
