@@ -37,7 +37,10 @@ func (n *Network) Resync() {
 
 func (n *Network) syncLocked(services []Service, endpoints map[string][]Endpoint) error {
 	start := time.Now()
-	rs, err := buildRulesCached(&n.cfg, services, endpoints, n.applied)
+	// Rules of unchanged services come from the last successful sync, even
+	// when the kernel state is in doubt (applied nil): they are a function
+	// of the service alone.
+	rs, err := buildRulesCached(&n.cfg, services, endpoints, n.last)
 	if err != nil {
 		return err
 	}
