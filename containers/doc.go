@@ -21,6 +21,28 @@
 // tests in TestMain): it runs libcontainer's init and the shim when the
 // binary is re-executed for them.
 //
+// A node agent uses it like this:
+//
+//	rt, err := containers.Open(ctx, cfg)           // adopts what runs already
+//	img, err := rt.Images().Ensure(ctx, ref, onProgress)
+//	err = rt.StartPod(ctx, containers.PodConfig{Name: "web-1", NetNSPath: "/run/netns/web-1"})
+//	st, err := rt.StartContainer(ctx, "web-1", containers.ContainerConfig{Name: "http", Image: ref})
+//	for ev := range rt.Events() { ... }           // exits, with the restart decision
+//	rt.Status()                                    // every container, for status reports
+//	rt.Logs(ctx, "web-1", "http", containers.LogOptions{Tail: 100, Follow: true})
+//	rt.Exec(ctx, "web-1", "http", containers.ExecOptions{Args: []string{"ls"}})
+//	rt.Stats("web-1", "http")
+//	rt.RemovePod(ctx, "web-1", 10*time.Second)     // SIGTERM, grace, SIGKILL, then all is gone
+//
+// and `skiff agent --cleanup` calls Cleanup(cfg).
+//
+// On disk: Root/images/*.tar are archives to import, Root/content the image
+// index, Root/layers/<diff id> the unpacked layers, Root/pods/<pod> the
+// containers' writable layers, volumes and logs (<container>.log, rotated to
+// .log.1, ...). StateDir/libcontainer is libcontainer's state,
+// StateDir/containers/<pod>_<container> the runtime's records and the shim's
+// exit file, StateDir/pods/<pod> the pinned namespaces.
+//
 // The package knows nothing of services or of the cluster: the node agent
 // maps its pod specs onto PodConfig and ContainerConfig.
 package containers
