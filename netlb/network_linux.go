@@ -302,10 +302,8 @@ func cleanupRestore(saved []byte) (data []byte, nonEmpty map[string]bool) {
 			f := strings.Fields(line[1:])
 			if len(f) > 0 && strings.HasPrefix(f[0], chainPrefix) {
 				chains = append(chains, f[0])
-			} else if len(f) > 1 && (f[1] != "ACCEPT" && f[1] != "-") {
-				nonEmpty[tbl] = true
-			} else if len(f) > 1 && f[1] == "-" {
-				nonEmpty[tbl] = true // a user chain that is not ours
+			} else if len(f) > 1 && f[1] != "ACCEPT" {
+				nonEmpty[tbl] = true // a user chain not ours, or a policy set
 			}
 		case strings.HasPrefix(line, "-A "):
 			f := strings.Fields(line)
