@@ -28,7 +28,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	skiffBin = filepath.Join(dir, "skiff")
-	build := exec.Command("go", "build", "-o", skiffBin, "../cmd/skiff")
+	args := []string{"build", "-o", skiffBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/skiff")...)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build skiff:", err)
@@ -93,6 +97,9 @@ func startServer(t *testing.T, o serverOpts) *server {
 	go func() { s.cmd.Wait(); close(s.exited) }()
 	t.Cleanup(func() {
 		s.kill(syscall.SIGKILL)
+		if strings.Contains(s.log.String(), "WARNING: DATA RACE") {
+			t.Error("the server hit a data race")
+		}
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.log.String())
 		}
