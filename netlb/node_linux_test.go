@@ -66,8 +66,11 @@ func TestHostGWBetweenTwoNodes(t *testing.T) {
 		nd.must(func() error { return nd.net.SetPeers(peers) })
 	}
 	// A service on node 1 whose only endpoint lives on node 2.
-	svc := []Service{{Name: "remote", ClusterIP: net.ParseIP("10.96.0.20"), Port: 80, NodePort: 30090}}
-	if err := n1.sync(svc, map[string][]Endpoint{"remote": eps(8080, p2)}); err != nil {
+	svc := []Service{
+		{Name: "remote", ClusterIP: net.ParseIP("10.96.0.20"), Port: 80, NodePort: 30090},
+		{Name: "external", ClusterIP: net.ParseIP("10.96.0.21"), Port: 8081, ExternalIP: ip1},
+	}
+	if err := n1.sync(svc, map[string][]Endpoint{"remote": eps(8080, p2), "external": eps(8080, p2)}); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -81,6 +84,7 @@ func TestHostGWBetweenTwoNodes(t *testing.T) {
 		{"pod to pod, other way", p2.ns, svcAddr(p1.ip.String(), 8080), "pod-one", p2.ip.String()},
 		{"cluster ip with a remote endpoint", p1.ns, "10.96.0.20:80", "pod-two", p1.ip.String()},
 		{"node port from the other node", n2.nodeNS(), svcAddr(ip1.String(), 30090), "pod-two", ""},
+		{"external ip from the other node", n2.nodeNS(), svcAddr(ip1.String(), 8081), "pod-two", ip1.String()},
 		{"pod traffic leaving the cluster cidr is masqueraded", p1.ns, svcAddr(ip2.String(), 8080), "node-two", ip1.String()},
 	}
 	for _, tc := range cases {
