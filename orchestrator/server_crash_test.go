@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -31,6 +32,28 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 	)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	// One more writer applies two-app files: after the crash each pair is
+	// there whole or not at all.
+	pairs := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ; ; pairs++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			body := fmt.Sprintf(`{"apps":{"pa-%d":{"replicas":0,"containers":{"c":{"image":"busybox:1"}}},
+				"pb-%d":{"replicas":0,"containers":{"c":{"image":"busybox:1"}}}}}`, pairs, pairs)
+			req, _ := http.NewRequest("POST", "http://skiff/v1/apply", stringReader(body))
+			resp, err := s.http.Do(req)
+			if err != nil {
+				return
+			}
+			resp.Body.Close()
+		}
+	}()
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func() {
@@ -81,9 +104,21 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 	s2.mustDo("GET", "/v1/apps", nil, 200, &list)
 	byName := map[string]api.App{}
 	var maxRev int64
+	var nPairs int
 	for _, a := range list.Items {
 		byName[a.Name] = a
+		if strings.HasPrefix(a.Name, "pa-") || strings.HasPrefix(a.Name, "pb-") {
+			nPairs++
+		}
 	}
+	for i := 0; i <= pairs; i++ {
+		_, a := byName[fmt.Sprintf("pa-%d", i)]
+		_, b := byName[fmt.Sprintf("pb-%d", i)]
+		if a != b {
+			t.Errorf("apply %d half there after the crash: pa %v, pb %v", i, a, b)
+		}
+	}
+	t.Logf("%d two-app applies sent, %d apps of them found", pairs+1, nPairs)
 	for _, a := range acked {
 		got, ok := byName[a.name]
 		if !ok {
@@ -96,7 +131,7 @@ func TestKill9KeepsAcknowledgedWrites(t *testing.T) {
 		maxRev = max(maxRev, a.rev)
 	}
 	// At most one write per writer was in flight: committed, not answered.
-	if len(list.Items) < len(acked) || len(list.Items) > len(acked)+writers {
+	if n := len(list.Items) - nPairs; n < len(acked) || n > len(acked)+writers {
 		t.Errorf("%d apps after restart, %d acknowledged", len(list.Items), len(acked))
 	}
 	// The revision goes on from where it was.
