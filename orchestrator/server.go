@@ -96,10 +96,11 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		return err
 	}
 	defer st.Close()
-	apiSrv, err := apiserver.New(st, apiserver.Options{ServiceCIDR: node.ServiceCIDR, ClusterCIDR: node.ClusterCIDR, Logger: logger})
-	if err != nil {
+	apiOpts := apiserver.Options{ServiceCIDR: node.ServiceCIDR, ClusterCIDR: node.ClusterCIDR, Logger: logger}
+	if err := apiOpts.Validate(); err != nil {
 		return err
 	}
+	apiSrv := apiserver.New(st, apiOpts)
 
 	sockPath := filepath.Join(node.RunDir, SocketFile)
 	unixLn, err := listenUnix(sockPath)

@@ -19,11 +19,11 @@ func newTestServer(t *testing.T, serviceCIDR string) (*Server, *store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s, err := New(st, Options{ServiceCIDR: serviceCIDR, ClusterCIDR: "10.88.0.0/22"})
-	if err != nil {
+	opts := Options{ServiceCIDR: serviceCIDR, ClusterCIDR: "10.88.0.0/22"}
+	if err := opts.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	return s, st
+	return New(st, opts), st
 }
 
 // putSvc writes a service through the same path as PUT and apply.
@@ -113,5 +113,26 @@ func TestAllocatePodCIDR(t *testing.T) {
 		if want := fmt.Sprintf("10.88.%d.0/24", i); err != nil || got.Spec.PodCIDR != want {
 			t.Fatalf("node %s: %q %v, want %s", name, got.Spec.PodCIDR, err, want)
 		}
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		opts Options
+		ok   bool
+	}{
+		{"defaults", Options{}, true},
+		{"set", Options{ServiceCIDR: "10.1.0.0/24", ClusterCIDR: "10.2.0.0/16"}, true},
+		{"service not a cidr", Options{ServiceCIDR: "10.1.0.0"}, false},
+		{"service ipv6", Options{ServiceCIDR: "fd00::/64"}, false},
+		{"cluster smaller than a /24", Options{ClusterCIDR: "10.2.0.0/25"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.opts.Validate(); (err == nil) != tc.ok {
+				t.Fatalf("Validate: %v, want ok=%v", err, tc.ok)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"cmp"
 	"crypto/subtle"
 	"fmt"
 	"log/slog"
@@ -58,13 +59,32 @@ type requestKey struct {
 	code   int
 }
 
-// New returns a Server on st. It fails only on a bad CIDR in opts.
-func New(st *store.Store, opts Options) (*Server, error) {
-	if opts.ServiceCIDR == "" {
-		opts.ServiceCIDR = DefaultServiceCIDR
+// Validate checks the CIDRs of o (empty ones mean the defaults).
+func (o Options) Validate() error {
+	_, _, err := o.cidrs()
+	return err
+}
+
+func (o Options) cidrs() (service, cluster *net.IPNet, err error) {
+	sc, cc := cmp.Or(o.ServiceCIDR, DefaultServiceCIDR), cmp.Or(o.ClusterCIDR, DefaultClusterCIDR)
+	if _, service, err = net.ParseCIDR(sc); err != nil || service.IP.To4() == nil {
+		return nil, nil, fmt.Errorf("service cidr %q: want an IPv4 CIDR", sc)
 	}
-	if opts.ClusterCIDR == "" {
-		opts.ClusterCIDR = DefaultClusterCIDR
+	if _, cluster, err = net.ParseCIDR(cc); err != nil || cluster.IP.To4() == nil {
+		return nil, nil, fmt.Errorf("cluster cidr %q: want an IPv4 CIDR", cc)
+	}
+	if ones, _ := cluster.Mask.Size(); ones > 24 {
+		return nil, nil, fmt.Errorf("cluster cidr %q: want /24 or larger", cc)
+	}
+	return service, cluster, nil
+}
+
+// New returns a Server on st. opts must pass Validate: New panics on a bad
+// CIDR, a programming error once the node config has been validated.
+func New(st *store.Store, opts Options) *Server {
+	service, cluster, err := opts.cidrs()
+	if err != nil {
+		panic("apiserver.New: " + err.Error())
 	}
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = DefaultMaxBody
@@ -75,19 +95,10 @@ func New(st *store.Store, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "apiserver"), requests: map[requestKey]uint64{}}
-	var err error
-	if _, s.serviceCIDR, err = net.ParseCIDR(opts.ServiceCIDR); err != nil || s.serviceCIDR.IP.To4() == nil {
-		return nil, fmt.Errorf("service cidr %q: want an IPv4 CIDR", opts.ServiceCIDR)
-	}
-	if _, s.clusterCIDR, err = net.ParseCIDR(opts.ClusterCIDR); err != nil || s.clusterCIDR.IP.To4() == nil {
-		return nil, fmt.Errorf("cluster cidr %q: want an IPv4 CIDR", opts.ClusterCIDR)
-	}
-	if ones, _ := s.clusterCIDR.Mask.Size(); ones > 24 {
-		return nil, fmt.Errorf("cluster cidr %q: want /24 or larger", opts.ClusterCIDR)
-	}
+	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "apiserver"), requests: map[requestKey]uint64{},
+		serviceCIDR: service, clusterCIDR: cluster}
 	s.routes()
-	return s, nil
+	return s
 }
 
 // route registers h for pattern's methods, and a JSON 405 for the others.
