@@ -93,6 +93,27 @@ sleep 600`
 	if b, _ := os.ReadFile(filepath.Join(shared, "mem-df")); !strings.Contains(string(b), "1024") {
 		t.Errorf("memory volume is not a 1 MiB tmpfs: %q", b)
 	}
+	// Limits and the device allow-list are in the container's cgroups
+	// under the configured parent.
+	cg := func(ctrl, file string) string {
+		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", ctrl, cfg.CgroupParent, containerID(pod.Name, "server"), file))
+		if err != nil {
+			t.Errorf("cgroup file: %v", err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if q := cg("cpu", "cpu.cfs_quota_us"); q != "50000" {
+		t.Errorf("cpu quota %s, want 50000 (0.5 of a 100000 period)", q)
+	}
+	if m := cg("memory", "memory.limit_in_bytes"); m != "67108864" {
+		t.Errorf("memory limit %s", m)
+	}
+	if p := cg("pids", "pids.max"); p != "1024" {
+		t.Errorf("pids limit %s, want the default 1024", p)
+	}
+	if d := cg("devices", "devices.list"); strings.Contains(d, "a *:* rwm") || !strings.Contains(d, "c 1:3 rwm") {
+		t.Errorf("device cgroup is not deny-all but the standard devices: %q", d)
+	}
 	// The server's root is read-only.
 	var out strings.Builder
 	code, err := r.Exec(ctx, pod.Name, "server", ExecOptions{Args: []string{"sh", "-c", "touch /x"}, Stderr: &out})
