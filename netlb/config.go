@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"regexp"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // Errors that callers may check with errors.Is.
@@ -208,8 +210,10 @@ func (s Service) validate(c *Config) error {
 		return fmt.Errorf("%w %q: "+format, append([]any{ErrInvalidService, s.Name}, a...)...)
 	}
 	switch {
-	case s.Name == "":
-		return bad("empty name")
+	case s.Name == "" || len(s.Name) > 200:
+		return bad("name: want 1-200 bytes")
+	case strings.ContainsFunc(s.Name, unicode.IsControl):
+		return bad("name holds a control character")
 	case s.ClusterIP.To4() == nil:
 		return bad("cluster ip %v: want an IPv4 address", s.ClusterIP)
 	case c.ServiceCIDR != nil && !c.ServiceCIDR.Contains(s.ClusterIP):

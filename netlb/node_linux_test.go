@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 func TestUDPConntrackClearedOnEndpointRemoval(t *testing.T) {
@@ -209,6 +210,24 @@ func TestIPAMAndSandboxAcrossRestart(t *testing.T) {
 	// reused, not made anew.
 	if name, _, err := get(nd.nodeNS(), svcAddr(ip1.String(), 8080)); err != nil || name != "p1" {
 		t.Fatalf("reused sandbox: %q, %v", name, err)
+	}
+	// The netns mount lost while a process keeps the netns alive (the
+	// server above): AddPod builds a new sandbox with the same IP.
+	if err := unix.Unmount(path1, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	nd.must(func() (err error) {
+		path2, ip2, err = restarted.AddPod(context.Background(), "p1")
+		return err
+	})
+	if !ip2.Equal(ip1) {
+		t.Fatalf("rebuilt sandbox got %s, want %s", ip2, ip1)
+	}
+	if out, err := exec.Command("nsenter", "--net="+path2, "ip", "-o", "-4", "addr", "show", "eth0").CombinedOutput(); err != nil || !strings.Contains(string(out), ip1.String()+"/29") {
+		t.Fatalf("rebuilt sandbox: %s %v", out, err)
+	}
+	if name, _, err := get(nd.nodeNS(), svcAddr(ip1.String(), 8080)); err == nil {
+		t.Fatalf("the old sandbox (%s) still owns %s", name, ip1)
 	}
 	got := map[string]string{ip1.String(): "p1"}
 	for _, p := range []string{"p2", "p3", "p4", "p5"} {

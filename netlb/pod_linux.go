@@ -105,6 +105,17 @@ func (n *Network) plumb(pod, path string, ip net.IP) error {
 		if !errors.As(err, &nf) {
 			return fmt.Errorf("find veth %s: %w", hostName, err)
 		}
+		host = nil
+	} else if _, perr := ph.LinkByName(podIfName); perr != nil {
+		// A host end whose peer is not in this netns belongs to an older
+		// netns of the pod (its mount was lost while a process kept the
+		// netns alive): start the pair afresh.
+		if err := netlink.LinkDel(host); err != nil {
+			return fmt.Errorf("delete stale veth %s: %w", hostName, err)
+		}
+		host = nil
+	}
+	if host == nil {
 		// A pod end left without its host end cannot be: a veth pair
 		// dies whole. Still, clear a stray eth0 so that the create works.
 		if l, err := ph.LinkByName(podIfName); err == nil {

@@ -144,6 +144,7 @@ func TestBuildRulesRejectsBadInput(t *testing.T) {
 		eps  map[string][]Endpoint
 	}{
 		{"cluster ip outside the service cidr", []Service{{Name: "x", ClusterIP: net.ParseIP("10.1.0.1"), Port: 80}}, nil},
+		{"newline in the name", []Service{{Name: "x\ny", ClusterIP: net.ParseIP("10.96.0.1"), Port: 80}}, nil},
 		{"no port", []Service{{Name: "x", ClusterIP: net.ParseIP("10.96.0.1")}}, nil},
 		{"bad protocol", []Service{{Name: "x", ClusterIP: net.ParseIP("10.96.0.1"), Port: 1, Protocol: "sctp"}}, nil},
 		{"twice", []Service{{Name: "x", ClusterIP: net.ParseIP("10.96.0.1"), Port: 1}, {Name: "x", ClusterIP: net.ParseIP("10.96.0.2"), Port: 1}}, nil},
