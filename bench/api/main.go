@@ -74,7 +74,7 @@ func run(skiff string, rounds int, dur time.Duration, concList string) error {
 	if err := waitUp(c); err != nil {
 		return err
 	}
-	idle, err := rssSamples(cmd.Process.Pid)
+	idle, err := rssSamples(cmd.Process.Pid, c)
 	if err != nil {
 		return err
 	}
@@ -136,7 +136,7 @@ func run(skiff string, rounds int, dur time.Duration, concList string) error {
 		}
 		time.Sleep(200 * time.Millisecond) // polling interval
 	}
-	full, err := rssSamples(cmd.Process.Pid)
+	full, err := rssSamples(cmd.Process.Pid, c)
 	if err != nil {
 		return err
 	}
@@ -198,33 +198,53 @@ func measure(fn func() (int, string), conc int, d time.Duration) (float64, error
 	return float64(n.Load()) / time.Since(start).Seconds(), nil
 }
 
-// rss reads a process's resident set size from /proc.
-func rss(pid int) (int64, error) {
+// procStatus reads the memory sizes (in bytes) of /proc/PID/status.
+func procStatus(pid int) (map[string]int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	out := map[string]int64{}
 	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			return kb * 1024, err
+		if f := strings.Fields(line); len(f) == 3 && f[2] == "kB" {
+			if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+				out[strings.TrimSuffix(f[0], ":")] = kb * 1024
+			}
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS for pid %d", pid)
+	if out["VmRSS"] == 0 {
+		return nil, fmt.Errorf("no VmRSS for pid %d", pid)
+	}
+	return out, nil
 }
 
 // rssSamples samples a process's RSS five times, a second apart (the
-// garbage collector's timing moves it), and formats median [min-max] in MB.
-func rssSamples(pid int) (string, error) {
+// garbage collector's timing moves it), and formats the median [min-max] in
+// MB, then the anonymous and file-backed parts (bbolt's mmap of the store is
+// file-backed) and the Go heap in use at the last sample.
+func rssSamples(pid int, c *http.Client) (string, error) {
 	var mb []float64
+	var last map[string]int64
 	for i := 0; i < 5; i++ {
 		time.Sleep(time.Second) // sampling interval
-		n, err := rss(pid)
+		st, err := procStatus(pid)
 		if err != nil {
 			return "", err
 		}
-		mb = append(mb, float64(n)/1e6)
+		mb = append(mb, float64(st["VmRSS"])/1e6)
+		last = st
 	}
 	slices.Sort(mb)
-	return fmt.Sprintf("%.1f MB [%.1f-%.1f]", mb[2], mb[0], mb[4]), nil
+	heap := "?"
+	if code, body := call(c, "GET", "/metrics", ""); code == 200 {
+		for _, line := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(line, "go_memstats_heap_inuse_bytes "); ok {
+				if n, err := strconv.ParseFloat(v, 64); err == nil {
+					heap = fmt.Sprintf("%.1f MB", n/1e6)
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("%.1f MB [%.1f-%.1f] (anon %.1f MB, file %.1f MB; Go heap in use %s)",
+		mb[2], mb[0], mb[4], float64(last["RssAnon"])/1e6, float64(last["RssFile"])/1e6, heap), nil
 }
