@@ -36,8 +36,8 @@ func podWithBusybox(t *testing.T, mod func(*Config)) (*Runtime, Config, string, 
 func TestOOMKillIsReported(t *testing.T) {
 	requireRoot(t)
 	r, _, pod, ref := podWithBusybox(t, nil)
-	_, err := r.StartContainer(context.Background(), pod, ContainerConfig{Name: "hog", Image: ref, Memory: 16 << 20, Restart: RestartNever,
-		Command: []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"}})
+	_, err := r.StartContainer(context.Background(), pod, ContainerConfig{Name: "hog", Image: ref, Memory: 48 << 20, Restart: RestartNever,
+		Command: []string{"dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,6 +67,9 @@ type ctr struct {
 	exited  chan struct{} // closed when the current run ends
 	cancel  chan struct{} // closed to cancel a pending restart
 	removed bool
+	// starting is set while a start runs outside r.mu; it is closed when
+	// the start has ended, either way.
+	starting chan struct{}
 }
 
 // Open opens (or creates) the runtime's directories, imports the archives
@@ -239,24 +242,37 @@ func (r *Runtime) StartContainer(ctx context.Context, pod string, c ContainerCon
 		c.Restart = RestartAlways
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if existing, ok := r.ctrs[id]; ok { // started meanwhile
-		return r.statusLocked(existing), nil
+		st := r.statusLocked(existing)
+		r.mu.Unlock()
+		return st, nil
 	}
 	if _, ok := r.pods[pod]; !ok {
+		r.mu.Unlock()
 		return ContainerStatus{}, fmt.Errorf("pod %s: %w", pod, ErrNotFound)
 	}
-	k := &ctr{id: id, state: StateCreated, rec: record{
+	starting := make(chan struct{})
+	k := &ctr{id: id, state: StateCreated, starting: starting, rec: record{
 		Pod: pod, Config: c, ImageID: img.ID, ImageConfig: img.Config, Layers: img.Layers,
 	}}
-	if err := os.MkdirAll(r.ctrStateDir(id), 0o700); err != nil {
-		return ContainerStatus{}, err
+	// Registered before it starts, so that a second start of the same
+	// container returns at once and a stop or pod removal waits for it.
+	r.ctrs[id] = k
+	r.mu.Unlock()
+	err = os.MkdirAll(r.ctrStateDir(id), 0o700)
+	if err == nil {
+		err = r.launch(k)
 	}
-	if err := r.launchLocked(k); err != nil {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k.starting = nil
+	close(starting)
+	if err != nil {
+		// A container that fails to start is not kept: the caller retries.
+		delete(r.ctrs, id)
 		_ = os.RemoveAll(r.ctrStateDir(id))
 		return ContainerStatus{}, err
 	}
-	r.ctrs[id] = k
 	return r.statusLocked(k), nil
 }
 
@@ -326,6 +342,7 @@ func (r *Runtime) layersInUse() map[string]bool {
 func (r *Runtime) RemovePod(ctx context.Context, pod string, grace time.Duration) error {
 	var errs []error
 	r.mu.Lock()
+	delete(r.pods, pod) // no new container starts in it from now on
 	var names []string
 	for _, k := range r.ctrs {
 		if k.rec.Pod == pod {
@@ -358,7 +375,6 @@ func (r *Runtime) RemovePod(ctx context.Context, pod string, grace time.Duration
 			errs = append(errs, err)
 		}
 	}
-	delete(r.pods, pod)
 	r.mu.Unlock()
 	for _, dir := range []string{r.podDataDir(pod), r.podStateDir(pod)} {
 		if err := unmountAll(dir); err != nil {

@@ -18,18 +18,23 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// launchLocked starts the current run of a container through a new shim;
-// r.mu is held.
-func (r *Runtime) launchLocked(k *ctr) error {
+// launch starts the current run of a container through a new shim. r.mu
+// is not held: starts run in parallel, and Status answers meanwhile. The
+// caller has set k.starting, so that nothing else changes k until launch
+// returns and the caller closes it.
+func (r *Runtime) launch(k *ctr) error {
+	r.mu.Lock()
 	p, ok := r.pods[k.rec.Pod]
+	rec := k.rec
+	r.mu.Unlock()
 	if !ok {
-		return fmt.Errorf("pod %s: %w", k.rec.Pod, ErrNotFound)
+		return fmt.Errorf("pod %s: %w", rec.Pod, ErrNotFound)
 	}
-	c := k.rec.Config
+	c := rec.Config
 	dir := filepath.Join(r.podDataDir(k.rec.Pod), "containers", c.Name)
 	rootfs := filepath.Join(dir, "rootfs")
-	layers := make([]string, len(k.rec.Layers))
-	for i, l := range k.rec.Layers {
+	layers := make([]string, len(rec.Layers))
+	for i, l := range rec.Layers {
 		layers[i] = r.images.LayerDir(l)
 	}
 	if err := mountOverlay(layers, filepath.Join(dir, "upper"), filepath.Join(dir, "work"), rootfs, filepath.Join(r.cfg.Root, "layers", "empty")); err != nil {
@@ -39,7 +44,7 @@ func (r *Runtime) launchLocked(k *ctr) error {
 	if hostname == "" {
 		hostname = p.Config.Name
 	}
-	proc, err := buildProcess(k.rec.ImageConfig, c, rootfs, hostname)
+	proc, err := buildProcess(rec.ImageConfig, c, rootfs, hostname)
 	if err != nil {
 		return err
 	}
@@ -50,7 +55,7 @@ func (r *Runtime) launchLocked(k *ctr) error {
 	sdir := r.ctrStateDir(k.id)
 	spec := shimSpec{
 		StateRoot: r.libcontainerRoot(), ID: k.id, Config: lcfg, Process: proc,
-		LogPath: r.logPath(k.rec.Pod, c.Name), LogMaxSize: r.cfg.LogMaxSize, LogMaxFiles: r.cfg.LogMaxFiles,
+		LogPath: r.logPath(rec.Pod, c.Name), LogMaxSize: r.cfg.LogMaxSize, LogMaxFiles: r.cfg.LogMaxFiles,
 		ExitPath: filepath.Join(sdir, "exit.json"),
 	}
 	b, err := json.Marshal(spec)
@@ -67,6 +72,8 @@ func (r *Runtime) launchLocked(k *ctr) error {
 		return fmt.Errorf("container %s: %w", k.id, err)
 	}
 	start, _ := procStartTime(cmd.Process.Pid)
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	k.gen++
 	k.state = StateRunning
 	k.exited = make(chan struct{})
@@ -225,13 +232,23 @@ func (r *Runtime) restartAfter(k *ctr, gen int, delay time.Duration, cancel chan
 		return
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if k.gen != gen || k.removed || k.rec.Stopped || k.state != StateExited {
+	if k.gen != gen || k.removed || k.rec.Stopped || k.state != StateExited || k.starting != nil {
+		r.mu.Unlock()
 		return
 	}
 	k.rec.RestartCount++
-	if err := r.launchLocked(k); err != nil {
+	k.state = StateCreated
+	starting := make(chan struct{})
+	k.starting = starting
+	r.mu.Unlock()
+	err := r.launch(k)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k.starting = nil
+	close(starting)
+	if err != nil {
 		k.gen++
+		k.state = StateExited
 		k.rec.LastReason, k.rec.LastMessage = ReasonStartFail, err.Error()
 		k.rec.StartedAt = r.cfg.Clock.Now()
 		r.log.Warn("container restart failed", "container", k.id, "err", err)
@@ -255,7 +272,15 @@ func (r *Runtime) StopContainer(ctx context.Context, pod, name string, grace tim
 		close(k.cancel)
 		k.cancel = nil
 	}
-	r.saveLocked(k)
+	if starting := k.starting; starting != nil {
+		// Let the start finish, then stop what it started.
+		r.mu.Unlock()
+		<-starting
+		r.mu.Lock()
+	}
+	if _, ok := r.ctrs[id]; ok {
+		r.saveLocked(k)
+	}
 	exited := k.exited
 	running := k.state == StateRunning
 	r.mu.Unlock()
