@@ -145,7 +145,8 @@ func (r *ruleSet) tables() []*table { return []*table{r.nat, r.filter} }
 // what it is for, like kube-proxy: 16 base32 characters of a SHA-256.
 func hashName(prefix string, parts ...string) string {
 	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return prefix + base32.StdEncoding.EncodeToString(h[:])[:16]
+	// 10 bytes are exactly 16 base32 characters, without padding.
+	return prefix + base32.StdEncoding.EncodeToString(h[:10])
 }
 
 func svcChain(s Service) string { return hashName("SKIFF-SVC-", s.Name, string(s.proto())) }
@@ -332,7 +333,6 @@ func buildService(c *Config, s Service, rawEps []Endpoint) (*svcRules, error) {
 	if err := s.validate(c); err != nil {
 		return nil, err
 	}
-	nat, filter := newTable("nat", 4+len(rawEps)), newTable("filter", 1)
 	cluster := c.ClusterCIDR.String()
 	proto := string(s.proto())
 	eps := sortedEndpoints(rawEps)
@@ -346,73 +346,81 @@ func buildService(c *Config, s Service, rawEps []Endpoint) (*svcRules, error) {
 		return " -p " + proto + comment + " -m " + proto + " --dport " + strconv.Itoa(port)
 	}
 	sr := &svcRules{svc: s, eps: eps}
-	defer func() {
-		sr.services = nat.chains[chainServices]
-		sr.nodePorts = nat.chains[chainNodePorts]
-		sr.filter = filter.chains[chainFilter]
-		for _, ch := range nat.order {
-			if ch != chainServices && ch != chainNodePorts {
-				sr.chains = append(sr.chains, svcChainRules{name: ch, rules: nat.chains[ch], text: chainText(nat.chains[ch])})
-			}
+	// chain appends a service chain with its rules, given without "-A NAME".
+	chain := func(name string, rules ...string) {
+		for i, r := range rules {
+			rules[i] = "-A " + name + " " + r
 		}
-	}()
+		sr.chains = append(sr.chains, svcChainRules{name: name, rules: rules, text: chainText(rules)})
+	}
 
 	if len(eps) == 0 {
 		// No endpoints: reject at once in the filter table, so that a
 		// client gets "connection refused" instead of a timeout.
 		reject := " -j REJECT --reject-with icmp-port-unreachable"
-		filter.add(chainFilter, "-d "+host(s.ClusterIP)+match(s.Port)+reject)
+		add := func(r string) { sr.filter = append(sr.filter, "-A "+chainFilter+" "+r) }
+		add("-d " + host(s.ClusterIP) + match(s.Port) + reject)
 		if s.ExternalIP != nil {
-			filter.add(chainFilter, "-d "+host(s.ExternalIP)+match(s.Port)+reject)
+			add("-d " + host(s.ExternalIP) + match(s.Port) + reject)
 		}
 		if s.NodePort != 0 {
 			if len(c.NodeIPs) == 0 {
-				filter.add(chainFilter, "-p "+proto+comment+" -m addrtype --dst-type LOCAL -m "+proto+" --dport "+strconv.Itoa(s.NodePort)+reject)
+				add("-p " + proto + comment + " -m addrtype --dst-type LOCAL -m " + proto + " --dport " + strconv.Itoa(s.NodePort) + reject)
 			}
 			for _, ip := range c.NodeIPs {
-				filter.add(chainFilter, "-d "+host(ip)+match(s.NodePort)+reject)
+				add("-d " + host(ip) + match(s.NodePort) + reject)
 			}
 		}
 		return sr, nil
 	}
 
 	svc := svcChain(s)
-	nat.add(chainServices, "-d "+host(s.ClusterIP)+match(s.Port)+" -j "+svc)
+	sr.services = append(sr.services, "-A "+chainServices+" -d "+host(s.ClusterIP)+match(s.Port)+" -j "+svc)
+	var extRules []string
+	ext := ""
 	if s.NodePort != 0 || s.ExternalIP != nil {
 		// Traffic from outside the node is masqueraded so that replies
 		// come back through this node's conntrack.
-		ext := extChain(s)
-		nat.add(ext, "-j "+chainMarkMasq, "-j "+svc)
+		ext = extChain(s)
+		extRules = []string{"-j " + chainMarkMasq, "-j " + svc}
 		if s.ExternalIP != nil {
-			nat.add(chainServices, "-d "+host(s.ExternalIP)+match(s.Port)+" -j "+ext)
+			sr.services = append(sr.services, "-A "+chainServices+" -d "+host(s.ExternalIP)+match(s.Port)+" -j "+ext)
 		}
 		if s.NodePort != 0 {
-			nat.add(chainNodePorts, strings.TrimPrefix(match(s.NodePort), " ")+" -j "+ext)
+			sr.nodePorts = append(sr.nodePorts, "-A "+chainNodePorts+match(s.NodePort)+" -j "+ext)
 		}
+	}
+	seps := make([]string, len(eps))
+	for i, e := range eps {
+		seps[i] = sepChain(s, e)
 	}
 	// Sources outside the cluster (the node itself, other hosts) are
 	// masqueraded so that the endpoint's reply returns through us.
-	nat.add(svc, "! -s "+cluster+" -d "+host(s.ClusterIP)+" -p "+proto+" -m "+proto+" --dport "+strconv.Itoa(s.Port)+" -j "+chainMarkMasq)
+	svcRules := make([]string, 0, 1+2*len(eps))
+	svcRules = append(svcRules, "! -s "+cluster+" -d "+host(s.ClusterIP)+" -p "+proto+" -m "+proto+" --dport "+strconv.Itoa(s.Port)+" -j "+chainMarkMasq)
 	timeout := s.AffinityTimeout
 	if timeout == 0 {
 		timeout = defaultAffinityTimeout
 	}
 	if s.Affinity {
-		for _, e := range eps {
-			sep := sepChain(s, e)
-			nat.add(svc, fmt.Sprintf("-m recent --rcheck --seconds %d --reap --name %s --mask 255.255.255.255 --rsource -j %s", int(timeout/time.Second), sep, sep))
+		secs := strconv.Itoa(int(timeout / time.Second))
+		for _, sep := range seps {
+			svcRules = append(svcRules, "-m recent --rcheck --seconds "+secs+" --reap --name "+sep+" --mask 255.255.255.255 --rsource -j "+sep)
 		}
 	}
-	for i, e := range eps {
-		sep := sepChain(s, e)
+	for i, sep := range seps {
 		if n := len(eps) - i; n > 1 {
-			nat.add(svc, "-m statistic --mode random --probability "+probability(n)+" -j "+sep)
+			svcRules = append(svcRules, "-m statistic --mode random --probability "+probability(n)+" -j "+sep)
 		} else {
-			nat.add(svc, "-j "+sep)
+			svcRules = append(svcRules, "-j "+sep)
 		}
 	}
-	for _, e := range eps {
-		sep := sepChain(s, e)
+	if ext != "" {
+		chain(ext, extRules...)
+	}
+	chain(svc, svcRules...)
+	for i, e := range eps {
+		sep := seps[i]
 		dest := net.JoinHostPort(e.IP.String(), strconv.Itoa(e.Port))
 		recent := ""
 		if s.Affinity {
@@ -420,7 +428,7 @@ func buildService(c *Config, s Service, rawEps []Endpoint) (*svcRules, error) {
 		}
 		// A pod reaching its own service (hairpin) is masqueraded, or
 		// it would answer itself straight from the pod IP.
-		nat.add(sep,
+		chain(sep,
 			"-s "+host(e.IP)+" -j "+chainMarkMasq,
 			"-p "+proto+recent+" -m "+proto+" -j DNAT --to-destination "+dest)
 	}
@@ -440,6 +448,9 @@ func renderRestore(want, prev *ruleSet, full bool, stale map[string][]string) []
 		full = true
 	}
 	var b bytes.Buffer
+	if full {
+		b.Grow(128 * (len(want.svcs)*8 + 32))
+	}
 	for _, t := range want.tables() {
 		var write []svcChainRules
 		var remove []string

@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -37,22 +39,33 @@ func (n *Network) Resync() {
 
 func (n *Network) syncLocked(services []Service, endpoints map[string][]Endpoint) error {
 	start := time.Now()
+	full := n.applied == nil
+	// A full sync reads the kernel's chains with iptables-save; it runs
+	// while the rules are built. The child is forked here, on the calling
+	// thread, so that it sees the caller's network namespace.
+	var save *exec.Cmd
+	var saveOut, saveErr bytes.Buffer
+	if full {
+		save = exec.Command(n.saveCmd)
+		save.Stdout, save.Stderr = &saveOut, &saveErr
+		if err := save.Start(); err != nil {
+			return fmt.Errorf("sync: %s: %w", n.saveCmd, err)
+		}
+	}
 	// Rules of unchanged services come from the last successful sync, even
 	// when the kernel state is in doubt (applied nil): they are a function
 	// of the service alone.
 	rs, err := buildRulesCached(&n.cfg, services, endpoints, n.last)
-	if err != nil {
-		return err
-	}
-	full := n.applied == nil
 	var stale map[string][]string
 	var jumps map[string]bool
 	if full {
-		out, err := n.save()
-		if err != nil {
-			return fmt.Errorf("sync: %w", err)
+		if werr := save.Wait(); werr != nil && err == nil {
+			err = fmt.Errorf("sync: %s: %w: %s", filepath.Base(n.saveCmd), werr, bytes.TrimSpace(saveErr.Bytes()))
 		}
-		stale, jumps = parseSaved(out)
+		stale, jumps = parseSaved(saveOut.Bytes())
+	}
+	if err != nil {
+		return err
 	}
 	data := renderRestore(rs, n.applied, full, stale)
 	if data != nil {
