@@ -370,26 +370,28 @@ func (s *ImageStore) store(ctx context.Context, img v1.Image, refs []string, lab
 	if err != nil {
 		return Image{}, err
 	}
-	// A ref names one image: move it from any other image.
-	for i := range imgs {
-		imgs[i].Refs = slices.DeleteFunc(imgs[i].Refs, func(r string) bool { return slices.Contains(refs, r) })
-	}
-	if i := slices.IndexFunc(imgs, func(x Image) bool { return x.ID == id }); i >= 0 {
-		out.Refs = imgs[i].Refs
-		out.Created = imgs[i].Created
-		imgs[i] = out
-	} else {
-		imgs = append(imgs, out)
+	// A ref names one image: move it from any other image, and drop an
+	// image that loses its last ref (its layers go at the next GC).
+	// Images stored without a ref (an unnamed archive entry) stay by ID.
+	kept := imgs[:0]
+	for _, img := range imgs {
+		had := len(img.Refs)
+		img.Refs = slices.DeleteFunc(img.Refs, func(r string) bool { return slices.Contains(refs, r) })
+		if img.ID == id {
+			out.Refs, out.Created = img.Refs, img.Created
+			continue // replaced by out below
+		}
+		if had > 0 && len(img.Refs) == 0 {
+			continue
+		}
+		kept = append(kept, img)
 	}
 	for _, r := range refs {
 		if !slices.Contains(out.Refs, r) {
 			out.Refs = append(out.Refs, r)
 		}
 	}
-	if i := slices.IndexFunc(imgs, func(x Image) bool { return x.ID == id }); i >= 0 {
-		imgs[i] = out
-	}
-	imgs = slices.DeleteFunc(imgs, func(x Image) bool { return len(x.Refs) == 0 && x.ID != id })
+	imgs = append(kept, out)
 	if err := s.save(imgs); err != nil {
 		return Image{}, err
 	}
