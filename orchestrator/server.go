@@ -190,10 +190,22 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 			hs.Close()
 		}
 	}
-	wg.Wait()
+	// The controllers get a bounded time to notice ctx: a stop must not
+	// hang on a long sync. Closing the store under a straggler only fails
+	// its writes.
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(stopTimeout):
+		log.Warn("controllers did not stop in time; closing the store under them", "timeout", stopTimeout)
+	}
 	log.Info("server stopped")
 	return err
 }
+
+// stopTimeout bounds how long RunServer waits for its goroutines to end.
+const stopTimeout = 10 * time.Second
 
 // housekeeping prunes old events now and then.
 func housekeeping(ctx context.Context, st *store.Store, log *slog.Logger) {
