@@ -25,7 +25,11 @@ func TestMain(m *testing.M) {
 		runHelper()
 		return
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if imagesDir != "" {
+		os.RemoveAll(imagesDir)
+	}
+	os.Exit(code)
 }
 
 func requireRoot(t testing.TB) {
