@@ -361,3 +361,37 @@ func TestCleanupLegacyBackend(t *testing.T) {
 		t.Errorf("nft rules left:\n%s", out)
 	}
 }
+
+// TestPartialFailureRetriedFull: a chain removed behind netlb's back makes
+// the next partial restore fail; Sync retries at once with a full one.
+func TestPartialFailureRetriedFull(t *testing.T) {
+	nd := newNode(t, "10.88.1.0/24")
+	nd.setup()
+	a, b, c := nd.addPod("r-a"), nd.addPod("r-b"), nd.addPod("r-c")
+	svc := []Service{{Name: "web", ClusterIP: net.ParseIP("10.96.0.32"), Port: 80}}
+	if err := nd.sync(svc, map[string][]Endpoint{"web": eps(8080, a, b)}); err != nil {
+		t.Fatal(err)
+	}
+	sepA := sepChain(svc[0], eps(8080, a)[0])
+	nd.cmd("iptables-nft", "-t", "nat", "-F", svcChain(svc[0]))
+	nd.cmd("iptables-nft", "-t", "nat", "-F", sepA)
+	nd.cmd("iptables-nft", "-t", "nat", "-X", sepA)
+	// The partial restore would jump to the missing SKIFF-SEP of r-a.
+	if err := nd.sync(svc, map[string][]Endpoint{"web": eps(8080, a, c)}); err != nil {
+		t.Fatalf("sync after the outside change: %v", err)
+	}
+	if rules := nd.skiffRules(); !strings.Contains(rules, ":"+sepA+" ") {
+		t.Errorf("the full retry did not restore %s", sepA)
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 40 && len(seen) < 2; i++ {
+		name, _, err := get(nd.nodeNS(), "10.96.0.32:80")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[name] = true
+	}
+	if !seen["r-a"] || !seen["r-c"] || seen["r-b"] {
+		t.Errorf("backends reached: %v, want r-a and r-c", seen)
+	}
+}

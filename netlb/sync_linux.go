@@ -3,6 +3,7 @@ package netlb
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -19,8 +20,9 @@ import (
 // (keyed by Service.Name; a service with none gets an immediate reject). It
 // writes one iptables-restore --noflush for both tables: every chain on the
 // first sync and after a failure, only changed chains otherwise. A failed
-// restore leaves the previous rules in force and makes the next Sync a full
-// one. After a successful restore it deletes the conntrack entries of
+// partial restore is retried at once as a full one; a failed full restore
+// leaves the previous rules in force, returns an error wrapping ErrRestore
+// and makes the next Sync a full one. After a successful restore it deletes the conntrack entries of
 // endpoints that left UDP services (and TCP ones with Config.ConntrackTCP).
 // Sync keeps parts of its arguments until the next Sync: the caller must
 // not change them afterwards (build new ones instead).
@@ -37,7 +39,20 @@ func (n *Network) Resync() {
 	n.mu.Unlock()
 }
 
+// syncLocked syncs, and when a partial restore fails, retries at once with
+// a full one: the kernel may hold something other than what we believe.
 func (n *Network) syncLocked(services []Service, endpoints map[string][]Endpoint) error {
+	full := n.applied == nil
+	err := n.syncOnce(services, endpoints)
+	if err != nil && !full && errors.Is(err, ErrRestore) {
+		n.log.Warn("partial sync failed; retrying with a full one", "err", err)
+		err = n.syncOnce(services, endpoints)
+	}
+	return err
+}
+
+// syncOnce is one sync attempt: full when applied is nil, else partial.
+func (n *Network) syncOnce(services []Service, endpoints map[string][]Endpoint) error {
 	start := time.Now()
 	full := n.applied == nil
 	// A full sync reads the kernel's chains with iptables-save; it runs
