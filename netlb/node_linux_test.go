@@ -1,9 +1,12 @@
 package netlb
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -393,5 +396,68 @@ func TestPartialFailureRetriedFull(t *testing.T) {
 	}
 	if !seen["r-a"] || !seen["r-c"] || seen["r-b"] {
 		t.Errorf("backends reached: %v, want r-a and r-c", seen)
+	}
+}
+
+// TestTCPConntrackOnlyWhenAsked: an open TCP connection to a removed
+// endpoint keeps working by default, and is cut when Config.ConntrackTCP
+// asks for its conntrack entries to go.
+func TestTCPConntrackOnlyWhenAsked(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		flush   bool
+		wantCut bool
+	}{
+		{"default keeps the connection", false, false},
+		{"ConntrackTCP cuts it", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nd := newNode(t, "10.88.1.0/24")
+			cfg := nd.cfg
+			cfg.ConntrackTCP = tc.flush
+			n, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nd.net = n
+			nd.setup()
+			a, b, client := nd.addPod("t-a"), nd.addPod("t-b"), nd.addPod("t-client")
+			svc := []Service{{Name: "web", ClusterIP: net.ParseIP("10.96.0.33"), Port: 80}}
+			if err := nd.sync(svc, map[string][]Endpoint{"web": eps(8080, a)}); err != nil {
+				t.Fatal(err)
+			}
+			var conn net.Conn
+			if err := inNS(client.ns, func() (err error) {
+				conn, err = net.DialTimeout("tcp4", "10.96.0.33:80", 3*time.Second)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			br := bufio.NewReader(conn)
+			ask := func() (string, error) {
+				conn.SetDeadline(time.Now().Add(3 * time.Second))
+				if _, err := conn.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+					return "", err
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					return "", err
+				}
+				defer resp.Body.Close()
+				body, err := io.ReadAll(resp.Body)
+				return string(body), err
+			}
+			if got, err := ask(); err != nil || !strings.HasPrefix(got, "t-a ") {
+				t.Fatalf("before: %q %v", got, err)
+			}
+			if err := nd.sync(svc, map[string][]Endpoint{"web": eps(8080, b)}); err != nil {
+				t.Fatal(err)
+			}
+			got, err := ask()
+			if cut := err != nil; cut != tc.wantCut {
+				t.Errorf("after the endpoint left: got %q, %v; want the connection cut: %v", got, err, tc.wantCut)
+			}
+		})
 	}
 }
