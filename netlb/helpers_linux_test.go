@@ -292,13 +292,13 @@ func client(ns netns.NsHandle) *http.Client {
 		var c net.Conn
 		err := inNS(ns, func() error {
 			var err error
-			c, err = (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, network, addr)
+			c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
 			return err
 		})
 		return c, err
 	}
 	return &http.Client{
-		Timeout:   5 * time.Second,
+		Timeout:   8 * time.Second,
 		Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true},
 	}
 }
