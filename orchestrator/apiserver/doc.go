@@ -24,8 +24,10 @@
 //	PUT    /v1/pods/{name}               api.Pod (whole pod, for controllers)
 //	DELETE /v1/pods/{name}[?force=true][&revision=N]  DeleteResponse
 //	PUT    /v1/pods/{name}/status        api.Pod; only status (and revision) are read
-//	GET    /v1/pods/{name}/logs          503 until an agent runs in the server
-//	POST   /v1/pods/{name}/exec          503 until an agent runs in the server
+//	GET    /v1/pods/{name}/logs[?container=&follow=1&tail=N]  the log, streamed
+//	POST   /v1/pods/{name}/exec          ExecRequest -> output, streamed; exit
+//	                                     code in the Skiff-Exit-Code trailer
+//	                                     (503 while no PodIO is set)
 //	GET    /v1/services                  List of api.Service
 //	GET    /v1/services/{name}           api.Service
 //	PUT    /v1/services/{name}           api.Service (spec; status is allocated)
@@ -33,6 +35,8 @@
 //	GET    /v1/endpoints                 List of api.Endpoints
 //	GET    /v1/endpoints/{name}          api.Endpoints
 //	GET    /v1/events[?object=kind/name] List of api.Event
+//	POST   /v1/events                    api.Event (object, type, reason,
+//	                                     message, source) -> 204; repeats aggregate
 //	GET    /healthz, /readyz             "ok"
 //	GET    /metrics                      Prometheus text
 //

@@ -159,16 +159,6 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
 	list[api.Event](s, w, r, api.KindEvent, keep)
 }
 
-// podNoAgent answers logs and exec until an agent runs in this process.
-func (s *Server) podNoAgent(w http.ResponseWriter, r *http.Request) {
-	var p api.Pod
-	if err := s.st.Get(api.KindPod, r.PathValue("name"), &p); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusServiceUnavailable, errBody(api.CodeUnavailable, "no agent on this node"))
-}
-
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain")
 	w.Write([]byte("ok\n")) //nolint:errcheck

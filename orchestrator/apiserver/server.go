@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
@@ -52,6 +53,9 @@ type Server struct {
 	// metricsMu protects requests.
 	metricsMu sync.Mutex
 	requests  map[requestKey]uint64
+
+	// podIO serves logs and exec (see SetPodIO); nil until an agent runs.
+	podIO atomic.Pointer[PodIO]
 }
 
 type requestKey struct {
@@ -128,13 +132,13 @@ func (s *Server) routes() {
 	s.route("/v1/pods", hs{"GET": s.listPods})
 	s.route("/v1/pods/{name}", hs{"GET": s.getPod, "PUT": s.putPod, "DELETE": s.deletePod})
 	s.route("/v1/pods/{name}/status", hs{"PUT": s.putPodStatus})
-	s.route("/v1/pods/{name}/logs", hs{"GET": s.podNoAgent})
-	s.route("/v1/pods/{name}/exec", hs{"POST": s.podNoAgent})
+	s.route("/v1/pods/{name}/logs", hs{"GET": s.podLogs})
+	s.route("/v1/pods/{name}/exec", hs{"POST": s.podExec})
 	s.route("/v1/services", hs{"GET": s.listServices})
 	s.route("/v1/services/{name}", hs{"GET": s.getService, "PUT": s.putService, "DELETE": s.deleteService})
 	s.route("/v1/endpoints", hs{"GET": s.listEndpoints})
 	s.route("/v1/endpoints/{name}", hs{"GET": s.getEndpoints})
-	s.route("/v1/events", hs{"GET": s.listEvents})
+	s.route("/v1/events", hs{"GET": s.listEvents, "POST": s.postEvent})
 	s.route("/healthz", hs{"GET": s.healthz})
 	s.route("/readyz", hs{"GET": s.healthz})
 	s.route("/metrics", hs{"GET": s.metrics})

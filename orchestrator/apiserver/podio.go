@@ -1,0 +1,223 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/store"
+)
+
+// PodIO serves the logs and exec of the pods of one node: the node agent
+// satisfies it. In `skiff server --agent` the agent runs in the process and
+// RunServer hands it over with SetPodIO. A remote agent (the cluster issue)
+// serves the same two calls on its own listener; a PodIO that forwards to
+// it plugs in here unchanged.
+type PodIO interface {
+	// Logs streams a container's log lines (without the runtime's
+	// timestamp and stream prefix). tail < 0 means the whole log.
+	Logs(ctx context.Context, pod *api.Pod, container string, tail int, follow bool) (io.ReadCloser, error)
+	// Exec runs cmd in the container, copies its output (stdout and stderr
+	// interleaved) to out as it comes and returns its exit code.
+	Exec(ctx context.Context, pod *api.Pod, container string, cmd []string, out io.Writer) (int, error)
+}
+
+// Errors a PodIO returns (wrapped) for the API to answer with the right
+// status.
+var (
+	// ErrNoContainer: the pod has no such container, or it is not on this
+	// node's runtime yet (404).
+	ErrNoContainer = errors.New("no such container")
+	// ErrChooseContainer: the pod has several containers and none was
+	// named (400).
+	ErrChooseContainer = errors.New("the pod has several containers: choose one")
+	// ErrNotRunning: exec in a container that is not running (409).
+	ErrNotRunning = errors.New("container not running")
+	// ErrOtherNode: the pod runs on a node whose agent is not in this
+	// process (503).
+	ErrOtherNode = errors.New("pod runs on another node")
+)
+
+// ExecRequest is the body of POST /v1/pods/{name}/exec.
+type ExecRequest struct {
+	Container string   `json:"container,omitempty"`
+	Command   []string `json:"command"`
+}
+
+// ExecExitHeader carries the exit code of an exec, as a trailer after the
+// output.
+const ExecExitHeader = "Skiff-Exit-Code"
+
+// SetPodIO sets what serves logs and exec. Until it is called (or with
+// nil) those answer 503. It may be called while the server serves.
+func (s *Server) SetPodIO(p PodIO) {
+	if p == nil {
+		s.podIO.Store(nil)
+		return
+	}
+	s.podIO.Store(&p)
+}
+
+func (s *Server) getPodIO() PodIO {
+	if p := s.podIO.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// podIOError maps a PodIO error to its answer.
+func podIOError(err error) error {
+	switch {
+	case errors.Is(err, ErrNoContainer):
+		return &apiError{status: http.StatusNotFound, code: api.CodeNotFound, msg: err.Error()}
+	case errors.Is(err, ErrChooseContainer):
+		return invalid("container", "%s", err.Error())
+	case errors.Is(err, ErrNotRunning):
+		return conflict("%s", err.Error())
+	case errors.Is(err, ErrOtherNode):
+		return &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable, msg: err.Error()}
+	}
+	return err
+}
+
+// podForIO reads the pod of the request and the PodIO that serves it.
+func (s *Server) podForIO(w http.ResponseWriter, r *http.Request) (*api.Pod, PodIO, bool) {
+	var p api.Pod
+	if err := s.st.Get(api.KindPod, r.PathValue("name"), &p); err != nil {
+		s.writeError(w, r, err)
+		return nil, nil, false
+	}
+	io := s.getPodIO()
+	if io == nil {
+		writeJSON(w, http.StatusServiceUnavailable, errBody(api.CodeUnavailable, "no agent on this node"))
+		return nil, nil, false
+	}
+	if p.Spec.Node == "" {
+		s.writeError(w, r, conflict("pod %s is not bound to a node yet", p.Name))
+		return nil, nil, false
+	}
+	return &p, io, true
+}
+
+// podLogs streams a container's log: ?container=&follow=1&tail=N.
+func (s *Server) podLogs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	tail := -1
+	if v := q.Get("tail"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			s.writeError(w, r, invalid("tail", "tail %q: want a number >= 0", v))
+			return
+		}
+		if n > 0 {
+			tail = n
+		}
+	}
+	follow, _ := strconv.ParseBool(q.Get("follow"))
+	pod, pio, ok := s.podForIO(w, r)
+	if !ok {
+		return
+	}
+	rc, err := pio.Logs(r.Context(), pod, q.Get("container"), tail, follow)
+	if err != nil {
+		s.writeError(w, r, podIOError(err))
+		return
+	}
+	defer rc.Close()
+	stop := context.AfterFunc(r.Context(), func() { rc.Close() })
+	defer stop()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	fw := &flushWriter{w: w, rc: http.NewResponseController(w)}
+	_, _ = io.Copy(fw, rc)
+}
+
+// podExec runs a command in a container; the output streams back and the
+// exit code follows in the Skiff-Exit-Code trailer.
+func (s *Server) podExec(w http.ResponseWriter, r *http.Request) {
+	var req ExecRequest
+	if err := s.decode(w, r, &req, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(req.Command) == 0 || strings.TrimSpace(req.Command[0]) == "" {
+		s.writeError(w, r, invalid("command", "command: must not be empty"))
+		return
+	}
+	pod, pio, ok := s.podForIO(w, r)
+	if !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Trailer", ExecExitHeader)
+	fw := &flushWriter{w: w, rc: http.NewResponseController(w), lazy: true}
+	code, err := pio.Exec(r.Context(), pod, req.Container, req.Command, fw)
+	if err != nil {
+		if !fw.wrote {
+			w.Header().Del("Trailer")
+			s.writeError(w, r, podIOError(err))
+			return
+		}
+		s.log.Warn("exec failed after output", "pod", pod.Name, "err", err)
+		code = -1
+	}
+	if !fw.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.Header().Set(ExecExitHeader, strconv.Itoa(code))
+}
+
+// flushWriter flushes after every write so that output streams.
+type flushWriter struct {
+	w     http.ResponseWriter
+	rc    *http.ResponseController
+	lazy  bool // the status is written with the first byte
+	wrote bool
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	if !f.wrote {
+		f.wrote = true
+		if f.lazy {
+			f.w.WriteHeader(http.StatusOK)
+		}
+	}
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
+}
+
+// postEvent records an event about an object (agents report what they did
+// or saw); repeats aggregate (see store.Tx.RecordEvent).
+func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
+	var ev api.Event
+	if err := s.decode(w, r, &ev, false); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	switch {
+	case ev.Object == "" || !strings.Contains(ev.Object, "/"):
+		s.writeError(w, r, invalid("object", "object %q: want kind/name", ev.Object))
+		return
+	case ev.Type != api.EventNormal && ev.Type != api.EventWarning:
+		s.writeError(w, r, invalid("type", "type %q: want Normal or Warning", ev.Type))
+		return
+	case ev.Reason == "":
+		s.writeError(w, r, invalid("reason", "reason: must not be empty"))
+		return
+	}
+	_, err := s.st.Update(func(tx *store.Tx) error {
+		return tx.RecordEvent(ev.Object, ev.Type, ev.Reason, ev.Message, ev.Source)
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
