@@ -469,7 +469,7 @@ func TestUsage(t *testing.T) {
 		{"exec without dash", []string{"exec", "pod", "ls"}, 2},
 		{"rollout bad kind", []string{"rollout", "status", "service", "web"}, 2},
 		{"bad api address", []string{"--api", "tcp://x", "get", "pods"}, 1},
-		{"not implemented", []string{"images", "ls"}, 1},
+		{"images without a data dir", []string{"images", "ls", "--data-dir", "/nonexistent"}, 1},
 		{"token without server", []string{"token", "--data-dir", "/nonexistent"}, 1},
 		{"help", []string{"get", "--help"}, 0},
 	}

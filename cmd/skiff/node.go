@@ -33,21 +33,6 @@ func newAgentCmd() *cobra.Command {
 	return cmd
 }
 
-func newImagesCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "images pull|import|ls|rm",
-		Short: "Manage this node's images",
-		Args:  cobra.NoArgs,
-	}
-	cmd.AddCommand(
-		&cobra.Command{Use: "pull REF", Short: "Pull an image from a registry", Args: cobra.ExactArgs(1), RunE: run(notImplemented)},
-		&cobra.Command{Use: "import FILE", Short: "Import an OCI or docker archive", Args: cobra.ExactArgs(1), RunE: run(notImplemented)},
-		&cobra.Command{Use: "ls", Short: "List images", Args: cobra.NoArgs, RunE: run(notImplemented)},
-		&cobra.Command{Use: "rm REF", Short: "Remove an image", Args: cobra.ExactArgs(1), RunE: run(notImplemented)},
-	)
-	return cmd
-}
-
 func newMembersCmd(_ *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "members",

@@ -44,7 +44,7 @@ func newRootCmd() *cobra.Command {
 		newRolloutCmd(g),
 		newLogsCmd(g),
 		newExecCmd(g),
-		newImagesCmd(),
+		newImagesCmd(g),
 		newMembersCmd(g),
 		newTokenCmd(),
 	)

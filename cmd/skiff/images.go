@@ -1,0 +1,112 @@
+package main
+
+import (
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator/cli"
+)
+
+// newImagesCmd is `skiff images pull|import|ls|rm`: this node's image store,
+// worked on directly (as root, no server needed).
+func newImagesCmd(g *globals) *cobra.Command {
+	var configFile, dataDir string
+	var force bool
+	// images builds the options from the node config and the flags.
+	images := func(cmd *cobra.Command) (*cli.Images, error) {
+		path := ""
+		if cmd.Flags().Changed("config") {
+			path = configFile
+		}
+		cfg, err := configs.LoadNodeConfig(path)
+		if err != nil {
+			return nil, err
+		}
+		if dataDir != "" {
+			cfg.DataDir = dataDir
+		}
+		o := &cli.Images{
+			DataDir:  cfg.DataDir,
+			Insecure: cfg.InsecureRegistries,
+			Node:     cfg.NodeName,
+			Out:      cmd.OutOrStdout(),
+			Err:      cmd.ErrOrStderr(),
+			TTY:      isTerminal(os.Stderr) && cmd.ErrOrStderr() == os.Stderr,
+		}
+		if c, err := g.client(); err == nil {
+			o.API = c
+		}
+		return o, nil
+	}
+	cmd := &cobra.Command{
+		Use:   "images pull|import|ls|rm",
+		Short: "Manage this node's images (run on the node, as root)",
+		Args:  cobra.NoArgs,
+	}
+	cmd.PersistentFlags().StringVar(&configFile, "config", defaultConfigFile, "node config file (TOML): data_dir, insecure_registries, node_name")
+	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", "", "the node's state directory (overrides data_dir)")
+	rm := &cobra.Command{
+		Use:   "rm REF",
+		Short: "Remove an image (refused while a pod of this node runs it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			o, err := images(cmd)
+			if err != nil {
+				return err
+			}
+			return o.Remove(cmd.Context(), args[0], force)
+		}),
+	}
+	rm.Flags().BoolVar(&force, "force", false, "remove it even if a pod of this node runs it")
+	cmd.AddCommand(
+		&cobra.Command{
+			Use:   "pull REF",
+			Short: "Pull an image from a registry",
+			Args:  cobra.ExactArgs(1),
+			RunE: run(func(cmd *cobra.Command, args []string) error {
+				o, err := images(cmd)
+				if err != nil {
+					return err
+				}
+				return o.Pull(cmd.Context(), args[0])
+			}),
+		},
+		&cobra.Command{
+			Use:   "import FILE",
+			Short: "Import an OCI-layout or docker-save archive",
+			Args:  cobra.ExactArgs(1),
+			RunE: run(func(cmd *cobra.Command, args []string) error {
+				o, err := images(cmd)
+				if err != nil {
+					return err
+				}
+				return o.Import(cmd.Context(), args[0])
+			}),
+		},
+		&cobra.Command{
+			Use:     "ls",
+			Aliases: []string{"list"},
+			Short:   "List images",
+			Args:    cobra.NoArgs,
+			RunE: run(func(cmd *cobra.Command, _ []string) error {
+				o, err := images(cmd)
+				if err != nil {
+					return err
+				}
+				return o.List(cmd.Context(), time.Now())
+			}),
+		},
+		rm,
+	)
+	return cmd
+}
+
+// isTerminal reports whether f is a terminal.
+func isTerminal(f *os.File) bool {
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
