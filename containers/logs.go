@@ -146,20 +146,32 @@ type LogOptions struct {
 
 // readLogs returns the log of a container as CRI-format lines.
 func readLogs(ctx context.Context, path string, files int, opts LogOptions) (io.ReadCloser, error) {
-	// Gather the lines to start with from the rotated files, oldest first.
-	var paths []string
-	for i := files - 1; i >= 1; i-- {
-		p := fmt.Sprintf("%s.%d", path, i)
-		if _, err := os.Stat(p); err == nil {
-			paths = append(paths, p)
+	// Open the rotated files, oldest first, and the current one. A rotation
+	// in the middle shows as the current file among the rotated ones: then
+	// look again.
+	var rotated []*os.File
+	var cur *os.File
+	for attempt := 0; ; attempt++ {
+		rotated, cur = nil, nil
+		var err error
+		for i := files - 1; i >= 1; i-- {
+			if f, err := os.Open(fmt.Sprintf("%s.%d", path, i)); err == nil {
+				rotated = append(rotated, f)
+			}
 		}
-	}
-	cur, err := os.Open(path)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("log %s: %w", path, ErrNotFound)
+		cur, err = os.Open(path)
+		if err != nil {
+			closeAll(rotated)
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("log %s: %w", path, ErrNotFound)
+			}
+			return nil, err
 		}
-		return nil, err
+		if !rotatedMeanwhile(cur, rotated) || attempt == 3 {
+			break
+		}
+		closeAll(rotated)
+		cur.Close()
 	}
 	var lines [][]byte
 	keep := func(l []byte) {
@@ -168,11 +180,7 @@ func readLogs(ctx context.Context, path string, files int, opts LogOptions) (io.
 			lines = lines[1:]
 		}
 	}
-	for _, p := range paths {
-		f, err := os.Open(p)
-		if err != nil {
-			continue // rotated away meanwhile
-		}
+	for _, f := range rotated {
 		scanLines(f, keep)
 		f.Close()
 	}
@@ -204,6 +212,26 @@ type logReader struct {
 func (r *logReader) Close() error {
 	r.cancel()
 	return r.PipeReader.Close()
+}
+
+func closeAll(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
+// rotatedMeanwhile says whether cur is one of the rotated files.
+func rotatedMeanwhile(cur *os.File, rotated []*os.File) bool {
+	ci, err := cur.Stat()
+	if err != nil {
+		return false
+	}
+	for _, f := range rotated {
+		if fi, err := f.Stat(); err == nil && sameFile(fi, ci) {
+			return true
+		}
+	}
+	return false
 }
 
 func scanLines(f *os.File, fn func([]byte)) {
