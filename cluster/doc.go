@@ -1,0 +1,2 @@
+// Package cluster is skiff's membership layer: one serf member per node.
+package cluster
