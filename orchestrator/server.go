@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator/agent"
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
+	"github.com/skiff-edge/skiff/orchestrator/client"
 	"github.com/skiff-edge/skiff/orchestrator/controller"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
@@ -35,7 +37,8 @@ type ServerConfig struct {
 	// (<run_dir>/skiff.sock), APIAddr the TCP listener, ServiceCIDR and
 	// ClusterCIDR the address pools.
 	Node configs.NodeConfig
-	// Agent also runs this node's agent in the process (not yet wired).
+	// Agent also runs this node's agent in the process: it reaches the API
+	// over the unix socket and serves logs and exec for it.
 	Agent bool
 	// TCP also serves the API on Node.APIAddr, for agents and remote CLIs,
 	// behind a bearer token kept in <data_dir>/token (made on first start).
@@ -43,7 +46,8 @@ type ServerConfig struct {
 	TCP bool
 	// Logger; default slog.Default().
 	Logger *slog.Logger
-	// Ready, if set, is called once when the API serves.
+	// Ready, if set, is called once when the API serves and, with Agent,
+	// once the agent converged its first sync.
 	Ready func()
 	// CompactAfter is how many watch events the store keeps (see
 	// store.Options). Zero takes $SKIFF_STORE_COMPACT_AFTER if set (tests use
@@ -129,9 +133,6 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		}{tcpLn, apiserver.RequireToken(token, apiSrv)})
 		log.Info("API on TCP", "addr", tcpLn.Addr().String())
 	}
-	if cfg.Agent {
-		log.Warn("the in-process agent is not available yet; serving the control plane only")
-	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -171,9 +172,31 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		defer wg.Done()
 		housekeeping(ctx, st, log)
 	}()
-	log.Info("server ready", "socket", sockPath, "revision", st.Rev())
-	if cfg.Ready != nil {
-		cfg.Ready()
+	if cfg.Agent {
+		ag, err := newLocalAgent(node, sockPath, logger, cfg.Ready)
+		if err != nil {
+			cancel()
+			cancelReqs()
+			for _, hs := range servers {
+				hs.Close()
+			}
+			wg.Wait()
+			return err
+		}
+		apiSrv.SetPodIO(ag)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := ag.Run(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("agent: %w", err)
+			}
+		}()
+		log.Info("server ready; the agent reports ready after its first sync", "socket", sockPath, "revision", st.Rev())
+	} else {
+		log.Info("server ready", "socket", sockPath, "revision", st.Rev())
+		if cfg.Ready != nil {
+			cfg.Ready()
+		}
 	}
 
 	select {
@@ -202,6 +225,19 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 	}
 	log.Info("server stopped")
 	return err
+}
+
+// newLocalAgent makes the in-process agent of `skiff server --agent`; it
+// reaches the API over the unix socket.
+func newLocalAgent(node configs.NodeConfig, sockPath string, logger *slog.Logger, ready func()) (*agent.Agent, error) {
+	c, err := client.New("unix://"+sockPath, "")
+	if err != nil {
+		return nil, err
+	}
+	acfg := agent.DefaultConfig(node, c)
+	acfg.Logger = logger
+	acfg.Ready = ready
+	return agent.New(acfg)
 }
 
 // stopTimeout bounds how long RunServer waits for its goroutines to end.

@@ -13,26 +13,6 @@ const defaultDataDir = "/var/lib/skiff"
 
 func notImplemented(*cobra.Command, []string) error { return cli.ErrNotImplemented }
 
-func newAgentCmd() *cobra.Command {
-	var server, configFile, dataDir, runDir, nodeName, advertise string
-	var cleanup bool
-	cmd := &cobra.Command{
-		Use:   "agent --server HOST:PORT --token TOKEN | agent --cleanup",
-		Short: "Run this node's agent, joined to a server (or remove all skiff made here)",
-		Args:  cobra.NoArgs,
-		RunE:  run(notImplemented),
-	}
-	f := cmd.Flags()
-	f.StringVar(&server, "server", "", "server API address HOST:PORT")
-	f.StringVar(&configFile, "config", defaultConfigFile, "node config file (TOML)")
-	f.StringVar(&dataDir, "data-dir", "", "state directory (overrides data_dir)")
-	f.StringVar(&runDir, "run-dir", "", "runtime directory (overrides run_dir)")
-	f.StringVar(&nodeName, "node-name", "", "this node's name (overrides node_name)")
-	f.StringVar(&advertise, "advertise-addr", "", "this node's IP (overrides advertise_addr)")
-	f.BoolVar(&cleanup, "cleanup", false, "remove every link, route, rule and cgroup skiff made on this node")
-	return cmd
-}
-
 func newMembersCmd(_ *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "members",

@@ -1,0 +1,31 @@
+// Package agent is skiff's node agent: the sync loop that makes one node
+// run the pods bound to it, shaped like the kubelet's.
+//
+// An Agent registers its node through the API (capacity from /proc,
+// allocatable less the config's reserve, labels, addresses, a Ready
+// condition whose LastHeartbeat it refreshes), takes the pod CIDR the server
+// gives it, sets up netlb/ with it and then converges, over and over:
+//
+//   - pods bound to the node (a watch with ?node=, resumed from the last
+//     revision, relisted on 410): one worker per pod ensures the images
+//     (progress as pod events), the sandbox network (netlb.AddPod), the
+//     sandbox and containers (containers.StartPod, StartContainer), runs the
+//     probes and reports status (phase, IP, ready, container states,
+//     restarts, exit reasons) when it changed;
+//   - a pod marked deleting leaves the load balancers first (its node's
+//     netlb has synced without it, bounded wait), then gets SIGTERM, its
+//     grace, SIGKILL, then its IP is freed and the object deleted; a local
+//     pod whose object is gone is stopped the same way;
+//   - services and endpoints (watches): netlb.Sync from the whole set,
+//     coalesced.
+//
+// Every step is idempotent by pod name, so an agent that restarts in the
+// middle of anything converges: containers.Open adopts running containers,
+// netlb.AddPod finds the pod's netns and IP, and the pods' last ready state
+// is kept until a probe decides, so a restart causes no endpoint flap.
+//
+// The agent talks to the server only through orchestrator/client (the unix
+// socket in `skiff server --agent`, TCP with a token in `skiff agent`), and
+// serves logs and exec for the API through its Logs and Exec methods
+// (apiserver.PodIO).
+package agent

@@ -1,0 +1,384 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/containers"
+	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/client"
+)
+
+// DefaultTerminationGrace is the grace between SIGTERM and SIGKILL when the
+// pod does not say.
+const DefaultTerminationGrace = 10 * time.Second
+
+// errRetry asks the worker to sync again after a backoff.
+var errRetry = errors.New("retry")
+
+// podWorker converges one pod. Its run goroutine owns every field but
+// those under mu.
+type podWorker struct {
+	a    *Agent
+	name string
+	log  *slog.Logger
+
+	// mu protects pod and latest.
+	mu sync.Mutex
+	// pod is the latest object; nil once the object is gone (or for a
+	// local pod found without one).
+	pod *api.Pod
+
+	kickc     chan struct{}
+	firstSync chan struct{}
+	firstOnce sync.Once
+
+	ip       string
+	probers  map[string]*prober
+	reported *api.PodStatus
+	// pull backoff per image.
+	pullWait  map[string]time.Time
+	pullDelay map[string]time.Duration
+	pullErr   map[string]string
+	// exits seen, to report each container's exit once.
+	retryIn time.Duration
+}
+
+func newPodWorker(a *Agent, name string, p *api.Pod) *podWorker {
+	w := &podWorker{
+		a: a, name: name, pod: p,
+		log:       a.log.With("pod", name),
+		kickc:     make(chan struct{}, 1),
+		firstSync: make(chan struct{}),
+		probers:   map[string]*prober{},
+		pullWait:  map[string]time.Time{},
+		pullDelay: map[string]time.Duration{},
+		pullErr:   map[string]string{},
+	}
+	if p != nil {
+		st := p.Status
+		w.reported = &st
+	}
+	return w
+}
+
+// kick asks for a sync; it never blocks.
+func (w *podWorker) kick() {
+	select {
+	case w.kickc <- struct{}{}:
+	default:
+	}
+}
+
+// update hands the worker the pod's latest object (nil: deleted).
+func (w *podWorker) update(p *api.Pod) {
+	w.mu.Lock()
+	w.pod = p
+	w.mu.Unlock()
+	w.kick()
+}
+
+func (w *podWorker) latest() *api.Pod {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.pod
+}
+
+// containerExited is called for every exit of one of the pod's
+// containers.
+func (w *podWorker) containerExited(ev containers.Event) {
+	st := ev.Status
+	if p := w.latest(); p != nil && p.Spec.Deleting == nil {
+		typ, msg := api.EventNormal, fmt.Sprintf("container %s exited with code %d (%s)", st.Name, st.ExitCode, st.Reason)
+		if st.ExitCode != 0 {
+			typ = api.EventWarning
+		}
+		if ev.WillRestart {
+			msg += fmt.Sprintf("; restarting in %s", ev.Backoff)
+		}
+		w.a.event(w.name, typ, "Exited", msg)
+	}
+	w.kick()
+}
+
+// run syncs the pod until it is torn down or ctx ends.
+func (w *podWorker) run(ctx context.Context) {
+	defer w.stopProbers()
+	for {
+		done, err := w.sync(ctx)
+		w.firstOnce.Do(func() { close(w.firstSync) })
+		if done || ctx.Err() != nil {
+			return
+		}
+		var retry <-chan time.Time
+		if err != nil {
+			if !errors.Is(err, errRetry) {
+				w.log.Warn("pod sync failed", "err", err)
+			}
+			w.retryIn = min(max(w.retryIn*2, 500*time.Millisecond), 30*time.Second)
+			retry = time.After(w.retryIn)
+		} else {
+			w.retryIn = 0
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.kickc:
+		case <-retry:
+		}
+	}
+}
+
+// sync converges the pod once; done says the pod is gone for good.
+func (w *podWorker) sync(ctx context.Context) (done bool, err error) {
+	p := w.latest()
+	if p == nil || p.Spec.Deleting != nil || p.Spec.Node != w.a.name {
+		return w.teardown(ctx, p)
+	}
+	return false, w.ensure(ctx, p)
+}
+
+// ensure starts what the pod lacks and reports its status.
+func (w *podWorker) ensure(ctx context.Context, p *api.Pod) error {
+	rt := w.a.rt
+	names := sortedNames(p.Spec.Containers)
+	waiting := map[string]ctrView{}
+	for _, name := range names {
+		ref := p.Spec.Containers[name].Image
+		if _, err := rt.Images().Get(ref); err == nil {
+			continue
+		}
+		if err := w.pull(ctx, ref); err != nil {
+			waiting[name] = ctrView{waitReason: ReasonImagePullBackOff, waitMsg: w.pullErr[ref]}
+		}
+	}
+	if len(waiting) > 0 {
+		w.report(ctx, p, waiting)
+		return errRetry
+	}
+
+	path, ip, err := w.a.net.AddPod(ctx, w.name)
+	if err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
+	w.ip = ip.String()
+	if err := rt.StartPod(ctx, podConfig(p, w.name, path)); err != nil {
+		return fmt.Errorf("pod sandbox: %w", err)
+	}
+	var errs []error
+	for _, name := range names {
+		if _, err := rt.ContainerStatus(w.name, name); err == nil {
+			continue
+		}
+		spec := p.Spec.Containers[name]
+		if _, err := rt.StartContainer(ctx, w.name, containerConfig(name, spec, p.Spec.Restart)); err != nil {
+			w.a.event(w.name, api.EventWarning, "Failed", fmt.Sprintf("start container %s: %v", name, err))
+			waiting[name] = ctrView{waitReason: containers.ReasonStartFail, waitMsg: err.Error()}
+			errs = append(errs, fmt.Errorf("start container %s: %w", name, err))
+			continue
+		}
+		w.a.event(w.name, api.EventNormal, "Started", "started container "+name)
+	}
+	w.ensureProbers(ctx, p)
+	w.report(ctx, p, waiting)
+	return errors.Join(errs...)
+}
+
+// pull pulls ref unless it is backing off; progress goes out as events.
+func (w *podWorker) pull(ctx context.Context, ref string) error {
+	if time.Now().Before(w.pullWait[ref]) {
+		return errRetry
+	}
+	w.a.event(w.name, api.EventNormal, "Pulling", "pulling image "+ref)
+	start := time.Now()
+	_, err := w.a.rt.Images().Ensure(ctx, ref, func(pr containers.Progress) {
+		if pr.Phase == "done" && pr.Layer != "" {
+			w.a.event(w.name, api.EventNormal, "Pulling", fmt.Sprintf("image %s: layer %.19s done (%d bytes)", ref, pr.Layer, pr.Total))
+		}
+	})
+	if err != nil {
+		d := min(max(w.pullDelay[ref]*2, 5*time.Second), 5*time.Minute)
+		w.pullDelay[ref], w.pullWait[ref], w.pullErr[ref] = d, time.Now().Add(d), err.Error()
+		w.a.event(w.name, api.EventWarning, "Failed", fmt.Sprintf("pull image %s: %v (retry in %s)", ref, err, d))
+		return err
+	}
+	delete(w.pullDelay, ref)
+	delete(w.pullWait, ref)
+	delete(w.pullErr, ref)
+	w.a.event(w.name, api.EventNormal, "Pulled", fmt.Sprintf("pulled image %s in %.1fs", ref, time.Since(start).Seconds()))
+	return nil
+}
+
+// report writes the pod's status if it changed since the last report.
+func (w *podWorker) report(ctx context.Context, p *api.Pod, waiting map[string]ctrView) {
+	views := map[string]ctrView{}
+	for name, spec := range p.Spec.Containers {
+		if v, ok := waiting[name]; ok {
+			views[name] = v
+			continue
+		}
+		st, err := w.a.rt.ContainerStatus(w.name, name)
+		if err != nil {
+			views[name] = ctrView{}
+			continue
+		}
+		pr := w.probers[name]
+		ready := st.State == containers.StateRunning
+		if pr != nil {
+			ready = ready && pr.isReady(st.Pid, spec)
+		}
+		views[name] = ctrView{st: &st, ready: ready}
+	}
+	prev := api.PodStatus{}
+	if w.reported != nil {
+		prev = *w.reported
+	}
+	s := buildStatus(p, w.ip, time.Now(), views, prev)
+	w.write(ctx, p, s)
+}
+
+// write sends s unless it equals what was last reported.
+func (w *podWorker) write(ctx context.Context, p *api.Pod, s api.PodStatus) {
+	if w.reported != nil && reflect.DeepEqual(*w.reported, s) {
+		return
+	}
+	body := &api.Pod{Meta: api.Meta{Name: p.Name}, Status: s}
+	if _, err := w.a.c.PutPodStatus(ctx, body); err != nil {
+		if !client.IsNotFound(err) && ctx.Err() == nil {
+			w.log.Warn("report status", "err", err)
+		}
+		return
+	}
+	if w.reported == nil || w.reported.Ready != s.Ready || w.reported.Phase != s.Phase {
+		w.log.Info("pod status", "phase", s.Phase, "ready", s.Ready, "ip", s.IP)
+	}
+	w.reported = &s
+}
+
+// teardown stops the pod: out of the load balancers first, then SIGTERM,
+// grace, SIGKILL, then the IP is freed and the object (if marked
+// deleting) deleted.
+func (w *podWorker) teardown(ctx context.Context, p *api.Pod) (bool, error) {
+	if p != nil && w.reported != nil && w.reported.Ready {
+		s := *w.reported
+		s.Ready = false
+		s.Containers = append([]api.ContainerStatus(nil), s.Containers...)
+		for i := range s.Containers {
+			s.Containers[i].Ready = false
+		}
+		w.write(ctx, p, s)
+	}
+	ip := w.ip
+	if ip == "" {
+		if ips, err := w.a.net.Pods(); err == nil && ips[w.name] != nil {
+			ip = ips[w.name].String()
+		}
+	}
+	// We leave the load balancers before SIGTERM so that no new
+	// connection reaches a dying pod. Other nodes drop it from the same
+	// endpoints change; the wait is bounded so that a stuck watch cannot
+	// keep a pod forever.
+	if ip != "" && w.a.inLB(ip) {
+		deadline := time.Now().Add(w.a.cfg.LBDrainTimeout)
+		t := time.NewTicker(20 * time.Millisecond)
+		for w.a.inLB(ip) && time.Now().Before(deadline) {
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return false, ctx.Err()
+			case <-t.C:
+			}
+		}
+		t.Stop()
+		if w.a.inLB(ip) {
+			w.log.Warn("the load balancer still lists the pod; stopping it anyway", "ip", ip, "waited", w.a.cfg.LBDrainTimeout)
+		}
+	}
+	w.stopProbers()
+	grace := DefaultTerminationGrace
+	if p != nil && p.Spec.TerminationGrace > 0 {
+		grace = p.Spec.TerminationGrace.D()
+	}
+	if p != nil {
+		w.a.event(w.name, api.EventNormal, "Killing", fmt.Sprintf("stopping the pod (grace %s)", grace))
+	}
+	if err := w.a.rt.RemovePod(ctx, w.name, grace); err != nil {
+		return false, fmt.Errorf("remove pod: %w", err)
+	}
+	if err := w.a.net.RemovePod(w.name); err != nil {
+		return false, fmt.Errorf("remove pod network: %w", err)
+	}
+	w.ip = ""
+	if p != nil && p.Spec.Deleting != nil {
+		if err := w.a.c.DeletePod(ctx, w.name); err != nil && !client.IsNotFound(err) {
+			return false, fmt.Errorf("delete pod object: %w", err)
+		}
+	}
+	w.log.Info("pod removed")
+	return true, nil
+}
+
+// podConfig maps a pod onto the runtime's sandbox config.
+func podConfig(p *api.Pod, name, netns string) containers.PodConfig {
+	pc := containers.PodConfig{Name: name, NetNSPath: netns}
+	if len(p.Spec.Volumes) > 0 {
+		pc.Volumes = map[string]containers.Volume{}
+		for vn, v := range p.Spec.Volumes {
+			pc.Volumes[vn] = containers.Volume{Type: containers.VolumeType(v.Type), Path: v.Path, Size: int64(v.Size)}
+		}
+	}
+	return pc
+}
+
+// containerConfig maps a container spec onto the runtime's config.
+func containerConfig(name string, c *configs.ContainerSpec, restart string) containers.ContainerConfig {
+	cc := containers.ContainerConfig{
+		Name: name, Image: c.Image, Command: c.Command, Args: c.Args, Env: c.Env,
+		Workdir: c.Workdir, User: c.User, CPU: c.CPU, Memory: int64(c.Memory), Pids: int64(c.Pids),
+		Mounts: c.Mounts, ReadOnlyRoot: c.ReadOnlyRoot, Restart: containers.RestartPolicy(restart),
+	}
+	return cc
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// event queues an event about a pod for the event loop; it never blocks
+// (events are dropped when the queue is full).
+func (a *Agent) event(pod, typ, reason, msg string) {
+	ev := api.Event{Object: api.KindPod + "/" + pod, Type: typ, Reason: reason, Message: msg, Source: "agent/" + a.name}
+	select {
+	case a.eventc <- ev:
+	default:
+		a.log.Debug("event queue full: dropping event", "pod", pod, "reason", reason)
+	}
+}
+
+// eventLoop sends queued events to the server.
+func (a *Agent) eventLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-a.eventc:
+			ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := a.c.RecordEvent(ectx, &ev); err != nil && ctx.Err() == nil {
+				a.log.Debug("record event", "object", ev.Object, "reason", ev.Reason, "err", err)
+			}
+			cancel()
+		}
+	}
+}
