@@ -234,6 +234,7 @@ func TestExecAndStats(t *testing.T) {
 	}{
 		{"output and exit code", []string{"sh", "-c", "echo out $GREETING $(pwd); echo err >&2; exit 3"}, 3, "out hi /tmp\n", "err\n"},
 		{"success", []string{"true"}, 0, "", ""},
+		{"own netns with loopback up", []string{"sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/flags"}, 0, "lo\n0x9\n", ""},
 		{"not found", []string{"/no/such/binary"}, -1, "", ""},
 	}
 	for _, tt := range tests {
