@@ -21,6 +21,9 @@ ROOT=$PWD
 DATA_DIR=${SKIFF_DATA_DIR:-/var/lib/skiff}
 RUN_DIR=${SKIFF_RUN_DIR:-/run/skiff}
 export SKIFF_API=unix://$RUN_DIR/skiff.sock
+# SKIFF_CONFIG: a node config to use instead of /etc/skiff/config.toml.
+CONFIG_ARGS=()
+[ -z "${SKIFF_CONFIG:-}" ] || CONFIG_ARGS=(--config "$SKIFF_CONFIG")
 LOG=${SKIFF_DEMO_LOG:-/var/log/skiff-demo.log}
 PIDFILE=${SKIFF_DEMO_PIDFILE:-/run/skiff-demo.pid}
 TIMEOUT=${SKIFF_DEMO_TIMEOUT:-60} # seconds for each wait
@@ -85,7 +88,7 @@ stop() {
 	fi
 	if [ -x "$SKIFF" ]; then
 		step "removing what skiff made on this node (skiff agent --cleanup)"
-		"$SKIFF" agent --cleanup --data-dir "$DATA_DIR" --run-dir "$RUN_DIR" || echo "   cleanup failed (see above)" >&2
+		"$SKIFF" agent --cleanup "${CONFIG_ARGS[@]}" --data-dir "$DATA_DIR" --run-dir "$RUN_DIR" || echo "   cleanup failed (see above)" >&2
 	fi
 	echo "done; skiff's state stays in $DATA_DIR (rm -rf it to start afresh)"
 }
@@ -118,7 +121,7 @@ chmod 700 "$DATA_DIR"
 go run ./examples/mkimage -o "$IMAGE_ARCHIVE" | sed 's/^/   /'
 
 step "importing it into this node's image store"
-out=$("$SKIFF" images import "$IMAGE_ARCHIVE" --data-dir "$DATA_DIR" 2>&1) || die "$out"
+out=$("$SKIFF" images import "$IMAGE_ARCHIVE" "${CONFIG_ARGS[@]}" --data-dir "$DATA_DIR" 2>&1) || die "$out"
 echo "$out" | sed 's/^/   /'
 
 step "starting skiff server --agent"
@@ -130,7 +133,7 @@ else
 	mkdir -p "$(dirname "$LOG")"
 	echo "--- $(date -u +%FT%TZ) scripts/demo.sh starts skiff" >>"$LOG"
 	# setsid: the server outlives this script and a Ctrl-C in its terminal.
-	setsid "$SKIFF" server --agent --data-dir "$DATA_DIR" --run-dir "$RUN_DIR" >>"$LOG" 2>&1 </dev/null &
+	setsid "$SKIFF" server --agent "${CONFIG_ARGS[@]}" --data-dir "$DATA_DIR" --run-dir "$RUN_DIR" >>"$LOG" 2>&1 </dev/null &
 	echo $! >"$PIDFILE"
 	echo "   pid $(cat "$PIDFILE"), log $LOG"
 	wait_for 30 "API up" api_up || {
