@@ -15,6 +15,7 @@ declare -A need=(
 	[conntrack]=conntrack
 	[curl]=curl
 	[modprobe]=kmod
+	[gcc]=gcc
 )
 missing=()
 for cmd in "${!need[@]}"; do
