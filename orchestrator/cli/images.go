@@ -163,8 +163,8 @@ func (o *Images) List(ctx context.Context, now time.Time) error {
 }
 
 // Remove drops ref from the store. It refuses an image that a live pod of
-// this node runs, when the API says so; force skips that check. The layers
-// are freed by the node's next image GC.
+// this node runs, when the API says so; force skips that check. The
+// unpacked layers stay until the image store's GC runs.
 func (o *Images) Remove(ctx context.Context, ref string, force bool) error {
 	if !strings.HasPrefix(ref, "sha256:") {
 		if _, err := containers.NormalizeRef(ref); err != nil {
