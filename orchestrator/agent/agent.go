@@ -199,20 +199,24 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.mu.Lock()
+	a.net = nw
+	a.mu.Unlock()
+	// Program the load balancer from a fresh list before anything else,
+	// and before SetupNode (which rewrites every chain from the last
+	// sync), so that after a crash the rules in force are rewritten
+	// unchanged and no service loses its rules for a moment.
+	svcRev, epRev, err := a.relistServices(ctx)
+	if err != nil {
+		return err
+	}
+	if err := a.syncLB(); err != nil {
+		a.log.Debug("load balancer sync before node setup failed (a new node)", "err", err)
+	}
 	a.log.Info("setting up the node network (sysctls ip_forward, route_localnet, bridge-nf-call-iptables; bridge; SKIFF-* chains)",
 		"bridge", ncfg.Bridge, "pod_cidr", podCIDR.String())
 	if err := nw.SetupNode(); err != nil {
 		return fmt.Errorf("set up node network: %w", err)
-	}
-	a.mu.Lock()
-	a.net = nw
-	a.mu.Unlock()
-
-	// Program the load balancer from a fresh list before anything else, so
-	// that after a crash the rules in force are rewritten unchanged.
-	svcRev, epRev, err := a.relistServices(ctx)
-	if err != nil {
-		return err
 	}
 	if err := a.syncLB(); err != nil {
 		a.log.Warn("first load balancer sync failed; retrying", "err", err)
