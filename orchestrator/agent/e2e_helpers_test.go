@@ -103,10 +103,10 @@ type node struct {
 	nodePort int
 	// serviceNet is the first three octets of the service CIDR ("10.214.7.").
 	serviceNet string
-	c        *client.Client
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	log      *lockedBuf
+	c          *client.Client
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	log        *lockedBuf
 }
 
 type lockedBuf struct {
