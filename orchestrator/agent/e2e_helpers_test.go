@@ -139,6 +139,7 @@ func newNode(t testing.TB) *node {
 	t.Helper()
 	requireRoot(t)
 	build(t)
+	hostLock(t)
 	before := iptablesSave(t)
 	id := fmt.Sprintf("%06x", randN(1<<24))
 	dir, err := os.MkdirTemp("", "skiff-e2e-"+id+"-")
@@ -370,6 +371,22 @@ func (l *looper) end() (ok, fail int, errs []string) {
 	close(l.stop)
 	<-l.done
 	return l.ok, l.fail, l.errs
+}
+
+// hostLock serialises the nodes of concurrent test runs on this host: each
+// node runs in the host's network namespace, and the SKIFF-* chains are
+// the namespace's, so two nodes there would rewrite each other's rules.
+func hostLock(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "skiff-agent-e2e.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
 }
 
 var counterRE = regexp.MustCompile(`\[\d+:\d+\]`)

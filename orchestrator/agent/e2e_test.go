@@ -15,7 +15,7 @@ import (
 )
 
 // webManifest is examples/web.toml with this run's node port, plus an app
-// with a liveness probe.
+// with a liveness (http), a readiness (tcp) and a startup (exec) probe.
 func webManifest(nodePort int) string {
 	b, err := os.ReadFile("../../examples/web.toml")
 	if err != nil {
@@ -37,6 +37,15 @@ http_get = "/healthz"
 port = "http"
 period = "500ms"
 failure_threshold = 2
+
+[app.live.container.http.readiness]
+tcp = true
+port = 8080
+period = "500ms"
+
+[app.live.container.http.startup]
+exec = ["sh", "-c", "test -x /app"]
+period = "200ms"
 `
 }
 
