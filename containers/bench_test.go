@@ -117,7 +117,9 @@ func BenchmarkPull3Layers(b *testing.B) {
 	for range b.N {
 		b.StopTimer()
 		dir := b.TempDir()
-		s, err := newImageStore(dir, nil, testConfig(b).Logger, nil)
+		cfg := testConfig(b)
+		cfg.Root = dir
+		s, err := OpenImageStore(cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -54,6 +54,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock drives restart backoff. Default the wall clock.
 	Clock Clock
+	// LayerGCGrace: the image store's GC spares layers unpacked less than
+	// this long ago, besides those that images, containers and stores in
+	// the middle of storing an image use (a guard against a process that
+	// does not take the store's locks). Default 10 minutes; a negative
+	// value spares none.
+	LayerGCGrace time.Duration
 	// ShimPath is the binary re-executed as the shim and libcontainer init.
 	// Default /proc/self/exe, which must call Init.
 	ShimPath string
@@ -70,6 +76,7 @@ func DefaultConfig() Config {
 		Logger:       slog.Default(),
 		Clock:        RealClock(),
 		ShimPath:     "/proc/self/exe",
+		LayerGCGrace: 10 * time.Minute,
 	}
 }
 
@@ -96,6 +103,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShimPath == "" {
 		c.ShimPath = d.ShimPath
+	}
+	if c.LayerGCGrace == 0 {
+		c.LayerGCGrace = d.LayerGCGrace
 	}
 	var errs []error
 	if c.Root == "" || !filepath.IsAbs(c.Root) {

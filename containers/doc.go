@@ -34,10 +34,16 @@
 //	rt.Stats("web-1", "http")
 //	rt.RemovePod(ctx, "web-1", 10*time.Second)     // SIGTERM, grace, SIGKILL, then all is gone
 //
-// and `skiff agent --cleanup` calls Cleanup(cfg).
+// and `skiff agent --cleanup` calls Cleanup(cfg). A command that works on
+// the images beside a running agent (`skiff images`) opens the store alone
+// with OpenImageStore, and asks ImagesInUse which images the node's
+// containers use. Any number of stores and runtimes, in one process or
+// several, may share a Root: the index, each layer's unpack and GC are
+// guarded by flock(2) locks (see storelock.go).
 //
 // On disk: Root/images/*.tar are archives to import, Root/content the image
-// index, Root/layers/<diff id> the unpacked layers, Root/pods/<pod> the
+// index (images.json) and the store's locks and pending markers,
+// Root/layers/<diff id> the unpacked layers, Root/pods/<pod> the
 // containers' writable layers, volumes and logs (<container>.log, rotated to
 // .log.1, ...). StateDir/libcontainer is libcontainer's state,
 // StateDir/containers/<pod>_<container> the runtime's records and the shim's

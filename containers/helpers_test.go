@@ -25,6 +25,10 @@ func TestMain(m *testing.M) {
 		runHelper()
 		return
 	}
+	if os.Getenv(storeHelperEnv) != "" {
+		runStoreHelper()
+		return
+	}
 	code := m.Run()
 	if imagesDir != "" {
 		os.RemoveAll(imagesDir)
@@ -62,6 +66,8 @@ func testConfig(t testing.TB) Config {
 	}
 	return cfg
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // openRuntime opens a runtime and, at cleanup, removes everything it made
 // and checks that nothing is left.

@@ -26,6 +26,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"golang.org/x/sys/unix"
 )
 
 // Image is an image in the store.
@@ -60,24 +61,42 @@ type Progress struct {
 
 // ImageStore keeps images: their configs in one index file, their layers
 // unpacked once per diff ID into Root/layers and shared by all images and
-// containers.
+// containers. Any number of stores, in one process or several (a node's
+// agent and `skiff images`), may work on one Root at once: see storelock.go.
 type ImageStore struct {
-	root      string // Root
-	insecure  []string
-	log       *slog.Logger
-	inUse     func() map[string]bool // layers used by containers
-	mu        sync.Mutex             // guards index file reads and writes
-	layerMu   sync.Mutex             // guards layerLock
-	layerLock map[string]*sync.Mutex // per diff ID, so one unpack at a time
+	root     string // Root
+	insecure []string
+	log      *slog.Logger
+	gcGrace  time.Duration
+	// inUse returns the layers (hex diff IDs) under containers, which GC
+	// spares even when their image was removed.
+	inUse func() (map[string]bool, error)
+	mu    sync.Mutex // serialises this store's index locks (see lockIndex)
 }
 
-func newImageStore(root string, insecure []string, log *slog.Logger, inUse func() map[string]bool) (*ImageStore, error) {
-	for _, d := range []string{"images", "content", "layers"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o700); err != nil {
+// OpenImageStore opens the image store of cfg.Root on its own: no
+// libcontainer state, no adoption of containers, no import of the archives
+// dropped into Root/images (ImportDir does that when asked). It never
+// writes to cfg.StateDir; its GC reads the runtime's container records
+// there (see ImagesInUse) and spares the layers of images they use. It
+// suits a command that runs beside a node's agent.
+func OpenImageStore(cfg Config) (*ImageStore, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("containers config: %w", err)
+	}
+	return newImageStore(cfg, cfg.Logger.With("component", "images"), func() (map[string]bool, error) {
+		_, layers, err := containersInUse(cfg.StateDir)
+		return layers, err
+	})
+}
+
+func newImageStore(cfg Config, log *slog.Logger, inUse func() (map[string]bool, error)) (*ImageStore, error) {
+	for _, d := range []string{"images", "content", "layers", filepath.Join("content", layerLocksDir), filepath.Join("content", pendingDir)} {
+		if err := os.MkdirAll(filepath.Join(cfg.Root, d), 0o700); err != nil {
 			return nil, fmt.Errorf("image store: %w", err)
 		}
 	}
-	return &ImageStore{root: root, insecure: insecure, log: log, inUse: inUse, layerLock: map[string]*sync.Mutex{}}, nil
+	return &ImageStore{root: cfg.Root, insecure: cfg.InsecureRegistries, log: log, gcGrace: cfg.LayerGCGrace, inUse: inUse}, nil
 }
 
 func (s *ImageStore) indexPath() string { return filepath.Join(s.root, "content", "images.json") }
@@ -120,10 +139,9 @@ func NormalizeRef(ref string) (string, error) {
 	return r.Name(), nil
 }
 
-// List returns every image, sorted by first ref.
+// List returns every image, sorted by first ref. Reads take no lock: the
+// index is only ever replaced whole, by a rename.
 func (s *ImageStore) List() ([]Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	imgs, err := s.load()
 	sort.Slice(imgs, func(i, j int) bool { return firstRef(imgs[i]) < firstRef(imgs[j]) })
 	return imgs, err
@@ -139,8 +157,6 @@ func firstRef(i Image) string {
 // Get finds an image by reference or ID. It returns ErrImageNotPresent if
 // there is none.
 func (s *ImageStore) Get(ref string) (Image, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	imgs, err := s.load()
 	if err != nil {
 		return Image{}, err
@@ -176,8 +192,11 @@ func findImage(imgs []Image, ref string) (int, error) {
 // Remove drops a reference; an image left without references is removed
 // from the index (its layers go at the next GC).
 func (s *ImageStore) Remove(ref string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	unlock, err := s.lockIndex()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	imgs, err := s.load()
 	if err != nil {
 		return err
@@ -196,48 +215,6 @@ func (s *ImageStore) Remove(ref string) error {
 		imgs = slices.Delete(imgs, i, i+1)
 	}
 	return s.save(imgs)
-}
-
-// GC removes unpacked layers that no image and no container uses and
-// returns their diff IDs.
-func (s *ImageStore) GC() ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	imgs, err := s.load()
-	if err != nil {
-		return nil, err
-	}
-	keep := map[string]bool{}
-	if s.inUse != nil {
-		keep = s.inUse()
-	}
-	for _, img := range imgs {
-		for _, l := range img.Layers {
-			keep[strings.TrimPrefix(l, "sha256:")] = true
-		}
-	}
-	ents, err := os.ReadDir(filepath.Join(s.root, "layers"))
-	if err != nil {
-		return nil, fmt.Errorf("gc layers: %w", err)
-	}
-	var removed []string
-	for _, e := range ents {
-		if keep[e.Name()] {
-			continue
-		}
-		if strings.HasPrefix(e.Name(), ".tmp-") {
-			// A stale partial unpack; a live one holds the layer lock,
-			// which we cannot see here, so spare recent ones.
-			if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) < time.Hour {
-				continue
-			}
-		}
-		if err := os.RemoveAll(filepath.Join(s.root, "layers", e.Name())); err != nil {
-			return removed, fmt.Errorf("gc layer %s: %w", e.Name(), err)
-		}
-		removed = append(removed, "sha256:"+e.Name())
-	}
-	return removed, nil
 }
 
 // Ensure returns the image if the store has it and pulls it otherwise.
@@ -347,25 +324,38 @@ func (s *ImageStore) store(ctx context.Context, img v1.Image, refs []string, lab
 	if len(layers) != len(cfg.RootFS.DiffIDs) {
 		return Image{}, fmt.Errorf("%d layers but %d diff ids in config: %w", len(layers), len(cfg.RootFS.DiffIDs), ErrBadArchive)
 	}
+	var diffIDs []string
+	for _, d := range cfg.RootFS.DiffIDs {
+		if d.Algorithm != "sha256" || !isLayerName(d.Hex) {
+			return Image{}, fmt.Errorf("diff id %q: %w", d, ErrBadArchive)
+		}
+		diffIDs = append(diffIDs, d.String())
+	}
+	// From here until the image is in the index, GC spares its layers.
+	release, err := s.markPending(diffIDs)
+	if err != nil {
+		return Image{}, err
+	}
+	defer release()
 	var size int64
 	for i, l := range layers {
 		if err := ctx.Err(); err != nil {
 			return Image{}, err
 		}
-		diffID := cfg.RootFS.DiffIDs[i].String()
-		n, err := s.ensureLayer(l, diffID, label, progress)
+		n, err := s.ensureLayer(ctx, l, diffIDs[i], label, progress)
 		if err != nil {
 			return Image{}, err
 		}
 		size += n
 	}
 	digest, _ := img.Digest()
-	out := Image{ID: id, ManifestDigest: digest.String(), Config: cfg.Config, Size: size, Created: time.Now().UTC()}
-	for _, d := range cfg.RootFS.DiffIDs {
-		out.Layers = append(out.Layers, d.String())
+	out := Image{ID: id, ManifestDigest: digest.String(), Config: cfg.Config, Size: size, Created: time.Now().UTC(), Layers: diffIDs}
+	// Re-read under the lock: another process may have written it since.
+	unlock, err := s.lockIndex()
+	if err != nil {
+		return Image{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	defer unlock()
 	imgs, err := s.load()
 	if err != nil {
 		return Image{}, err
@@ -399,28 +389,23 @@ func (s *ImageStore) store(ctx context.Context, img v1.Image, refs []string, lab
 	return out, nil
 }
 
-func (s *ImageStore) lockLayer(diffID string) func() {
-	s.layerMu.Lock()
-	mu, ok := s.layerLock[diffID]
-	if !ok {
-		mu = &sync.Mutex{}
-		s.layerLock[diffID] = mu
-	}
-	s.layerMu.Unlock()
-	mu.Lock()
-	return mu.Unlock
-}
-
 // ensureLayer unpacks a layer unless its directory exists. The content is
 // unpacked into a temporary directory and renamed into place only once its
 // diff ID (and, through go-containerregistry, its compressed digest) are
-// verified, so a layer directory is always whole.
-func (s *ImageStore) ensureLayer(l v1.Layer, diffID, label string, progress func(Progress)) (int64, error) {
-	unlock := s.lockLayer(diffID)
+// verified, so a layer directory is always whole. The layer's lock makes a
+// second store (or process) wait and then find the layer; should two unpack
+// it anyway, the second rename finds the directory there, which, being
+// addressed by its content and only ever made whole, is the same layer.
+// The caller holds a pending marker that lists the layer.
+func (s *ImageStore) ensureLayer(ctx context.Context, l v1.Layer, diffID, label string, progress func(Progress)) (int64, error) {
+	digest, _ := l.Digest()
+	unlock, err := s.lockLayer(ctx, diffID)
+	if err != nil {
+		return 0, fmt.Errorf("layer %s: %w", digest, err)
+	}
 	defer unlock()
 	dir := s.LayerDir(diffID)
-	digest, _ := l.Digest()
-	if _, err := os.Stat(dir); err == nil {
+	if layerPresent(dir) {
 		emit(progress, Progress{Ref: label, Layer: digest.String(), Phase: "exists"})
 		return dirSize(dir), nil
 	}
@@ -444,7 +429,9 @@ func (s *ImageStore) ensureLayer(l v1.Layer, diffID, label string, progress func
 		ur = gz
 	}
 	h := sha256.New()
-	tmp, err := os.MkdirTemp(filepath.Join(s.root, "layers"), ".tmp-")
+	// The name carries the diff ID: GC tells a live unpack from a dead
+	// one's leftovers by the pending markers.
+	tmp, err := os.MkdirTemp(filepath.Join(s.root, "layers"), tmpPrefix+strings.TrimPrefix(diffID, "sha256:")+"-")
 	if err != nil {
 		return 0, err
 	}
@@ -465,16 +452,33 @@ func (s *ImageStore) ensureLayer(l v1.Layer, diffID, label string, progress func
 		os.RemoveAll(tmp)
 		return 0, fmt.Errorf("layer %s: diff id %s: %w (content is %s)", digest, diffID, ErrDigestMismatch, got)
 	}
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	// The mtime says when the layer was unpacked; GC's grace counts from it.
+	now := time.Now()
+	err = os.Chmod(tmp, 0o755)
+	if err == nil {
+		err = os.Chtimes(tmp, now, now)
+	}
+	if err != nil {
 		os.RemoveAll(tmp)
-		return 0, err
+		return 0, fmt.Errorf("layer %s: %w", digest, err)
 	}
 	if err := os.Rename(tmp, dir); err != nil {
 		os.RemoveAll(tmp)
+		if (errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY)) && layerPresent(dir) {
+			emit(progress, Progress{Ref: label, Layer: digest.String(), Phase: "exists"})
+			return n, nil
+		}
 		return 0, fmt.Errorf("layer %s: %w", digest, err)
 	}
 	emit(progress, Progress{Ref: label, Layer: digest.String(), Phase: "download", Done: cr.n, Total: total})
 	return n, nil
+}
+
+// layerPresent reports whether a layer's directory is there. Being there
+// is being whole: see ensureLayer and GC.
+func layerPresent(dir string) bool {
+	fi, err := os.Lstat(dir)
+	return err == nil && fi.IsDir()
 }
 
 type countingReader struct {

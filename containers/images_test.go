@@ -103,6 +103,7 @@ func TestImageListRemoveGC(t *testing.T) {
 	requireRoot(t)
 	reg := startRegistry(t)
 	cfg := testConfig(t)
+	cfg.LayerGCGrace = -1
 	r := openRuntime(t, cfg)
 	ctx := context.Background()
 	for _, ref := range []string{reg.Addr + "/busybox:1", reg.Addr + "/demo:1"} {
@@ -202,7 +203,7 @@ func TestImageErrors(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			_, err = r.Images().ensureLayer(l, "sha256:"+strings.Repeat("0", 64), "test", nil)
+			_, err = r.Images().ensureLayer(ctx, l, "sha256:"+strings.Repeat("0", 64), "test", nil)
 			return err
 		}, ErrDigestMismatch, "digest mismatch"},
 		{"garbage archive", func() error { _, err := r.Images().Import(ctx, filepath.Join(dir, "garbage.tar"), nil); return err }, ErrBadArchive, "bad image archive"},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -262,10 +263,28 @@ func (s *ImageStore) ImportDir(ctx context.Context) ([]Image, error) {
 		st[e.Name()] = stamp
 		out = append(out, imgs...)
 	}
-	if b, err := json.Marshal(st); err == nil {
-		if err := writeFileAtomic(statePath, b); err != nil {
-			errs = append(errs, err)
-		}
+	if err := s.saveImported(statePath, st); err != nil {
+		errs = append(errs, err)
 	}
 	return out, errors.Join(errs...)
+}
+
+// saveImported merges what this ImportDir imported into the record on
+// disk, under the index lock, so that a concurrent ImportDir's entries stay.
+func (s *ImageStore) saveImported(path string, ours importState) error {
+	unlock, err := s.lockIndex()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st := importState{}
+	if b, err := os.ReadFile(path); err == nil {
+		_ = json.Unmarshal(b, &st)
+	}
+	maps.Copy(st, ours)
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, b)
 }

@@ -93,7 +93,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("open runtime: %w", err)
 		}
 	}
-	imgs, err := newImageStore(cfg.Root, cfg.InsecureRegistries, r.log, r.layersInUse)
+	imgs, err := newImageStore(cfg, r.log, r.layersInUse)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +323,7 @@ func (r *Runtime) saveLocked(k *ctr) {
 
 // layersInUse lists the layers under the containers of this runtime, so
 // that GC spares them even when their image was removed.
-func (r *Runtime) layersInUse() map[string]bool {
+func (r *Runtime) layersInUse() (map[string]bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := map[string]bool{}
@@ -332,7 +332,7 @@ func (r *Runtime) layersInUse() map[string]bool {
 			out[strings.TrimPrefix(l, "sha256:")] = true
 		}
 	}
-	return out
+	return out, nil
 }
 
 // RemovePod stops every container of the pod (SIGTERM, grace, SIGKILL)
