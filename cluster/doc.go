@@ -1,2 +1,80 @@
-// Package cluster is skiff's membership layer: one serf member per node.
+// Package cluster is skiff's membership layer: one serf member per node,
+// with encrypted gossip, tags that describe the node, member events for the
+// orchestrator, and failure detection tuned for small edge clusters.
+// Package cluster/pki holds the CA, the TLS API certificates and the join
+// token.
+//
+// # Surface
+//
+//	cfg := cluster.DefaultConfig()          // edge profile, 0.0.0.0:7946, role agent
+//	cfg.NodeName, cfg.BindAddr, cfg.AdvertiseAddr = ...
+//	cfg.Tags = cluster.Tags{Role: cluster.RoleServer, APIAddr: "10.0.0.5:7443", IP: "10.0.0.5",
+//		PodCIDR: "10.88.1.0/24", Labels: map[string]string{"site": "shop-1"}}
+//	cfg.EncryptKey = token.GossipKey()      // seeds the keyring file on first start
+//	cfg.KeyringFile = dataDir + "/serf/keyring"
+//	cfg.SnapshotPath = dataDir + "/serf/snapshot"
+//	m, err := cluster.Start(cfg)
+//	n, err := m.Join([]string{"10.0.0.2:7946"}) // errors.Is(err, cluster.ErrGossipKey) on a key mismatch
+//	m.Members()  // []MemberInfo: Name, Addr, Port, Role, APIAddr, IP, PodCIDR, Labels, Status
+//	m.Servers()  // API addresses of alive role=server members
+//	m.Events()   // <-chan Event{Type join|update|failed|leave|reap, Member}
+//	m.SetTags(t) // e.g. once the agent has its pod CIDR
+//	m.Leave()    // graceful: the others see "left"; Shutdown: they see "failed"
+//
+// # Tags
+//
+// Serf tags carry role, api, ip, pod_cidr, and one "label.<key>" tag per node
+// label. Serf allows 512 encoded bytes per member; Config.Validate and
+// SetTags measure the encoding (Tags.Size) and refuse more with
+// ErrTagsTooLarge instead of truncating: a node with that many labels must
+// shorten them. Role, API address, IP and a /24 take about 90 bytes, which
+// leaves some 400 bytes for labels.
+//
+// # Events
+//
+// Events is buffered (Config.EventBuffer, 256) and never blocks serf: when
+// it is full the oldest queued event is dropped to make room and Dropped
+// counts it. Consumers should be level-triggered: on any event re-list
+// Members() and act on the difference, which stays right whatever was
+// dropped. Serf's own coalescing is off, so a failure is delivered the
+// moment memberlist declares it. Statuses: alive, suspect (memberlist
+// suspects it; not yet failed), leaving, left, failed.
+//
+// # Profiles
+//
+// edge (the default) shortens probing and suspicion so that a killed node is
+// failed in about a second on a LAN (see serfConfig in profile.go for each
+// knob and why); lan and wan are serf's and memberlist's own defaults
+// (about 6 s to detect on a LAN). ProbeInterval and SuspicionMult override
+// any profile. The figures are in bench/cluster.md.
+//
+// # Keys
+//
+// Gossip is always AES-256 encrypted. On first start the keyring file is
+// written from EncryptKey (mode 0600); later starts read the file, which
+// wins over EncryptKey, so a key rotated through Serf().KeyManager() (serf
+// rewrites the file) survives restarts. A member whose key differs is
+// refused: its Join fails with ErrGossipKey and the cluster never lists it.
+//
+// # How the server and the agent use it
+//
+// Server, on start: p := pki.Load(dataDir+"/pki", advertiseAddrs); serve the
+// TCP API with p.ServerTLSConfig(); start a member with role=server,
+// APIAddr=<advertise IP>:7443, EncryptKey=p.GossipKey(), the keyring and
+// snapshot under the data dir; Join the configured peer servers if any.
+// Watch Events(): on failed mark the node NotReady, on join/update/alive
+// again Ready, on leave remove it (or keep it NotReady), reading the state
+// from Members(). `skiff token` prints pki.ReadToken(dataDir+"/pki").
+//
+// Agent, on start: tok := pki.ParseToken(flagToken); dial
+// https://SERVER:7443 with pki.ClientTLSConfig(tok) (a wrong CA fails the
+// handshake with a *pki.CAMismatchError before any request), register the
+// node sending "Authorization: Bearer "+tok.Secret (the server checks it with
+// p.CheckSecret), get the pod CIDR; then start a member with role=agent,
+// PodCIDR and labels in its tags, EncryptKey=tok.GossipKey(), and Join the
+// server's gossip address (its API host with port 7946, or an address the
+// register answer gives). Routes to other nodes come from the pod_cidr and ip
+// tags of Members(). When its server is unreachable, an agent tries the
+// others in m.Servers(). After a restart the snapshot rejoins the cluster
+// by itself; Join again anyway, it is harmless.
 package cluster

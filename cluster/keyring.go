@@ -1,14 +1,17 @@
 package cluster
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -25,10 +28,13 @@ func NewKey() []byte {
 // loadKeyring returns the keyring for a member: the keyring file's keys when
 // the file exists (the file wins, it may hold rotated keys), else a ring of
 // key alone, which is then written to the file when one is configured.
-func loadKeyring(file string, key []byte) (*memberlist.Keyring, error) {
+func loadKeyring(file string, key []byte, logger *slog.Logger) (*memberlist.Keyring, error) {
 	if file != "" {
 		keys, err := readKeyringFile(file)
 		if err == nil {
+			if key != nil && !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, key) }) {
+				logger.Warn("the keyring file does not hold the configured gossip key; the file wins", "keyring", file)
+			}
 			return memberlist.NewKeyring(keys, keys[0])
 		}
 		if !errors.Is(err, fs.ErrNotExist) {

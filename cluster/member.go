@@ -81,7 +81,8 @@ type Member struct {
 	mu   sync.Mutex
 	tags Tags
 
-	stopOnce sync.Once
+	stopOnce    sync.Once
+	keyringFile string
 }
 
 // Start validates cfg, loads or creates the keyring, and starts the serf
@@ -113,7 +114,7 @@ func Start(cfg Config) (*Member, error) {
 			ml.AdvertisePort = aport
 		}
 	}
-	ring, err := loadKeyring(cfg.KeyringFile, cfg.EncryptKey)
+	ring, err := loadKeyring(cfg.KeyringFile, cfg.EncryptKey, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -124,12 +125,13 @@ func Start(cfg Config) (*Member, error) {
 	ml.LogOutput = nil
 
 	m := &Member{
-		logger:     logger,
-		events:     make(chan Event, cfg.EventBuffer),
-		serfEvents: make(chan serf.Event, 256),
-		done:       make(chan struct{}),
-		pumpDone:   make(chan struct{}),
-		tags:       cfg.Tags.clone(),
+		logger:      logger,
+		events:      make(chan Event, cfg.EventBuffer),
+		serfEvents:  make(chan serf.Event, 256),
+		done:        make(chan struct{}),
+		pumpDone:    make(chan struct{}),
+		tags:        cfg.Tags.clone(),
+		keyringFile: cfg.KeyringFile,
 	}
 	conf.NodeName = cfg.NodeName
 	conf.Tags = cfg.Tags.Map()
@@ -183,7 +185,11 @@ func (m *Member) Join(addrs []string) (int, error) {
 			continue
 		}
 		_ = conn.Close()
-		return 0, fmt.Errorf("join %s: %w: the member answered but refused our encrypted gossip; this node's gossip keyring does not match the cluster's (%s)", a, ErrGossipKey, oneLine(err))
+		hint := ""
+		if m.keyringFile != "" {
+			hint = fmt.Sprintf(" (if the cluster was re-created, remove %s and start again with its token)", m.keyringFile)
+		}
+		return 0, fmt.Errorf("join %s: %w: the member answered but refused our encrypted gossip, so this node's gossip keyring does not match the cluster's%s: %s", a, ErrGossipKey, hint, oneLine(err))
 	}
 	return 0, fmt.Errorf("%w: no member reachable at %v: %s", ErrJoin, addrs, oneLine(err))
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -30,16 +31,34 @@ func testConfig(t *testing.T, name string, key []byte) Config {
 	cfg.NodeName = name + "-" + strconv.Itoa(rand.IntN(1e6))
 	cfg.BindAddr = net.JoinHostPort(testIP(), "0")
 	cfg.EncryptKey = key
-	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	w := &testWriter{t: t}
+	t.Cleanup(w.close)
+	cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return cfg
 }
 
-// testWriter sends logs to t.Log.
-type testWriter struct{ t *testing.T }
+// testWriter sends logs to t.Log until the test ends: memberlist's
+// goroutines may still log a line after Shutdown returns.
+type testWriter struct {
+	t *testing.T
+	// mu guards closed.
+	mu     sync.Mutex
+	closed bool
+}
 
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(bytes.TrimRight(p, "\n")))
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Log(string(bytes.TrimRight(p, "\n")))
+	}
 	return len(p), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
 }
 
 func startMember(t *testing.T, cfg Config) *Member {
@@ -279,5 +298,32 @@ func TestEventsNeverBlock(t *testing.T) {
 	// The newest events are kept.
 	if a, b := (<-m.events).Member.Name, (<-m.events).Member.Name; a != "3" || b != "4" {
 		t.Errorf("kept %s, %s; want 3, 4", a, b)
+	}
+}
+
+// TestServersAfterJoinServerDies: an agent that joined through one server
+// learns the other from gossip and keeps it when the first dies.
+func TestServersAfterJoinServerDies(t *testing.T) {
+	key := NewKey()
+	var servers []*Member
+	for i, api := range []string{"127.0.0.1:17443", "127.0.0.2:17443"} {
+		cfg := testConfig(t, fmt.Sprintf("server%d", i), key)
+		cfg.Tags = Tags{Role: RoleServer, APIAddr: api}
+		servers = append(servers, startMember(t, cfg))
+	}
+	if _, err := servers[1].Join([]string{servers[0].Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	a := startMember(t, testConfig(t, "agent", key))
+	if _, err := a.Join([]string{servers[0].Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the agent sees both servers", 10*time.Second, func() bool { return len(a.Servers()) == 2 })
+	if err := servers[0].Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, a, EventFailed, servers[0].Name(), 10*time.Second)
+	if got := a.Servers(); len(got) != 1 || got[0] != "127.0.0.2:17443" {
+		t.Errorf("Servers() after the first died = %v", got)
 	}
 }
