@@ -8,13 +8,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator/agent"
 	"github.com/skiff-edge/skiff/orchestrator/cli"
 )
 
 // newImagesCmd is `skiff images pull|import|ls|rm`: this node's image store,
 // worked on directly (as root, no server needed).
 func newImagesCmd(g *globals) *cobra.Command {
-	var configFile, dataDir string
+	var configFile, dataDir, runDir string
 	var force bool
 	// images builds the options from the node config and the flags.
 	images := func(cmd *cobra.Command) (*cli.Images, error) {
@@ -29,8 +30,12 @@ func newImagesCmd(g *globals) *cobra.Command {
 		if dataDir != "" {
 			cfg.DataDir = dataDir
 		}
+		if runDir != "" {
+			cfg.RunDir = runDir
+		}
 		o := &cli.Images{
 			DataDir:  cfg.DataDir,
+			StateDir: agent.RuntimeConfig(cfg, nil).StateDir,
 			Insecure: cfg.InsecureRegistries,
 			Node:     cfg.NodeName,
 			Out:      cmd.OutOrStdout(),
@@ -49,9 +54,10 @@ func newImagesCmd(g *globals) *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&configFile, "config", defaultConfigFile, "node config file (TOML): data_dir, insecure_registries, node_name")
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", "", "the node's state directory (overrides data_dir)")
+	cmd.PersistentFlags().StringVar(&runDir, "run-dir", "", "the node's runtime directory, where rm learns which images containers use (overrides run_dir)")
 	rm := &cobra.Command{
 		Use:   "rm REF",
-		Short: "Remove an image (refused while a pod of this node runs it)",
+		Short: "Remove an image (refused while a container or pod of this node uses it)",
 		Args:  cobra.ExactArgs(1),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			o, err := images(cmd)
@@ -61,7 +67,7 @@ func newImagesCmd(g *globals) *cobra.Command {
 			return o.Remove(cmd.Context(), args[0], force)
 		}),
 	}
-	rm.Flags().BoolVar(&force, "force", false, "remove it even if a pod of this node runs it")
+	rm.Flags().BoolVar(&force, "force", false, "remove it even if a container or pod of this node uses it")
 	cmd.AddCommand(
 		&cobra.Command{
 			Use:   "pull REF",

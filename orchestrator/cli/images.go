@@ -8,32 +8,41 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/containers"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
-// ErrImageInUse is returned by ImageRemove for an image that a live pod of
-// this node runs.
+// ErrImageInUse is returned by ImageRemove for an image that a container
+// or a live pod of this node runs.
 var ErrImageInUse = errors.New("image in use")
 
 // Images works on one node's image store directly (`skiff images`): images
 // are per node, and the store is a directory, so these commands run on the
-// node, as root, and need no server.
+// node, as root, and need no server. They may run beside the node's agent:
+// the store serialises them with it.
 type Images struct {
 	// DataDir is the node's data directory (data_dir); the store is inside.
 	// It must exist.
 	DataDir string
+	// StateDir is the node's container runtime state directory
+	// (<run_dir>/containers): ImageRemove reads which images the node's
+	// containers use there. It is only read; it need not exist. Default
+	// the one of the default run_dir.
+	StateDir string
 	// Insecure are the registries reached over plain HTTP besides loopback
 	// ones (insecure_registries).
 	Insecure []string
 	// Node is this node's name: ImageRemove looks for its live pods.
 	Node string
-	// API, if not nil, is asked which pods run on Node; when it cannot be
-	// reached, ImageRemove cannot tell and removes the image anyway.
+	// API, if not nil, is asked which pods run on Node (it also knows pods
+	// whose containers have not started yet); when it cannot be reached,
+	// ImageRemove goes by the node's containers alone.
 	API *client.Client
 	// Out receives tables and results, Err progress.
 	Out, Err io.Writer
@@ -41,39 +50,37 @@ type Images struct {
 	TTY bool
 }
 
-// open opens the image store of DataDir. It opens a containers runtime
-// whose state directory is an empty temporary one, so that it adopts no
-// container (the node's running agent owns them); close removes it.
-func (o *Images) open(ctx context.Context) (*containers.ImageStore, func(), error) {
-	fi, err := os.Stat(o.DataDir)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, nil, fmt.Errorf("data dir %s does not exist (has skiff run on this node? see --data-dir)", o.DataDir)
-		}
-		return nil, nil, fmt.Errorf("data dir: %w", err)
+// config is the containers config of the node's image store.
+func (o *Images) config() containers.Config {
+	state := o.StateDir
+	if state == "" {
+		state = filepath.Join(configs.DefaultRunDir, "containers")
 	}
-	if !fi.IsDir() {
-		return nil, nil, fmt.Errorf("data dir %s is not a directory", o.DataDir)
-	}
-	if err := checkWritable(o.DataDir); err != nil {
-		return nil, nil, err
-	}
-	state, err := os.MkdirTemp("", "skiff-images-")
-	if err != nil {
-		return nil, nil, err
-	}
-	done := func() { os.RemoveAll(state) }
-	rt, err := containers.Open(ctx, containers.Config{
+	return containers.Config{
 		Root:               o.DataDir,
 		StateDir:           state,
 		InsecureRegistries: o.Insecure,
 		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		done()
-		return nil, nil, err
 	}
-	return rt.Images(), func() { rt.Close(); done() }, nil
+}
+
+// open opens the image store of DataDir alone: no container runtime, no
+// import of dropped archives (the node's agent owns both).
+func (o *Images) open() (*containers.ImageStore, error) {
+	fi, err := os.Stat(o.DataDir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("data dir %s does not exist (has skiff run on this node? see --data-dir)", o.DataDir)
+		}
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("data dir %s is not a directory", o.DataDir)
+	}
+	if err := checkWritable(o.DataDir); err != nil {
+		return nil, err
+	}
+	return containers.OpenImageStore(o.config())
 }
 
 // checkWritable fails early, with a hint, when the store cannot be written
@@ -95,11 +102,10 @@ func (o *Images) Pull(ctx context.Context, ref string) error {
 	if _, err := containers.NormalizeRef(ref); err != nil {
 		return oneLine(err)
 	}
-	st, done, err := o.open(ctx)
+	st, err := o.open()
 	if err != nil {
 		return err
 	}
-	defer done()
 	p := newProgress(o.Err, o.TTY)
 	img, err := st.Pull(ctx, ref, p.report)
 	p.finish()
@@ -115,11 +121,10 @@ func (o *Images) Import(ctx context.Context, path string) error {
 	if _, err := os.Stat(path); err != nil {
 		return oneLine(fmt.Errorf("import: %w", err))
 	}
-	st, done, err := o.open(ctx)
+	st, err := o.open()
 	if err != nil {
 		return err
 	}
-	defer done()
 	p := newProgress(o.Err, o.TTY)
 	imgs, err := st.Import(ctx, path, p.report)
 	p.finish()
@@ -140,11 +145,10 @@ func (o *Images) Import(ctx context.Context, path string) error {
 
 // List writes the store's images as a table: one row per reference.
 func (o *Images) List(ctx context.Context, now time.Time) error {
-	st, done, err := o.open(ctx)
+	st, err := o.open()
 	if err != nil {
 		return err
 	}
-	defer done()
 	imgs, err := st.List()
 	if err != nil {
 		return err
@@ -162,8 +166,9 @@ func (o *Images) List(ctx context.Context, now time.Time) error {
 	return WriteTable(o.Out, []string{"REPOSITORY:TAG", "DIGEST", "SIZE", "CREATED"}, rows)
 }
 
-// Remove drops ref from the store. It refuses an image that a live pod of
-// this node runs, when the API says so; force skips that check. The
+// Remove drops ref from the store. It refuses an image that a container
+// of this node uses (from the runtime's records), or that a live pod of
+// this node runs when the API says so; force skips both checks. The
 // unpacked layers stay until the image store's GC runs.
 func (o *Images) Remove(ctx context.Context, ref string, force bool) error {
 	if !strings.HasPrefix(ref, "sha256:") {
@@ -171,16 +176,22 @@ func (o *Images) Remove(ctx context.Context, ref string, force bool) error {
 			return oneLine(err)
 		}
 	}
-	st, done, err := o.open(ctx)
+	st, err := o.open()
 	if err != nil {
 		return err
 	}
-	defer done()
 	img, err := st.Get(ref)
 	if err != nil {
 		return oneLine(err)
 	}
 	if !force {
+		used, err := containers.ImagesInUse(o.config())
+		if err != nil {
+			return oneLine(fmt.Errorf("image %s: cannot tell whether a container uses it (use --force to remove it anyway): %w", ref, err))
+		}
+		if cs := used[img.ID]; len(cs) > 0 {
+			return fmt.Errorf("image %s: %w by container %s on node %s (use --force to remove it anyway)", ref, ErrImageInUse, strings.Join(cs, ", "), o.Node)
+		}
 		if pod := o.podUsing(ctx, st, img.ID); pod != "" {
 			return fmt.Errorf("image %s: %w by pod %s on node %s (use --force to remove it anyway)", ref, ErrImageInUse, pod, o.Node)
 		}

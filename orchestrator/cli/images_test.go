@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,7 +57,7 @@ func testImage(t *testing.T, tag string) v1.Image {
 func newImages(t *testing.T) (*Images, *bytes.Buffer, *bytes.Buffer) {
 	t.Helper()
 	var out, errw bytes.Buffer
-	return &Images{DataDir: t.TempDir(), Node: "n1", Out: &out, Err: &errw}, &out, &errw
+	return &Images{DataDir: t.TempDir(), StateDir: filepath.Join(t.TempDir(), "run", "containers"), Node: "n1", Out: &out, Err: &errw}, &out, &errw
 }
 
 func TestImagesPullListRemove(t *testing.T) {
@@ -200,30 +202,114 @@ func TestImagesErrors(t *testing.T) {
 	}
 }
 
-// TestImagesRemoveInUse: rm refuses an image that a live pod of this node
-// runs, as the API tells, and --force removes it anyway.
+// TestImagesRemoveInUse: rm refuses an image that a container of this
+// node uses (from the runtime's records, as containers.ImagesInUse reads
+// them) or that a live pod of this node runs (as the API tells), and when
+// it cannot tell; --force removes it anyway.
 func TestImagesRemoveInUse(t *testing.T) {
 	requireRootForImages(t)
 	ctx := context.Background()
-	o, _, _ := newImages(t)
-	path := filepath.Join(t.TempDir(), "a.tar")
-	if err := imagetest.WriteDockerArchive(path, "localhost/used:1", testImage(t, "used")); err != nil {
+	tests := []struct {
+		name string
+		// setup makes the image look used; id is the image's ID.
+		setup func(t *testing.T, o *Images, id string)
+		want  error
+		says  string
+	}{
+		{"pod from the API", func(t *testing.T, o *Images, _ string) {
+			pods := []api.Pod{
+				{Meta: api.Meta{Name: "web-1"}, Spec: api.PodSpec{Node: "n1", Containers: map[string]*configs.ContainerSpec{"http": {Image: "localhost/used:1"}}}, Status: api.PodStatus{Phase: api.PodRunning}},
+			}
+			o.API = fakeAPI(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				json.NewEncoder(w).Encode(map[string]any{"revision": 1, "items": pods})
+			}))
+		}, ErrImageInUse, "pod web-1"},
+		// A record as the runtime writes it (containers' record.json); the
+		// containers package tests ImagesInUse against real containers.
+		{"container on the node", func(t *testing.T, o *Images, id string) {
+			writeRecord(t, o.StateDir, "web-2_http", fmt.Sprintf(`{"pod":"web-2","config":{"name":"http","image":"localhost/used:1"},"image_id":%q}`, id))
+		}, ErrImageInUse, "container web-2/http"},
+		{"unreadable record", func(t *testing.T, o *Images, _ string) {
+			writeRecord(t, o.StateDir, "web-3_http", "{not json")
+		}, nil, "cannot tell"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, _, _ := newImages(t)
+			path := filepath.Join(t.TempDir(), "a.tar")
+			if err := imagetest.WriteDockerArchive(path, "localhost/used:1", testImage(t, "used")); err != nil {
+				t.Fatal(err)
+			}
+			if err := o.Import(ctx, path); err != nil {
+				t.Fatal(err)
+			}
+			st, err := containers.OpenImageStore(o.config())
+			if err != nil {
+				t.Fatal(err)
+			}
+			img, err := st.Get("localhost/used:1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.setup(t, o, img.ID)
+			err = o.Remove(ctx, "localhost/used:1", false)
+			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) || !strings.Contains(err.Error(), tt.says) {
+				t.Fatalf("rm of an image in use: %v, want %v saying %q", err, tt.want, tt.says)
+			}
+			if _, err := st.Get("localhost/used:1"); err != nil {
+				t.Fatalf("refused rm removed it: %v", err)
+			}
+			if err := o.Remove(ctx, "localhost/used:1", true); err != nil {
+				t.Fatalf("rm --force: %v", err)
+			}
+		})
+	}
+}
+
+func writeRecord(t *testing.T, stateDir, id, content string) {
+	t.Helper()
+	dir := filepath.Join(stateDir, "containers", id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := o.Import(ctx, path); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "record.json"), []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pods := []api.Pod{
-		{Meta: api.Meta{Name: "web-1"}, Spec: api.PodSpec{Node: "n1", Containers: map[string]*configs.ContainerSpec{"http": {Image: "localhost/used:1"}}}, Status: api.PodStatus{Phase: api.PodRunning}},
+}
+
+// TestImagesBesideEachOther: two `skiff images import` at once on one data
+// dir keep both images and leave the runtime's state directory alone.
+func TestImagesBesideEachOther(t *testing.T) {
+	requireRootForImages(t)
+	ctx := context.Background()
+	o1, _, _ := newImages(t)
+	dir := t.TempDir()
+	errs := make(chan error, 2)
+	for i := range 2 {
+		o := *o1
+		o.Out, o.Err = io.Discard, io.Discard
+		path := filepath.Join(dir, fmt.Sprintf("%d.tar", i))
+		if err := imagetest.WriteDockerArchive(path, fmt.Sprintf("localhost/side:%d", i), testImage(t, fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+		go func() { errs <- o.Import(ctx, path) }()
 	}
-	o.API = fakeAPI(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]any{"revision": 1, "items": pods})
-	}))
-	err := o.Remove(ctx, "localhost/used:1", false)
-	if !errors.Is(err, ErrImageInUse) || !strings.Contains(err.Error(), "web-1") {
-		t.Fatalf("rm of an image in use: %v", err)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := o.Remove(ctx, "localhost/used:1", true); err != nil {
-		t.Fatalf("rm --force: %v", err)
+	var out bytes.Buffer
+	o1.Out = &out
+	if err := o1.List(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if !strings.Contains(out.String(), fmt.Sprintf("localhost/side:%d ", i)) {
+			t.Errorf("ls lacks localhost/side:%d:\n%s", i, out.String())
+		}
+	}
+	if _, err := os.Stat(o1.StateDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state dir %s: %v, want it untouched", o1.StateDir, err)
 	}
 }
