@@ -322,11 +322,16 @@ func (r *Runtime) saveLocked(k *ctr) {
 }
 
 // layersInUse lists the layers under the containers of this runtime, so
-// that GC spares them even when their image was removed.
+// that GC spares them even when their image was removed: those it knows
+// (a container being started has no record yet) and those recorded in
+// StateDir (a record it could not adopt still names a root filesystem).
 func (r *Runtime) layersInUse() (map[string]bool, error) {
+	_, out, err := containersInUse(r.cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := map[string]bool{}
 	for _, k := range r.ctrs {
 		for _, l := range k.rec.Layers {
 			out[strings.TrimPrefix(l, "sha256:")] = true
