@@ -189,7 +189,7 @@ func (m *Member) Join(addrs []string) (int, error) {
 		if m.keyringFile != "" {
 			hint = fmt.Sprintf(" (if the cluster was re-created, remove %s and start again with its token)", m.keyringFile)
 		}
-		return 0, fmt.Errorf("join %s: %w: the member answered but refused our encrypted gossip, so this node's gossip keyring does not match the cluster's%s: %s", a, ErrGossipKey, hint, oneLine(err))
+		return 0, fmt.Errorf("join %s: %w: the member answered but refused our encrypted gossip, so this node's gossip keyring does not match the cluster's%s, or that port is not a gossip port: %s", a, ErrGossipKey, hint, oneLine(err))
 	}
 	return 0, fmt.Errorf("%w: no member reachable at %v: %s", ErrJoin, addrs, oneLine(err))
 }
