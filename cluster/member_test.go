@@ -234,7 +234,12 @@ func TestWrongKeyIsRefused(t *testing.T) {
 	}
 
 	// Nobody listening: a plain join error, not a key error.
-	free := net.JoinHostPort(testIP(), "7946")
+	l, err := net.Listen("tcp", net.JoinHostPort(testIP(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := l.Addr().String()
+	_ = l.Close()
 	if _, err := other.Join([]string{free}); !errors.Is(err, ErrJoin) || errors.Is(err, ErrGossipKey) {
 		t.Errorf("join to nobody: %v, want ErrJoin", err)
 	}
