@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -198,11 +199,34 @@ service_cidr = "10.214.%d.0/24"
 	return n
 }
 
-// start starts the server with its agent and waits for the node to be
-// Ready.
+// start starts the server with its agent and waits for its READY=1
+// (sd_notify, sent once the agent's first sync converged) and the node to
+// be Ready.
 func (n *node) start() {
 	n.t.Helper()
+	// READY=1 comes over NOTIFY_SOCKET as under systemd (Type=notify).
+	sock := filepath.Join(n.dir, fmt.Sprintf("notify-%d.sock", time.Now().UnixNano()))
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer notify.Close()
+	readyc := make(chan string, 1)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			k, _, err := notify.ReadFromUnix(buf)
+			if err != nil {
+				return
+			}
+			if strings.Contains(string(buf[:k]), "READY=1") {
+				readyc <- string(buf[:k])
+				return
+			}
+		}
+	}()
 	cmd := exec.Command(skiffBin, "server", "--agent", "--config", n.cfgFile, "--log-level", "debug")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
 	cmd.Stdout, cmd.Stderr = n.log, n.log
 	// Its own process group: a kill of the test does not reach the
 	// containers' shims, which are in their own sessions anyway.
@@ -212,6 +236,13 @@ func (n *node) start() {
 	}
 	n.cmd, n.exited = cmd, make(chan struct{})
 	go func() { cmd.Wait(); close(n.exited) }()
+	select {
+	case <-readyc:
+	case <-n.exited:
+		n.t.Fatalf("skiff exited before READY:\n%s", tail(n.log.String(), 60))
+	case <-time.After(60 * time.Second):
+		n.t.Fatalf("no READY=1 from skiff in 60s:\n%s", tail(n.log.String(), 60))
+	}
 	n.waitFor("node ready", 30*time.Second, func() (bool, error) {
 		nd, err := n.c.GetNode(context.Background(), "e2e-"+n.id)
 		if err != nil {

@@ -198,6 +198,10 @@ func TestE2E(t *testing.T) {
 		l := loop("http://" + vip + "/")
 		n.kill()
 		n.start()
+		// READY came after the first sync: every pod is adopted and ready.
+		if !n.waitReadyNow("web", 3) {
+			t.Errorf("pods not all ready at READY")
+		}
 		// Let the new agent run a few probe periods and resyncs.
 		deadline := time.Now().Add(3 * time.Second)
 		n.waitFor("a few seconds of the new agent", 10*time.Second, func() (bool, error) { return time.Now().After(deadline), nil })

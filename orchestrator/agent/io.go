@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 
 	"github.com/skiff-edge/skiff/containers"
 	"github.com/skiff-edge/skiff/orchestrator/api"
@@ -71,7 +72,10 @@ func (a *Agent) Exec(ctx context.Context, p *api.Pod, container string, cmd []st
 	if err != nil {
 		return 0, err
 	}
-	code, err := a.rtReady().Exec(ctx, p.Name, name, containers.ExecOptions{Args: cmd, Stdout: out, Stderr: out})
+	// Stdout and stderr may be copied by two goroutines: one lock keeps
+	// their writes whole and out used by one at a time.
+	lw := &lockedWriter{w: out}
+	code, err := a.rtReady().Exec(ctx, p.Name, name, containers.ExecOptions{Args: cmd, Stdout: lw, Stderr: lw})
 	switch {
 	case errors.Is(err, containers.ErrNotFound):
 		return 0, fmt.Errorf("%s/%s: %w", p.Name, name, apiserver.ErrNoContainer)
@@ -79,6 +83,18 @@ func (a *Agent) Exec(ctx context.Context, p *api.Pod, container string, cmd []st
 		return 0, fmt.Errorf("%s/%s: %w", p.Name, name, apiserver.ErrNotRunning)
 	}
 	return code, err
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex // protects w
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // plainLog turns the runtime's CRI log lines ("TIMESTAMP STREAM F|P LINE")
