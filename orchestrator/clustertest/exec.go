@@ -210,10 +210,14 @@ type Hits struct {
 }
 
 // Hit does n GETs of addr from the netns at nsPath (see Node.NetnsPath and
-// PodNetns), each on a new connection.
+// PodNetns), each on a new connection, and gives up after 5 failures (each
+// may take the 2s timeout).
 func Hit(nsPath, addr string, n int) Hits {
 	h := Hits{ByPod: map[string]int{}}
 	for range n {
+		if h.Failed >= 5 {
+			break
+		}
 		body, err := httpGetIn(nsPath, addr)
 		if err != nil {
 			h.Failed++
