@@ -114,6 +114,8 @@ func (pr *prober) loop(ctx context.Context, kind string, probe *configs.Probe, s
 	}
 	rt := pr.w.a.rt
 	var pid, okRow, failRow int
+	var fast time.Duration // the quick re-probe interval of a new run
+	var proven bool        // the run passed this probe once
 	wait := func(d time.Duration) bool {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -133,7 +135,7 @@ func (pr *prober) loop(ctx context.Context, kind string, probe *configs.Probe, s
 			continue
 		}
 		if st.Pid != pid {
-			pid, okRow, failRow = st.Pid, 0, 0
+			pid, okRow, failRow, fast, proven = st.Pid, 0, 0, 0, false
 			if d := time.Until(st.StartedAt.Add(probe.InitialDelay.D())); d > 0 && !wait(d) {
 				return
 			}
@@ -170,12 +172,33 @@ func (pr *prober) loop(ctx context.Context, kind string, probe *configs.Probe, s
 			okRow, failRow = 0, failRow+1
 		}
 		pr.verdict(kind, pid, okRow >= successes, failRow >= failures, failRow, err)
-		// Until the first verdict a new run is probed quickly.
+		// A new run that has never passed its readiness or startup probe
+		// is probed again soon (25 ms, doubling up to the period): it is
+		// not ready either way, and a server that listens a few ms after
+		// its start is then ready at once, not a whole period later.
 		next := period
+		proven = proven || pr.passed(kind, pid)
+		if (kind == probeReadiness || kind == probeStartup) && !proven {
+			fast = min(max(fast*2, 25*time.Millisecond), period)
+			next = fast
+		} else {
+			fast = 0
+		}
 		if !wait(next) {
 			return
 		}
 	}
+}
+
+// passed says whether the run pid passed the readiness (ready now) or
+// startup probe.
+func (pr *prober) passed(kind string, pid int) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if kind == probeStartup {
+		return pr.startedPid == pid
+	}
+	return pr.readyPid == pid && pr.ready
 }
 
 // verdict applies a probe's result to the prober and the container.
