@@ -18,7 +18,7 @@ import (
 )
 
 // BenchmarkNode measures, on one real `skiff server --agent`, in one run:
-//   - apply to all pods ready (image present) for 1, 10 and 30 replicas,
+//   - apply to all pods ready (image present) for 1, 3, 10 and 30 replicas,
 //     five rounds each, beside the sum of as many bare `runc run -d` starts
 //     of the demo image's busybox layer (sleep), also five rounds;
 //   - the RSS of the skiff process idle and with 30 pods running;
@@ -35,7 +35,7 @@ func BenchmarkNode(b *testing.B) {
 	var report []string
 	round := 0
 	var rss30 int64
-	for _, count := range []int{1, 10, 30} {
+	for _, count := range []int{1, 3, 10, 30} {
 		var times, bare []time.Duration
 		for range 5 {
 			round++
