@@ -68,7 +68,11 @@ func build(t testing.TB) {
 			return
 		}
 		skiffBin = filepath.Join(buildDir, "skiff")
-		cmd := exec.Command("go", "build", "-o", skiffBin, "./cmd/skiff")
+		args := []string{"build", "-o", skiffBin}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/skiff")...)
 		cmd.Dir = "../.."
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("build skiff: %v\n%s", err, out)
@@ -188,6 +192,12 @@ service_cidr = "10.214.%d.0/24"
 		}
 		if m := mountsUnder(dir); len(m) > 0 {
 			t.Errorf("mounts left: %v", m)
+		}
+		if cg, _ := filepath.Glob("/sys/fs/cgroup/*/skiff-e2e-" + id); len(cg) > 0 {
+			t.Errorf("cgroups left: %v", cg)
+		}
+		if strings.Contains(n.log.String(), "WARNING: DATA RACE") {
+			t.Errorf("data race in skiff's log")
 		}
 		if t.Failed() {
 			f := filepath.Join(os.TempDir(), "skiff-e2e-"+id+".log")

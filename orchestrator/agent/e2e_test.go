@@ -195,6 +195,10 @@ func TestE2E(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := n.waitReady("web", "web", 3, 60*time.Second)
+		epBefore, err := n.c.GetEndpoints(context.Background(), "web")
+		if err != nil {
+			t.Fatal(err)
+		}
 		l := loop("http://" + vip + "/")
 		n.kill()
 		n.start()
@@ -211,12 +215,34 @@ func TestE2E(t *testing.T) {
 		if fail > 0 || ok == 0 {
 			t.Errorf("%d of %d requests failed: %v", fail, ok+fail, errs)
 		}
+		// No endpoint flap: the endpoints object was not rewritten.
+		if epAfter, err := n.c.GetEndpoints(context.Background(), "web"); err != nil || epAfter.Revision != epBefore.Revision {
+			t.Errorf("endpoints rewritten across the restart: revision %d -> %+v (%v)", epBefore.Revision, epAfter, err)
+		}
 		for i := range before {
 			b, a := before[i].Status.Containers[0], after[i].Status.Containers[0]
 			if before[i].Name != after[i].Name || b.PID != a.PID || b.Restarts != a.Restarts {
 				t.Errorf("pod %s: pid %d restarts %d before, pod %s pid %d restarts %d after", before[i].Name, b.PID, b.Restarts, after[i].Name, a.PID, a.Restarts)
 			}
 		}
+	})
+
+	t.Run("kill -9 in the middle of a scale-up converges", func(t *testing.T) {
+		if _, err := n.c.Scale(context.Background(), "web", 6); err != nil {
+			t.Fatal(err)
+		}
+		// Kill as soon as the new pods are bound, while they start.
+		n.waitFor("new pods bound", 10*time.Second, func() (bool, error) {
+			l, err := n.c.ListPods(context.Background(), "web", "e2e-"+n.id)
+			return err == nil && len(l.Items) == 6, err
+		})
+		n.kill()
+		n.start()
+		n.waitReady("web", "web", 6, 60*time.Second)
+		if _, err := n.c.Scale(context.Background(), "web", 3); err != nil {
+			t.Fatal(err)
+		}
+		n.waitReady("web", "web", 3, 60*time.Second)
 	})
 
 	t.Run("delete the app leaves nothing", func(t *testing.T) {
