@@ -190,6 +190,9 @@ func (c *Cluster) PodNetns(i int, pod string) string {
 	return filepath.Join(c.Nodes[i].RunDir, "netns", pod)
 }
 
+// PodNetnsDir holds node i's pod netns mounts.
+func (c *Cluster) PodNetnsDir(i int) string { return filepath.Join(c.Nodes[i].RunDir, "netns") }
+
 // GetFromNode does GET http://addr/ from node i's netns, on a new
 // connection, and returns the body.
 func (c *Cluster) GetFromNode(i int, addr string) (string, error) {
