@@ -61,6 +61,9 @@ func TestClusterSpread(t *testing.T) {
 		if per[n.Name] != 2 {
 			t.Errorf("node %s has %d pods, want 2 (%v)", n.Name, per[n.Name], per)
 		}
+		if procs := c.AppProcs(n.Index, "app"); len(procs) != per[n.Name] {
+			t.Errorf("node %s runs %d demo processes %v, the API says %d pods", n.Name, len(procs), procs, per[n.Name])
+		}
 	}
 }
 
@@ -221,6 +224,19 @@ func TestClusterNodeLoss(t *testing.T) {
 	if len(moved) != 6 {
 		t.Errorf("%d pods after the return, want 6: %s", len(moved), podSummary(moved))
 	}
+	// Exactly one running copy of each replica, counted in the kernel:
+	// every node runs as many demo processes as the API gives it pods.
+	per, total := PerNode(moved), 0
+	for _, n := range c.Nodes {
+		procs := c.AppProcs(n.Index, "app")
+		total += len(procs)
+		if len(procs) != per[n.Name] {
+			t.Errorf("node %s runs %d demo processes %v, the API says %d pods", n.Name, len(procs), procs, per[n.Name])
+		}
+	}
+	if total != 6 {
+		t.Errorf("%d demo processes run in the cluster, want 6", total)
+	}
 }
 
 // lostContainers lists the pods of lost whose netns mount is still on node
@@ -246,30 +262,33 @@ func processAlive(pid int) bool {
 	return err == nil
 }
 
-// TestClusterServerCutOff: node 0 (the server) is cut off for 30s. What
-// must hold: from nodes 1 and 2, every request to the VIP succeeds for the
-// whole 30s, as long as it is answered by a pod on nodes 1 or 2 — the
-// survivors keep their load balancers programmed from their cache; node 0's
-// endpoints may leave them (a request balanced to one would fail, so we
-// require that after the first 5s no request fails: by then either node 0's
-// endpoints are gone or the survivors kept them, and the latter is allowed
-// only if no request fails). Then heal: the cluster reconciles without
-// restarting healthy pods: the containers on nodes 1 and 2 keep their PIDs
-// and there are 6 ready pods again.
+// TestClusterServerCutOff: node 0 (the server, with 2 of the 6 pods) is
+// cut off for 30s while nodes 1 and 2 send requests to the VIP in a loop
+// (300ms timeout each, new connection each). What must hold:
+//
+//   - every pod on nodes 1 and 2 answers through the VIP, from both nodes,
+//     during the cut: the survivors keep serving their pods without a
+//     server;
+//   - after the first 5s of the cut, at most half the requests fail: the
+//     only requests allowed to fail are those balanced to node 0's pods
+//     (2 of 6 endpoints, a third), whether or not an agent drops the
+//     endpoints of a node that gossip says failed (we log which: zero
+//     failures means it did);
+//   - after the heal, 6 pods are ready again and the containers on nodes 1
+//     and 2 kept their PIDs: nothing healthy was restarted or replaced.
 func TestClusterServerCutOff(t *testing.T) {
 	c := New(t, Options{Nodes: 3})
 	c.Apply(DemoManifest(6))
 	pods := c.WaitAppReady("web", 6, appTimeout)
 	vip := c.VIP("web")
 	on := c.podsOn(pods)
-	before := ContainerPIDs(append(append([]api.Pod{}, on[1]...), on[2]...))
+	survivorsPods := append(append([]api.Pod{}, on[1]...), on[2]...)
+	before := ContainerPIDs(survivorsPods)
 
 	c.Cut(0)
 	cutAt := time.Now()
 	type result struct {
-		node  int
-		early Hits // first 5s
-		late  Hits // the rest
+		early, late Hits // first 5s, the rest
 	}
 	results := make([]result, 3)
 	var wg sync.WaitGroup
@@ -277,13 +296,13 @@ func TestClusterServerCutOff(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := result{node: i, early: Hits{ByPod: map[string]int{}}, late: Hits{ByPod: map[string]int{}}}
+			r := result{early: Hits{ByPod: map[string]int{}}, late: Hits{ByPod: map[string]int{}}}
 			for time.Since(cutAt) < 30*time.Second {
 				h := &r.late
 				if time.Since(cutAt) < 5*time.Second {
 					h = &r.early
 				}
-				body, err := c.GetFromNode(i, vip)
+				body, err := GetIn(c.Nodes[i].NetnsPath(), vip, 300*time.Millisecond)
 				if err != nil {
 					h.Failed++
 					if len(h.Errors) < 5 {
@@ -292,7 +311,7 @@ func TestClusterServerCutOff(t *testing.T) {
 				} else {
 					h.ByPod[strings.TrimSpace(strings.TrimPrefix(body, "hello from "))]++
 				}
-				time.Sleep(50 * time.Millisecond) // pace, not a condition
+				time.Sleep(20 * time.Millisecond) // pace, not a condition
 			}
 			results[i] = r
 		}()
@@ -300,13 +319,19 @@ func TestClusterServerCutOff(t *testing.T) {
 	wg.Wait()
 	for _, i := range []int{1, 2} {
 		r := results[i]
-		t.Logf("node %d during the cut: first 5s %d ok %d failed; then %d ok by node %v, %d failed", i,
-			sum(r.early.ByPod), r.early.Failed, sum(r.late.ByPod), nodesHit(r.late, pods), r.late.Failed)
-		if r.late.Failed > 0 {
-			t.Errorf("node %d: %d VIP requests failed after the first 5s of the cut: %v", i, r.late.Failed, r.late.Errors)
+		ok := sum(r.late.ByPod)
+		t.Logf("node %d during the cut: first 5s %d ok %d failed; then %d ok by node %v, %d failed %v", i,
+			sum(r.early.ByPod), r.early.Failed, ok, nodesHit(r.late, pods), r.late.Failed, r.late.Errors)
+		for _, p := range survivorsPods {
+			if r.early.ByPod[p.Name]+r.late.ByPod[p.Name] == 0 {
+				t.Errorf("node %d: pod %s on %s never answered through the VIP during the cut", i, p.Name, p.Spec.Node)
+			}
 		}
-		if sum(r.late.ByPod) == 0 {
-			t.Errorf("node %d: no VIP request succeeded during the cut", i)
+		if total := ok + r.late.Failed; total == 0 || float64(r.late.Failed) > 0.5*float64(total) {
+			t.Errorf("node %d: %d of %d VIP requests failed after the first 5s of the cut (at most half may: those sent to node 0's pods)", i, r.late.Failed, total)
+		}
+		if r.late.Failed == 0 {
+			t.Logf("node %d dropped node 0's endpoints during the cut", i)
 		}
 	}
 	c.Heal(0)
@@ -405,7 +430,7 @@ func TestJoinBadToken(t *testing.T) {
 		want        []string // any of these in the log, lower-cased
 	}{
 		{"wrong secret", "K10" + hash + "::" + reverse(secret), []string{"token"}},
-		{"wrong CA hash", "K10" + wrongHash + "::" + secret, []string{"ca"}},
+		{"wrong CA hash", "K10" + wrongHash + "::" + secret, []string{"ca does not match", "certificate"}},
 		{"not a token", "nonsense", []string{"token"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -237,8 +237,14 @@ func Hit(nsPath, addr string, n int) Hits {
 // httpGetIn does GET http://addr/ with a socket made in the netns at
 // nsPath, with a 2s timeout.
 func httpGetIn(nsPath, addr string) (string, error) {
+	return GetIn(nsPath, addr, 2*time.Second)
+}
+
+// GetIn does GET http://addr/ on a new connection whose socket is made in
+// the netns at nsPath, and returns the body of a 200.
+func GetIn(nsPath, addr string, timeout time.Duration) (string, error) {
 	tr := &http.Transport{Proxy: nil, DisableKeepAlives: true, DialContext: dialIn(nsPath)}
-	cl := &http.Client{Timeout: 2 * time.Second, Transport: tr}
+	cl := &http.Client{Timeout: timeout, Transport: tr}
 	resp, err := cl.Get("http://" + addr + "/")
 	if err != nil {
 		return "", err
@@ -275,7 +281,7 @@ func dialIn(nsPath string) func(ctx context.Context, network, addr string) (net.
 			runtime.UnlockOSThread()
 			return nil, fmt.Errorf("enter netns %s: %w", nsPath, err)
 		}
-		d := net.Dialer{Timeout: 2 * time.Second}
+		d := net.Dialer{}
 		conn, derr := d.DialContext(ctx, network, addr)
 		if err := netns.Set(orig); err != nil {
 			// Leave the thread locked: it dies with the goroutine
@@ -321,4 +327,18 @@ func ContainerPIDs(pods []api.Pod) map[string]int {
 		}
 	}
 	return m
+}
+
+// AppProcs lists the processes named comm (a container's entrypoint, "app"
+// for the demo image) in node i's cgroup parent: what really runs there,
+// whatever the API says.
+func (c *Cluster) AppProcs(i int, comm string) []string {
+	var out []string
+	for _, pid := range procsInCgroup(c.Nodes[i].CgroupParent) {
+		b, err := os.ReadFile(filepath.Join("/proc", pid, "comm"))
+		if err == nil && strings.TrimSpace(string(b)) == comm {
+			out = append(out, pid)
+		}
+	}
+	return out
 }

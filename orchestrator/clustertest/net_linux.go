@@ -120,6 +120,9 @@ func (c *Cluster) cleanup() {
 		}
 	}
 	for _, n := range c.Nodes {
+		if _, err := os.Stat(n.NetnsPath()); err != nil {
+			continue // New failed before making it
+		}
 		if err := ip("netns", "del", n.Name); err != nil {
 			t.Errorf("node %d: %v", n.Index, err)
 		}
