@@ -42,6 +42,9 @@ type Config struct {
 	// FirstSyncTimeout bounds the wait for the first sync before Ready.
 	// Default 60s.
 	FirstSyncTimeout time.Duration
+	// OfflineAfter is how long the agent tries to reach a server at start
+	// before it runs from its local cache (if it has one). Default 5s.
+	OfflineAfter time.Duration
 	// ShimPath is the binary re-executed as the container shim and init;
 	// default /proc/self/exe (which must call containers.Init).
 	ShimPath string
@@ -57,6 +60,7 @@ func DefaultConfig(node configs.NodeConfig, c *client.Client) Config {
 		Heartbeat:        5 * time.Second,
 		LBDrainTimeout:   2 * time.Second,
 		FirstSyncTimeout: 60 * time.Second,
+		OfflineAfter:     5 * time.Second,
 	}
 }
 
@@ -77,6 +81,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FirstSyncTimeout <= 0 {
 		c.FirstSyncTimeout = d.FirstSyncTimeout
+	}
+	if c.OfflineAfter <= 0 {
+		c.OfflineAfter = d.OfflineAfter
 	}
 	if c.Client == nil {
 		return errors.New("agent: a client is required")
@@ -183,13 +190,36 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.rt = rt
 	a.mu.Unlock()
 
-	node, err := a.register(ctx)
-	if err != nil {
-		return err
+	// A server that does not answer within OfflineAfter lets a node that
+	// ran before start from its local cache: its pods keep running and its
+	// load balancer is programmed as it was; it catches up once a server
+	// answers.
+	cached := a.loadCache()
+	var cidr string
+	offline := false
+	rctx, cancelReg := context.WithTimeout(ctx, a.cfg.OfflineAfter)
+	node, err := a.register(rctx)
+	cancelReg()
+	switch {
+	case err == nil:
+		cidr = node.Spec.PodCIDR
+	case ctx.Err() != nil:
+		return nil
+	case cached != nil && cached.PodCIDR != "":
+		a.log.Warn("no server answers; running from the local cache until one does", "cache", a.cachePath(), "saved", cached.Saved, "err", err)
+		offline, cidr = true, cached.PodCIDR
+	default:
+		if node, err = a.register(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		cidr = node.Spec.PodCIDR
 	}
-	_, podCIDR, err := net.ParseCIDR(node.Spec.PodCIDR)
+	_, podCIDR, err := net.ParseCIDR(cidr)
 	if err != nil {
-		return fmt.Errorf("pod cidr %q from the server: %w", node.Spec.PodCIDR, err)
+		return fmt.Errorf("pod cidr %q: %w", cidr, err)
 	}
 	ncfg, err := NetConfig(a.cfg.Node, podCIDR, a.cfg.Logger)
 	if err != nil {
@@ -202,12 +232,21 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.net = nw
 	a.mu.Unlock()
-	// Program the load balancer from a fresh list before anything else,
-	// and before SetupNode (which rewrites every chain from the last
-	// sync), so that after a crash the rules in force are rewritten
-	// unchanged and no service loses its rules for a moment.
-	svcRev, epRev, err := a.relistServices(ctx)
-	if err != nil {
+	// Program the load balancer from a fresh list (or the cache) before
+	// anything else, and before SetupNode (which rewrites every chain from
+	// the last sync), so that after a crash the rules in force are
+	// rewritten unchanged and no service loses its rules for a moment.
+	var svcRev, epRev int64
+	if offline {
+		a.mu.Lock()
+		for _, sv := range cached.Services {
+			a.services[sv.Name] = sv
+		}
+		for _, e := range cached.Endpoints {
+			a.eps[e.Name] = e
+		}
+		a.mu.Unlock()
+	} else if svcRev, epRev, err = a.relistServices(ctx); err != nil {
 		return err
 	}
 	if err := a.syncLB(); err != nil {
@@ -222,37 +261,46 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn("first load balancer sync failed; retrying", "err", err)
 	}
 
-	pods, err := retry(ctx, func() (client.List[api.Pod], error) { return a.c.ListPods(ctx, "", a.name) })
-	if err != nil {
-		return err
-	}
-	podRev := pods.Revision
-	want := map[string]*api.Pod{}
-	for i := range pods.Items {
-		want[pods.Items[i].Name] = &pods.Items[i]
-	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wctx, cancelWorkers := context.WithCancel(ctx)
 	defer cancelWorkers()
-	var firsts []chan struct{}
-	for name, p := range want {
-		firsts = append(firsts, a.startWorker(wctx, &wg, name, p).firstSync)
-	}
-	// Local pods (containers or IPs) whose object is gone are stopped.
-	for _, name := range a.localPods() {
-		if want[name] == nil {
-			a.log.Info("stopping a local pod that has no object", "pod", name)
-			firsts = append(firsts, a.startWorker(wctx, &wg, name, nil).firstSync)
-		}
-	}
-
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); a.eventLoop(wctx) }()
 	go func() { defer wg.Done(); a.heartbeat(wctx) }()
 	go func() { defer wg.Done(); a.lbLoop(wctx) }()
 	go func() { defer wg.Done(); a.exitLoop(wctx) }()
-	go a.waitFirstSync(wctx, firsts)
+	go func() { defer wg.Done(); a.cacheLoop(wctx, podCIDR.String(), time.Second) }()
+
+	var podRev int64
+	if offline {
+		// Run the cached pods; local pods the cache does not know are left
+		// alone until a server says what to do with them.
+		var firsts []chan struct{}
+		for _, p := range cached.Pods {
+			if w := a.podChanged(wctx, &wg, p, p.Spec.Node != a.name); w != nil {
+				firsts = append(firsts, w.firstSync)
+			}
+		}
+		go a.waitFirstSync(wctx, firsts)
+		if _, err := a.register(ctx); err != nil {
+			return nil // ctx ended
+		}
+		a.log.Info("a server answers again; catching up")
+		if svcRev, epRev, err = a.relistServices(ctx); err != nil {
+			return nil
+		}
+		a.kickLB()
+		if podRev, _, err = a.adoptPods(wctx, &wg); err != nil {
+			return nil
+		}
+	} else {
+		var firsts []chan struct{}
+		if podRev, firsts, err = a.adoptPods(wctx, &wg); err != nil {
+			return err
+		}
+		go a.waitFirstSync(wctx, firsts)
+	}
 
 	events := make(chan watchItem, 64)
 	wg.Add(3)
@@ -265,7 +313,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	resync := time.NewTicker(a.cfg.Resync)
 	defer resync.Stop()
-	a.log.Info("agent running", "pods", len(want), "pod_cidr", podCIDR.String())
+	a.log.Info("agent running", "pod_cidr", podCIDR.String())
 	for {
 		select {
 		case <-ctx.Done():
@@ -289,6 +337,48 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.kickLB()
 		}
 	}
+}
+
+// adoptPods lists the pods bound to this node and hands each to its
+// worker (starting workers as needed); workers of pods not listed, and
+// local pods (containers or IPs) without an object, are stopped. It
+// returns the list's revision and the first-sync channels of the workers
+// it started.
+func (a *Agent) adoptPods(ctx context.Context, wg *sync.WaitGroup) (int64, []chan struct{}, error) {
+	pods, err := retry(ctx, func() (client.List[api.Pod], error) { return a.c.ListPods(ctx, "", a.name) })
+	if err != nil {
+		return 0, nil, err
+	}
+	want := map[string]bool{}
+	var firsts []chan struct{}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		want[p.Name] = true
+		if w := a.podChanged(ctx, wg, p, false); w != nil {
+			firsts = append(firsts, w.firstSync)
+		}
+	}
+	a.mu.Lock()
+	var gone []*podWorker
+	for name, w := range a.workers {
+		if !want[name] {
+			gone = append(gone, w)
+		}
+	}
+	a.mu.Unlock()
+	for _, w := range gone {
+		w.update(nil)
+	}
+	for _, name := range a.localPods() {
+		a.mu.Lock()
+		w := a.workers[name]
+		a.mu.Unlock()
+		if !want[name] && w == nil {
+			a.log.Info("stopping a local pod that has no object", "pod", name)
+			firsts = append(firsts, a.startWorker(ctx, wg, name, nil).firstSync)
+		}
+	}
+	return pods.Revision, firsts, nil
 }
 
 // localPods returns the pods this node has containers or an IP for.

@@ -210,8 +210,9 @@ func (a *Agent) putServiceObj(kind string, raw json.RawMessage, deleted bool) {
 }
 
 // podChanged hands a pod's new object (gone: its object was deleted) to
-// its worker, starting one for a new pod.
-func (a *Agent) podChanged(ctx context.Context, wg *sync.WaitGroup, p *api.Pod, gone bool) {
+// its worker, starting one for a new pod; it returns the worker it
+// started, if any.
+func (a *Agent) podChanged(ctx context.Context, wg *sync.WaitGroup, p *api.Pod, gone bool) *podWorker {
 	a.mu.Lock()
 	w := a.workers[p.Name]
 	a.mu.Unlock()
@@ -221,6 +222,7 @@ func (a *Agent) podChanged(ctx context.Context, wg *sync.WaitGroup, p *api.Pod, 
 	case w != nil:
 		w.update(p)
 	case !gone:
-		a.startWorker(ctx, wg, p.Name, p)
+		return a.startWorker(ctx, wg, p.Name, p)
 	}
+	return nil
 }

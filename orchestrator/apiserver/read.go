@@ -76,22 +76,29 @@ func watchKind[T any, P objectPtr[T]](s *Server, w http.ResponseWriter, r *http.
 		return
 	}
 	enc := json.NewEncoder(w)
+	unflushed := false
 	for ev := range ch {
+		pass := true
 		if keep != nil {
 			var obj T
 			if err := json.Unmarshal(ev.Object, P(&obj)); err != nil || !keep(P(&obj)) {
-				continue
+				pass = false
 			}
 		}
-		if err := enc.Encode(ev); err != nil {
-			return
+		if pass {
+			if err := enc.Encode(ev); err != nil {
+				return
+			}
+			unflushed = true
 		}
 		// Flush the events of a revision together: the channel has more
-		// ready only while a backlog drains.
-		if len(ch) == 0 {
+		// ready only while a backlog drains. A filtered-out event that
+		// ends the backlog must flush what passed before it.
+		if unflushed && len(ch) == 0 {
 			if err := rc.Flush(); err != nil {
 				return
 			}
+			unflushed = false
 		}
 	}
 }

@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/skiff-edge/skiff/orchestrator/api"
+)
+
+// cacheFile is the agent's local cache under the data dir: what it needs
+// to run its pods and program its load balancer while no server answers
+// (after a restart or a reboot with the uplink down).
+const cacheFile = "agent-cache.json"
+
+// cache is the content of the cache file.
+type cache struct {
+	PodCIDR   string           `json:"pod_cidr"`
+	Services  []*api.Service   `json:"services"`
+	Endpoints []*api.Endpoints `json:"endpoints"`
+	// Pods are the pods bound to this node, as last seen.
+	Pods  []*api.Pod `json:"pods"`
+	Saved time.Time  `json:"saved"`
+}
+
+func (a *Agent) cachePath() string { return filepath.Join(a.cfg.Node.DataDir, cacheFile) }
+
+// loadCache reads the cache; nil if there is none or it does not parse.
+func (a *Agent) loadCache() *cache {
+	b, err := os.ReadFile(a.cachePath())
+	if err != nil {
+		return nil
+	}
+	var c cache
+	if err := json.Unmarshal(b, &c); err != nil {
+		a.log.Warn("agent cache unreadable; ignoring it", "path", a.cachePath(), "err", err)
+		return nil
+	}
+	return &c
+}
+
+// snapshot builds the cache from the agent's state.
+func (a *Agent) snapshot(podCIDR string) *cache {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := &cache{PodCIDR: podCIDR, Saved: time.Now().UTC()}
+	for _, s := range a.services {
+		c.Services = append(c.Services, s)
+	}
+	for _, e := range a.eps {
+		c.Endpoints = append(c.Endpoints, e)
+	}
+	for _, w := range a.workers {
+		if p := w.latest(); p != nil {
+			c.Pods = append(c.Pods, p)
+		}
+	}
+	return c
+}
+
+// saveCache writes c atomically (a temporary file renamed into place).
+func (a *Agent) saveCache(c *cache) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	tmp := a.cachePath() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write agent cache: %w", err)
+	}
+	if err := os.Rename(tmp, a.cachePath()); err != nil {
+		return fmt.Errorf("write agent cache: %w", err)
+	}
+	return nil
+}
+
+// cacheLoop saves the cache every interval when it changed.
+func (a *Agent) cacheLoop(ctx context.Context, podCIDR string, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var last []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c := a.snapshot(podCIDR)
+		c.Saved = time.Time{}
+		b, _ := json.Marshal(c)
+		if string(b) == string(last) {
+			continue
+		}
+		c.Saved = time.Now().UTC()
+		if err := a.saveCache(c); err != nil {
+			a.log.Warn("save agent cache", "err", err)
+			continue
+		}
+		last = b
+	}
+}
