@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -349,6 +350,14 @@ func TestClusterServerCutOff(t *testing.T) {
 	}
 }
 
+func podNames(pods []api.Pod) []string {
+	var n []string
+	for _, p := range pods {
+		n = append(n, p.Name)
+	}
+	return n
+}
+
 func sum(m map[string]int) int {
 	n := 0
 	for _, v := range m {
@@ -371,6 +380,22 @@ func TestAgentRestartWithoutServer(t *testing.T) {
 	if len(mine) == 0 {
 		t.Fatalf("no pod on node %d: %s", agent, podSummary(pods))
 	}
+	// The agent saves its cache asynchronously: wait until it holds this
+	// node's pods and the service (orchestrator/agent's
+	// <data_dir>/agent-cache.json) before the server goes.
+	cacheFile := filepath.Join(c.Nodes[agent].DataDir, "agent-cache.json")
+	c.WaitFor("the agent's cache holding its pods", 20*time.Second, func() (bool, error) {
+		b, err := os.ReadFile(cacheFile)
+		if err != nil {
+			return false, err
+		}
+		for _, name := range append(podNames(mine), `"web"`) {
+			if !strings.Contains(string(b), name) {
+				return false, fmt.Errorf("%s lacks %s", cacheFile, name)
+			}
+		}
+		return true, nil
+	})
 	c.Cut(0)
 	c.Kill(agent)
 	// The kill leaves the kernel's rules; flush the service chains so that
