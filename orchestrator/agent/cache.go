@@ -82,6 +82,7 @@ func (a *Agent) cacheLoop(ctx context.Context, podCIDR string, every time.Durati
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var last []byte
+	a.log.Debug("agent cache loop started", "path", a.cachePath())
 	for {
 		select {
 		case <-ctx.Done():
@@ -90,7 +91,11 @@ func (a *Agent) cacheLoop(ctx context.Context, podCIDR string, every time.Durati
 		}
 		c := a.snapshot(podCIDR)
 		c.Saved = time.Time{}
-		b, _ := json.Marshal(c)
+		b, err := json.Marshal(c)
+		if err != nil {
+			a.log.Warn("encode agent cache", "err", err)
+			continue
+		}
 		if string(b) == string(last) {
 			continue
 		}
@@ -100,5 +105,6 @@ func (a *Agent) cacheLoop(ctx context.Context, podCIDR string, every time.Durati
 			continue
 		}
 		last = b
+		a.log.Debug("agent cache saved", "services", len(c.Services), "pods", len(c.Pods))
 	}
 }

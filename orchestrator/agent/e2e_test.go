@@ -199,6 +199,11 @@ func TestE2E(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The agent keeps a local cache to run from without a server.
+		n.waitFor("agent cache with the pods", 10*time.Second, func() (bool, error) {
+			b, err := os.ReadFile(filepath.Join(n.dataDir, "agent-cache.json"))
+			return err == nil && strings.Contains(string(b), before[0].Name), nil
+		})
 		l := loop("http://" + vip + "/")
 		n.kill()
 		n.start()
