@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
@@ -121,4 +122,45 @@ func TestPodIO(t *testing.T) {
 func isStatus(err error, code int) bool {
 	var e *client.APIError
 	return errors.As(err, &e) && e.Status == code
+}
+
+// TestFilteredWatchFlushes: a pod for the watched node followed, in the
+// same transaction, by one for another node must reach the watcher at once
+// (the filtered-out event last in the backlog used to hold it back).
+func TestFilteredWatchFlushes(t *testing.T) {
+	s, st := newTestServer(t, "10.96.0.0/16")
+	hs := httptest.NewServer(s)
+	defer hs.Close()
+	c, err := client.New(hs.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A first write, so that the watch starts from a revision > 0 (0
+	// means "from now", which could miss the writes below).
+	rev, err := st.Update(func(tx *store.Tx) error {
+		return tx.Put(api.KindPod, &api.Pod{Meta: api.Meta{Name: "p0"}, Spec: api.PodSpec{App: "x", Node: "z"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	evs, _ := c.WatchQuery(ctx, api.KindPod, rev, map[string][]string{"node": {"a"}})
+	_, err = st.Update(func(tx *store.Tx) error {
+		if err := tx.Put(api.KindPod, &api.Pod{Meta: api.Meta{Name: "pa"}, Spec: api.PodSpec{App: "x", Node: "a"}}); err != nil {
+			return err
+		}
+		return tx.Put(api.KindPod, &api.Pod{Meta: api.Meta{Name: "pb"}, Spec: api.PodSpec{App: "x", Node: "b"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-evs:
+		if !strings.Contains(string(ev.Object), `"pa"`) {
+			t.Errorf("got %s, want pod pa", ev.Object)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the watcher of node a got nothing in 3s")
+	}
 }
