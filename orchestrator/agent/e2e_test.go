@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -98,18 +99,12 @@ func TestE2E(t *testing.T) {
 		if code := exitCode(err); code != 3 {
 			t.Errorf("skiff exec exit 3: exit code %d (%v)", code, err)
 		}
-		// Follow: a line written after the start arrives.
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		rc, err := n.c.Logs(ctx, p, client.LogOptions{Follow: true, Tail: 1})
-		if err != nil {
-			t.Fatal(err)
+		if out, err := n.skiff("logs", p, "-c", "nope"); err == nil {
+			t.Errorf("skiff logs -c nope: no error: %s", out)
 		}
-		defer rc.Close()
-		if _, err := get("http://" + pods[0].Status.IP + ":8080/nope"); err == nil {
-			t.Log("unexpected 200 for /nope")
+		if out, err := n.skiff("logs", p, "-c", "http", "--tail", "1"); err != nil || !strings.Contains(out, "demo listening") {
+			t.Errorf("skiff logs -c http: %v\n%s", err, out)
 		}
-		_ = rc
 	})
 
 	t.Run("killed container restarts", func(t *testing.T) {
@@ -118,8 +113,35 @@ func TestE2E(t *testing.T) {
 		if pid == 0 {
 			t.Fatalf("no pid in status: %+v", p.Status)
 		}
+		// Follow the log across the restart: the new run's first line
+		// arrives on the same stream.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		rc, err := n.c.Logs(ctx, p.Name, client.LogOptions{Follow: true, Tail: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		lines := make(chan string, 16)
+		go func() {
+			sc := bufio.NewScanner(rc)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
 		if err := killPid(pid); err != nil {
 			t.Fatal(err)
+		}
+		seen := 0
+		for seen < 2 {
+			l, ok := <-lines
+			if !ok {
+				t.Fatalf("followed log ended after %d 'demo listening' lines", seen)
+			}
+			if strings.Contains(l, "demo listening") {
+				seen++
+			}
 		}
 		n.waitFor("restart", 30*time.Second, func() (bool, error) {
 			q, err := n.c.GetPod(context.Background(), p.Name)
