@@ -272,6 +272,45 @@ func TestE2E(t *testing.T) {
 		n.waitReady("web", "web", 3, 60*time.Second)
 	})
 
+	t.Run("image pull failure is ImagePullBackOff", func(t *testing.T) {
+		m := demoManifest("badimg", 1)
+		m.Apps["badimg"].Containers["http"].Image = "127.0.0.1:1/nope:1"
+		m.Apps["badimg"].Containers["http"].Readiness = nil
+		if _, err := n.c.Apply(context.Background(), m, false); err != nil {
+			t.Fatal(err)
+		}
+		var pod string
+		n.waitFor("ImagePullBackOff", 30*time.Second, func() (bool, error) {
+			l, err := n.c.ListPods(context.Background(), "badimg", "")
+			if err != nil || len(l.Items) != 1 {
+				return false, err
+			}
+			p := l.Items[0]
+			pod = p.Name
+			return p.Status.Phase == api.PodPending && p.Status.Reason == agentReasonImagePullBackOff &&
+				len(p.Status.Containers) == 1 && p.Status.Containers[0].Reason == agentReasonImagePullBackOff, nil
+		})
+		n.waitFor("a pull failure event", 10*time.Second, func() (bool, error) {
+			evs, err := n.c.ListEvents(context.Background(), "pods/"+pod)
+			if err != nil {
+				return false, err
+			}
+			for _, e := range evs.Items {
+				if e.Type == api.EventWarning && e.Reason == "Failed" && strings.Contains(e.Message, "pull image") {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err := n.c.DeleteApp(context.Background(), "badimg"); err != nil {
+			t.Fatal(err)
+		}
+		n.waitFor("badimg pod gone", 30*time.Second, func() (bool, error) {
+			l, err := n.c.ListPods(context.Background(), "badimg", "")
+			return err == nil && len(l.Items) == 0, err
+		})
+	})
+
 	t.Run("delete the app leaves nothing", func(t *testing.T) {
 		if out, err := n.skiff("delete", "-f", manifest); err != nil {
 			t.Fatalf("delete: %v\n%s", err, out)
@@ -356,4 +395,6 @@ func httpPost(url string) (string, error) {
 	return strconv.Itoa(resp.StatusCode), nil
 }
 
-var _ = api.PodRunning
+// agentReasonImagePullBackOff is agent.ReasonImagePullBackOff (this test
+// package stays external).
+const agentReasonImagePullBackOff = "ImagePullBackOff"
