@@ -67,6 +67,17 @@ func TestE2E(t *testing.T) {
 	vip := n.vip("web")
 
 	t.Run("vip reaches all replicas", func(t *testing.T) {
+		// The endpoints object lists all three a few ms before the node's
+		// rules do: wait for the data plane, then count.
+		n.waitFor("the VIP to reach 3 pods", 10*time.Second, func() (bool, error) {
+			seen := map[string]bool{}
+			for range 30 {
+				if body, err := get("http://" + vip + "/"); err == nil {
+					seen[body] = true
+				}
+			}
+			return len(seen) == 3, nil
+		})
 		seen := map[string]int{}
 		for range 60 {
 			body, err := get("http://" + vip + "/")
