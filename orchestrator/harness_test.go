@@ -83,7 +83,7 @@ func startServer(t *testing.T, o serverOpts) *server {
 	args := []string{"server", "--config", cfgFile, "--data-dir", s.dataDir, "--run-dir", s.runDir}
 	if o.tcp {
 		s.tcpAddr = freePort(t)
-		args = append(args, "--listen-tcp", "--api-addr", s.tcpAddr)
+		args = append(args, "--listen-tcp", "--api-addr", s.tcpAddr, "--gossip-addr", freePort(t))
 	}
 	s.cmd = exec.Command(skiffBin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log

@@ -2,8 +2,7 @@ package orchestrator
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,10 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/skiff-edge/skiff/cluster"
+	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/agent"
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
@@ -40,9 +40,13 @@ type ServerConfig struct {
 	// Agent also runs this node's agent in the process: it reaches the API
 	// over the unix socket and serves logs and exec for it.
 	Agent bool
-	// TCP also serves the API on Node.APIAddr, for agents and remote CLIs,
-	// behind a bearer token kept in <data_dir>/token (made on first start).
-	// Plain HTTP for now.
+	// TCP runs the server in cluster mode: it serves the API over TLS on
+	// Node.APIAddr, for agents and remote CLIs, with the CA and serving
+	// certificate of <data_dir>/pki (made on first start, see cluster/pki);
+	// requests must carry the join secret as a bearer token (`skiff token`
+	// prints the whole join token). It also starts this node's gossip
+	// member (role server) on Node.GossipAddr and marks nodes whose member
+	// fails or leaves NotReady.
 	TCP bool
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -59,7 +63,6 @@ type ServerConfig struct {
 const (
 	StoreFile  = "state.db"
 	SocketFile = "skiff.sock"
-	TokenFile  = "token"
 )
 
 // eventMaxAge is how long events are kept.
@@ -116,12 +119,31 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		ln net.Listener
 		h  http.Handler
 	}{{unixLn, apiSrv}}
+	var g *gossip
 	if cfg.TCP {
-		token, err := ensureToken(filepath.Join(node.DataDir, TokenFile))
+		p, err := pki.Load(filepath.Join(node.DataDir, PKIDir), serverHosts(node))
 		if err != nil {
 			unixLn.Close()
 			return err
 		}
+		m, err := startMember(node, cluster.RoleServer, p.GossipKey(), logger)
+		if err != nil {
+			unixLn.Close()
+			return fmt.Errorf("gossip: %w", err)
+		}
+		defer func() {
+			if err := m.Leave(); err != nil {
+				log.Warn("leave the gossip", "err", err)
+			}
+		}()
+		if len(node.Servers) > 0 {
+			if _, err := m.Join(gossipAddrs(node.Servers)); err != nil {
+				log.Warn("join the other servers", "servers", node.Servers, "err", err)
+			}
+		}
+		g = newGossip(m, log)
+		handler := clusterHandler(m, apiSrv)
+		listeners[0].h = handler
 		tcpLn, err := net.Listen("tcp", node.APIAddr)
 		if err != nil {
 			unixLn.Close()
@@ -130,8 +152,8 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		listeners = append(listeners, struct {
 			ln net.Listener
 			h  http.Handler
-		}{tcpLn, apiserver.RequireToken(token, apiSrv)})
-		log.Info("API on TCP", "addr", tcpLn.Addr().String())
+		}{tls.NewListener(tcpLn, p.ServerTLSConfig()), apiserver.RequireToken(p.Token().Secret, handler)})
+		log.Info("API on TCP (TLS)", "addr", tcpLn.Addr().String(), "gossip", m.Addr())
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -161,10 +183,15 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 			}
 		}()
 	}
+	if g != nil {
+		lc := &lifecycle{st: st, self: node.NodeName, log: log.With("component", "lifecycle"), last: map[string]cluster.Status{}}
+		wg.Add(1)
+		go func() { defer wg.Done(); g.run(ctx, lc.update) }()
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		if err := controller.Run(ctx, st, logger); err != nil {
+		if err := controller.RunConfig(ctx, st, controller.ConfigFromNode(&node, logger)); err != nil {
 			errc <- fmt.Errorf("controllers: %w", err)
 		}
 	}()
@@ -173,7 +200,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		housekeeping(ctx, st, log)
 	}()
 	if cfg.Agent {
-		ag, err := newLocalAgent(node, sockPath, logger, cfg.Ready)
+		ag, err := newLocalAgent(node, sockPath, logger, cfg.Ready, g)
 		if err != nil {
 			cancel()
 			cancelReqs()
@@ -229,7 +256,9 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 
 // newLocalAgent makes the in-process agent of `skiff server --agent`; it
 // reaches the API over the unix socket.
-func newLocalAgent(node configs.NodeConfig, sockPath string, logger *slog.Logger, ready func()) (*agent.Agent, error) {
+// With gossip, the agent's pod CIDR goes into the server's member's tags
+// and the peer routes come from its view (one member per node).
+func newLocalAgent(node configs.NodeConfig, sockPath string, logger *slog.Logger, ready func(), g *gossip) (*agent.Agent, error) {
 	c, err := client.New("unix://"+sockPath, "")
 	if err != nil {
 		return nil, err
@@ -237,6 +266,9 @@ func newLocalAgent(node configs.NodeConfig, sockPath string, logger *slog.Logger
 	acfg := agent.DefaultConfig(node, c)
 	acfg.Logger = logger
 	acfg.Ready = ready
+	if g != nil {
+		acfg.Network = g.network
+	}
 	return agent.New(acfg)
 }
 
@@ -295,36 +327,29 @@ func listenUnix(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// ensureToken reads the API token at path, making a random one (mode 0600)
-// if there is none.
-func ensureToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return "", fmt.Errorf("token file %s is empty", path)
+// serverHosts are the names the serving certificate must hold: the
+// advertise address and api_addr's host unless it is every address.
+func serverHosts(node configs.NodeConfig) []string {
+	var hosts []string
+	if node.AdvertiseAddr != "" {
+		hosts = append(hosts, node.AdvertiseAddr)
+	}
+	if h, _, err := net.SplitHostPort(node.APIAddr); err == nil && h != "" && h != "0.0.0.0" && h != node.AdvertiseAddr {
+		hosts = append(hosts, h)
+	}
+	return hosts
+}
+
+// gossipAddrs turns API addresses (host:port) into gossip addresses: the
+// same host on the default gossip port.
+func gossipAddrs(apiAddrs []string) []string {
+	var out []string
+	for _, a := range apiAddrs {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			host = a
 		}
-		return tok, nil
+		out = append(out, net.JoinHostPort(host, "7946"))
 	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read token: %w", err)
-	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", err
-	}
-	tok := hex.EncodeToString(raw)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("create token: %w", err)
-	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
-		return "", fmt.Errorf("write token: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return "", fmt.Errorf("write token: %w", err)
-	}
-	return tok, f.Close()
+	return out
 }

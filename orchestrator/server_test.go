@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
 )
@@ -370,15 +372,19 @@ func TestAPIWatch(t *testing.T) {
 
 func TestAPITCPToken(t *testing.T) {
 	s := startServer(t, serverOpts{tcp: true})
-	tok, err := os.ReadFile(filepath.Join(s.dataDir, "token"))
+	out, err := exec.Command(skiffBin, "token", "--data-dir", s.dataDir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("skiff token: %v\n%s", err, out)
+	}
+	tok, err := pki.ParseToken(string(out))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi, _ := os.Stat(filepath.Join(s.dataDir, "token")); fi.Mode().Perm() != 0o600 {
-		t.Fatalf("token file mode %v", fi.Mode())
+	if fi, err := os.Stat(filepath.Join(s.dataDir, "pki", pki.SecretFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("join secret file: %v %v", fi, err)
 	}
-	c := &http.Client{Timeout: 10 * time.Second}
-	base := "http://" + s.tcpAddr
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.ClientTLSConfig(tok)}}
+	base := "https://" + s.tcpAddr
 	bearer := func(v string) http.Header { return http.Header{"Authorization": {v}} }
 	tests := []struct {
 		name   string
@@ -388,8 +394,10 @@ func TestAPITCPToken(t *testing.T) {
 	}{
 		{"no token", "/v1/apps", nil, 401},
 		{"wrong token", "/v1/apps", bearer("Bearer nope"), 401},
-		{"not bearer", "/v1/apps", bearer(strings.TrimSpace(string(tok))), 401},
-		{"token", "/v1/apps", bearer("Bearer " + strings.TrimSpace(string(tok))), 200},
+		{"not bearer", "/v1/apps", bearer(tok.Secret), 401},
+		{"whole token", "/v1/apps", bearer("Bearer " + tok.String()), 401},
+		{"secret", "/v1/apps", bearer("Bearer " + tok.Secret), 200},
+		{"members", "/v1/members", bearer("Bearer " + tok.Secret), 200},
 		{"healthz without token", "/healthz", nil, 200},
 	}
 	for _, tc := range tests {

@@ -4,14 +4,13 @@ import (
 	"errors"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator"
 	"github.com/skiff-edge/skiff/orchestrator/agent"
-	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -38,6 +37,7 @@ func newAgentCmd() *cobra.Command {
 				"run-dir":        {&cfg.RunDir, &over.RunDir},
 				"node-name":      {&cfg.NodeName, &over.NodeName},
 				"advertise-addr": {&cfg.AdvertiseAddr, &over.AdvertiseAddr},
+				"gossip-addr":    {&cfg.GossipAddr, &over.GossipAddr},
 			} {
 				if cmd.Flags().Changed(name) {
 					*v[0] = *v[1]
@@ -58,27 +58,17 @@ func newAgentCmd() *cobra.Command {
 				return errors.New("agent: --server HOST:PORT is required (or --cleanup)")
 			}
 			token, _ := cmd.Flags().GetString("token")
-			addr := server
-			if !strings.Contains(addr, "://") {
-				// Plain HTTP until the cluster issue brings TLS.
-				addr = "http://" + addr
-			}
-			c, err := client.New(addr, token)
-			if err != nil {
-				return err
-			}
-			acfg := agent.DefaultConfig(cfg, c)
-			acfg.Logger = logger
-			acfg.Ready = func() {
-				if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-					logger.Warn("sd_notify failed", "err", err)
-				}
-			}
-			a, err := agent.New(acfg)
-			if err != nil {
-				return err
-			}
-			return a.Run(cmd.Context())
+			return orchestrator.RunAgent(cmd.Context(), orchestrator.AgentConfig{
+				Node:   cfg,
+				Server: server,
+				Token:  token,
+				Logger: logger,
+				Ready: func() {
+					if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+						logger.Warn("sd_notify failed", "err", err)
+					}
+				},
+			})
 		}),
 	}
 	f := cmd.Flags()
@@ -88,6 +78,7 @@ func newAgentCmd() *cobra.Command {
 	f.StringVar(&over.RunDir, "run-dir", "", "runtime directory (overrides run_dir)")
 	f.StringVar(&over.NodeName, "node-name", "", "this node's name (overrides node_name)")
 	f.StringVar(&over.AdvertiseAddr, "advertise-addr", "", "this node's IP (overrides advertise_addr)")
+	f.StringVar(&over.GossipAddr, "gossip-addr", "", "gossip listen address IP:PORT (overrides gossip_addr)")
 	f.BoolVar(&cleanup, "cleanup", false, "remove every container, mount, cgroup, link, route and rule skiff made on this node")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd

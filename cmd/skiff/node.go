@@ -2,9 +2,13 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-edge/skiff/cluster/pki"
+	"github.com/skiff-edge/skiff/orchestrator"
 	"github.com/skiff-edge/skiff/orchestrator/cli"
 )
 
@@ -13,13 +17,35 @@ const defaultDataDir = "/var/lib/skiff"
 
 func notImplemented(*cobra.Command, []string) error { return cli.ErrNotImplemented }
 
-func newMembersCmd(_ *globals) *cobra.Command {
+func newMembersCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "members",
-		Short: "List the cluster's serf members",
+		Short: "List the cluster's gossip members as the server sees them",
 		Args:  cobra.NoArgs,
-		RunE:  run(notImplemented),
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ms, err := c.Members(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tSTATUS\tROLE\tGOSSIP\tIP\tPOD CIDR\tAPI")
+			for _, m := range ms {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Status, m.Role, m.Addr, dash(m.IP), dash(m.PodCIDR), dash(m.API))
+			}
+			return tw.Flush()
+		}),
 	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func newTokenCmd() *cobra.Command {
@@ -29,7 +55,7 @@ func newTokenCmd() *cobra.Command {
 		Short: "Print the join token for agents",
 		Args:  cobra.NoArgs,
 		RunE: run(func(*cobra.Command, []string) error {
-			t, err := cli.ReadToken(dataDir)
+			t, err := pki.ReadToken(filepath.Join(dataDir, orchestrator.PKIDir))
 			if err != nil {
 				return err
 			}

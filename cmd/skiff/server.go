@@ -44,6 +44,7 @@ func newServerCmd() *cobra.Command {
 				"node-name":      {&cfg.NodeName, &over.NodeName},
 				"api-addr":       {&cfg.APIAddr, &over.APIAddr},
 				"advertise-addr": {&cfg.AdvertiseAddr, &over.AdvertiseAddr},
+				"gossip-addr":    {&cfg.GossipAddr, &over.GossipAddr},
 			} {
 				if cmd.Flags().Changed(name) {
 					*v[0] = *v[1]
@@ -79,7 +80,8 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&over.NodeName, "node-name", "", "this node's name (overrides node_name)")
 	f.StringVar(&over.APIAddr, "api-addr", "", "TCP address of the TLS API (overrides api_addr)")
 	f.StringVar(&over.AdvertiseAddr, "advertise-addr", "", "this node's IP for gossip, API and routes (overrides advertise_addr)")
-	f.BoolVar(&listenTCP, "listen-tcp", false, "also serve the API over TLS on api_addr")
+	f.StringVar(&over.GossipAddr, "gossip-addr", "", "gossip listen address IP:PORT (overrides gossip_addr)")
+	f.BoolVar(&listenTCP, "listen-tcp", false, "cluster mode: serve the API over TLS on api_addr for agents (join with `skiff token`) and gossip on gossip_addr")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
 }
