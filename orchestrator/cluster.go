@@ -193,12 +193,19 @@ type lifecycle struct {
 	self string
 	log  *slog.Logger
 	last map[string]cluster.Status
+	// marked are the nodes this server marked NotReady for a failed member.
+	marked map[string]bool
 }
 
 // update acts on the members whose status changed since the last call. A
 // server that sees most members failed is more likely the one cut off:
-// it then marks nobody and tries again on the next change or resync.
+// it then marks nobody, undoes the marks it made for failed members (the
+// first failure of a partition is seen while the others still look
+// alive), and acts again once most members are back.
 func (l *lifecycle) update(ms []cluster.MemberInfo) {
+	if l.marked == nil {
+		l.marked = map[string]bool{}
+	}
 	alive, total := 0, 0
 	for _, mi := range ms {
 		if mi.Status == cluster.StatusLeft {
@@ -210,6 +217,17 @@ func (l *lifecycle) update(ms []cluster.MemberInfo) {
 		}
 	}
 	quorum := 2*alive > total
+	if !quorum {
+		for name := range l.marked {
+			if err := undoNotReady(l.st, name, time.Now()); err != nil {
+				l.log.Warn("undo not ready", "node", name, "err", err)
+				continue
+			}
+			l.log.Warn("this server sees only a minority of members alive: undid its NotReady mark", "node", name, "alive", alive, "members", total)
+			delete(l.marked, name)
+			delete(l.last, name)
+		}
+	}
 	for _, mi := range ms {
 		if mi.Name == l.self {
 			continue
@@ -226,7 +244,9 @@ func (l *lifecycle) update(ms []cluster.MemberInfo) {
 				delete(l.last, mi.Name)
 				continue
 			}
-			reason, msg = "NodeGossipFailed", "gossip: the node stopped answering probes"
+			reason, msg = reasonGossipFailed, "gossip: the node stopped answering probes"
+		case cluster.StatusAlive:
+			delete(l.marked, mi.Name) // its heartbeat makes it Ready
 		case cluster.StatusLeft:
 			reason, msg = "NodeLeft", "gossip: the node left the cluster"
 		}
@@ -237,8 +257,38 @@ func (l *lifecycle) update(ms []cluster.MemberInfo) {
 		if err := markNotReady(l.st, mi.Name, reason, msg, time.Now()); err != nil {
 			l.log.Warn("mark node not ready", "node", mi.Name, "err", err)
 			delete(l.last, mi.Name) // again on the next pass
+			continue
+		}
+		if mi.Status == cluster.StatusFailed {
+			l.marked[mi.Name] = true
 		}
 	}
+}
+
+// reasonGossipFailed is the Ready condition's reason for a failed member.
+const reasonGossipFailed = "NodeGossipFailed"
+
+// undoNotReady sets node name's Ready condition true again if it is still
+// false for reasonGossipFailed.
+func undoNotReady(st *store.Store, name string, now time.Time) error {
+	_, err := st.Update(func(tx *store.Tx) error {
+		var n api.Node
+		if err := tx.Get(api.KindNode, name, &n); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
+		}
+		for i := range n.Status.Conditions {
+			c := &n.Status.Conditions[i]
+			if c.Type == api.NodeReady && !c.Status && c.Reason == reasonGossipFailed {
+				c.Status, c.Reason, c.Message, c.LastChange = true, "GossipMinority", "gossip: this server saw most members fail, so it trusts no failure it saw", now
+				return tx.Put(api.KindNode, &n)
+			}
+		}
+		return nil
+	})
+	return err
 }
 
 // markNotReady writes node name's Ready condition false (in one
