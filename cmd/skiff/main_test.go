@@ -422,16 +422,26 @@ func TestTCP(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close() // the server binds it next; a collision fails the test loudly
 	tcp := fmt.Sprintf("127.0.0.1:%d", port)
-	unix, dataDir := startServerArgs(t, "--listen-tcp", "--api-addr", tcp)
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gossip := gl.Addr().String()
+	gl.Close()
+	unix, dataDir := startServerArgs(t, "--listen-tcp", "--api-addr", tcp, "--gossip-addr", gossip)
 
 	token := strings.TrimSpace(must(t, unix, "token", "--data-dir", dataDir))
-	if len(token) < 16 {
-		t.Fatalf("token %q", token)
+	if !strings.HasPrefix(token, "K10") || !strings.Contains(token, "::") {
+		t.Fatalf("token %q, want K10<ca hash>::<secret>", token)
 	}
-	must(t, unix, "--api", "http://"+tcp, "--token", token, "get", "nodes")
-	r := skiff(t, "http://"+tcp, "get", "nodes")
+	must(t, unix, "--api", "https://"+tcp, "--token", token, "get", "nodes")
+	hash, _, _ := strings.Cut(token, "::")
+	r := skiff(t, "https://"+tcp, "--token", hash+"::0123456789abcdef0123", "get", "nodes")
 	if r.code != 1 || r.stderr != "skiff: missing or wrong bearer token\n" {
-		t.Errorf("without token: exit %d stderr %q", r.code, r.stderr)
+		t.Errorf("wrong secret: exit %d stderr %q", r.code, r.stderr)
+	}
+	if out := must(t, unix, "members"); !strings.Contains(out, "alive") || !strings.Contains(out, "server") {
+		t.Errorf("skiff members:\n%s", out)
 	}
 }
 

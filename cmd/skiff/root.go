@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/orchestrator/cli"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
@@ -30,7 +31,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&g.api, "api", cli.DefaultAPI(), "API address: unix:///PATH or https://HOST:PORT (env SKIFF_API)")
-	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SKIFF_TOKEN"), "token for the TCP API (env SKIFF_TOKEN)")
+	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SKIFF_TOKEN"), "join token (`skiff token`) for the TLS API (env SKIFF_TOKEN)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 
 	root.AddCommand(
@@ -61,8 +62,13 @@ func run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, 
 	}
 }
 
-// client returns a client of the API the global flags name.
+// client returns a client of the API the global flags name. A join token
+// (K10<CA hash>::<secret>, from `skiff token`) pins the server's CA and
+// sends its secret as the bearer token.
 func (g *globals) client() (*client.Client, error) {
+	if tok, err := pki.ParseToken(g.token); err == nil {
+		return client.NewWithConfig(client.Config{Addr: g.api, Token: tok.Secret, TLS: pki.ClientTLSConfig(tok)})
+	}
 	return client.New(g.api, g.token)
 }
 
