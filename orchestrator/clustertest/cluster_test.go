@@ -473,6 +473,7 @@ func TestJoinBadToken(t *testing.T) {
 			if !found {
 				t.Errorf("exit %d; its log does not name %v:\n%s", code, tc.want, log)
 			}
+			t.Logf("exit %d: %s", code, tailFile(c.Nodes[1].Log, 1))
 			if n, err := c.Client(0).GetNode(t.Context(), c.Nodes[1].Name); err == nil {
 				t.Errorf("the server lists the refused node: %+v", n.Meta)
 			}
