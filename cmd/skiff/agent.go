@@ -2,8 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
@@ -54,10 +56,20 @@ func newAgentCmd() *cobra.Command {
 			if cleanup {
 				return agent.Cleanup(cfg, logger)
 			}
+			if server == "" && len(cfg.Servers) > 0 {
+				server = cfg.Servers[0]
+			}
 			if server == "" {
-				return errors.New("agent: --server HOST:PORT is required (or --cleanup)")
+				return errors.New("agent: --server HOST:PORT (or servers in the config) is required (or --cleanup)")
 			}
 			token, _ := cmd.Flags().GetString("token")
+			if token == "" && cfg.TokenFile != "" {
+				b, err := os.ReadFile(cfg.TokenFile)
+				if err != nil {
+					return fmt.Errorf("agent: token_file: %w", err)
+				}
+				token = strings.TrimSpace(string(b))
+			}
 			return orchestrator.RunAgent(cmd.Context(), orchestrator.AgentConfig{
 				Node:   cfg,
 				Server: server,
