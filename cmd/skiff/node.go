@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"text/tabwriter"
@@ -10,6 +11,7 @@ import (
 	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/orchestrator"
 	"github.com/skiff-edge/skiff/orchestrator/cli"
+	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
 // defaultDataDir is where a server keeps its state unless told otherwise.
@@ -28,6 +30,9 @@ func newMembersCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ms, err := c.Members(cmd.Context())
+			if client.IsNotFound(err) {
+				return errors.New("this server runs no gossip: start it with --listen-tcp (cluster mode)")
+			}
 			if err != nil {
 				return err
 			}
