@@ -28,11 +28,23 @@
 // # Use
 //
 //	c := clustertest.New(t, clustertest.Options{Nodes: 3})
-//	c.Apply(clustertest.DemoManifest(6))
-//	pods := c.WaitAppReady("web", 6, time.Minute)
-//	hits := c.HitVIP(1, "web", 30)      // from node 1's netns
-//	c.Kill(2); c.Cut(2)                 // lose node 2
-//	c.Heal(2); c.Start(2)               // and bring it back
+//	c.Apply(clustertest.DemoManifest(6))             // skiff apply against node 0
+//	pods := c.WaitAppReady("web", 6, time.Minute)    // ready, and listed as endpoints
+//	h := clustertest.Hit(c.Nodes[1].NetnsPath(), c.VIP("web"), 30) // from node 1
+//	h = clustertest.Hit(c.PodNetns(1, pods[0].Name), c.VIP("web"), 30) // from a pod on node 1
+//	c.Kill(2); c.Cut(2)                              // lose node 2
+//	c.Heal(2); c.Start(2)                            // and bring it back
+//
+// Other helpers: Restart, Stop, StartAgent (a token of the test's choice)
+// and WaitExit, Exec (a command in a node's netns), CLI (the skiff CLI on a
+// node's socket), Client (orchestrator/client on a node's socket; agents
+// may have none, so cluster-wide reads go to node 0), Token, WaitFor and
+// Poll, WaitNodeReady, Pods and ReadyPods, IptablesNAT and LBHoldsAny (a
+// node's nat table), AppProcs (a container's processes counted in the
+// node's cgroup parent), GetIn (one request from any netns).
+//
+// The benchmarks of this package (BenchmarkFailover, BenchmarkAgentRSS)
+// are run by bench/failover.sh; figures in bench/failover.md.
 //
 // skiff is built once per test binary (go build ./cmd/skiff into a temp
 // dir). New registers the clean-up with t.Cleanup: every node gets SIGTERM,
