@@ -412,6 +412,7 @@ func TestAgentRestartWithoutServer(t *testing.T) {
 	// The server is unreachable: the agent cannot wait for Ready in its
 	// view, so we start the process and wait for the data plane.
 	c.StartProcess(agent, c.agentArgs(c.Nodes[agent], c.Token())...)
+	restarted := time.Now()
 	mineIPs := podIPs(mine)
 	c.WaitFor("the agent's VIP answers from its own pods", 60*time.Second, func() (bool, error) {
 		h := Hit(c.Nodes[agent].NetnsPath(), vip, 20)
@@ -421,6 +422,7 @@ func TestAgentRestartWithoutServer(t *testing.T) {
 		}
 		return hit > 0, fmt.Errorf("%+v", h)
 	})
+	t.Logf("the VIP answers from node %d's pods %.1fs after its restart", agent, time.Since(restarted).Seconds())
 	for _, p := range mine {
 		if _, err := c.GetFromNode(agent, p.Status.IP+":8080"); err != nil {
 			t.Errorf("pod %s (%s) does not answer on node %d: %v", p.Name, p.Status.IP, agent, err)
@@ -431,7 +433,10 @@ func TestAgentRestartWithoutServer(t *testing.T) {
 		t.Errorf("node %d's nat table names %v of its pods %v (%v)", agent, held, mineIPs, err)
 	}
 	c.Heal(0)
+	healed := time.Now()
 	c.WaitAppReady("web", 6, 60*time.Second)
+	c.WaitNodeReady(agent, 30*time.Second)
+	t.Logf("6 ready pods and node %d Ready %.1fs after the heal", agent, time.Since(healed).Seconds())
 }
 
 // TestJoinBadToken: an agent with a wrong secret, or with a token whose CA
