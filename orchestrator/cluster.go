@@ -158,8 +158,11 @@ func (g *gossip) run(ctx context.Context, onChange func([]cluster.MemberInfo)) {
 }
 
 // syncPeers makes the routes match the members that announce an IP and a
-// pod CIDR. A failed member keeps its route (its pods may come back, and a
-// stale route costs nothing); one that left loses it.
+// pod CIDR. A failed or departed member keeps its route: its pods may
+// still run (a server restarted gracefully leaves and comes back, its
+// containers untouched), and a stale route costs nothing. When two members
+// announce the same pod CIDR (a node's CIDR given to another after it was
+// deleted), the alive one wins.
 func (g *gossip) syncPeers(ms []cluster.MemberInfo) {
 	g.mu.Lock()
 	nw := g.nw
@@ -167,11 +170,23 @@ func (g *gossip) syncPeers(ms []cluster.MemberInfo) {
 	if nw == nil {
 		return
 	}
-	var peers []netlb.Peer
+	byCIDR := map[string]cluster.MemberInfo{}
+	var order []string
 	for _, mi := range ms {
-		if mi.Name == g.m.Name() || mi.Status == cluster.StatusLeft || mi.IP == "" || mi.PodCIDR == "" {
+		if mi.Name == g.m.Name() || mi.IP == "" || mi.PodCIDR == "" {
 			continue
 		}
+		prev, ok := byCIDR[mi.PodCIDR]
+		if !ok {
+			order = append(order, mi.PodCIDR)
+		}
+		if !ok || (prev.Status != cluster.StatusAlive && mi.Status == cluster.StatusAlive) {
+			byCIDR[mi.PodCIDR] = mi
+		}
+	}
+	var peers []netlb.Peer
+	for _, c := range order {
+		mi := byCIDR[c]
 		ip := net.ParseIP(mi.IP)
 		_, cidr, err := net.ParseCIDR(mi.PodCIDR)
 		if ip == nil || err != nil {
