@@ -105,8 +105,9 @@ type gossip struct {
 	log  *slog.Logger
 	kick chan struct{}
 
-	mu sync.Mutex
-	nw *netlb.Network
+	mu   sync.Mutex
+	nw   *netlb.Network
+	down func(map[string]bool) // the agent's SetDownNodes
 }
 
 func newGossip(m *cluster.Member, log *slog.Logger) *gossip {
@@ -132,6 +133,18 @@ func (g *gossip) network(podCIDR *net.IPNet, nw *netlb.Network) {
 	}
 }
 
+// setDown makes run report the failed members to fn (the local agent's
+// SetDownNodes).
+func (g *gossip) setDown(fn func(map[string]bool)) {
+	g.mu.Lock()
+	g.down = fn
+	g.mu.Unlock()
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
 // run reacts to member events (level-triggered: it re-lists the members on
 // each) until ctx ends: peer routes, then onChange if set.
 func (g *gossip) run(ctx context.Context, onChange func([]cluster.MemberInfo)) {
@@ -151,6 +164,18 @@ func (g *gossip) run(ctx context.Context, onChange func([]cluster.MemberInfo)) {
 		}
 		ms := g.m.Members()
 		g.syncPeers(ms)
+		g.mu.Lock()
+		down := g.down
+		g.mu.Unlock()
+		if down != nil {
+			failed := map[string]bool{}
+			for _, mi := range ms {
+				if mi.Status == cluster.StatusFailed && mi.Name != g.m.Name() {
+					failed[mi.Name] = true
+				}
+			}
+			down(failed)
+		}
 		if onChange != nil {
 			onChange(ms)
 		}

@@ -109,6 +109,7 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	if err != nil {
 		return err
 	}
+	g.setDown(a.SetDownNodes)
 	return a.Run(ctx)
 }
 

@@ -211,6 +211,9 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 			return err
 		}
 		apiSrv.SetPodIO(ag)
+		if g != nil {
+			g.setDown(ag.SetDownNodes)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -113,6 +113,9 @@ type Agent struct {
 	eps      map[string]*api.Endpoints
 	// lbIPs are the endpoint IPs of the last successful netlb sync.
 	lbIPs map[string]bool
+	// downNodes are nodes the gossip says failed (SetDownNodes): their
+	// endpoints are left out of this node's load balancer.
+	downNodes map[string]bool
 
 	lbKick chan struct{}
 	eventc chan api.Event

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"maps"
 	"net"
 	"sort"
 	"time"
@@ -46,10 +47,49 @@ func (a *Agent) lbLoop(ctx context.Context) {
 	}
 }
 
+// SetDownNodes says which nodes the gossip reports failed: this node's load
+// balancer leaves their endpoints out at once, without waiting for the
+// server (which may be the one cut off) to update the endpoints, unless
+// that would leave a service with none. Safe to call at any time.
+func (a *Agent) SetDownNodes(nodes map[string]bool) {
+	a.mu.Lock()
+	changed := !maps.Equal(a.downNodes, nodes)
+	a.downNodes = maps.Clone(nodes)
+	a.mu.Unlock()
+	if changed {
+		a.kickLB()
+	}
+}
+
+// withoutDown returns eps without the endpoints on down nodes; a service
+// whose endpoints are all on down nodes keeps them.
+func withoutDown(eps map[string]*api.Endpoints, down map[string]bool) map[string]*api.Endpoints {
+	if len(down) == 0 {
+		return eps
+	}
+	out := make(map[string]*api.Endpoints, len(eps))
+	for name, e := range eps {
+		var keep []api.Endpoint
+		for _, ep := range e.Endpoints {
+			if !down[ep.Node] {
+				keep = append(keep, ep)
+			}
+		}
+		if len(keep) == len(e.Endpoints) || len(keep) == 0 {
+			out[name] = e
+			continue
+		}
+		c := *e
+		c.Endpoints = keep
+		out[name] = &c
+	}
+	return out
+}
+
 // syncLB programs netlb from the cached services and endpoints.
 func (a *Agent) syncLB() error {
 	a.mu.Lock()
-	svcs, eps, ips := lbState(a.services, a.eps)
+	svcs, eps, ips := lbState(a.services, withoutDown(a.eps, a.downNodes))
 	a.mu.Unlock()
 	if err := a.net.Sync(svcs, eps); err != nil {
 		return err
