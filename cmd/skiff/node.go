@@ -10,14 +10,11 @@ import (
 
 	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/orchestrator"
-	"github.com/skiff-edge/skiff/orchestrator/cli"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
 // defaultDataDir is where a server keeps its state unless told otherwise.
 const defaultDataDir = "/var/lib/skiff"
-
-func notImplemented(*cobra.Command, []string) error { return cli.ErrNotImplemented }
 
 func newMembersCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
