@@ -2,12 +2,8 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
@@ -42,23 +38,4 @@ func Exec(ctx context.Context, c *client.Client, w io.Writer, pod, container str
 		return &ExitError{Code: code}
 	}
 	return nil
-}
-
-// TokenFile is the name of the join token's file in the data directory.
-const TokenFile = "token"
-
-// ReadToken returns the join token the server keeps in dataDir.
-func ReadToken(dataDir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, TokenFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("no token in %s: the server makes one when it serves the API on TCP (skiff server --listen-tcp)", dataDir)
-	}
-	if err != nil {
-		return "", fmt.Errorf("read token: %w", err)
-	}
-	t := strings.TrimSpace(string(b))
-	if t == "" {
-		return "", fmt.Errorf("token file %s is empty", filepath.Join(dataDir, TokenFile))
-	}
-	return t, nil
 }
