@@ -190,10 +190,12 @@ for p in $pods; do [ "${seen[$p]:-0}" -gt 0 ] || missing=1; done
 
 step "the node-port service web-public"
 addr=$("$SKIFF" get nodes | awk 'NR==2 {print $3}')
-if a=$(curl -s --max-time 2 "http://$addr:30080/"); then
-	echo "   http://$addr:30080/ -> $a"
+# Asked on loopback here: a node port answers on 127.0.0.1 as on the node's
+# own addresses, and other machines reach it at http://$addr:30080/.
+if a=$(curl -s --max-time 2 "http://127.0.0.1:30080/"); then
+	echo "   http://127.0.0.1:30080/ -> $a   (other machines: http://$addr:30080/)"
 else
-	echo "   http://$addr:30080/ did not answer (from another machine, try the node's LAN address)"
+	echo "   http://127.0.0.1:30080/ did not answer; see $LOG"
 fi
 
 cat <<EOF
