@@ -31,7 +31,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&g.api, "api", cli.DefaultAPI(), "API address: unix:///PATH or https://HOST:PORT (env SKIFF_API)")
-	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SKIFF_TOKEN"), "the `TOKEN` to join: the token (from skiff token) for the TLS API (env SKIFF_TOKEN)")
+	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SKIFF_TOKEN"), "join `TOKEN` for the TLS API, as printed by skiff token (env SKIFF_TOKEN)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 
 	root.AddCommand(
