@@ -36,7 +36,10 @@ func TestFollowAcrossRotation(t *testing.T) {
 	deadline := time.After(10 * time.Second)
 	for i := 0; i < 300; {
 		select {
-		case l := <-lines:
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("follow ended after %d of 300 lines", i)
+			}
 			if !strings.HasSuffix(l, fmt.Sprintf(" stdout F l%d", i)) {
 				// Only lines rotated out of the last file can be lost.
 				t.Fatalf("line %d: %q", i, l)
@@ -50,8 +53,11 @@ func TestFollowAcrossRotation(t *testing.T) {
 
 func TestFollowAcrossWriters(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.log")
-	rc0, _ := openLogWriter(path, 8192, 3)
-	rc0.Close()
+	w0, err := openLogWriter(path, 8192, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w0.Close()
 	rc, err := readLogs(context.Background(), path, 3, LogOptions{Tail: 0, Follow: true})
 	if err != nil {
 		t.Fatal(err)
@@ -77,14 +83,27 @@ func TestFollowAcrossWriters(t *testing.T) {
 		w.copyLines("stderr", strings.NewReader("done-run\n"))
 		w.Close()
 	}
+	// Every line of both runs arrives once, in order.
+	var want []string
+	for range 2 {
+		for i := range 200 {
+			want = append(want, fmt.Sprintf(" stdout F run line %d", i))
+		}
+		want = append(want, " stderr F done-run")
+	}
 	deadline := time.After(5 * time.Second)
-	n := 0
-	for n < 402 {
+	for n := 0; n < len(want); {
 		select {
-		case <-lines:
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("follow ended after %d of %d lines", n, len(want))
+			}
+			if !strings.HasSuffix(l, want[n]) {
+				t.Fatalf("line %d: %q, want suffix %q", n, l, want[n])
+			}
 			n++
 		case <-deadline:
-			t.Fatalf("got %d of 402", n)
+			t.Fatalf("got %d of %d", n, len(want))
 		}
 	}
 }
