@@ -114,13 +114,7 @@ func TestBackoffResetsAfterLongRun(t *testing.T) {
 	}
 	restart := func(d time.Duration) {
 		t.Helper()
-		eventually(t, 5*time.Second, "restart timer armed", func() error {
-			if clock.Pending() == 0 {
-				return errors.New("no timer")
-			}
-			return nil
-		})
-		clock.Advance(d)
+		advanceWhenArmed(t, clock, d)
 		eventually(t, 10*time.Second, "running again", func() error {
 			if st, _ := r.ContainerStatus(pod, "c"); st.State != StateRunning {
 				return fmt.Errorf("state %s", st.State)
