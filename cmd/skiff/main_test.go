@@ -116,8 +116,12 @@ func startServerArgs(t *testing.T, extra ...string) (addr, dataDir string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed once the server is reaped; waitErr is its result.
+	// A closed channel (not a one-shot send) so that both the readiness
+	// loop and the cleanup can see the exit.
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -140,9 +144,9 @@ func startServerArgs(t *testing.T, extra ...string) (addr, dataDir string) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		select {
-		case err := <-exited:
+		case <-exited:
 			b, _ := os.ReadFile(filepath.Join(dir, "server.log"))
-			t.Fatalf("skiff server exited: %v\n%s", err, b)
+			t.Fatalf("skiff server exited: %v\n%s", waitErr, b)
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -374,7 +378,12 @@ func TestWatch(t *testing.T) {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			lines <- sc.Text()
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				// The test is over and nobody reads: drain so that the
+				// cleanup's <-done does not wait for a reader forever.
+			}
 		}
 		close(lines)
 		done <- cmd.Wait()
