@@ -433,3 +433,25 @@ func TestWatchEndsOnClose(t *testing.T) {
 		t.Fatal("watch still open after Close")
 	}
 }
+
+// TestWatchKindFilterIgnoresObjectText: a watch of one kind must not pass
+// an event of another kind whose object happens to hold the same text as
+// the event's kind field (here node labels kind=apps, object=x).
+func TestWatchKindFilterIgnoresObjectText(t *testing.T) {
+	s, _ := openTest(t, Options{NoSync: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := s.Watch(ctx, api.KindApp, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustUpdate(t, s, func(tx *Tx) error {
+		return tx.Put(api.KindNode, &api.Node{Meta: api.Meta{Name: "tricky"},
+			Spec: api.NodeSpec{Labels: map[string]string{"kind": "apps", "object": "x"}}})
+	})
+	rev := mustUpdate(t, s, func(tx *Tx) error { return tx.Put(api.KindApp, &api.App{Meta: api.Meta{Name: "web"}}) })
+	got := collect(t, ch, 1)
+	if got[0].Revision != rev || got[0].Kind != api.KindApp {
+		t.Fatalf("apps watch got %+v first, want the app at revision %d", got[0], rev)
+	}
+}

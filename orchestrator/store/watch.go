@@ -148,7 +148,11 @@ func (s *Store) readLog(kind string, since int64) (events []api.WatchEvent, scan
 }
 
 // kindIs tells an event's kind without decoding the object: the store
-// writes "kind" before "object".
+// writes "type", "revision" and "kind" before "object", so the first
+// "kind" key in v is the event's own. (Searching anywhere in v would also
+// match an object that carries the same text, e.g. labels
+// {"kind":"pods","object":"x"} on an app.)
 func kindIs(v []byte, kind string) bool {
-	return bytes.Contains(v, []byte(`"kind":"`+kind+`","object"`))
+	i := bytes.Index(v, []byte(`"kind":"`))
+	return i >= 0 && bytes.HasPrefix(v[i:], []byte(`"kind":"`+kind+`","object"`))
 }
