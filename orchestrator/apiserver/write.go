@@ -292,9 +292,12 @@ func (s *Server) deletePod(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, &resp)
 }
 
-// deleteApp deletes an app and, in the same transaction, its pods
-// gracefully.
-func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
+// deleteObject answers DELETE on one object of kind: it deletes the object
+// (conditional on ?revision=) and, in the same transaction, runs also (if
+// not nil) to delete what depends on it. The answer carries the object as
+// it was last written.
+func deleteObject[T any, P objectPtr[T]](s *Server, w http.ResponseWriter, r *http.Request, kind string,
+	also func(tx *store.Tx, name string, resp *DeleteResponse) error) {
 	rev, err := revisionParam(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -303,33 +306,20 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var resp DeleteResponse
 	_, err = s.st.Update(func(tx *store.Tx) error {
-		resp = DeleteResponse{}
-		var app api.App
-		if err := tx.Get(api.KindApp, name, &app); err != nil {
+		var obj T
+		if err := tx.Get(kind, name, P(&obj)); err != nil {
 			return err
 		}
-		if err := tx.Delete(api.KindApp, name, rev); err != nil {
+		if err := tx.Delete(kind, name, rev); err != nil {
 			return err
 		}
-		resp.Object, _ = json.Marshal(&app)
-		var pods []*api.Pod
-		if err := tx.List(api.KindPod, &pods); err != nil {
+		raw, err := json.Marshal(P(&obj))
+		if err != nil {
 			return err
 		}
-		nodes := map[string]*api.Node{}
-		for _, p := range pods {
-			if p.Spec.App != name {
-				continue
-			}
-			deleted, err := deletePodTx(tx, p, 0, nodes)
-			if err != nil {
-				return err
-			}
-			if deleted {
-				resp.PodsDeleted++
-			} else {
-				resp.PodsMarked++
-			}
+		resp.Object = raw
+		if also != nil {
+			return also(tx, name, &resp)
 		}
 		return nil
 	})
@@ -340,34 +330,45 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, &resp)
 }
 
+// deleteApp deletes an app and, in the same transaction, its pods
+// gracefully.
+func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
+	deleteObject[api.App](s, w, r, api.KindApp, deleteAppPods)
+}
+
+// deleteAppPods deletes (or marks, see deletePodTx) the pods of app name
+// and counts them in resp.
+func deleteAppPods(tx *store.Tx, name string, resp *DeleteResponse) error {
+	var pods []*api.Pod
+	if err := tx.List(api.KindPod, &pods); err != nil {
+		return err
+	}
+	nodes := map[string]*api.Node{}
+	for _, p := range pods {
+		if p.Spec.App != name {
+			continue
+		}
+		deleted, err := deletePodTx(tx, p, 0, nodes)
+		if err != nil {
+			return err
+		}
+		if deleted {
+			resp.PodsDeleted++
+		} else {
+			resp.PodsMarked++
+		}
+	}
+	return nil
+}
+
 // deleteService deletes a service and its endpoints object.
 func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
-	rev, err := revisionParam(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	name := r.PathValue("name")
-	var resp DeleteResponse
-	_, err = s.st.Update(func(tx *store.Tx) error {
-		var svc api.Service
-		if err := tx.Get(api.KindService, name, &svc); err != nil {
-			return err
-		}
-		if err := tx.Delete(api.KindService, name, rev); err != nil {
-			return err
-		}
-		resp.Object, _ = json.Marshal(&svc)
+	deleteObject[api.Service](s, w, r, api.KindService, func(tx *store.Tx, name string, _ *DeleteResponse) error {
 		if err := tx.Delete(api.KindEndpoints, name, 0); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 		return nil
 	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, &resp)
 }
 
 // putPod writes a whole pod (for controllers that run out of process); a
