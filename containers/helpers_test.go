@@ -89,9 +89,12 @@ func openRuntime(t testing.TB, cfg Config) *Runtime {
 
 func assertNothingLeft(t testing.TB, cfg Config) {
 	t.Helper()
-	mnts, _ := mountinfo.GetMounts(func(m *mountinfo.Info) (bool, bool) {
+	mnts, err := mountinfo.GetMounts(func(m *mountinfo.Info) (bool, bool) {
 		return !strings.HasPrefix(m.Mountpoint, cfg.Root) && !strings.HasPrefix(m.Mountpoint, cfg.StateDir), false
 	})
+	if err != nil {
+		t.Errorf("read mounts: %v", err)
+	}
 	for _, m := range mnts {
 		t.Errorf("mount left behind: %s", m.Mountpoint)
 	}
