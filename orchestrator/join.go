@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/skiff-edge/skiff/cluster"
@@ -35,12 +37,19 @@ var ErrJoinRefused = errors.New("join refused")
 // joinCheckTimeout bounds the first request to the server.
 const joinCheckTimeout = 10 * time.Second
 
+// agentRequestTimeout bounds each non-stream request of the agent's client,
+// so that a cut-off server is noticed and retried, not waited on.
+const agentRequestTimeout = 10 * time.Second
+
 // RunAgent joins this node to a cluster and runs its agent until ctx ends.
 // It parses the token, reaches the server over TLS checking its CA against
-// the token before the secret is sent, and fails at once on a bad token, a
-// CA that is not the token's, a secret the server refuses or a gossip key
-// that is not the cluster's. A server that does not answer is not an error:
-// the agent runs from its local cache until one does. It starts the node's
+// the token before the secret is sent, and fails on a bad token, a CA that
+// is not the token's, a secret the server refuses or a gossip key that is
+// not the cluster's. A server that does not answer is not an error: the
+// agent runs from its local cache until one does. A node with a local cache
+// starts its agent at once (its pods and load balancer come back from the
+// cache) and checks the server and joins the gossip in the background: a
+// refusal found then stops the agent with the error. It starts the node's
 // gossip member (role agent, pod CIDR once known), joins the servers'
 // gossip and keeps routes to every peer's pod CIDR.
 func RunAgent(ctx context.Context, cfg AgentConfig) error {
@@ -53,30 +62,11 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	if err != nil {
 		return err
 	}
-	c, err := client.NewWithConfig(client.Config{Addr: "https://" + cfg.Server, Token: tok.Secret, TLS: pki.ClientTLSConfig(tok)})
+	c, err := client.NewWithConfig(client.Config{Addr: "https://" + cfg.Server, Token: tok.Secret,
+		TLS: pki.ClientTLSConfig(tok), Timeout: agentRequestTimeout})
 	if err != nil {
 		return err
 	}
-	gossipPeers := gossipAddrs([]string{cfg.Server})
-	cctx, cancel := context.WithTimeout(ctx, joinCheckTimeout)
-	ci, err := c.Cluster(cctx)
-	cancel()
-	switch {
-	case err == nil:
-		if len(ci.Gossip) > 0 {
-			gossipPeers = ci.Gossip
-		}
-		log.Info("server answers; its CA matches the token", "server", cfg.Server, "gossip", gossipPeers)
-	case errors.Is(err, pki.ErrCAMismatch), errors.Is(err, pki.ErrNoCAInChain):
-		return fmt.Errorf("%w: %s: %w", ErrJoinRefused, cfg.Server, err)
-	case isUnauthorized(err):
-		return fmt.Errorf("%w: the server %s refused the join token's secret: is the token from its `skiff token`?", ErrJoinRefused, cfg.Server)
-	case ctx.Err() != nil:
-		return nil
-	default:
-		log.Warn("the server does not answer; starting anyway (from the local cache if there is one)", "server", cfg.Server, "err", err)
-	}
-
 	m, err := startMember(cfg.Node, cluster.RoleAgent, tok.GossipKey(), logger)
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
@@ -86,20 +76,29 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 			log.Warn("leave the gossip", "err", err)
 		}
 	}()
-	if _, err := m.Join(gossipPeers); err != nil {
-		if errors.Is(err, cluster.ErrGossipKey) {
-			return fmt.Errorf("%w: %w", ErrJoinRefused, err)
-		}
-		// The snapshot rejoins by itself; keep trying in the background.
-		log.Warn("join the gossip; retrying", "peers", gossipPeers, "err", err)
-		go rejoin(ctx, m, gossipPeers, log)
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	if agent.HasCache(cfg.Node) {
+		log.Info("local cache found; starting the agent from it while the server is checked", "server", cfg.Server)
+		go func() {
+			if err := connect(ctx, c, m, cfg.Server, log); err != nil {
+				log.Error("join refused; stopping the agent", "err", err)
+				stop(err)
+			}
+		}()
+	} else if err := connect(ctx, c, m, cfg.Server, log); err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return refusal(ctx)
 	}
 	g := newGossip(m, log)
-	ctx, stop := context.WithCancel(ctx)
-	defer stop()
 	done := make(chan struct{})
-	go func() { defer close(done); g.run(ctx, nil) }()
-	defer func() { stop(); <-done }()
+	gctx, stopGossip := context.WithCancel(ctx)
+	go func() { defer close(done); g.run(gctx, nil) }()
+	foDone := make(chan struct{})
+	go func() { defer close(foDone); failover(gctx, c, m, log) }()
+	defer func() { stopGossip(); <-done; <-foDone }()
 
 	acfg := agent.DefaultConfig(cfg.Node, c)
 	acfg.Logger = logger
@@ -110,7 +109,54 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 		return err
 	}
 	g.setDown(a.SetDownNodes)
-	return a.Run(ctx)
+	if err := a.Run(ctx); err != nil {
+		return err
+	}
+	return refusal(ctx)
+}
+
+// refusal is the join refusal that ended ctx, if one did.
+func refusal(ctx context.Context) error {
+	if err := context.Cause(ctx); errors.Is(err, ErrJoinRefused) {
+		return err
+	}
+	return nil
+}
+
+// connect checks the server (bounded by joinCheckTimeout) and joins the
+// gossip (its peers from the server, or the server's host), retrying the
+// join in the background when it fails. It returns an error wrapping
+// ErrJoinRefused on a bad token or gossip key; nil otherwise, also when the
+// server does not answer or ctx ended.
+func connect(ctx context.Context, c *client.Client, m *cluster.Member, server string, log *slog.Logger) error {
+	gossipPeers := gossipAddrs([]string{server})
+	cctx, cancel := context.WithTimeout(ctx, joinCheckTimeout)
+	ci, err := c.Cluster(cctx)
+	cancel()
+	switch {
+	case err == nil:
+		if len(ci.Gossip) > 0 {
+			gossipPeers = ci.Gossip
+		}
+		log.Info("server answers; its CA matches the token", "server", server, "gossip", gossipPeers)
+	case errors.Is(err, pki.ErrCAMismatch), errors.Is(err, pki.ErrNoCAInChain):
+		return fmt.Errorf("%w: %s: %w", ErrJoinRefused, server, err)
+	case isUnauthorized(err):
+		return fmt.Errorf("%w: the server %s refused the join token's secret: is the token from its `skiff token`?", ErrJoinRefused, server)
+	case ctx.Err() != nil:
+		return nil
+	default:
+		log.Warn("the server does not answer; starting anyway (from the local cache if there is one)", "server", server, "err", err)
+	}
+	if _, err := m.Join(gossipPeers); err != nil {
+		if errors.Is(err, cluster.ErrGossipKey) {
+			return fmt.Errorf("%w: %w", ErrJoinRefused, err)
+		}
+		// The snapshot rejoins by itself; keep trying in the background.
+		log.Warn("join the gossip; retrying", "peers", gossipPeers, "err", err)
+		go rejoin(ctx, m, gossipPeers, log)
+	}
+	return nil
 }
 
 // rejoin joins peers until it succeeds, another member shows up, or ctx
@@ -140,4 +186,55 @@ func rejoin(ctx context.Context, m *cluster.Member, peers []string, log *slog.Lo
 func isUnauthorized(err error) bool {
 	var e *client.APIError
 	return errors.As(err, &e) && e.Status == http.StatusUnauthorized
+}
+
+// failoverEvery is how often an agent checks that the server it uses
+// answers, and the bound of each check.
+const failoverEvery = 5 * time.Second
+
+// failover points c at another alive server from the gossip (m.Servers(),
+// API addresses as announced, which the serving certificates name) when the
+// one it uses does not answer, until ctx ends. A server that answers with
+// an error still answers: only a failed or timed-out request moves on.
+func failover(ctx context.Context, c *client.Client, m *cluster.Member, log *slog.Logger) {
+	t := time.NewTicker(failoverEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, failoverEvery)
+		err := c.Ready(cctx)
+		cancel()
+		var apiErr *client.APIError
+		if err == nil || ctx.Err() != nil || errors.As(err, &apiErr) {
+			continue
+		}
+		cur := strings.TrimPrefix(c.Addr(), "https://")
+		next := nextServer(cur, m.Servers())
+		if next == "" || next == cur {
+			continue
+		}
+		if serr := c.SetAddr("https://" + next); serr != nil {
+			log.Warn("fail over to another server", "to", next, "err", serr)
+			continue
+		}
+		log.Warn("the server does not answer; failing over to another", "from", cur, "to", next, "err", err)
+	}
+}
+
+// nextServer picks the server to try after cur among servers (sorted API
+// addresses of the alive servers): the one after cur, in turn, or the first
+// when cur is not among them; "" when there is none.
+func nextServer(cur string, servers []string) string {
+	if len(servers) == 0 {
+		return ""
+	}
+	i := slices.Index(servers, cur)
+	if i < 0 {
+		return servers[0]
+	}
+	return servers[(i+1)%len(servers)]
 }

@@ -43,7 +43,11 @@ type Config struct {
 	// Default 60s.
 	FirstSyncTimeout time.Duration
 	// OfflineAfter is how long the agent tries to reach a server at start
-	// before it runs from its local cache (if it has one). Default 5s.
+	// before it runs from its local cache (if it has one): its pods and
+	// load balancer come back from the cache then, and it keeps trying the
+	// server in the background. Short, so that a node restarted without
+	// its uplink serves at once; a server that answers within it is
+	// listed instead (no stale cache replayed). Default 1s.
 	OfflineAfter time.Duration
 	// ShimPath is the binary re-executed as the container shim and init;
 	// default /proc/self/exe (which must call containers.Init).
@@ -65,7 +69,7 @@ func DefaultConfig(node configs.NodeConfig, c *client.Client) Config {
 		Heartbeat:        5 * time.Second,
 		LBDrainTimeout:   2 * time.Second,
 		FirstSyncTimeout: 60 * time.Second,
-		OfflineAfter:     5 * time.Second,
+		OfflineAfter:     time.Second,
 	}
 }
 

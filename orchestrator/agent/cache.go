@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 )
 
@@ -107,4 +108,16 @@ func (a *Agent) cacheLoop(ctx context.Context, podCIDR string, every time.Durati
 		last = b
 		a.log.Debug("agent cache saved", "services", len(c.Services), "pods", len(c.Pods))
 	}
+}
+
+// HasCache reports whether node has a local cache an agent can start from
+// (a pod CIDR was saved): RunAgent then starts the agent at once and
+// contacts the server in the background.
+func HasCache(node configs.NodeConfig) bool {
+	b, err := os.ReadFile(filepath.Join(node.DataDir, cacheFile))
+	if err != nil {
+		return false
+	}
+	var c cache
+	return json.Unmarshal(b, &c) == nil && c.PodCIDR != ""
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
@@ -44,6 +45,8 @@ type Config struct {
 
 // Client talks to one skiff API. It is safe for concurrent use.
 type Client struct {
+	// mu protects addr and base, which SetAddr changes.
+	mu      sync.Mutex
 	addr    string
 	base    string // scheme://host the requests go to
 	token   string
@@ -99,7 +102,40 @@ func NewWithConfig(cfg Config) (*Client, error) {
 }
 
 // Addr returns the API address the client talks to.
-func (c *Client) Addr() string { return c.addr }
+func (c *Client) Addr() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addr
+}
+
+// SetAddr points the client at another server of the same cluster,
+// https://HOST:PORT (or http://), with the same scheme, token and TLS
+// config: an agent fails over to it when its server stops answering. The
+// TLS check verifies the host dialled, so give the address as the server
+// announces it. Requests already sent keep their address.
+func (c *Client) SetAddr(addr string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if strings.HasPrefix(c.addr, "unix://") {
+		return fmt.Errorf("api address %q: a unix socket client cannot change its address", addr)
+	}
+	u, err := url.Parse(addr)
+	if err != nil {
+		return fmt.Errorf("api address %q: %w", addr, err)
+	}
+	if u.Host == "" || (u.Path != "" && u.Path != "/") || !strings.HasPrefix(c.base, u.Scheme+"://") {
+		return fmt.Errorf("api address %q: want %s", addr, strings.SplitAfter(c.base, "://")[0]+"HOST:PORT")
+	}
+	c.addr, c.base = addr, u.Scheme+"://"+u.Host
+	return nil
+}
+
+// target returns the address and base URL requests go to.
+func (c *Client) target() (addr, base string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addr, c.base
+}
 
 // APIError is an error answer of the API (api.ErrorBody) with its status.
 type APIError struct {
@@ -170,7 +206,8 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, context.C
 	if !r.stream && c.timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 	}
-	u := c.base + r.path
+	addr, base := c.target()
+	u := base + r.path
 	if len(r.query) > 0 {
 		u += "?" + r.query.Encode()
 	}
@@ -201,7 +238,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, context.C
 		dial := ctx.Err() == nil && errors.As(err, &op) && op.Op == "dial"
 		cancel()
 		if dial {
-			return nil, nil, &UnreachableError{Addr: c.addr, Err: err}
+			return nil, nil, &UnreachableError{Addr: addr, Err: err}
 		}
 		return nil, nil, fmt.Errorf("%s %s: %w", r.method, r.path, err)
 	}
