@@ -18,9 +18,6 @@ import (
 // address.
 const EnvAPI = "SKIFF_API"
 
-// ErrNotImplemented is returned by commands that exist but do not work yet.
-var ErrNotImplemented = errors.New("not implemented yet")
-
 // DefaultAPI returns the API address used when --api is not given: $SKIFF_API
 // or client.DefaultAddr.
 func DefaultAPI() string {
