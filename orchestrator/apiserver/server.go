@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,6 +113,7 @@ func (s *Server) route(path string, handlers map[string]http.HandlerFunc) {
 		s.mux.HandleFunc(method+" "+path, h)
 		allow = append(allow, method)
 	}
+	slices.Sort(allow) // a stable Allow header, not map order
 	allowed := strings.Join(allow, ", ")
 	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", allowed)
