@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // podWithBusybox opens a runtime with busybox pulled and a started pod.
@@ -323,4 +325,23 @@ func advanceWhenArmed(t *testing.T, clock *fakeClock, d time.Duration) {
 		return nil
 	})
 	clock.Advance(d)
+}
+
+// TestFailedStartLeavesNoRootfs starts a container whose binary does not
+// exist: the start fails, its root filesystem is unmounted again, and a
+// start of the same name with another command then works.
+func TestFailedStartLeavesNoRootfs(t *testing.T) {
+	requireRoot(t)
+	r, cfg, pod, ref := podWithBusybox(t, nil)
+	ctx := context.Background()
+	if _, err := r.StartContainer(ctx, pod, ContainerConfig{Name: "c", Image: ref, Command: []string{"/no/such/binary"}}); err == nil {
+		t.Fatal("start of a missing binary succeeded")
+	}
+	rootfs := filepath.Join(cfg.Root, "pods", pod, "containers", "c", "rootfs")
+	if ok, err := mountinfo.Mounted(rootfs); err != nil || ok {
+		t.Errorf("rootfs of the failed start still mounted (%v, err %v)", ok, err)
+	}
+	if _, err := r.StartContainer(ctx, pod, ContainerConfig{Name: "c", Image: ref, Command: []string{"sleep", "600"}}); err != nil {
+		t.Fatalf("start after a failed start: %v", err)
+	}
 }

@@ -269,8 +269,13 @@ func (r *Runtime) StartContainer(ctx context.Context, pod string, c ContainerCon
 	close(starting)
 	if err != nil {
 		// A container that fails to start is not kept: the caller retries.
+		// Its root filesystem goes too, so that a retry (perhaps with
+		// another image) mounts it afresh instead of reusing this one.
 		delete(r.ctrs, id)
 		_ = os.RemoveAll(r.ctrStateDir(id))
+		if uerr := unmountAll(filepath.Join(r.podDataDir(pod), "containers", c.Name)); uerr != nil {
+			r.log.Warn("unmount rootfs of failed start", "container", id, "err", uerr)
+		}
 		return ContainerStatus{}, err
 	}
 	return r.statusLocked(k), nil
