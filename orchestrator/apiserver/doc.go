@@ -51,7 +51,8 @@
 // # Errors
 //
 // Every error is an api.ErrorBody: 400 invalid (validation, with every field
-// in details; unknown fields; malformed JSON; wrong types; null bodies), 401
+// in details; unknown fields; malformed JSON; wrong types; null bodies;
+// query parameters that do not parse, e.g. ?force=yes), 401
 // unauthorized (TCP without the bearer token), 404 not_found (object or
 // path), 405 (code invalid; Allow lists the methods), 409 conflict (stale
 // revision, exists, an address held by another service), 410 gone, 413

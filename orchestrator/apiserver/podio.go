@@ -117,7 +117,11 @@ func (s *Server) podLogs(w http.ResponseWriter, r *http.Request) {
 			tail = n
 		}
 	}
-	follow, _ := strconv.ParseBool(q.Get("follow"))
+	follow, err := boolParam(r, "follow")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	pod, pio, ok := s.podForIO(w, r)
 	if !ok {
 		return

@@ -18,8 +18,12 @@ type objectPtr[T any] interface {
 // list answers GET on a collection: the objects that pass keep (nil keeps
 // all) and the revision, or with ?watch=1 a stream of their events.
 func list[T any, P objectPtr[T]](s *Server, w http.ResponseWriter, r *http.Request, kind string, keep func(P) bool) {
-	q := r.URL.Query()
-	if watch, _ := strconv.ParseBool(q.Get("watch")); watch {
+	watch, err := boolParam(r, "watch")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if watch {
 		watchKind[T, P](s, w, r, kind, keep)
 		return
 	}
@@ -182,4 +186,19 @@ func revisionParam(r *http.Request) (int64, error) {
 		return 0, invalid("revision", "revision must be an integer >= 0, not %q", v)
 	}
 	return n, nil
+}
+
+// boolParam reads an optional boolean ?name= (1, t, true, 0, f, false...;
+// absent or empty is false). Anything else is a 400 rather than a silent
+// false: ?force=yes must not turn a forced delete into a graceful one.
+func boolParam(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, invalid(name, "%s must be true or false (or 1 or 0), not %q", name, v)
+	}
+	return b, nil
 }

@@ -142,3 +142,40 @@ func TestDelete(t *testing.T) {
 		}
 	}
 }
+
+// TestBadBoolParam: a boolean query parameter that is not one is a 400
+// naming it, not a silent false, and changes nothing.
+func TestBadBoolParam(t *testing.T) {
+	s, st := newTestServer(t, "10.96.0.0/16")
+	if _, err := st.Update(func(tx *store.Tx) error {
+		return tx.Put(api.KindPod, &api.Pod{Meta: api.Meta{Name: "p1"}, Spec: api.PodSpec{App: "a", Node: "n1"}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		method, target, field string
+	}{
+		{"GET", "/v1/pods?watch=yes", "watch"},
+		{"DELETE", "/v1/pods/p1?force=yes", "force"},
+		{"GET", "/v1/pods/p1/logs?follow=maybe", "follow"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.target, func(t *testing.T) {
+			rec := serve(s, tc.method, tc.target, "")
+			var eb api.ErrorBody
+			if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || rec.Code != 400 || eb.Error.Field != tc.field {
+				t.Fatalf("status %d body %s (%v), want 400 on field %q", rec.Code, rec.Body, err, tc.field)
+			}
+		})
+	}
+	var p api.Pod
+	if err := st.Get(api.KindPod, "p1", &p); err != nil || p.Spec.Deleting != nil {
+		t.Fatalf("pod after the rejected delete: %+v (%v)", p.Spec, err)
+	}
+	// The accepted spellings still work.
+	for _, target := range []string{"/v1/pods?watch=0", "/v1/pods?watch=false"} {
+		if rec := serve(s, "GET", target, ""); rec.Code != 200 {
+			t.Errorf("GET %s: %d %s", target, rec.Code, rec.Body)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
@@ -261,7 +260,11 @@ func (s *Server) deletePod(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	force, _ := strconv.ParseBool(r.URL.Query().Get("force"))
+	force, err := boolParam(r, "force")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	name := r.PathValue("name")
 	var resp DeleteResponse
 	_, err = s.st.Update(func(tx *store.Tx) error {
