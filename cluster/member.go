@@ -221,15 +221,7 @@ func (m *Member) Members() []MemberInfo {
 	for _, sm := range members {
 		out = append(out, m.info(sm, suspect))
 	}
-	slices.SortFunc(out, func(a, b MemberInfo) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b MemberInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
