@@ -1,6 +1,9 @@
 package netlb
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestCleanupRestore(t *testing.T) {
 	cases := []struct {
@@ -35,7 +38,10 @@ func TestCleanupRestore(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, nonEmpty := cleanupRestore([]byte(tc.saved))
+			got, nonEmpty, err := cleanupRestore([]byte(tc.saved))
+			if err != nil {
+				t.Fatal(err)
+			}
 			if string(got) != tc.want {
 				t.Errorf("restore text:\ngot:\n%s\nwant:\n%s", got, tc.want)
 			}
@@ -48,5 +54,18 @@ func TestCleanupRestore(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSavedOutputTooLong: iptables-save output that cannot be read whole is
+// an error for both readers, not a shorter list of chains and rules.
+func TestSavedOutputTooLong(t *testing.T) {
+	saved := "*nat\n:SKIFF-SERVICES - [0:0]\n-A INPUT -m comment --comment \"" + strings.Repeat("x", 2<<20) + "\" -j ACCEPT\n" +
+		"-A PREROUTING -j SKIFF-SERVICES\nCOMMIT\n"
+	if _, _, err := cleanupRestore([]byte(saved)); err == nil {
+		t.Error("cleanupRestore: no error")
+	}
+	if _, _, err := parseSaved([]byte(saved)); err == nil {
+		t.Error("parseSaved: no error")
 	}
 }

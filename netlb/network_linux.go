@@ -266,8 +266,10 @@ func runRestore(cmd string, data []byte) error {
 // cleanupRestore builds the restore input that deletes every rule in a
 // non-SKIFF chain that jumps to a SKIFF-* chain and every SKIFF-* chain,
 // from iptables-save output. It also returns, per table, whether anything
-// but empty ACCEPT built-in chains would be left.
-func cleanupRestore(saved []byte) (data []byte, nonEmpty map[string]bool) {
+// but empty ACCEPT built-in chains would be left. It fails when the output
+// cannot be read whole (a line past 1 MiB): what was not read could hold
+// our jumps, or another's rules in a table it would call empty.
+func cleanupRestore(saved []byte) (data []byte, nonEmpty map[string]bool, err error) {
 	var b bytes.Buffer
 	nonEmpty = map[string]bool{}
 	var tbl string
@@ -317,7 +319,10 @@ func cleanupRestore(saved []byte) (data []byte, nonEmpty map[string]bool) {
 			}
 		}
 	}
-	return b.Bytes(), nonEmpty
+	if err := sc.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read iptables-save output: %w", err)
+	}
+	return b.Bytes(), nonEmpty, nil
 }
 
 // Cleanup removes everything netlb made on the node and nothing else: the
@@ -350,7 +355,11 @@ func (n *Network) Cleanup() error {
 			errs = append(errs, err)
 			continue
 		}
-		data, nonEmpty := cleanupRestore(out)
+		data, nonEmpty, err := cleanupRestore(out)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cleanup rules: %s: %w", filepath.Base(be.save), err))
+			continue
+		}
 		if len(data) > 0 {
 			if err := runRestore(be.restore, data); err != nil {
 				errs = append(errs, fmt.Errorf("cleanup rules: %w", err))

@@ -77,7 +77,11 @@ func (n *Network) syncOnce(services []Service, endpoints map[string][]Endpoint) 
 		if werr := save.Wait(); werr != nil && err == nil {
 			err = fmt.Errorf("sync: %s: %w: %s", filepath.Base(n.saveCmd), werr, bytes.TrimSpace(saveErr.Bytes()))
 		}
-		stale, jumps = parseSaved(saveOut.Bytes())
+		var perr error
+		stale, jumps, perr = parseSaved(saveOut.Bytes())
+		if perr != nil && err == nil {
+			err = fmt.Errorf("sync: %w", perr)
+		}
 	}
 	if err != nil {
 		return err
@@ -116,8 +120,10 @@ func jumpText(j jumpRule) string {
 }
 
 // parseSaved reads iptables-save output: the SKIFF-* chains per table, and
-// which jump rules ("table/rule text") are there.
-func parseSaved(out []byte) (chains map[string][]string, jumps map[string]bool) {
+// which jump rules ("table/rule text") are there. It fails when the output
+// cannot be read whole (a line past 1 MiB), rather than miss chains to
+// delete and jumps that are there.
+func parseSaved(out []byte) (chains map[string][]string, jumps map[string]bool, err error) {
 	chains, jumps = map[string][]string{}, map[string]bool{}
 	var tbl string
 	sc := bufio.NewScanner(bytes.NewReader(out))
@@ -135,7 +141,10 @@ func parseSaved(out []byte) (chains map[string][]string, jumps map[string]bool) 
 			jumps[tbl+"/"+line] = true
 		}
 	}
-	return chains, jumps
+	if err := sc.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read iptables-save output: %w", err)
+	}
+	return chains, jumps, nil
 }
 
 // ensureJumps inserts, with go-iptables, the jump rules that iptables-save
