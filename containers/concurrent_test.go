@@ -14,7 +14,13 @@ func TestConcurrentStartsStopsAndStatus(t *testing.T) {
 	ctx := context.Background()
 	const pods = 4
 	var wg sync.WaitGroup
-	errs := make(chan error, 4*pods)
+	// Errors of pods that no removal races with are failures; the others
+	// may fail cleanly.
+	type podErr struct {
+		racing bool
+		err    error
+	}
+	errs := make(chan podErr, 4*pods)
 	stop := make(chan struct{})
 	go func() { // Status answers while containers start
 		for {
@@ -31,8 +37,9 @@ func TestConcurrentStartsStopsAndStatus(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			pod := fmt.Sprintf("cc-%d", i)
+			racing := i%2 == 1
 			if err := r.StartPod(ctx, PodConfig{Name: pod}); err != nil {
-				errs <- err
+				errs <- podErr{false, fmt.Errorf("start pod %s: %w", pod, err)}
 				return
 			}
 			// Two starts of the same container race: one container.
@@ -42,14 +49,14 @@ func TestConcurrentStartsStopsAndStatus(t *testing.T) {
 				go func() {
 					defer inner.Done()
 					if _, err := r.StartContainer(ctx, pod, ContainerConfig{Name: "c", Image: ref, Command: []string{"sleep", "600"}}); err != nil {
-						errs <- err
+						errs <- podErr{racing, fmt.Errorf("start container in %s: %w", pod, err)}
 					}
 				}()
 			}
 			// A removal racing with the starts waits for them and removes all.
-			if i%2 == 1 {
+			if racing {
 				if err := r.RemovePod(ctx, pod, time.Second); err != nil {
-					errs <- err
+					errs <- podErr{false, fmt.Errorf("remove pod %s: %w", pod, err)}
 				}
 			}
 			inner.Wait()
@@ -58,8 +65,12 @@ func TestConcurrentStartsStopsAndStatus(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	close(errs)
-	for err := range errs {
-		t.Logf("error: %v", err) // a start that lost the race with RemovePod fails cleanly
+	for pe := range errs {
+		if pe.racing {
+			t.Logf("error: %v", pe.err) // a start that lost the race with RemovePod fails cleanly
+		} else {
+			t.Error(pe.err)
+		}
 	}
 	eventually(t, 10*time.Second, "one running container per kept pod", func() error {
 		running := map[string]int{}
