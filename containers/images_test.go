@@ -309,7 +309,9 @@ func TestDebianDockerRegistry(t *testing.T) {
 	dir := t.TempDir()
 	conf := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n", filepath.Join(dir, "store"), addr)
 	confPath := filepath.Join(dir, "config.yml")
-	os.WriteFile(confPath, []byte(conf), 0o644)
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(bin, "serve", confPath)
 	cmd.SysProcAttr = &unix.SysProcAttr{Pdeathsig: unix.SIGKILL}
 	if err := cmd.Start(); err != nil {
