@@ -6,7 +6,7 @@
 // libcontainer with real namespaces and cgroups (v1 fs manager on hybrid
 // hosts). All containers of a pod share one network namespace (given by path
 // or made by the runtime), one IPC namespace and one UTS namespace whose
-// hostname is the pod name.
+// hostname is PodConfig.Hostname, or the pod name when that is empty.
 //
 // Each container is run by a small shim: the calling binary re-executed as
 // "containers-shim" in its own session. The shim is the container's parent: it
