@@ -35,7 +35,10 @@ func Cleanup(cfg Config) error {
 			_ = unix.Kill(rec.ShimPID, unix.SIGKILL)
 		}
 	}
-	ents, _ := os.ReadDir(lcRoot)
+	ents, err := os.ReadDir(lcRoot)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("list containers: %w", err))
+	}
 	for _, e := range ents {
 		c, err := libcontainer.Load(lcRoot, e.Name())
 		if err != nil {
