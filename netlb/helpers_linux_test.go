@@ -83,7 +83,7 @@ func requireTools(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s not found: apt-get install iptables iproute2 util-linux wrk", tool)
+			t.Fatalf("%s not found: apt-get install iptables iproute2 util-linux nftables wrk", tool)
 		}
 	}
 }
