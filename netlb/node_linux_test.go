@@ -103,6 +103,9 @@ func TestHostGWBetweenTwoNodes(t *testing.T) {
 		})
 	}
 	t.Run("a peer that leaves loses its route", func(t *testing.T) {
+		if out := n1.cmd("ip", "route", "show", "proto", "83"); !strings.Contains(out, "10.88.2.0/24 via "+ip2.String()) {
+			t.Fatalf("no tagged route to the peer before it leaves:\n%s", out)
+		}
 		n1.must(func() error { return n1.net.SetPeers(peers[:1]) })
 		if out := n1.cmd("ip", "route", "show", "proto", "83"); strings.Contains(out, "10.88.2.0/24") {
 			t.Errorf("route to the gone peer still there:\n%s", out)
