@@ -56,7 +56,7 @@ func (r *Runtime) Exec(ctx context.Context, pod, name string, opts ExecOptions) 
 	}
 	c, err := libcontainer.Load(r.libcontainerRoot(), id)
 	if err != nil {
-		return -1, fmt.Errorf("exec in %s/%s: %w", pod, name, ErrNotRunning)
+		return -1, fmt.Errorf("exec in %s/%s: %w: %w", pod, name, ErrNotRunning, err)
 	}
 	// The same env, user and workdir as the container's first process.
 	rootfs := filepath.Join(r.podDataDir(pod), "containers", name, "rootfs")
@@ -131,7 +131,7 @@ func (r *Runtime) Stats(pod, name string) (Stats, error) {
 	}
 	c, err := libcontainer.Load(r.libcontainerRoot(), id)
 	if err != nil {
-		return Stats{}, fmt.Errorf("stats of %s/%s: %w", pod, name, ErrNotRunning)
+		return Stats{}, fmt.Errorf("stats of %s/%s: %w: %w", pod, name, ErrNotRunning, err)
 	}
 	st, err := c.Stats()
 	if err != nil {
