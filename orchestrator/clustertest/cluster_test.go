@@ -414,6 +414,17 @@ func TestAgentRestartWithoutServer(t *testing.T) {
 	c.StartProcess(agent, c.agentArgs(c.Nodes[agent], c.Token())...)
 	restarted := time.Now()
 	mineIPs := podIPs(mine)
+	// The agent programs its load balancer from the cache at once: the
+	// jump to the service chains is back in nat OUTPUT well before a server
+	// check or a gossip join could time out.
+	c.WaitFor("the service jump back in the agent's nat OUTPUT", 30*time.Second, func() (bool, error) {
+		out, err := c.Exec(agent, "iptables", "-t", "nat", "-S", "OUTPUT")
+		if err != nil {
+			return false, fmt.Errorf("%v: %s", err, out)
+		}
+		return strings.Contains(out, "SKIFF-SERVICES"), fmt.Errorf("nat OUTPUT: %s", out)
+	})
+	t.Logf("node %d's nat table holds the cached service rules %.1fs after its restart", agent, time.Since(restarted).Seconds())
 	c.WaitFor("the agent's VIP answers from its own pods", 60*time.Second, func() (bool, error) {
 		h := Hit(c.Nodes[agent].NetnsPath(), vip, 20)
 		hit := 0
