@@ -24,6 +24,13 @@
 // netlb.AddPod finds the pod's netns and IP, and the pods' last ready state
 // is kept until a probe decides, so a restart causes no endpoint flap.
 //
+// The agent saves what it runs (pod CIDR, its pods, services, endpoints) to
+// a local cache. A node with a cache whose server does not answer within
+// Config.OfflineAfter (1s) starts from it: running containers are adopted,
+// the load balancer is programmed from the cached services and endpoints,
+// and the agent keeps trying the server, catching up (relist, adopt) when
+// one answers.
+//
 // The agent talks to the server only through orchestrator/client (the unix
 // socket in `skiff server --agent`, TCP with a token in `skiff agent`), and
 // serves logs and exec for the API through its Logs and Exec methods
