@@ -67,6 +67,16 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	if err != nil {
 		return err
 	}
+	// A fresh node checks the server before its gossip member starts: a
+	// token whose CA is not the server's must not leave its gossip key in
+	// the keyring file.
+	cached := agent.HasCache(cfg.Node)
+	var peers []string
+	if !cached {
+		if peers, err = checkServer(ctx, c, cfg.Server, log); err != nil {
+			return err
+		}
+	}
 	m, err := startMember(cfg.Node, cluster.RoleAgent, tok.GossipKey(), logger)
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
@@ -78,15 +88,19 @@ func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	}()
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	if agent.HasCache(cfg.Node) {
+	if cached {
 		log.Info("local cache found; starting the agent from it while the server is checked", "server", cfg.Server)
 		go func() {
-			if err := connect(ctx, c, m, cfg.Server, log); err != nil {
+			peers, err := checkServer(ctx, c, cfg.Server, log)
+			if err == nil {
+				err = joinGossip(ctx, m, peers, log)
+			}
+			if err != nil {
 				log.Error("join refused; stopping the agent", "err", err)
 				stop(err)
 			}
 		}()
-	} else if err := connect(ctx, c, m, cfg.Server, log); err != nil {
+	} else if err := joinGossip(ctx, m, peers, log); err != nil {
 		return err
 	}
 	if ctx.Err() != nil {
@@ -123,38 +137,48 @@ func refusal(ctx context.Context) error {
 	return nil
 }
 
-// connect checks the server (bounded by joinCheckTimeout) and joins the
-// gossip (its peers from the server, or the server's host), retrying the
-// join in the background when it fails. It returns an error wrapping
-// ErrJoinRefused on a bad token or gossip key; nil otherwise, also when the
-// server does not answer or ctx ended.
-func connect(ctx context.Context, c *client.Client, m *cluster.Member, server string, log *slog.Logger) error {
-	gossipPeers := gossipAddrs([]string{server})
+// checkServer asks the server for the cluster (bounded by
+// joinCheckTimeout), which checks its CA against the token and the token's
+// secret, and returns the gossip peers to join (the server's, or its host's
+// gossip port when it does not answer). It returns an error wrapping
+// ErrJoinRefused on a bad token; nil otherwise, also when the server does
+// not answer or ctx ended.
+func checkServer(ctx context.Context, c *client.Client, server string, log *slog.Logger) ([]string, error) {
+	peers := gossipAddrs([]string{server})
 	cctx, cancel := context.WithTimeout(ctx, joinCheckTimeout)
 	ci, err := c.Cluster(cctx)
 	cancel()
 	switch {
 	case err == nil:
 		if len(ci.Gossip) > 0 {
-			gossipPeers = ci.Gossip
+			peers = ci.Gossip
 		}
-		log.Info("server answers; its CA matches the token", "server", server, "gossip", gossipPeers)
+		log.Info("server answers; its CA matches the token", "server", server, "gossip", peers)
 	case errors.Is(err, pki.ErrCAMismatch), errors.Is(err, pki.ErrNoCAInChain):
-		return fmt.Errorf("%w: %s: %w", ErrJoinRefused, server, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrJoinRefused, server, err)
 	case isUnauthorized(err):
-		return fmt.Errorf("%w: the server %s refused the join token's secret: is the token from its `skiff token`?", ErrJoinRefused, server)
+		return nil, fmt.Errorf("%w: the server %s refused the join token's secret: is the token from its `skiff token`?", ErrJoinRefused, server)
 	case ctx.Err() != nil:
-		return nil
 	default:
 		log.Warn("the server does not answer; starting anyway (from the local cache if there is one)", "server", server, "err", err)
 	}
-	if _, err := m.Join(gossipPeers); err != nil {
+	return peers, nil
+}
+
+// joinGossip joins peers, retrying in the background when it fails. It
+// returns an error wrapping ErrJoinRefused on a gossip key that is not the
+// cluster's.
+func joinGossip(ctx context.Context, m *cluster.Member, peers []string, log *slog.Logger) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	if _, err := m.Join(peers); err != nil {
 		if errors.Is(err, cluster.ErrGossipKey) {
 			return fmt.Errorf("%w: %w", ErrJoinRefused, err)
 		}
 		// The snapshot rejoins by itself; keep trying in the background.
-		log.Warn("join the gossip; retrying", "peers", gossipPeers, "err", err)
-		go rejoin(ctx, m, gossipPeers, log)
+		log.Warn("join the gossip; retrying", "peers", peers, "err", err)
+		go rejoin(ctx, m, peers, log)
 	}
 	return nil
 }
