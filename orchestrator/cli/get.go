@@ -217,6 +217,10 @@ func watchRows(ctx context.Context, c *client.Client, w io.Writer, o GetOptions,
 	if !o.Watch {
 		return nil
 	}
+	// Returning from inside a watch (a print or decode error) must end
+	// that watch too, not leave it open until the caller's ctx ends.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	print := func(typ string, obj api.Object) error {
 		if !matches(obj, o.Name) {
 			return nil

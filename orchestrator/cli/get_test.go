@@ -147,31 +147,48 @@ func TestRolloutStatus(t *testing.T) {
 		b, _ := json.Marshal(a)
 		return string(b)
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/apps/web", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprint(w, app(4, 1, 1, 4))
-	})
-	mux.HandleFunc("GET /v1/apps", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("since") != "4" {
-			t.Errorf("watch since %q, want 4", r.URL.Query().Get("since"))
-		}
-		for i, a := range []string{app(5, 3, 2, 4), app(6, 3, 2, 3), `{"name":"other","revision":7}`, app(8, 3, 3, 3)} {
-			fmt.Fprintf(w, `{"type":"put","revision":%d,"kind":"apps","object":%s}`+"\n", 5+i, a)
-		}
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	})
-	c := fakeAPI(t, mux)
-	var b strings.Builder
-	if err := RolloutStatus(context.Background(), c, &b, "web", 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	want := `Waiting for rollout of app/web: 1 out of 3 new replicas have been updated...
 Waiting for rollout of app/web: 1 old replicas are pending termination...
 Waiting for rollout of app/web: 2 of 3 updated replicas are ready...
 app/web successfully rolled out
 `
-	if b.String() != want {
-		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	// Without a timeout nothing else ends the watch: RolloutStatus must
+	// close it itself when it returns.
+	for _, timeout := range []time.Duration{10 * time.Second, 0} {
+		t.Run("timeout "+timeout.String(), func(t *testing.T) {
+			watchEnded, testOver := make(chan struct{}), make(chan struct{})
+			mux := http.NewServeMux()
+			mux.HandleFunc("GET /v1/apps/web", func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprint(w, app(4, 1, 1, 4))
+			})
+			mux.HandleFunc("GET /v1/apps", func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Query().Get("since") != "4" {
+					t.Errorf("watch since %q, want 4", r.URL.Query().Get("since"))
+				}
+				for i, a := range []string{app(5, 3, 2, 4), app(6, 3, 2, 3), `{"name":"other","revision":7}`, app(8, 3, 3, 3)} {
+					fmt.Fprintf(w, `{"type":"put","revision":%d,"kind":"apps","object":%s}`+"\n", 5+i, a)
+				}
+				w.(http.Flusher).Flush()
+				select {
+				case <-r.Context().Done():
+					close(watchEnded)
+				case <-testOver: // let the server close even if the watch leaked
+				}
+			})
+			c := fakeAPI(t, mux)
+			t.Cleanup(func() { close(testOver) }) // runs before fakeAPI's srv.Close
+			var b strings.Builder
+			if err := RolloutStatus(context.Background(), c, &b, "web", timeout); err != nil {
+				t.Fatal(err)
+			}
+			if b.String() != want {
+				t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+			}
+			select {
+			case <-watchEnded:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the watch stayed open after RolloutStatus returned")
+			}
+		})
 	}
 }

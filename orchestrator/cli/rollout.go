@@ -62,11 +62,15 @@ func RolloutDone(a *api.App) (bool, string) {
 // printing a progress line whenever it changes. A timeout of 0 waits until
 // ctx ends.
 func RolloutStatus(ctx context.Context, c *client.Client, w io.Writer, app string, timeout time.Duration) error {
+	// Always a context of our own: returning from inside a watch must end
+	// that watch (its goroutine and connection) even without a timeout.
+	var cancel context.CancelFunc
 	if timeout > 0 {
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
+	} else {
+		ctx, cancel = context.WithCancel(ctx)
 	}
+	defer cancel()
 	last := ""
 	report := func(a *api.App) (bool, error) {
 		done, line := RolloutDone(a)
