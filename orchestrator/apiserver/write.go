@@ -29,6 +29,24 @@ func checkName(m *api.Meta, path string) error {
 	return nil
 }
 
+// decodeNamed decodes a request body into obj and checks that its name
+// agrees with the path's.
+func (s *Server) decodeNamed(w http.ResponseWriter, r *http.Request, obj api.Object) error {
+	if err := s.decode(w, r, obj, false); err != nil {
+		return err
+	}
+	return checkName(obj.GetMeta(), r.PathValue("name"))
+}
+
+// answer writes out with status, or err if the write failed.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, err error, status int, out any) {
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, status, out)
+}
+
 // sameJSON reports whether a and b encode alike.
 func sameJSON(a, b any) bool {
 	x, err1 := json.Marshal(a)
@@ -40,11 +58,7 @@ func sameJSON(a, b any) bool {
 // controller's. A spec equal to the stored one writes nothing.
 func (s *Server) putApp(w http.ResponseWriter, r *http.Request) {
 	var app api.App
-	if err := s.decode(w, r, &app, false); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := checkName(&app.Meta, r.PathValue("name")); err != nil {
+	if err := s.decodeNamed(w, r, &app); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -80,22 +94,14 @@ func (s *Server) putApp(w http.ResponseWriter, r *http.Request) {
 		out = old
 		return tx.Put(api.KindApp, &out)
 	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, status, &out)
+	s.answer(w, r, err, status, &out)
 }
 
 // putService creates or replaces a service's spec and allocates its cluster
 // IP and node port in the same transaction.
 func (s *Server) putService(w http.ResponseWriter, r *http.Request) {
 	var svc api.Service
-	if err := s.decode(w, r, &svc, false); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := checkName(&svc.Meta, r.PathValue("name")); err != nil {
+	if err := s.decodeNamed(w, r, &svc); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -112,11 +118,7 @@ func (s *Server) putService(w http.ResponseWriter, r *http.Request) {
 		}
 		return err
 	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, status, &svc)
+	s.answer(w, r, err, status, &svc)
 }
 
 // writeService writes one service spec in tx (conditional on rev if not
@@ -161,11 +163,7 @@ func (s *Server) writeService(tx *store.Tx, name string, spec *configs.ServiceSp
 // allocates one at the first registration.
 func (s *Server) putNode(w http.ResponseWriter, r *http.Request) {
 	var node api.Node
-	if err := s.decode(w, r, &node, false); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := checkName(&node.Meta, r.PathValue("name")); err != nil {
+	if err := s.decodeNamed(w, r, &node); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -187,11 +185,7 @@ func (s *Server) putNode(w http.ResponseWriter, r *http.Request) {
 		}
 		return tx.Put(api.KindNode, &node)
 	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, status, &node)
+	s.answer(w, r, err, status, &node)
 }
 
 // putPodStatus sets a pod's status (its node's agent reports it). The body
@@ -214,11 +208,7 @@ func (s *Server) putPodStatus(w http.ResponseWriter, r *http.Request) {
 		pod.Status = body.Status
 		return tx.Put(api.KindPod, &pod)
 	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, &pod)
+	s.answer(w, r, err, http.StatusOK, &pod)
 }
 
 // deletePodTx deletes a pod gracefully: a pod running on a Ready node is
@@ -288,11 +278,7 @@ func (s *Server) deletePod(w http.ResponseWriter, r *http.Request) {
 		resp.Object, _ = json.Marshal(&pod)
 		return err
 	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, &resp)
+	s.answer(w, r, err, http.StatusOK, &resp)
 }
 
 // deleteObject answers DELETE on one object of kind: it deletes the object
@@ -326,11 +312,7 @@ func deleteObject[T any, P objectPtr[T]](s *Server, w http.ResponseWriter, r *ht
 		}
 		return nil
 	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, &resp)
+	s.answer(w, r, err, http.StatusOK, &resp)
 }
 
 // deleteApp deletes an app and, in the same transaction, its pods
@@ -378,11 +360,7 @@ func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
 // non-zero revision makes it conditional.
 func (s *Server) putPod(w http.ResponseWriter, r *http.Request) {
 	var pod api.Pod
-	if err := s.decode(w, r, &pod, false); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := checkName(&pod.Meta, r.PathValue("name")); err != nil {
+	if err := s.decodeNamed(w, r, &pod); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -407,9 +385,5 @@ func (s *Server) putPod(w http.ResponseWriter, r *http.Request) {
 		}
 		return tx.Put(api.KindPod, &pod)
 	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, status, &pod)
+	s.answer(w, r, err, status, &pod)
 }
