@@ -23,11 +23,7 @@ func newAgentCmd() *cobra.Command {
 		Short: "Run this node's agent, joined to a server (or remove all skiff made here)",
 		Args:  cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			cfg, err := nf.load(cmd)
-			if err != nil {
-				return err
-			}
-			logger, err := nf.logger()
+			cfg, logger, err := nf.load(cmd)
 			if err != nil {
 				return err
 			}

@@ -48,32 +48,30 @@ func (n *nodeFlags) bind(f *pflag.FlagSet, withAPI bool) {
 }
 
 // load reads the node config (only the default file may be missing: then
-// the defaults apply), lets the flags that were given override it, and
-// validates the result.
-func (n *nodeFlags) load(cmd *cobra.Command) (configs.NodeConfig, error) {
+// the defaults apply), lets the flags that were given override it,
+// validates the result, and makes the process's logger at --log-level.
+func (n *nodeFlags) load(cmd *cobra.Command) (configs.NodeConfig, *slog.Logger, error) {
 	path := ""
 	if cmd.Flags().Changed("config") {
 		path = n.configFile
 	}
 	cfg, err := configs.LoadNodeConfig(path)
 	if err != nil {
-		return cfg, err
+		return cfg, nil, err
 	}
 	for name, v := range n.overrides(&cfg) {
 		if cmd.Flags().Changed(name) {
 			*v[0] = *v[1]
 		}
 	}
-	return cfg, cfg.Validate()
-}
-
-// logger is the process's logger at --log-level.
-func (n *nodeFlags) logger() (*slog.Logger, error) {
+	if err := cfg.Validate(); err != nil {
+		return cfg, nil, err
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(n.logLevel)); err != nil {
-		return nil, err
+		return cfg, nil, err
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
+	return cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), nil
 }
 
 // sdReady tells systemd the service is ready; without NOTIFY_SOCKET (not

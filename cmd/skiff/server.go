@@ -21,11 +21,7 @@ func newServerCmd() *cobra.Command {
 		Short: "Run a skiff server (with --agent: also this node's agent)",
 		Args:  cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			cfg, err := nf.load(cmd)
-			if err != nil {
-				return err
-			}
-			logger, err := nf.logger()
+			cfg, logger, err := nf.load(cmd)
 			if err != nil {
 				return err
 			}
