@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages skiff and its tests need, if any is missing.
 # Idempotent: does nothing (and needs no network) when all are there.
+# DEPS_CHECK=1 only checks: it lists what is missing and fails, installing
+# nothing (.ci/run runs it after the install to prove the install worked).
 set -euo pipefail
 
 # command -> Debian package
@@ -16,6 +18,9 @@ declare -A need=(
 	[curl]=curl
 	[modprobe]=kmod
 	[gcc]=gcc
+	[nft]=nftables
+	[file]=file
+	[git]=git
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -24,6 +29,10 @@ done
 # busybox-static, not the dynamic busybox: tests copy it into images.
 if command -v busybox >/dev/null 2>&1 && ! file -L "$(command -v busybox)" 2>/dev/null | grep -q static; then
 	dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+fi
+if [ ${#missing[@]} -gt 0 ] && [ "${DEPS_CHECK:-}" = 1 ]; then
+	echo "deps: missing after install: ${missing[*]} (commands: ${!need[*]})" >&2
+	exit 1
 fi
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "installing: ${missing[*]}"
