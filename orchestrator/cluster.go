@@ -17,7 +17,6 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/netlb"
 	"github.com/skiff-edge/skiff/orchestrator/api"
-	"github.com/skiff-edge/skiff/orchestrator/client"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
@@ -361,21 +360,21 @@ func markNotReady(st *store.Store, name, reason, msg string, now time.Time) erro
 	return err
 }
 
-// clusterHandler serves GET /v1/members (the gossip view, client.Member)
-// and GET /v1/cluster (client.ClusterInfo), and passes every other request to h.
+// clusterHandler serves GET /v1/members (the gossip view, api.Member)
+// and GET /v1/cluster (api.ClusterInfo), and passes every other request to h.
 func clusterHandler(m *cluster.Member, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body any
 		switch r.URL.Path {
 		case "/v1/members":
-			var out []client.Member
+			var out []api.Member
 			for _, mi := range m.Members() {
-				out = append(out, client.Member{Name: mi.Name, Addr: net.JoinHostPort(mi.Addr, fmt.Sprint(mi.Port)),
+				out = append(out, api.Member{Name: mi.Name, Addr: net.JoinHostPort(mi.Addr, fmt.Sprint(mi.Port)),
 					Status: string(mi.Status), Role: mi.Role, API: mi.APIAddr, IP: mi.IP, PodCIDR: mi.PodCIDR, Labels: mi.Labels})
 			}
 			body = map[string]any{"items": out}
 		case "/v1/cluster":
-			var ci client.ClusterInfo
+			var ci api.ClusterInfo
 			for _, mi := range m.Members() {
 				if mi.Role == cluster.RoleServer && (mi.Status == cluster.StatusAlive || mi.Status == cluster.StatusSuspect) {
 					ci.Gossip = append(ci.Gossip, net.JoinHostPort(mi.Addr, fmt.Sprint(mi.Port)))

@@ -15,7 +15,6 @@ import (
 
 	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/orchestrator/api"
-	"github.com/skiff-edge/skiff/orchestrator/apiserver"
 )
 
 const webManifest = `{"apps":{"web":{"replicas":2,"containers":{"http":{"image":"registry.local:5000/echo:1","ports":{"http":8080}}}}},
@@ -43,10 +42,10 @@ func TestAPISocketMode(t *testing.T) {
 
 func TestAPIApplyGetScaleDelete(t *testing.T) {
 	s := startServer(t, serverOpts{})
-	var res apiserver.ApplyResponse
+	var res api.ApplyResponse
 
 	s.mustDo("POST", "/v1/apply", `{"dry_run":true,`+webManifest[1:], 200, &res)
-	if !res.DryRun || len(res.Results) != 2 || res.Results[0].Action != apiserver.ActionCreated {
+	if !res.DryRun || len(res.Results) != 2 || res.Results[0].Action != api.ActionCreated {
 		t.Fatalf("dry run: %+v", res)
 	}
 	s.mustDo("GET", "/v1/apps/web", nil, 404, nil)
@@ -80,9 +79,9 @@ func TestAPIApplyGetScaleDelete(t *testing.T) {
 	if *app.Spec.Replicas != 3 || app.Spec.Containers["http"].Image != "registry.local:5000/echo:1" {
 		t.Fatalf("app %+v", app.Spec)
 	}
-	var apps apiserver.List
+	var apps api.List[api.App]
 	s.mustDo("GET", "/v1/apps", nil, 200, &apps)
-	if apps.Revision < res.Revision || !strings.Contains(string(apps.Items), `"web"`) {
+	if apps.Revision < res.Revision || len(apps.Items) == 0 || apps.Items[0].Name != "web" {
 		t.Fatalf("list %+v", apps)
 	}
 
@@ -107,7 +106,7 @@ func TestAPIApplyGetScaleDelete(t *testing.T) {
 		s.mustDo("GET", "/v1/pods?app=web", nil, 200, &pods)
 		return len(pods.Items) == 5
 	})
-	var del apiserver.DeleteResponse
+	var del api.DeleteResponse
 	s.mustDo("DELETE", "/v1/apps/web", nil, 200, &del)
 	if del.PodsDeleted != 5 {
 		t.Fatalf("delete: %+v", del)
@@ -139,7 +138,7 @@ func TestAPIDeleteGraceful(t *testing.T) {
 		s.mustDo("GET", "/v1/pods?node=n1", nil, 200, &pods)
 		return len(pods.Items) == 2
 	})
-	var del apiserver.DeleteResponse
+	var del api.DeleteResponse
 	s.mustDo("DELETE", "/v1/apps/web", nil, 200, &del)
 	if del.PodsMarked != 2 {
 		t.Fatalf("delete: %+v, want 2 pods marked", del)

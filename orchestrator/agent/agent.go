@@ -360,7 +360,7 @@ func (a *Agent) Run(ctx context.Context) error {
 // returns the list's revision and the first-sync channels of the workers
 // it started.
 func (a *Agent) adoptPods(ctx context.Context, wg *sync.WaitGroup) (int64, []chan struct{}, error) {
-	pods, err := retry(ctx, func() (client.List[api.Pod], error) { return a.c.ListPods(ctx, "", a.name) })
+	pods, err := retry(ctx, func() (api.List[api.Pod], error) { return a.c.ListPods(ctx, "", a.name) })
 	if err != nil {
 		return 0, nil, err
 	}

@@ -34,5 +34,5 @@
 // The agent talks to the server only through orchestrator/client (the unix
 // socket in `skiff server --agent`, TCP with a token in `skiff agent`), and
 // serves logs and exec for the API through its Logs and Exec methods
-// (apiserver.PodIO).
+// (api.PodIO).
 package agent

@@ -12,22 +12,21 @@ import (
 
 	"github.com/skiff-edge/skiff/containers"
 	"github.com/skiff-edge/skiff/orchestrator/api"
-	"github.com/skiff-edge/skiff/orchestrator/apiserver"
 )
 
-var _ apiserver.PodIO = (*Agent)(nil)
+var _ api.PodIO = (*Agent)(nil)
 
 // container picks the container of a logs or exec request.
 func (a *Agent) container(p *api.Pod, name string) (string, error) {
 	if p.Spec.Node != a.name {
-		return "", fmt.Errorf("pod %s is on node %s: %w", p.Name, p.Spec.Node, apiserver.ErrOtherNode)
+		return "", fmt.Errorf("pod %s is on node %s: %w", p.Name, p.Spec.Node, api.ErrOtherNode)
 	}
 	if a.rtReady() == nil {
-		return "", fmt.Errorf("the agent is starting: %w", apiserver.ErrNoContainer)
+		return "", fmt.Errorf("the agent is starting: %w", api.ErrNoContainer)
 	}
 	if name != "" {
 		if p.Spec.Containers[name] == nil {
-			return "", fmt.Errorf("pod %s has no container %q: %w", p.Name, name, apiserver.ErrNoContainer)
+			return "", fmt.Errorf("pod %s has no container %q: %w", p.Name, name, api.ErrNoContainer)
 		}
 		return name, nil
 	}
@@ -41,7 +40,7 @@ func (a *Agent) container(p *api.Pod, name string) (string, error) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	return "", fmt.Errorf("%w (-c one of %v)", apiserver.ErrChooseContainer, names)
+	return "", fmt.Errorf("%w (-c one of %v)", api.ErrChooseContainer, names)
 }
 
 func (a *Agent) rtReady() *containers.Runtime {
@@ -58,7 +57,7 @@ func (a *Agent) Logs(ctx context.Context, p *api.Pod, container string, tail int
 	}
 	rc, err := a.rtReady().Logs(ctx, p.Name, name, containers.LogOptions{Tail: tail, Follow: follow})
 	if errors.Is(err, containers.ErrNotFound) {
-		return nil, fmt.Errorf("%s/%s: %w", p.Name, name, apiserver.ErrNoContainer)
+		return nil, fmt.Errorf("%s/%s: %w", p.Name, name, api.ErrNoContainer)
 	}
 	if err != nil {
 		return nil, err
@@ -78,9 +77,9 @@ func (a *Agent) Exec(ctx context.Context, p *api.Pod, container string, cmd []st
 	code, err := a.rtReady().Exec(ctx, p.Name, name, containers.ExecOptions{Args: cmd, Stdout: lw, Stderr: lw})
 	switch {
 	case errors.Is(err, containers.ErrNotFound):
-		return 0, fmt.Errorf("%s/%s: %w", p.Name, name, apiserver.ErrNoContainer)
+		return 0, fmt.Errorf("%s/%s: %w", p.Name, name, api.ErrNoContainer)
 	case errors.Is(err, containers.ErrNotRunning):
-		return 0, fmt.Errorf("%s/%s: %w", p.Name, name, apiserver.ErrNotRunning)
+		return 0, fmt.Errorf("%s/%s: %w", p.Name, name, api.ErrNotRunning)
 	}
 	return code, err
 }

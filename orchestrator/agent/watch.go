@@ -112,11 +112,11 @@ func (a *Agent) listRaw(ctx context.Context, kind string) ([]json.RawMessage, in
 // relistServices fills the service and endpoints caches from fresh lists
 // and returns the lists' revisions.
 func (a *Agent) relistServices(ctx context.Context) (svcRev, epRev int64, err error) {
-	svcs, err := retry(ctx, func() (client.List[api.Service], error) { return a.c.ListServices(ctx) })
+	svcs, err := retry(ctx, func() (api.List[api.Service], error) { return a.c.ListServices(ctx) })
 	if err != nil {
 		return 0, 0, err
 	}
-	eps, err := retry(ctx, func() (client.List[api.Endpoints], error) { return a.c.ListEndpoints(ctx) })
+	eps, err := retry(ctx, func() (api.List[api.Endpoints], error) { return a.c.ListEndpoints(ctx) })
 	if err != nil {
 		return 0, 0, err
 	}

@@ -19,7 +19,7 @@ var errDryRun = errors.New("dry run")
 // of them or, on any error, none. It answers per object created,
 // configured or unchanged. Objects not in the manifest are left alone.
 func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
-	var req ApplyRequest
+	var req api.ApplyRequest
 	if err := s.decode(w, r, &req, false); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -34,7 +34,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var resp ApplyResponse
+	var resp api.ApplyResponse
 	rev, err := s.st.Update(func(tx *store.Tx) error {
 		resp.Results = resp.Results[:0]
 		for _, name := range slices.Sorted(maps.Keys(m.Apps)) {
@@ -42,7 +42,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
-			resp.Results = append(resp.Results, ApplyResult{Kind: api.KindApp, Name: name, Action: action})
+			resp.Results = append(resp.Results, api.ApplyResult{Kind: api.KindApp, Name: name, Action: action})
 		}
 		for _, name := range slices.Sorted(maps.Keys(m.Services)) {
 			var out api.Service
@@ -50,7 +50,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return err
 			}
-			resp.Results = append(resp.Results, ApplyResult{Kind: api.KindService, Name: name, Action: action})
+			resp.Results = append(resp.Results, api.ApplyResult{Kind: api.KindService, Name: name, Action: action})
 		}
 		if req.DryRun {
 			return errDryRun
@@ -75,19 +75,19 @@ func applyApp(tx *store.Tx, name string, spec *configs.AppSpec) (string, error) 
 	err := tx.Get(api.KindApp, name, &old)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return ActionCreated, tx.Create(api.KindApp, &api.App{Meta: api.Meta{Name: name}, Spec: *spec})
+		return api.ActionCreated, tx.Create(api.KindApp, &api.App{Meta: api.Meta{Name: name}, Spec: *spec})
 	case err != nil:
 		return "", err
 	case sameJSON(old.Spec, *spec):
-		return ActionUnchanged, nil
+		return api.ActionUnchanged, nil
 	}
 	old.Spec = *spec
-	return ActionConfigured, tx.Put(api.KindApp, &old)
+	return api.ActionConfigured, tx.Put(api.KindApp, &old)
 }
 
 // scaleApp sets an app's replicas.
 func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request) {
-	var req ScaleRequest
+	var req api.ScaleRequest
 	if err := s.decode(w, r, &req, false); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -142,7 +142,7 @@ func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request) {
 // it. Without a template_hash it picks the newest template before the
 // current one.
 func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request) {
-	var req RollbackRequest
+	var req api.RollbackRequest
 	if err := s.decode(w, r, &req, true); err != nil {
 		s.writeError(w, r, err)
 		return

@@ -15,23 +15,23 @@
 //	GET    /v1/apps/{name}               api.App
 //	PUT    /v1/apps/{name}               api.App (spec only; status stays the
 //	                                     controller's); 201 new, 200 otherwise
-//	DELETE /v1/apps/{name}[?revision=N]  DeleteResponse; its pods go gracefully
-//	POST   /v1/apps/{name}/scale         ScaleRequest -> api.App
-//	POST   /v1/apps/{name}/rollback      RollbackRequest (or no body) -> api.App
-//	POST   /v1/apply                     ApplyRequest -> ApplyResponse
+//	DELETE /v1/apps/{name}[?revision=N]  api.DeleteResponse; its pods go gracefully
+//	POST   /v1/apps/{name}/scale         api.ScaleRequest -> api.App
+//	POST   /v1/apps/{name}/rollback      api.RollbackRequest (or no body) -> api.App
+//	POST   /v1/apply                     api.ApplyRequest -> api.ApplyResponse
 //	GET    /v1/pods[?app=&node=]         List of api.Pod
 //	GET    /v1/pods/{name}               api.Pod
 //	PUT    /v1/pods/{name}               api.Pod (whole pod, for controllers)
-//	DELETE /v1/pods/{name}[?force=true][&revision=N]  DeleteResponse
+//	DELETE /v1/pods/{name}[?force=true][&revision=N]  api.DeleteResponse
 //	PUT    /v1/pods/{name}/status        api.Pod; only status (and revision) are read
 //	GET    /v1/pods/{name}/logs[?container=&follow=1&tail=N]  the log, streamed
-//	POST   /v1/pods/{name}/exec          ExecRequest -> output, streamed; exit
+//	POST   /v1/pods/{name}/exec          api.ExecRequest -> output, streamed; exit
 //	                                     code in the Skiff-Exit-Code trailer
 //	                                     (503 while no PodIO is set)
 //	GET    /v1/services                  List of api.Service
 //	GET    /v1/services/{name}           api.Service
 //	PUT    /v1/services/{name}           api.Service (spec; status is allocated)
-//	DELETE /v1/services/{name}[?revision=N]  DeleteResponse (its endpoints go too)
+//	DELETE /v1/services/{name}[?revision=N]  api.DeleteResponse (its endpoints go too)
 //	GET    /v1/endpoints                 List of api.Endpoints
 //	GET    /v1/endpoints/{name}          api.Endpoints
 //	GET    /v1/events[?object=kind/name] List of api.Event

@@ -12,49 +12,9 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
-// PodIO serves the logs and exec of the pods of one node: the node agent
-// satisfies it. In `skiff server --agent` the agent runs in the process and
-// RunServer hands it over with SetPodIO. A remote agent (the cluster issue)
-// serves the same two calls on its own listener; a PodIO that forwards to
-// it plugs in here unchanged.
-type PodIO interface {
-	// Logs streams a container's log lines (without the runtime's
-	// timestamp and stream prefix). tail < 0 means the whole log.
-	Logs(ctx context.Context, pod *api.Pod, container string, tail int, follow bool) (io.ReadCloser, error)
-	// Exec runs cmd in the container, copies its output (stdout and stderr
-	// interleaved) to out as it comes and returns its exit code.
-	Exec(ctx context.Context, pod *api.Pod, container string, cmd []string, out io.Writer) (int, error)
-}
-
-// Errors a PodIO returns (wrapped) for the API to answer with the right
-// status.
-var (
-	// ErrNoContainer: the pod has no such container, or it is not on this
-	// node's runtime yet (404).
-	ErrNoContainer = errors.New("no such container")
-	// ErrChooseContainer: the pod has several containers and none was
-	// named (400).
-	ErrChooseContainer = errors.New("the pod has several containers: choose one")
-	// ErrNotRunning: exec in a container that is not running (409).
-	ErrNotRunning = errors.New("container not running")
-	// ErrOtherNode: the pod runs on a node whose agent is not in this
-	// process (503).
-	ErrOtherNode = errors.New("pod runs on another node")
-)
-
-// ExecRequest is the body of POST /v1/pods/{name}/exec.
-type ExecRequest struct {
-	Container string   `json:"container,omitempty"`
-	Command   []string `json:"command"`
-}
-
-// ExecExitHeader carries the exit code of an exec, as a trailer after the
-// output.
-const ExecExitHeader = "Skiff-Exit-Code"
-
 // SetPodIO sets what serves logs and exec. Until it is called (or with
 // nil) those answer 503. It may be called while the server serves.
-func (s *Server) SetPodIO(p PodIO) {
+func (s *Server) SetPodIO(p api.PodIO) {
 	if p == nil {
 		s.podIO.Store(nil)
 		return
@@ -62,7 +22,7 @@ func (s *Server) SetPodIO(p PodIO) {
 	s.podIO.Store(&p)
 }
 
-func (s *Server) getPodIO() PodIO {
+func (s *Server) getPodIO() api.PodIO {
 	if p := s.podIO.Load(); p != nil {
 		return *p
 	}
@@ -72,20 +32,20 @@ func (s *Server) getPodIO() PodIO {
 // podIOError maps a PodIO error to its answer.
 func podIOError(err error) error {
 	switch {
-	case errors.Is(err, ErrNoContainer):
+	case errors.Is(err, api.ErrNoContainer):
 		return &apiError{status: http.StatusNotFound, code: api.CodeNotFound, msg: err.Error()}
-	case errors.Is(err, ErrChooseContainer):
+	case errors.Is(err, api.ErrChooseContainer):
 		return invalid("container", "%s", err.Error())
-	case errors.Is(err, ErrNotRunning):
+	case errors.Is(err, api.ErrNotRunning):
 		return conflict("%s", err.Error())
-	case errors.Is(err, ErrOtherNode):
+	case errors.Is(err, api.ErrOtherNode):
 		return &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable, msg: err.Error()}
 	}
 	return err
 }
 
 // podForIO reads the pod of the request and the PodIO that serves it.
-func (s *Server) podForIO(w http.ResponseWriter, r *http.Request) (*api.Pod, PodIO, bool) {
+func (s *Server) podForIO(w http.ResponseWriter, r *http.Request) (*api.Pod, api.PodIO, bool) {
 	var p api.Pod
 	if err := s.st.Get(api.KindPod, r.PathValue("name"), &p); err != nil {
 		s.writeError(w, r, err)
@@ -143,7 +103,7 @@ func (s *Server) podLogs(w http.ResponseWriter, r *http.Request) {
 // podExec runs a command in a container; the output streams back and the
 // exit code follows in the Skiff-Exit-Code trailer.
 func (s *Server) podExec(w http.ResponseWriter, r *http.Request) {
-	var req ExecRequest
+	var req api.ExecRequest
 	if err := s.decode(w, r, &req, false); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -157,7 +117,7 @@ func (s *Server) podExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("Trailer", ExecExitHeader)
+	w.Header().Set("Trailer", api.ExecExitHeader)
 	fw := &flushWriter{w: w, rc: http.NewResponseController(w), lazy: true}
 	code, err := pio.Exec(r.Context(), pod, req.Container, req.Command, fw)
 	if err != nil {
@@ -172,7 +132,7 @@ func (s *Server) podExec(w http.ResponseWriter, r *http.Request) {
 	if !fw.wrote {
 		w.WriteHeader(http.StatusOK)
 	}
-	w.Header().Set(ExecExitHeader, strconv.Itoa(code))
+	w.Header().Set(api.ExecExitHeader, strconv.Itoa(code))
 }
 
 // flushWriter flushes after every write so that output streams.

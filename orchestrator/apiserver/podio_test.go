@@ -22,7 +22,7 @@ type fakeIO struct{}
 
 func (fakeIO) Logs(_ context.Context, p *api.Pod, c string, tail int, follow bool) (io.ReadCloser, error) {
 	if c != "" && c != "c" {
-		return nil, fmt.Errorf("container %s: %w", c, ErrNoContainer)
+		return nil, fmt.Errorf("container %s: %w", c, api.ErrNoContainer)
 	}
 	lines := []string{"one\n", "two\n", "three\n"}
 	if tail >= 0 && tail < len(lines) {
@@ -33,7 +33,7 @@ func (fakeIO) Logs(_ context.Context, p *api.Pod, c string, tail int, follow boo
 
 func (fakeIO) Exec(_ context.Context, p *api.Pod, c string, cmd []string, out io.Writer) (int, error) {
 	if cmd[0] == "stopped" {
-		return 0, ErrNotRunning
+		return 0, api.ErrNotRunning
 	}
 	fmt.Fprintln(out, strings.Join(cmd, " "))
 	return len(cmd), nil
@@ -91,14 +91,14 @@ func TestPodIO(t *testing.T) {
 	}
 	t.Run("exec", func(t *testing.T) {
 		var out bytes.Buffer
-		code, err := c.Exec(ctx, "p1", client.ExecRequest{Command: []string{"echo", "hi", "there"}}, &out)
+		code, err := c.Exec(ctx, "p1", api.ExecRequest{Command: []string{"echo", "hi", "there"}}, &out)
 		if err != nil || code != 3 || out.String() != "echo hi there\n" {
 			t.Errorf("exec: code %d err %v out %q", code, err, out.String())
 		}
-		if _, err := c.Exec(ctx, "p1", client.ExecRequest{Command: []string{"stopped"}}, &out); !isStatus(err, 409) {
+		if _, err := c.Exec(ctx, "p1", api.ExecRequest{Command: []string{"stopped"}}, &out); !isStatus(err, 409) {
 			t.Errorf("exec in a stopped container: %v, want 409", err)
 		}
-		if _, err := c.Exec(ctx, "nope", client.ExecRequest{Command: []string{"x"}}, &out); !client.IsNotFound(err) {
+		if _, err := c.Exec(ctx, "nope", api.ExecRequest{Command: []string{"x"}}, &out); !client.IsNotFound(err) {
 			t.Errorf("exec in a missing pod: %v, want 404", err)
 		}
 	})

@@ -42,13 +42,8 @@ func list[T any, P objectPtr[T]](s *Server, w http.ResponseWriter, r *http.Reque
 		}
 		items = kept
 	}
-	raw, err := json.Marshal(items)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	w.Header().Set("Skiff-Revision", strconv.FormatInt(rev, 10))
-	writeJSON(w, http.StatusOK, List{Revision: rev, Items: raw})
+	writeJSON(w, http.StatusOK, api.List[P]{Revision: rev, Items: items})
 }
 
 // watchKind streams the events of kind after ?since= (default: the current

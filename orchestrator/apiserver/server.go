@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
@@ -56,7 +57,7 @@ type Server struct {
 	requests  map[requestKey]uint64
 
 	// podIO serves logs and exec (see SetPodIO); nil until an agent runs.
-	podIO atomic.Pointer[PodIO]
+	podIO atomic.Pointer[api.PodIO]
 }
 
 type requestKey struct {

@@ -85,19 +85,19 @@ func TestDelete(t *testing.T) {
 	steps := []struct {
 		name, target string
 		status       int
-		check        func(t *testing.T, resp DeleteResponse)
+		check        func(t *testing.T, resp api.DeleteResponse)
 	}{
-		{"bad revision", "/v1/apps/web?revision=x", 400, func(t *testing.T, _ DeleteResponse) {
+		{"bad revision", "/v1/apps/web?revision=x", 400, func(t *testing.T, _ api.DeleteResponse) {
 			if !exists(api.KindApp, "web") {
 				t.Error("app gone after a rejected delete")
 			}
 		}},
-		{"stale revision", "/v1/apps/web?revision=" + strconv.FormatInt(rev+5, 10), 409, func(t *testing.T, _ DeleteResponse) {
+		{"stale revision", "/v1/apps/web?revision=" + strconv.FormatInt(rev+5, 10), 409, func(t *testing.T, _ api.DeleteResponse) {
 			if !exists(api.KindApp, "web") || !exists(api.KindPod, "web-1") {
 				t.Error("app or pod gone after a conflicting delete")
 			}
 		}},
-		{"app", "/v1/apps/web?revision=" + strconv.FormatInt(rev, 10), 200, func(t *testing.T, resp DeleteResponse) {
+		{"app", "/v1/apps/web?revision=" + strconv.FormatInt(rev, 10), 200, func(t *testing.T, resp api.DeleteResponse) {
 			var app api.App
 			if err := json.Unmarshal(resp.Object, &app); err != nil || app.Name != "web" {
 				t.Errorf("answer object %s (%v)", resp.Object, err)
@@ -110,7 +110,7 @@ func TestDelete(t *testing.T) {
 			}
 		}},
 		{"app again", "/v1/apps/web", 404, nil},
-		{"service", "/v1/services/web", 200, func(t *testing.T, resp DeleteResponse) {
+		{"service", "/v1/services/web", 200, func(t *testing.T, resp api.DeleteResponse) {
 			var svc api.Service
 			if err := json.Unmarshal(resp.Object, &svc); err != nil || svc.Name != "web" {
 				t.Errorf("answer object %s (%v)", resp.Object, err)
@@ -128,7 +128,7 @@ func TestDelete(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", rec.Code, step.status, rec.Body)
 			}
 			if step.check != nil {
-				var resp DeleteResponse
+				var resp api.DeleteResponse
 				if rec.Code == 200 {
 					if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
 						t.Fatal(err)

@@ -113,7 +113,7 @@ func (s *Server) putService(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	_, err := s.st.Update(func(tx *store.Tx) error {
 		action, err := s.writeService(tx, svc.Name, &svc.Spec, svc.Revision, &svc)
-		if action == ActionCreated {
+		if action == api.ActionCreated {
 			status = http.StatusCreated
 		}
 		return err
@@ -148,14 +148,14 @@ func (s *Server) writeService(tx *store.Tx, name string, spec *configs.ServiceSp
 	}
 	if !exists {
 		*out = next
-		return ActionCreated, tx.Create(api.KindService, out)
+		return api.ActionCreated, tx.Create(api.KindService, out)
 	}
 	if sameJSON(old.Spec, next.Spec) && old.Status == next.Status {
 		*out = old
-		return ActionUnchanged, nil
+		return api.ActionUnchanged, nil
 	}
 	*out = next
-	return ActionConfigured, tx.Put(api.KindService, out)
+	return api.ActionConfigured, tx.Put(api.KindService, out)
 }
 
 // putNode registers a node or updates its spec and status (agents call it
@@ -256,7 +256,7 @@ func (s *Server) deletePod(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	var resp DeleteResponse
+	var resp api.DeleteResponse
 	_, err = s.st.Update(func(tx *store.Tx) error {
 		var pod api.Pod
 		if err := tx.Get(api.KindPod, name, &pod); err != nil {
@@ -286,14 +286,14 @@ func (s *Server) deletePod(w http.ResponseWriter, r *http.Request) {
 // not nil) to delete what depends on it. The answer carries the object as
 // it was last written.
 func deleteObject[T any, P objectPtr[T]](s *Server, w http.ResponseWriter, r *http.Request, kind string,
-	also func(tx *store.Tx, name string, resp *DeleteResponse) error) {
+	also func(tx *store.Tx, name string, resp *api.DeleteResponse) error) {
 	rev, err := revisionParam(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	name := r.PathValue("name")
-	var resp DeleteResponse
+	var resp api.DeleteResponse
 	_, err = s.st.Update(func(tx *store.Tx) error {
 		var obj T
 		if err := tx.Get(kind, name, P(&obj)); err != nil {
@@ -323,7 +323,7 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) {
 
 // deleteAppPods deletes (or marks, see deletePodTx) the pods of app name
 // and counts them in resp.
-func deleteAppPods(tx *store.Tx, name string, resp *DeleteResponse) error {
+func deleteAppPods(tx *store.Tx, name string, resp *api.DeleteResponse) error {
 	var pods []*api.Pod
 	if err := tx.List(api.KindPod, &pods); err != nil {
 		return err
@@ -348,7 +348,7 @@ func deleteAppPods(tx *store.Tx, name string, resp *DeleteResponse) error {
 
 // deleteService deletes a service and its endpoints object.
 func (s *Server) deleteService(w http.ResponseWriter, r *http.Request) {
-	deleteObject[api.Service](s, w, r, api.KindService, func(tx *store.Tx, name string, _ *DeleteResponse) error {
+	deleteObject[api.Service](s, w, r, api.KindService, func(tx *store.Tx, name string, _ *api.DeleteResponse) error {
 		if err := tx.Delete(api.KindEndpoints, name, 0); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}

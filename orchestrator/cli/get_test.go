@@ -17,7 +17,6 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
-	"github.com/skiff-edge/skiff/orchestrator/controller"
 )
 
 // fakeAPI serves h on a unix socket and returns a client of it.
@@ -143,7 +142,7 @@ func TestRolloutStatus(t *testing.T) {
 		a := api.App{Meta: api.Meta{Name: "web", Revision: rev},
 			Spec:   configs.AppSpec{Replicas: ptr(3)},
 			Status: api.AppStatus{Replicas: total, Updated: updated, Ready: ready}}
-		a.Status.TemplateHash = controller.TemplateHash(&a.Spec)
+		a.Status.TemplateHash = api.TemplateHash(&a.Spec)
 		b, _ := json.Marshal(a)
 		return string(b)
 	}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
-	"github.com/skiff-edge/skiff/orchestrator/controller"
 )
 
 // ErrRolloutTimeout is returned by RolloutStatus when its timeout passes
@@ -38,7 +37,7 @@ func RolloutDone(a *api.App) (bool, string) {
 	s := a.Status
 	// Until the app controller has seen the spec, its counts are those of
 	// the template before.
-	if want := controller.TemplateHash(&a.Spec); s.TemplateHash != want {
+	if want := api.TemplateHash(&a.Spec); s.TemplateHash != want {
 		return false, fmt.Sprintf("Waiting for rollout of %s: waiting for the controller to take template %s...", ref, want)
 	}
 	if desired < 0 { // per-node: as many as the controller wants

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
@@ -30,7 +31,7 @@ func Logs(ctx context.Context, c *client.Client, w io.Writer, pod string, o clie
 // Exec runs a command in a pod's container, copies its output to w, and
 // returns an *ExitError when the command exits non-zero.
 func Exec(ctx context.Context, c *client.Client, w io.Writer, pod, container string, cmd []string) error {
-	code, err := c.Exec(ctx, pod, client.ExecRequest{Container: container, Command: cmd}, w)
+	code, err := c.Exec(ctx, pod, api.ExecRequest{Container: container, Command: cmd}, w)
 	if err != nil {
 		return err
 	}

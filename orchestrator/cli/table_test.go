@@ -11,7 +11,6 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
-	"github.com/skiff-edge/skiff/orchestrator/controller"
 )
 
 func TestFormatAge(t *testing.T) {
@@ -219,7 +218,7 @@ func TestRolloutDone(t *testing.T) {
 			a := &api.App{Meta: api.Meta{Name: "web"}, Spec: configs.AppSpec{Replicas: ptr(3)},
 				Status: api.AppStatus{Replicas: tt.replicas, Updated: tt.updated, Ready: tt.ready, TemplateHash: tt.hash}}
 			if tt.hash == "" {
-				a.Status.TemplateHash = controller.TemplateHash(&a.Spec)
+				a.Status.TemplateHash = api.TemplateHash(&a.Spec)
 			}
 			done, line := RolloutDone(a)
 			if done != tt.done || !strings.Contains(line, tt.line) {

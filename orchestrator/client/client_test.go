@@ -134,7 +134,7 @@ func TestUnreachable(t *testing.T) {
 }
 
 func TestListAndApply(t *testing.T) {
-	var gotApply ApplyRequest
+	var gotApply api.ApplyRequest
 	var gotAuth, gotQuery string
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/pods", func(w http.ResponseWriter, r *http.Request) {
@@ -181,7 +181,7 @@ func TestListAndApply(t *testing.T) {
 	if !gotApply.DryRun || gotApply.Apps["web"] == nil || gotApply.Apps["web"].Containers["http"].Image != "echo:1" {
 		t.Errorf("server got %+v", gotApply)
 	}
-	if res.Revision != 9 || len(res.Results) != 1 || res.Results[0].Action != ActionCreated {
+	if res.Revision != 9 || len(res.Results) != 1 || res.Results[0].Action != api.ActionCreated {
 		t.Errorf("Apply = %+v", res)
 	}
 }
@@ -260,11 +260,11 @@ func TestLogsAndExec(t *testing.T) {
 			r.URL.Query().Get("container"), r.URL.Query().Get("follow"), r.URL.Query().Get("tail"))
 	})
 	mux.HandleFunc("POST /v1/pods/{name}/exec", func(w http.ResponseWriter, r *http.Request) {
-		var req ExecRequest
+		var req api.ExecRequest
 		json.NewDecoder(r.Body).Decode(&req)
-		w.Header().Set("Trailer", ExecExitHeader)
+		w.Header().Set("Trailer", api.ExecExitHeader)
 		fmt.Fprintf(w, "ran %s in %s\n", strings.Join(req.Command, " "), req.Container)
-		w.Header().Set(ExecExitHeader, "3")
+		w.Header().Set(api.ExecExitHeader, "3")
 	})
 	c := unixServer(t, mux)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -281,7 +281,7 @@ func TestLogsAndExec(t *testing.T) {
 	}
 
 	var out strings.Builder
-	code, err := c.Exec(ctx, "web-1", ExecRequest{Container: "http", Command: []string{"ls", "/"}}, &out)
+	code, err := c.Exec(ctx, "web-1", api.ExecRequest{Container: "http", Command: []string{"ls", "/"}}, &out)
 	if err != nil {
 		t.Fatal(err)
 	}

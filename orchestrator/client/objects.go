@@ -1,7 +1,6 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,26 +12,9 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/api"
 )
 
-// List is one page of a list answer: the objects and the store revision they
-// were read at (watch from Revision to miss nothing).
-type List[T any] struct {
-	Revision int64 `json:"revision"`
-	Items    []T   `json:"items"`
-}
-
-// UnmarshalJSON takes {"revision":N,"items":[...]} and also a bare array.
-func (l *List[T]) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) > 0 && b[0] == '[' {
-		return json.Unmarshal(b, &l.Items)
-	}
-	type plain List[T]
-	return json.Unmarshal(b, (*plain)(l))
-}
-
 // list GETs a list of kind with optional query parameters.
-func list[T any](ctx context.Context, c *Client, kind string, q url.Values) (List[T], error) {
-	var l List[T]
+func list[T any](ctx context.Context, c *Client, kind string, q url.Values) (api.List[T], error) {
+	var l api.List[T]
 	resp, cancel, err := c.send(ctx, request{method: http.MethodGet, path: "/v1/" + kind, query: q})
 	if err != nil {
 		return l, err
@@ -74,7 +56,7 @@ func (c *Client) del(ctx context.Context, kind, name string) error {
 }
 
 // ListNodes lists the nodes.
-func (c *Client) ListNodes(ctx context.Context) (List[api.Node], error) {
+func (c *Client) ListNodes(ctx context.Context) (api.List[api.Node], error) {
 	return list[api.Node](ctx, c, api.KindNode, nil)
 }
 
@@ -89,7 +71,7 @@ func (c *Client) PutNode(ctx context.Context, n *api.Node) (*api.Node, error) {
 }
 
 // ListApps lists the apps.
-func (c *Client) ListApps(ctx context.Context) (List[api.App], error) {
+func (c *Client) ListApps(ctx context.Context) (api.List[api.App], error) {
 	return list[api.App](ctx, c, api.KindApp, nil)
 }
 
@@ -109,34 +91,22 @@ func (c *Client) DeleteApp(ctx context.Context, name string) error {
 	return c.del(ctx, api.KindApp, name)
 }
 
-// ScaleRequest is the body of POST /v1/apps/{name}/scale.
-type ScaleRequest struct {
-	Replicas int `json:"replicas"`
-}
-
 // Scale sets an app's replicas.
 func (c *Client) Scale(ctx context.Context, app string, replicas int) (*api.App, error) {
 	out := new(api.App)
 	err := c.do(ctx, request{method: http.MethodPost, path: objPath(api.KindApp, app) + "/scale",
-		body: ScaleRequest{Replicas: replicas}}, out)
+		body: api.ScaleRequest{Replicas: &replicas}}, out)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// RollbackRequest is the body of POST /v1/apps/{name}/rollback.
-type RollbackRequest struct {
-	// TemplateHash of the revision to return to; empty means the one
-	// before the current.
-	TemplateHash string `json:"template_hash,omitempty"`
-}
-
-// Rollback returns an app to an earlier pod template (see RollbackRequest).
+// Rollback returns an app to an earlier pod template (see api.RollbackRequest).
 func (c *Client) Rollback(ctx context.Context, app, templateHash string) (*api.App, error) {
 	out := new(api.App)
 	err := c.do(ctx, request{method: http.MethodPost, path: objPath(api.KindApp, app) + "/rollback",
-		body: RollbackRequest{TemplateHash: templateHash}}, out)
+		body: api.RollbackRequest{TemplateHash: templateHash}}, out)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +114,7 @@ func (c *Client) Rollback(ctx context.Context, app, templateHash string) (*api.A
 }
 
 // ListPods lists pods, of one app and/or one node when those are not empty.
-func (c *Client) ListPods(ctx context.Context, app, node string) (List[api.Pod], error) {
+func (c *Client) ListPods(ctx context.Context, app, node string) (api.List[api.Pod], error) {
 	q := url.Values{}
 	if app != "" {
 		q.Set("app", app)
@@ -194,7 +164,7 @@ func (c *Client) DeletePod(ctx context.Context, name string) error {
 }
 
 // ListServices lists the services.
-func (c *Client) ListServices(ctx context.Context) (List[api.Service], error) {
+func (c *Client) ListServices(ctx context.Context) (api.List[api.Service], error) {
 	return list[api.Service](ctx, c, api.KindService, nil)
 }
 
@@ -214,7 +184,7 @@ func (c *Client) DeleteService(ctx context.Context, name string) error {
 }
 
 // ListEndpoints lists the endpoints of every service.
-func (c *Client) ListEndpoints(ctx context.Context) (List[api.Endpoints], error) {
+func (c *Client) ListEndpoints(ctx context.Context) (api.List[api.Endpoints], error) {
 	return list[api.Endpoints](ctx, c, api.KindEndpoints, nil)
 }
 
@@ -224,7 +194,7 @@ func (c *Client) GetEndpoints(ctx context.Context, name string) (*api.Endpoints,
 }
 
 // ListEvents lists events; with object ("pods/web-x2f") only that object's.
-func (c *Client) ListEvents(ctx context.Context, object string) (List[api.Event], error) {
+func (c *Client) ListEvents(ctx context.Context, object string) (api.List[api.Event], error) {
 	var q url.Values
 	if object != "" {
 		q = url.Values{"object": {object}}
@@ -245,41 +215,11 @@ func (c *Client) ListEvents(ctx context.Context, object string) (List[api.Event]
 	return l, nil
 }
 
-// Apply actions, one per object of an apply.
-const (
-	ActionCreated    = "created"
-	ActionConfigured = "configured"
-	ActionUnchanged  = "unchanged"
-)
-
-// ApplyRequest is the body of POST /v1/apply: a manifest and an optional
-// dry run that validates and reports without writing.
-type ApplyRequest struct {
-	configs.Manifest
-	DryRun bool `json:"dry_run,omitempty"`
-}
-
-// ApplyResult is the answer of POST /v1/apply: what happened to each
-// object, and the store revision of the write (the current one when nothing
-// changed or on a dry run).
-type ApplyResult struct {
-	Revision int64           `json:"revision"`
-	DryRun   bool            `json:"dry_run,omitempty"`
-	Results  []AppliedObject `json:"results"`
-}
-
-// AppliedObject says what an apply did to one object.
-type AppliedObject struct {
-	Kind   string `json:"kind"` // api.KindApp or api.KindService
-	Name   string `json:"name"`
-	Action string `json:"action"` // one of the Action* constants
-}
-
 // Apply sends a manifest to POST /v1/apply (with dryRun to only validate
 // and say what would change). The server applies it whole or not at all.
-func (c *Client) Apply(ctx context.Context, m *configs.Manifest, dryRun bool) (ApplyResult, error) {
-	var res ApplyResult
-	req := ApplyRequest{DryRun: dryRun}
+func (c *Client) Apply(ctx context.Context, m *configs.Manifest, dryRun bool) (api.ApplyResponse, error) {
+	var res api.ApplyResponse
+	req := api.ApplyRequest{DryRun: dryRun}
 	if m != nil {
 		req.Manifest = *m
 	}

@@ -127,19 +127,9 @@ func (b *cancelBody) Close() error {
 	return err
 }
 
-// ExecRequest is the body of POST /v1/pods/{name}/exec.
-type ExecRequest struct {
-	Container string   `json:"container,omitempty"`
-	Command   []string `json:"command"`
-}
-
-// ExecExitHeader is the HTTP trailer in which the server sends the exit code
-// of an exec after its output.
-const ExecExitHeader = "Skiff-Exit-Code"
-
 // Exec runs a command in a pod's container and copies its output (stdout
 // and stderr, interleaved) to out. It returns the command's exit code.
-func (c *Client) Exec(ctx context.Context, pod string, r ExecRequest, out io.Writer) (int, error) {
+func (c *Client) Exec(ctx context.Context, pod string, r api.ExecRequest, out io.Writer) (int, error) {
 	if len(r.Command) == 0 {
 		return 0, errors.New("exec: no command")
 	}
@@ -152,9 +142,9 @@ func (c *Client) Exec(ctx context.Context, pod string, r ExecRequest, out io.Wri
 	if _, err := io.Copy(out, resp.Body); err != nil {
 		return 0, fmt.Errorf("exec: read output: %w", err)
 	}
-	v := resp.Trailer.Get(ExecExitHeader)
+	v := resp.Trailer.Get(api.ExecExitHeader)
 	if v == "" {
-		v = resp.Header.Get(ExecExitHeader)
+		v = resp.Header.Get(api.ExecExitHeader)
 	}
 	if v == "" {
 		return 0, nil

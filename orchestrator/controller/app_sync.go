@@ -161,7 +161,7 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 		return res, err
 	}
 
-	hash := TemplateHash(&app.Spec)
+	hash := api.TemplateHash(&app.Spec)
 	before := app.Status
 	histChanged := recordRevision(&app.Status, &app.Spec, hash, now)
 	if histChanged && before.TemplateHash != "" {
@@ -194,7 +194,7 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 		case c.autoRollback(&app):
 			prev := app.Status.History[len(app.Status.History)-2]
 			res.rolledFrom = hash
-			setTemplate(&app.Spec, &prev.Spec)
+			api.SetTemplate(&app.Spec, &prev.Spec)
 			msg := fmt.Sprintf("template %s not ready within %s: rolled back to %s", hash, progressDeadline(&app.Spec), prev.TemplateHash)
 			if err := tx.Put(api.KindApp, &app); err != nil {
 				return res, err
@@ -343,7 +343,7 @@ func retire(tx txn, p *api.Pod, nv *nodeView, now time.Time) error {
 // returns ErrNoRevision when there is nothing to go back to. The app
 // controller then rolls the pods over as for any template change.
 func Rollback(tx *store.Tx, app *api.App) error {
-	cur := TemplateHash(&app.Spec)
+	cur := api.TemplateHash(&app.Spec)
 	h := app.Status.History
 	i := len(h) - 1
 	for ; i >= 0; i-- {
@@ -372,8 +372,8 @@ func RollbackTo(tx *store.Tx, app *api.App, hash string) error {
 		if r.TemplateHash != hash {
 			continue
 		}
-		from := TemplateHash(&app.Spec)
-		setTemplate(&app.Spec, &r.Spec)
+		from := api.TemplateHash(&app.Spec)
+		api.SetTemplate(&app.Spec, &r.Spec)
 		if err := tx.Put(api.KindApp, app); err != nil {
 			return err
 		}

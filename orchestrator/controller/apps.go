@@ -1,9 +1,6 @@
 package controller
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"math/rand/v2"
 	"time"
 
@@ -19,49 +16,6 @@ const (
 	// maxHistory is how many pod templates an app keeps for rollback.
 	maxHistory = 10
 )
-
-// podTemplate is the part of an AppSpec that its pods are made from. A change
-// to any of it is a new revision with a new template hash; replicas, mode,
-// update and autoscale are not part of it.
-type podTemplate struct {
-	Restart          string                            `json:"restart,omitempty"`
-	NodeSelector     map[string]string                 `json:"node_selector,omitempty"`
-	TerminationGrace configs.Duration                  `json:"termination_grace,omitempty"`
-	Containers       map[string]*configs.ContainerSpec `json:"containers"`
-	Volumes          map[string]*configs.VolumeSpec    `json:"volumes,omitempty"`
-}
-
-func templateOf(s *configs.AppSpec) podTemplate {
-	return podTemplate{
-		Restart:          s.Restart,
-		NodeSelector:     s.NodeSelector,
-		TerminationGrace: s.TerminationGrace,
-		Containers:       s.Containers,
-		Volumes:          s.Volumes,
-	}
-}
-
-// TemplateHash returns the hash of the pod-template part of spec: 10 hex
-// digits, stable across runs (JSON sorts map keys).
-func TemplateHash(spec *configs.AppSpec) string {
-	b, err := json.Marshal(templateOf(spec))
-	if err != nil {
-		// The spec types always marshal; a failure here is a programming error.
-		panic("controller: marshal pod template: " + err.Error())
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])[:10]
-}
-
-// setTemplate copies the pod-template part of from into to, keeping to's
-// replicas, mode, update and autoscale.
-func setTemplate(to *configs.AppSpec, from *configs.AppSpec) {
-	to.Restart = from.Restart
-	to.NodeSelector = from.NodeSelector
-	to.TerminationGrace = from.TerminationGrace
-	to.Containers = from.Containers
-	to.Volumes = from.Volumes
-}
 
 const nameChars = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -430,7 +384,7 @@ func recordRevision(st *api.AppStatus, spec *configs.AppSpec, hash string, now t
 		}
 	}
 	// The whole spec is kept, as it was when the template first appeared;
-	// a rollback takes only its template part (setTemplate).
+	// a rollback takes only its template part (api.SetTemplate).
 	out = append(out, api.AppRevision{TemplateHash: hash, Spec: *spec, Time: now})
 	if len(out) > maxHistory {
 		out = out[len(out)-maxHistory:]

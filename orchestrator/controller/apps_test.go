@@ -352,37 +352,6 @@ func TestPlanPerNode(t *testing.T) {
 	}
 }
 
-func TestTemplateHash(t *testing.T) {
-	base := mkApp("web", 3).Spec
-	h := TemplateHash(&base)
-	if len(h) != 10 {
-		t.Fatalf("hash %q: want 10 hex digits", h)
-	}
-	tests := []struct {
-		name   string
-		change func(s *configs.AppSpec)
-		same   bool
-	}{
-		{"replicas", func(s *configs.AppSpec) { s.Replicas = intp(9) }, true},
-		{"update strategy", func(s *configs.AppSpec) { s.Update = &configs.UpdateSpec{AutoRollback: true} }, true},
-		{"mode", func(s *configs.AppSpec) { s.Mode = configs.ModePerNode }, true},
-		{"image", func(s *configs.AppSpec) { s.Containers = map[string]*configs.ContainerSpec{"main": {Image: "img:2"}} }, false},
-		{"env", func(s *configs.AppSpec) {
-			s.Containers = map[string]*configs.ContainerSpec{"main": {Image: "img", Env: map[string]string{"A": "1"}}}
-		}, false},
-		{"selector", func(s *configs.AppSpec) { s.NodeSelector = map[string]string{"a": "b"} }, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := mkApp("web", 3).Spec
-			tt.change(&s)
-			if got := TemplateHash(&s); (got == h) != tt.same {
-				t.Fatalf("hash after %s change = %s, base %s; same want %v", tt.name, got, h, tt.same)
-			}
-		})
-	}
-}
-
 func TestPodName(t *testing.T) {
 	re := regexp.MustCompile(`^web-abcde-[a-z0-9]{5}$`)
 	taken := map[string]bool{}

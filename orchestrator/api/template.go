@@ -1,0 +1,53 @@
+package api
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+
+	"github.com/skiff-edge/skiff/configs"
+)
+
+// podTemplate is the part of an AppSpec that its pods are made from. A change
+// to any of it is a new revision with a new template hash; replicas, mode,
+// update and autoscale are not part of it.
+type podTemplate struct {
+	Restart          string                            `json:"restart,omitempty"`
+	NodeSelector     map[string]string                 `json:"node_selector,omitempty"`
+	TerminationGrace configs.Duration                  `json:"termination_grace,omitempty"`
+	Containers       map[string]*configs.ContainerSpec `json:"containers"`
+	Volumes          map[string]*configs.VolumeSpec    `json:"volumes,omitempty"`
+}
+
+func templateOf(s *configs.AppSpec) podTemplate {
+	return podTemplate{
+		Restart:          s.Restart,
+		NodeSelector:     s.NodeSelector,
+		TerminationGrace: s.TerminationGrace,
+		Containers:       s.Containers,
+		Volumes:          s.Volumes,
+	}
+}
+
+// TemplateHash returns the hash of the pod-template part of spec: 10 hex
+// digits, stable across runs (JSON sorts map keys). Two specs with the same
+// hash make the same pods.
+func TemplateHash(spec *configs.AppSpec) string {
+	b, err := json.Marshal(templateOf(spec))
+	if err != nil {
+		// The spec types always marshal; a failure here is a programming error.
+		panic("api: marshal pod template: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:10]
+}
+
+// SetTemplate copies the pod-template part of from into to, keeping to's
+// replicas, mode, update and autoscale.
+func SetTemplate(to *configs.AppSpec, from *configs.AppSpec) {
+	to.Restart = from.Restart
+	to.NodeSelector = from.NodeSelector
+	to.TerminationGrace = from.TerminationGrace
+	to.Containers = from.Containers
+	to.Volumes = from.Volumes
+}
