@@ -59,8 +59,10 @@
 // which SKIFF-POSTROUTING turns into a MASQUERADE; SKIFF-POSTROUTING also
 // masquerades pod traffic that leaves the cluster CIDR. In the filter table
 // SKIFF-FILTER (from INPUT, FORWARD and OUTPUT) rejects traffic to services
-// without endpoints at once with an ICMP port unreachable, and
-// SKIFF-FORWARD accepts forwarded pod traffic.
+// without endpoints at once with an ICMP port unreachable,
+// SKIFF-FORWARD accepts forwarded pod traffic, and SKIFF-FIREWALL (from
+// INPUT) drops packets for 127.0.0.0/8 from anywhere but 127.0.0.0/8 that
+// are not part of a known connection (see route_localnet below).
 //
 // # Kernel needs
 //
@@ -72,16 +74,24 @@
 // request times out; hairpin traffic, a pod reaching its own service, works
 // either way, since it is masqueraded to the gateway). That sysctl is per
 // network namespace since Linux 5.3 and defaults to 1 once br_netfilter is
-// there; [Network.SetupNode] sets it, and net.ipv4.ip_forward=1 and, for
-// NodePorts on
-// 127.0.0.1, net.ipv4.conf.all.route_localnet=1. It also turns ICMP
-// redirects off (conf.all and the bridge's send_redirects=0): a pod's packet
-// to a service IP enters and leaves the node through the bridge, and the
-// redirect that the kernel would send tells the pod to ARP for the VIP
-// itself, which hangs a service without endpoints instead of rejecting it.
-// These sysctls stay set after Cleanup. SetupNode fails with
-// [ErrBridgeNetfilter] when br_netfilter is missing, since without it
-// hairpin and same-node service traffic silently break.
+// there; [Network.SetupNode] sets it, and net.ipv4.ip_forward=1. It also
+// turns ICMP redirects off (conf.all and the bridge's send_redirects=0): a
+// pod's packet to a service IP enters and leaves the node through the
+// bridge, and the redirect that the kernel would send tells the pod to ARP
+// for the VIP itself, which hangs a service without endpoints instead of
+// rejecting it. These sysctls stay set after Cleanup.
+//
+// NodePorts on 127.0.0.1 need net.ipv4.conf.all.route_localnet=1: without
+// it the kernel will not route a packet from 127.0.0.1 to a pod after DNAT.
+// It also lets other hosts on the LAN, and pods, route 127.0.0.0/8 to the
+// node and reach services that listen on its 127.0.0.1 only
+// (CVE-2020-8558), so SKIFF-FIREWALL drops what comes in for 127.0.0.0/8
+// from elsewhere unless conntrack knows it (DNAT, RELATED, ESTABLISHED),
+// the rule kube-proxy writes. SetupNode turns route_localnet on only once
+// that rule is in force. It stays set after Cleanup.
+//
+// SetupNode fails with [ErrBridgeNetfilter] when br_netfilter is missing,
+// since without it hairpin and same-node service traffic silently break.
 //
 // # Namespaces
 //

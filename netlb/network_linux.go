@@ -95,6 +95,11 @@ func (n *Network) Config() Config { return n.cfg }
 // Gateway returns the bridge's address, the pods' default gateway.
 func (n *Network) Gateway() net.IP { return gatewayOf(n.cfg.PodCIDR) }
 
+// routeLocalnet lets 127.0.0.0/8 be routed to and from other links, which
+// NodePorts on 127.0.0.1 need (see localnetDrop for the rule that keeps
+// other hosts off the node's loopback services).
+const routeLocalnet = "net/ipv4/conf/all/route_localnet"
+
 // writeSysctl sets a sysctl of the calling thread's network namespace;
 // name is its path under /proc/sys.
 func writeSysctl(name, value string) error {
@@ -124,7 +129,6 @@ func (n *Network) SetupNode() error {
 	for _, s := range [][2]string{
 		{"net/ipv4/ip_forward", "1"},
 		{"net/bridge/bridge-nf-call-iptables", "1"},
-		{"net/ipv4/conf/all/route_localnet", "1"},
 	} {
 		if err := writeSysctl(s[0], s[1]); err != nil {
 			return err
@@ -157,7 +161,12 @@ func (n *Network) SetupNode() error {
 	defer n.mu.Unlock()
 	n.applied = nil // SetupNode always writes every chain and ensures every jump
 	svcs, eps := n.last.input()
-	return n.syncLocked(svcs, eps)
+	if err := n.syncLocked(svcs, eps); err != nil {
+		return err
+	}
+	// Only now that the localnet drop rule is in force: route_localnet
+	// without it opens the node's 127.0.0.1 services to the LAN.
+	return writeSysctl(routeLocalnet, "1")
 }
 
 // ensureBridge creates the bridge if needed and sets its MTU, address and

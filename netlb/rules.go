@@ -22,6 +22,7 @@ const (
 	chainMarkMasq    = "SKIFF-MARK-MASQ"
 	chainFilter      = "SKIFF-FILTER"
 	chainForward     = "SKIFF-FORWARD"
+	chainFirewall    = "SKIFF-FIREWALL"
 
 	// masqMark is the fwmark bit that asks SKIFF-POSTROUTING to masquerade.
 	masqMark = "0x4000"
@@ -42,11 +43,28 @@ var jumpRules = []jumpRule{
 	{"nat", "PREROUTING", []string{"-m", "comment", "--comment", "skiff services", "-j", chainServices}},
 	{"nat", "OUTPUT", []string{"-m", "comment", "--comment", "skiff services", "-j", chainServices}},
 	{"nat", "POSTROUTING", []string{"-m", "comment", "--comment", "skiff postrouting", "-j", chainPostrouting}},
+	{"filter", "INPUT", []string{"-m", "comment", "--comment", "skiff firewall", "-j", chainFirewall}},
 	{"filter", "INPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "skiff services without endpoints", "-j", chainFilter}},
 	{"filter", "FORWARD", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "skiff services without endpoints", "-j", chainFilter}},
 	{"filter", "OUTPUT", []string{"-m", "conntrack", "--ctstate", "NEW", "-m", "comment", "--comment", "skiff services without endpoints", "-j", chainFilter}},
 	{"filter", "FORWARD", []string{"-m", "comment", "--comment", "skiff forward", "-j", chainForward}},
 }
+
+// localnetDrop is kube-proxy's answer to CVE-2020-8558. SetupNode sets
+// net.ipv4.conf.all.route_localnet=1, without which a NodePort on 127.0.0.1
+// cannot be DNATed to a pod (the kernel refuses to route a packet with a
+// loopback source out of a non-loopback link, and drops answers to
+// 127.0.0.1 that come in on one as martians). That also stops the kernel
+// from dropping packets for 127.0.0.0/8 that other hosts on the LAN (or
+// pods) route to the node, which would then reach services that listen on
+// 127.0.0.1 only. This rule drops them again unless conntrack knows them:
+// DNAT lets a NodePort on 127.0.0.1 reached from elsewhere go on to its pod
+// (as the same port on any node address would), RELATED,ESTABLISHED lets in
+// the answers to the node's own connections to NodePorts on 127.0.0.1.
+// Traffic from 127.0.0.0/8, the node talking to itself over lo, is left
+// alone.
+const localnetDrop = "! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment " + `"block incoming localnet connections"` +
+	" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP"
 
 // table is the desired content of our chains in one iptables table.
 type table struct {
@@ -232,7 +250,7 @@ func buildRules(c *Config, services []Service, endpoints map[string][]Endpoint) 
 // buildRulesCached is buildRules that reuses, from prev, the rules of the
 // services whose definition and endpoints did not change.
 func buildRulesCached(c *Config, services []Service, endpoints map[string][]Endpoint, prev *ruleSet) (*ruleSet, error) {
-	nat, filter := newTable("nat", 4), newTable("filter", 2)
+	nat, filter := newTable("nat", 4), newTable("filter", 3)
 	cluster := c.ClusterCIDR.String()
 
 	nat.add(chainServices)
@@ -243,6 +261,7 @@ func buildRulesCached(c *Config, services []Service, endpoints map[string][]Endp
 		"-m mark ! --mark "+masqMark+"/"+masqMark+" -j RETURN",
 		"-j MARK --set-xmark "+masqMark+"/0x0",
 		"-j MASQUERADE --random-fully")
+	filter.add(chainFirewall, localnetDrop)
 	filter.add(chainFilter)
 	filter.add(chainForward,
 		"-m mark --mark "+masqMark+"/"+masqMark+" -j ACCEPT",
