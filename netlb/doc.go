@@ -88,7 +88,8 @@
 // (CVE-2020-8558), so SKIFF-FIREWALL drops what comes in for 127.0.0.0/8
 // from elsewhere unless conntrack knows it (DNAT, RELATED, ESTABLISHED),
 // the rule kube-proxy writes. SetupNode turns route_localnet on only once
-// that rule is in force. It stays set after Cleanup.
+// that rule is in force, and notes the earlier value under StateDir the
+// first time; Cleanup puts that value back before it removes the rule.
 //
 // SetupNode fails with [ErrBridgeNetfilter] when br_netfilter is missing,
 // since without it hairpin and same-node service traffic silently break.

@@ -4,13 +4,26 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
 )
+
+// sysctl reads a sysctl inside the node's netns.
+func (nd *testNode) sysctl(name string) string {
+	nd.t.Helper()
+	var v string
+	nd.must(func() (err error) {
+		v, err = readSysctl(name)
+		return err
+	})
+	return v
+}
 
 // serveLoopback listens on 127.0.0.1 inside the node's netns and answers
 // every connection with "local-only". It returns the port.
@@ -127,6 +140,68 @@ func TestLocalnetNotReachableFromLAN(t *testing.T) {
 				t.Fatalf("reached %s, which listens on the node's 127.0.0.1 only: %q", secret, got)
 			}
 			t.Logf("blocked as wanted: %v", err)
+		})
+	}
+}
+
+// TestCleanupRestoresRouteLocalnet: SetupNode turns route_localnet on;
+// Cleanup puts back the value it found and removes the drop rule with the
+// other SKIFF-* rules. A restart in between must not take skiff's own 1
+// for the node's value.
+func TestCleanupRestoresRouteLocalnet(t *testing.T) {
+	cases := []struct {
+		name   string
+		before string
+		// olderSkiff: the node was set up by a skiff that did not record
+		// the value (its created_tables file is there, the record is not).
+		olderSkiff bool
+		want       string
+	}{
+		{name: "was 0", before: "0", want: "0"},
+		{name: "was 1", before: "1", want: "1"},
+		{name: "set up by an older skiff that kept no record", before: "1", olderSkiff: true, want: "0"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			nd := newNode(t, "10.88.1.0/24")
+			nd.must(func() error { return writeSysctl(routeLocalnet, tc.before) })
+			if tc.olderSkiff {
+				if err := os.MkdirAll(nd.cfg.StateDir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(nd.cfg.StateDir, tablesFile), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			nd.setup()
+			if got := nd.sysctl(routeLocalnet); got != "1" {
+				t.Fatalf("after SetupNode: route_localnet=%s, want 1", got)
+			}
+			if saved := nd.cmd("iptables-nft-save", "-t", "filter"); !strings.Contains(saved, "block incoming localnet connections") {
+				t.Errorf("no localnet drop rule after SetupNode:\n%s", saved)
+			}
+			// A restart: a new Network on the same state finds route_localnet=1
+			// (skiff's own) and must keep the value first found.
+			restarted, err := New(nd.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nd.must(restarted.SetupNode)
+			nd.must(restarted.Cleanup)
+			if got := nd.sysctl(routeLocalnet); got != tc.want {
+				t.Errorf("after Cleanup: route_localnet=%s, want %s", got, tc.want)
+			}
+			for _, save := range []string{"iptables-nft-save", "iptables-legacy-save"} {
+				if out := nd.cmd(save); strings.Contains(out, "SKIFF") || strings.Contains(out, "localnet") {
+					t.Errorf("%s after Cleanup still holds skiff's rules:\n%s", save, out)
+				}
+			}
+			// Idempotent: a second Cleanup finds nothing to restore.
+			nd.must(func() error { return writeSysctl(routeLocalnet, "1") })
+			nd.must(restarted.Cleanup)
+			if got := nd.sysctl(routeLocalnet); got != "1" {
+				t.Errorf("a second Cleanup changed route_localnet to %s; it has nothing to restore", got)
+			}
 		})
 	}
 }

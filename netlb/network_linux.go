@@ -113,7 +113,8 @@ func writeSysctl(name, value string) error {
 // SetupNode makes the node ready for pods and services: sysctls, the
 // bridge with the gateway address, a route to the service CIDR through the
 // bridge (so that the node reaches service IPs without a default route),
-// and the SKIFF-* chains with their jump rules (masquerade included). It is
+// and the SKIFF-* chains with their jump rules (masquerade included). It
+// notes, once, the values of the sysctls that Cleanup puts back. It is
 // idempotent and safe to call after a restart.
 func (n *Network) SetupNode() error {
 	const brnf = "/proc/sys/net/bridge/bridge-nf-call-iptables"
@@ -125,6 +126,9 @@ func (n *Network) SetupNode() error {
 		if _, err := os.Stat(brnf); err != nil {
 			return fmt.Errorf("%w: %w", ErrBridgeNetfilter, err)
 		}
+	}
+	if err := n.recordSysctls(); err != nil {
+		return err
 	}
 	for _, s := range [][2]string{
 		{"net/ipv4/ip_forward", "1"},
@@ -337,13 +341,20 @@ func cleanupRestore(saved []byte) (data []byte, nonEmpty map[string]bool, err er
 // Cleanup removes everything netlb made on the node and nothing else: the
 // jump rules and SKIFF-* chains (in both iptables backends), the tables it
 // created if they are left empty, every pod's veth and netns mount, the IPAM
-// state, the tagged routes and the bridge. Pods' processes, if any are
-// left, lose their network. It returns every error it met but goes on past
-// each one, so that one failure leaves as little as possible behind.
+// state, the tagged routes and the bridge; and it puts route_localnet back
+// as SetupNode found it. Pods' processes, if any are left, lose their
+// network. It returns every error it met but goes on past each one, so that
+// one failure leaves as little as possible behind. It is idempotent.
 func (n *Network) Cleanup() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var errs []error
+
+	// The sysctls first, so that route_localnet is never on without the
+	// drop rule that goes with the chains below. The record goes last: a
+	// Cleanup cut short leaves it for the next one.
+	restored, err := n.restoreSysctls()
+	errs = append(errs, err)
 
 	// iptables: our backend, and the other one if it holds tables at all in
 	// this netns. Looking at the legacy tables through iptables-legacy-save
@@ -428,6 +439,11 @@ func (n *Network) Cleanup() error {
 	}
 	if err := os.Remove(filepath.Join(n.cfg.StateDir, tablesFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("remove %s: %w", tablesFile, err))
+	}
+	if restored {
+		if err := os.Remove(filepath.Join(n.cfg.StateDir, sysctlsFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove %s: %w", sysctlsFile, err))
+		}
 	}
 	// The state dir itself, if nothing else lives there.
 	_ = os.Remove(n.cfg.StateDir)

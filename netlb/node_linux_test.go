@@ -303,12 +303,16 @@ func (nd *testNode) snapshot() map[string]string {
 		"ip addr":              nd.cmd("ip", "-o", "addr"),
 		"ip route":             nd.cmd("ip", "route", "show", "table", "all"),
 		"mounts under run dir": strings.Join(ours, "\n"),
+		routeLocalnet:          nd.sysctl(routeLocalnet),
 	}
 }
 
 func TestCleanupLeavesNothing(t *testing.T) {
 	n1, n2 := newNode(t, "10.88.1.0/24"), newNode(t, "10.88.2.0/24")
 	ip1, ip2 := link(t, n1, n2, 78)
+	// A new netns copies the host's conf/all values; start from the
+	// kernel's default so that turning route_localnet on shows.
+	n1.must(func() error { return writeSysctl(routeLocalnet, "0") })
 	before := n1.snapshot()
 	n1.setup()
 	p := n1.addPod("c1")
