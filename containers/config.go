@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"time"
+
+	"github.com/skiff-edge/skiff/containers/images"
 )
 
 // Clock is the time source of restart backoff; tests pass a fake one.
@@ -27,7 +29,7 @@ func RealClock() Clock { return realClock{} }
 
 // Config configures a Runtime.
 type Config struct {
-	// Root is the data directory: image store, unpacked layers, pod
+	// Root is the data directory: image store (package images), pod
 	// directories (root filesystems, volumes) and log files. Archives
 	// dropped into Root/images/ are imported when the runtime opens.
 	// Default /var/lib/skiff.
@@ -54,11 +56,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock drives restart backoff. Default the wall clock.
 	Clock Clock
-	// LayerGCGrace: the image store's GC spares layers unpacked less than
-	// this long ago, besides those that images, containers and stores in
-	// the middle of storing an image use (a guard against a process that
-	// does not take the store's locks). Default 10 minutes; a negative
-	// value spares none.
+	// LayerGCGrace is the image store's images.Config.LayerGCGrace: its GC
+	// spares layers unpacked less than this long ago. Default
+	// images.DefaultLayerGCGrace (10 minutes); a negative value spares none.
 	LayerGCGrace time.Duration
 	// ShimPath is the binary re-executed as the shim and libcontainer init.
 	// Default /proc/self/exe, which must call Init.
@@ -76,7 +76,7 @@ func DefaultConfig() Config {
 		Logger:       slog.Default(),
 		Clock:        RealClock(),
 		ShimPath:     "/proc/self/exe",
-		LayerGCGrace: 10 * time.Minute,
+		LayerGCGrace: images.DefaultLayerGCGrace,
 	}
 }
 
