@@ -32,16 +32,19 @@ type Config struct {
 	// Root is the data directory: image store (package images), pod
 	// directories (root filesystems, volumes) and log files. Archives
 	// dropped into Root/images/ are imported when the runtime opens.
-	// Default /var/lib/skiff.
+	// Required, an absolute path: the node agent gives its data_dir. It has
+	// no default, so that a caller that forgets it (a test, a tool) fails
+	// instead of working on a node's real store.
 	Root string
 	// StateDir is the run directory: libcontainer state, shim records,
 	// exit files and pod namespace mounts. It should be on a tmpfs (/run) so
-	// that a reboot forgets containers that no longer exist. Default
-	// /run/skiff/containers.
+	// that a reboot forgets containers that no longer exist. Required, an
+	// absolute path: the node agent gives <run_dir>/containers.
 	StateDir string
 	// CgroupParent is the cgroup under which every container's cgroup is
-	// made (in every v1 hierarchy). Default "skiff". Give each node its own
-	// when several run side by side on one machine.
+	// made (in every v1 hierarchy). Default "skiff" (the node config's
+	// default cgroup_parent). Give each node its own when several run side
+	// by side on one machine.
 	CgroupParent string
 	// InsecureRegistries are registry hosts (host:port) reached over plain
 	// HTTP. Loopback registries always are.
@@ -65,11 +68,10 @@ type Config struct {
 	ShimPath string
 }
 
-// DefaultConfig returns the configuration of a node with default paths.
+// DefaultConfig returns the defaults described on Config. Root and
+// StateDir are left empty: the caller must set them.
 func DefaultConfig() Config {
 	return Config{
-		Root:         "/var/lib/skiff",
-		StateDir:     "/run/skiff/containers",
 		CgroupParent: "skiff",
 		LogMaxSize:   10 << 20,
 		LogMaxFiles:  3,

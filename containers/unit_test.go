@@ -128,7 +128,9 @@ func TestConfigValidate(t *testing.T) {
 		mod  func(*Config)
 		want string
 	}{
-		{"default paths", func(*Config) {}, ""},
+		{"defaults with paths", func(*Config) {}, ""},
+		{"no root", func(c *Config) { c.Root = "" }, "root"},
+		{"no state dir", func(c *Config) { c.StateDir = "" }, "state dir"},
 		{"relative root", func(c *Config) { c.Root = "data" }, "root"},
 		{"bad cgroup parent", func(c *Config) { c.CgroupParent = "/abs" }, "cgroup parent"},
 		{"tiny log size", func(c *Config) { c.LogMaxSize = 10 }, "log max size"},
@@ -136,6 +138,7 @@ func TestConfigValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := DefaultConfig()
+			c.Root, c.StateDir = "/var/lib/x", "/run/x/containers"
 			tt.mod(&c)
 			err := c.Validate()
 			if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {

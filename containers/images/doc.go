@@ -10,7 +10,7 @@
 // through Config.InUse, which layers its containers stand on. This package
 // knows nothing of containers or pods.
 //
-//	st, err := images.Open(images.Config{Root: "/var/lib/skiff", InUse: layersUnderContainers})
+//	st, err := images.Open(images.Config{Root: dataDir, InUse: layersUnderContainers})
 //	img, err := st.Ensure(ctx, "registry.local:5000/echo:1.2", onProgress) // pull unless present
 //	imgs, err := st.Import(ctx, "echo.tar", nil)                             // docker save or OCI layout
 //	dir := st.LayerDir(img.Layers[0])                                        // an overlayfs lower dir
