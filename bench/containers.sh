@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cpus, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# runc: $(runc --version | head -1)"
 go test -run '^$' -bench 'BenchmarkStartLatency' -benchtime=1x ./containers/ | grep -v '^time='
-go test -run '^$' -bench 'BenchmarkPull3Layers|BenchmarkUnpack' -benchtime=10x -count=3 ./containers/ | grep -v '^time='
+go test -run '^$' -bench 'BenchmarkPull3Layers|BenchmarkUnpack' -benchtime=10x -count=3 ./containers/images/ | grep -v '^time='

@@ -63,7 +63,13 @@ const (
 	GossipWAN  = "wan"  // memberlist's WAN defaults
 )
 
-// Defaults of the node config (see DESIGN.md, "Files and ports").
+// Defaults of the node config (see DESIGN.md, "Files and ports"), the one
+// home of these values: the orchestrator and the command read them here.
+// The libraries the orchestrator drives (containers, netlb, cluster) import
+// nothing of the project's; it always gives them the node's values, and
+// the few library defaults that name the same things (bridge, CIDRs,
+// cgroup parent, gossip address) are held equal to these by a test in
+// cmd/skiff.
 const (
 	DefaultConfigPath   = "/etc/skiff/config.toml"
 	DefaultDataDir      = "/var/lib/skiff"
@@ -76,6 +82,10 @@ const (
 	DefaultCgroupParent = "skiff"
 	DefaultMaxPods      = 110
 	DefaultNodeGrace    = Duration(10 * time.Second)
+	// APISocketFile is the name of the API's unix socket in run_dir;
+	// DefaultAPISocket is its path in the default run_dir.
+	APISocketFile    = "skiff.sock"
+	DefaultAPISocket = DefaultRunDir + "/" + APISocketFile
 	// MaxPodsLimit is what a node's /24 of the cluster CIDR can address
 	// (254 hosts less the bridge's address).
 	MaxPodsLimit = 253

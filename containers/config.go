@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"time"
+
+	"github.com/skiff-edge/skiff/containers/images"
 )
 
 // Clock is the time source of restart backoff; tests pass a fake one.
@@ -27,19 +29,22 @@ func RealClock() Clock { return realClock{} }
 
 // Config configures a Runtime.
 type Config struct {
-	// Root is the data directory: image store, unpacked layers, pod
+	// Root is the data directory: image store (package images), pod
 	// directories (root filesystems, volumes) and log files. Archives
 	// dropped into Root/images/ are imported when the runtime opens.
-	// Default /var/lib/skiff.
+	// Required, an absolute path: the node agent gives its data_dir. It has
+	// no default, so that a caller that forgets it (a test, a tool) fails
+	// instead of working on a node's real store.
 	Root string
 	// StateDir is the run directory: libcontainer state, shim records,
 	// exit files and pod namespace mounts. It should be on a tmpfs (/run) so
-	// that a reboot forgets containers that no longer exist. Default
-	// /run/skiff/containers.
+	// that a reboot forgets containers that no longer exist. Required, an
+	// absolute path: the node agent gives <run_dir>/containers.
 	StateDir string
 	// CgroupParent is the cgroup under which every container's cgroup is
-	// made (in every v1 hierarchy). Default "skiff". Give each node its own
-	// when several run side by side on one machine.
+	// made (in every v1 hierarchy). Default "skiff" (the node config's
+	// default cgroup_parent). Give each node its own when several run side
+	// by side on one machine.
 	CgroupParent string
 	// InsecureRegistries are registry hosts (host:port) reached over plain
 	// HTTP. Loopback registries always are.
@@ -54,29 +59,26 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock drives restart backoff. Default the wall clock.
 	Clock Clock
-	// LayerGCGrace: the image store's GC spares layers unpacked less than
-	// this long ago, besides those that images, containers and stores in
-	// the middle of storing an image use (a guard against a process that
-	// does not take the store's locks). Default 10 minutes; a negative
-	// value spares none.
+	// LayerGCGrace is the image store's images.Config.LayerGCGrace: its GC
+	// spares layers unpacked less than this long ago. Default
+	// images.DefaultLayerGCGrace (10 minutes); a negative value spares none.
 	LayerGCGrace time.Duration
 	// ShimPath is the binary re-executed as the shim and libcontainer init.
 	// Default /proc/self/exe, which must call Init.
 	ShimPath string
 }
 
-// DefaultConfig returns the configuration of a node with default paths.
+// DefaultConfig returns the defaults described on Config. Root and
+// StateDir are left empty: the caller must set them.
 func DefaultConfig() Config {
 	return Config{
-		Root:         "/var/lib/skiff",
-		StateDir:     "/run/skiff/containers",
 		CgroupParent: "skiff",
 		LogMaxSize:   10 << 20,
 		LogMaxFiles:  3,
 		Logger:       slog.Default(),
 		Clock:        RealClock(),
 		ShimPath:     "/proc/self/exe",
-		LayerGCGrace: 10 * time.Minute,
+		LayerGCGrace: images.DefaultLayerGCGrace,
 	}
 }
 

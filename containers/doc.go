@@ -1,10 +1,10 @@
 // Package containers runs pods on one node without a daemon beside it.
 //
-// It pulls and imports OCI images (go-containerregistry), unpacks their
-// layers once into content-addressed directories, stacks them with overlayfs
-// under each container's writable layer, and runs containers through runc's
-// libcontainer with real namespaces and cgroups (v1 fs manager on hybrid
-// hosts). All containers of a pod share one network namespace (given by path
+// It takes images from the node's image store (package images, which pulls,
+// imports, unpacks and garbage-collects them), stacks their unpacked layers
+// with overlayfs under each container's writable layer, and runs containers
+// through runc's libcontainer with real namespaces and cgroups (v1 fs
+// manager on hybrid hosts). All containers of a pod share one network namespace (given by path
 // or made by the runtime), one IPC namespace and one UTS namespace whose
 // hostname is PodConfig.Hostname, or the pod name when that is empty.
 //
@@ -34,16 +34,18 @@
 //	rt.Stats("web-1", "http")
 //	rt.RemovePod(ctx, "web-1", 10*time.Second)     // SIGTERM, grace, SIGKILL, then all is gone
 //
-// and `skiff agent --cleanup` calls Cleanup(cfg). A command that works on
-// the images beside a running agent (`skiff images`) opens the store alone
-// with OpenImageStore, and asks ImagesInUse which images the node's
-// containers use. Any number of stores and runtimes, in one process or
-// several, may share a Root: the index, each layer's unpack and GC are
-// guarded by flock(2) locks (see storelock.go).
+// and `skiff agent --cleanup` calls Cleanup(cfg). The runtime imports
+// package images, never the reverse: Open opens the store on Root (GC then
+// spares the layers under the runtime's containers) and imports the
+// archives dropped into Root/images. A command that works on the images
+// beside a running agent (`skiff images`) opens the store alone with
+// OpenImageStore, and asks ImagesInUse which images the node's containers
+// use. Any number of stores and runtimes, in one process or several, may
+// share a Root (see package images).
 //
-// On disk: Root/images/*.tar are archives to import, Root/content the image
-// index (images.json) and the store's locks and pending markers,
-// Root/layers/<diff id> the unpacked layers, Root/pods/<pod> the
+// On disk, besides the image store's Root/images, Root/content and
+// Root/layers (see package images): Root/layers/empty the empty lower
+// directory of containers whose image has no layer, Root/pods/<pod> the
 // containers' writable layers, volumes and logs (<container>.log, rotated to
 // .log.1, ...). StateDir/libcontainer is libcontainer's state,
 // StateDir/containers/<pod>_<container> the runtime's records and the shim's

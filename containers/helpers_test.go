@@ -16,17 +16,13 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/moby/sys/mountinfo"
-	"github.com/skiff-edge/skiff/containers/imagetest"
+	"github.com/skiff-edge/skiff/containers/images/imagetest"
 )
 
 func TestMain(m *testing.M) {
 	Init()
 	if os.Getenv(helperEnv) != "" {
 		runHelper()
-		return
-	}
-	if os.Getenv(storeHelperEnv) != "" {
-		runStoreHelper()
 		return
 	}
 	code := m.Run()

@@ -1,14 +1,48 @@
 package containers
 
+// The runtime's side of the image store (package images): the store it
+// opens, and what its containers use of it.
+
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/skiff-edge/skiff/containers/images"
 )
+
+// OpenImageStore opens the image store of cfg.Root on its own: no
+// libcontainer state, no adoption of containers, no import of the archives
+// dropped into Root/images (images.Store.ImportDir does that when asked).
+// It never writes to cfg.StateDir; its GC reads the runtime's container
+// records there (see ImagesInUse) and spares the layers of images they
+// use. It suits a command that runs beside a node's agent.
+func OpenImageStore(cfg Config) (*images.Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("containers config: %w", err)
+	}
+	return newImageStore(cfg, cfg.Logger.With("component", "images"), func() (map[string]bool, error) {
+		_, layers, err := containersInUse(cfg.StateDir)
+		return layers, err
+	})
+}
+
+// newImageStore opens the image store of a validated cfg; inUse lists the
+// layers under containers, which its GC spares.
+func newImageStore(cfg Config, log *slog.Logger, inUse func() (map[string]bool, error)) (*images.Store, error) {
+	return images.Open(images.Config{
+		Root:               cfg.Root,
+		InsecureRegistries: cfg.InsecureRegistries,
+		LayerGCGrace:       cfg.LayerGCGrace,
+		InUse:              inUse,
+		Logger:             log,
+	})
+}
 
 // ImagesInUse returns the images that containers of the runtime with
 // cfg.StateDir use, by image ID, each with its containers ("pod/name",

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/skiff-edge/skiff/containers/imagetest"
+	"github.com/skiff-edge/skiff/containers/images/imagetest"
 )
 
 // makeNetns creates a network namespace with `ip netns add` and deletes it

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/skiff-edge/skiff/containers/images"
 )
 
 // Runtime runs the pods of one node. Open one per state directory; it
@@ -23,7 +25,7 @@ import (
 type Runtime struct {
 	cfg    Config
 	log    *slog.Logger
-	images *ImageStore
+	images *images.Store
 	events chan Event
 	closed chan struct{}
 	once   sync.Once
@@ -108,7 +110,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 }
 
 // Images returns the runtime's image store.
-func (r *Runtime) Images() *ImageStore { return r.images }
+func (r *Runtime) Images() *images.Store { return r.images }
 
 // Events returns the channel of container exits. It is buffered; when the
 // reader falls more than 1024 events behind, events are dropped (Status

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/skiff-edge/skiff/containers/images"
 )
 
 func TestPullRunLogs(t *testing.T) {
@@ -13,8 +15,8 @@ func TestPullRunLogs(t *testing.T) {
 	cfg := testConfig(t)
 	r := openRuntime(t, cfg)
 	ctx := context.Background()
-	var events []Progress
-	img, err := r.Images().Ensure(ctx, reg.Addr+"/busybox:1", func(p Progress) { events = append(events, p) })
+	var events []images.Progress
+	img, err := r.Images().Ensure(ctx, reg.Addr+"/busybox:1", func(p images.Progress) { events = append(events, p) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,19 +7,12 @@ import (
 	"time"
 )
 
-// Errors that callers check with errors.Is.
+// Errors that callers check with errors.Is. The image store's are in
+// package images.
 var (
-	// ErrNotFound: no such pod, container or image.
+	// ErrNotFound: no such pod or container. (A container whose image is
+	// not in the store fails to start with images.ErrImageNotPresent.)
 	ErrNotFound = errors.New("not found")
-	// ErrImageNotPresent: a container names an image that is not in the store.
-	ErrImageNotPresent = errors.New("image not present")
-	// ErrBadReference: an image reference does not parse.
-	ErrBadReference = errors.New("bad image reference")
-	// ErrBadArchive: an image archive is neither a docker save nor an OCI
-	// layout tarball, or its content is corrupt.
-	ErrBadArchive = errors.New("bad image archive")
-	// ErrDigestMismatch: content does not match the digest that names it.
-	ErrDigestMismatch = errors.New("digest mismatch")
 	// ErrNotRunning: the container is not running (exec, stats).
 	ErrNotRunning = errors.New("container not running")
 	// ErrInvalid: a PodConfig or ContainerConfig is invalid.

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -129,7 +128,9 @@ func TestConfigValidate(t *testing.T) {
 		mod  func(*Config)
 		want string
 	}{
-		{"default paths", func(*Config) {}, ""},
+		{"defaults with paths", func(*Config) {}, ""},
+		{"no root", func(c *Config) { c.Root = "" }, "root"},
+		{"no state dir", func(c *Config) { c.StateDir = "" }, "state dir"},
 		{"relative root", func(c *Config) { c.Root = "data" }, "root"},
 		{"bad cgroup parent", func(c *Config) { c.CgroupParent = "/abs" }, "cgroup parent"},
 		{"tiny log size", func(c *Config) { c.LogMaxSize = 10 }, "log max size"},
@@ -137,6 +138,7 @@ func TestConfigValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := DefaultConfig()
+			c.Root, c.StateDir = "/var/lib/x", "/run/x/containers"
 			tt.mod(&c)
 			err := c.Validate()
 			if (err == nil) != (tt.want == "") || (err != nil && !strings.Contains(err.Error(), tt.want)) {
@@ -210,33 +212,5 @@ func TestLongLinesArePartial(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if len(lines) != 3 || !strings.Contains(lines[0], " stderr P ") || !strings.Contains(lines[1], " stderr F xxxxxxxxxx") || !strings.HasSuffix(lines[2], " stderr F last") {
 		t.Errorf("lines: %d, %.60q", len(lines), lines)
-	}
-}
-
-func TestPlainHTTPOnlyForLoopbackAndInsecure(t *testing.T) {
-	s := &ImageStore{insecure: []string{"registry.local:5000"}}
-	tests := []struct {
-		ref  string
-		want bool
-	}{
-		{"127.0.0.1:5000/x:1", true},
-		{"localhost:5000/x:1", true},
-		{"[::1]:5000/x:1", true},
-		{"registry.local:5000/x:1", true},
-		{"registry.local:5001/x:1", false},
-		{"10.0.0.5:5000/x:1", false},
-		{"192.168.1.2/x:1", false},
-		{"docker.io/library/busybox", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.ref, func(t *testing.T) {
-			r, err := name.ParseReference(tt.ref)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := s.allowPlain(r.Context().Registry); got != tt.want {
-				t.Errorf("allowPlain = %v, want %v", got, tt.want)
-			}
-		})
 	}
 }

@@ -60,9 +60,12 @@ type Config struct {
 	// means every local address of the node (-m addrtype --dst-type LOCAL).
 	NodeIPs []net.IP
 	// StateDir holds the IPAM files (<StateDir>/ipam). They must survive a
-	// restart. Default /var/lib/skiff/netlb.
+	// restart. Required: the node agent gives <data_dir>/netlb. It has no
+	// default, so that a caller that forgets it (a test, a tool) fails
+	// instead of handing out the node's real pod IPs.
 	StateDir string
-	// RunDir holds the netns mounts (<RunDir>/netns/<pod>). Default /run/skiff.
+	// RunDir holds the netns mounts (<RunDir>/netns/<pod>). Required: the
+	// node agent gives its run_dir.
 	RunDir string
 	// MTU of the bridge and of both ends of each veth. Default 1500; lower it
 	// when the node's uplink has a smaller MTU.
@@ -77,8 +80,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig returns the defaults described on Config. PodCIDR is left
-// nil: every node has its own and the caller must set it.
+// DefaultConfig returns the defaults described on Config (the bridge and
+// the CIDRs are the node config's defaults). PodCIDR, StateDir and RunDir
+// are left empty: every node has its own and the caller must set them.
 func DefaultConfig() Config {
 	_, cluster, _ := net.ParseCIDR("10.88.0.0/16")
 	_, svc, _ := net.ParseCIDR("10.96.0.0/16")
@@ -86,8 +90,6 @@ func DefaultConfig() Config {
 		Bridge:      "skiff0",
 		ClusterCIDR: cluster,
 		ServiceCIDR: svc,
-		StateDir:    "/var/lib/skiff/netlb",
-		RunDir:      "/run/skiff",
 		MTU:         1500,
 		Backend:     BackendNFT,
 		Logger:      slog.Default(),

@@ -25,6 +25,7 @@
 //
 //	cfg := netlb.DefaultConfig()
 //	cfg.PodCIDR = podCIDR                        // this node's /24
+//	cfg.StateDir, cfg.RunDir = stateDir, runDir  // IPAM files; netns mounts
 //	n, err := netlb.New(cfg)
 //	err = n.SetupNode()                          // at start, idempotent
 //	path, ip, err := n.AddPod(ctx, "web-1")      // run the pod's containers in path

@@ -16,6 +16,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 func goldenConfig() Config {
 	c := DefaultConfig()
 	c.PodCIDR = mustCIDR("10.88.1.0/24")
+	// Never used by the rules; Validate wants them.
+	c.StateDir, c.RunDir = "/nonexistent/state", "/nonexistent/run"
 	return c
 }
 
@@ -168,6 +170,8 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"defaults with a pod cidr", func(*Config) {}, true},
 		{"no pod cidr", func(c *Config) { c.PodCIDR = nil }, false},
+		{"no state dir", func(c *Config) { c.StateDir = "" }, false},
+		{"no run dir", func(c *Config) { c.RunDir = "" }, false},
 		{"pod cidr outside cluster", func(c *Config) { c.PodCIDR = mustCIDR("10.1.0.0/24") }, false},
 		{"long bridge name", func(c *Config) { c.Bridge = "a-very-long-bridge" }, false},
 		{"tiny mtu", func(c *Config) { c.MTU = 100 }, false},

@@ -9,12 +9,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/skiff-edge/skiff/cluster/pki"
+	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
-
-// defaultDataDir is where a server keeps its state unless told otherwise.
-const defaultDataDir = "/var/lib/skiff"
 
 func newMembersCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
@@ -65,6 +63,6 @@ func newTokenCmd() *cobra.Command {
 			return err
 		}),
 	}
-	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir, "the server's state directory")
+	cmd.Flags().StringVar(&dataDir, "data-dir", configs.DefaultDataDir, "the server's state directory")
 	return cmd
 }

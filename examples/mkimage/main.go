@@ -19,7 +19,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/skiff-edge/skiff/containers/imagetest"
+	"github.com/skiff-edge/skiff/containers/images/imagetest"
 )
 
 // demoPkg is the demo server's package, built from the module mkimage runs in.

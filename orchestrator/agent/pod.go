@@ -12,6 +12,7 @@ import (
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/containers"
+	"github.com/skiff-edge/skiff/containers/images"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
@@ -198,7 +199,7 @@ func (w *podWorker) pull(ctx context.Context, ref string) error {
 	}
 	w.a.event(w.name, api.EventNormal, "Pulling", "pulling image "+ref)
 	start := time.Now()
-	_, err := w.a.rt.Images().Ensure(ctx, ref, func(pr containers.Progress) {
+	_, err := w.a.rt.Images().Ensure(ctx, ref, func(pr images.Progress) {
 		if pr.Phase == "done" && pr.Layer != "" {
 			w.a.event(w.name, api.EventNormal, "Pulling", fmt.Sprintf("image %s: layer %.19s done (%d bytes)", ref, pr.Layer, pr.Total))
 		}

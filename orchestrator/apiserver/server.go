@@ -12,14 +12,14 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
-// Defaults of Options.
+// Defaults of Options; the CIDRs' are the node config's
+// (configs.DefaultServiceCIDR, configs.DefaultClusterCIDR).
 const (
-	DefaultServiceCIDR = "10.96.0.0/16"
-	DefaultClusterCIDR = "10.88.0.0/16"
 	DefaultMaxBody     = 1 << 20
 	DefaultMaxReplicas = 10000
 )
@@ -27,10 +27,10 @@ const (
 // Options configure a Server.
 type Options struct {
 	// ServiceCIDR is where service cluster IPs come from. Default
-	// DefaultServiceCIDR.
+	// configs.DefaultServiceCIDR.
 	ServiceCIDR string
 	// ClusterCIDR is where each node's /24 pod CIDR comes from. Default
-	// DefaultClusterCIDR.
+	// configs.DefaultClusterCIDR.
 	ClusterCIDR string
 	// MaxBody is the largest request body accepted (413 above). Default
 	// DefaultMaxBody.
@@ -72,7 +72,7 @@ func (o Options) Validate() error {
 }
 
 func (o Options) cidrs() (service, cluster *net.IPNet, err error) {
-	sc, cc := cmp.Or(o.ServiceCIDR, DefaultServiceCIDR), cmp.Or(o.ClusterCIDR, DefaultClusterCIDR)
+	sc, cc := cmp.Or(o.ServiceCIDR, configs.DefaultServiceCIDR), cmp.Or(o.ClusterCIDR, configs.DefaultClusterCIDR)
 	if _, service, err = net.ParseCIDR(sc); err != nil || service.IP.To4() == nil {
 		return nil, nil, fmt.Errorf("service cidr %q: want an IPv4 CIDR", sc)
 	}

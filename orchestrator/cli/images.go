@@ -14,6 +14,7 @@ import (
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/containers"
+	imgstore "github.com/skiff-edge/skiff/containers/images" // cli has a func images
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
@@ -66,7 +67,7 @@ func (o *Images) config() containers.Config {
 
 // open opens the image store of DataDir alone: no container runtime, no
 // import of dropped archives (the node's agent owns both).
-func (o *Images) open() (*containers.ImageStore, error) {
+func (o *Images) open() (*imgstore.Store, error) {
 	fi, err := os.Stat(o.DataDir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -99,7 +100,7 @@ func checkWritable(dir string) error {
 
 // Pull pulls ref into the store, showing progress on Err.
 func (o *Images) Pull(ctx context.Context, ref string) error {
-	if _, err := containers.NormalizeRef(ref); err != nil {
+	if _, err := imgstore.NormalizeRef(ref); err != nil {
 		return oneLine(err)
 	}
 	st, err := o.open()
@@ -172,7 +173,7 @@ func (o *Images) List(ctx context.Context, now time.Time) error {
 // unpacked layers stay until the image store's GC runs.
 func (o *Images) Remove(ctx context.Context, ref string, force bool) error {
 	if !strings.HasPrefix(ref, "sha256:") {
-		if _, err := containers.NormalizeRef(ref); err != nil {
+		if _, err := imgstore.NormalizeRef(ref); err != nil {
 			return oneLine(err)
 		}
 	}
@@ -205,7 +206,7 @@ func (o *Images) Remove(ctx context.Context, ref string, force bool) error {
 
 // podUsing returns a live pod of this node whose containers run the image
 // with id, or "" if there is none or the API cannot tell.
-func (o *Images) podUsing(ctx context.Context, st *containers.ImageStore, id string) string {
+func (o *Images) podUsing(ctx context.Context, st *imgstore.Store, id string) string {
 	if o.API == nil {
 		return ""
 	}
@@ -231,7 +232,7 @@ func (o *Images) podUsing(ctx context.Context, st *containers.ImageStore, id str
 	return ""
 }
 
-func imageDigest(img containers.Image) string {
+func imageDigest(img imgstore.Image) string {
 	if img.ManifestDigest != "" {
 		return img.ManifestDigest
 	}
@@ -277,7 +278,7 @@ func newProgress(w io.Writer, tty bool) *progress {
 	return &progress{w: w, tty: tty, printed: map[string]bool{}}
 }
 
-func (p *progress) report(ev containers.Progress) {
+func (p *progress) report(ev imgstore.Progress) {
 	if p.w == nil {
 		return
 	}

@@ -18,7 +18,8 @@ import (
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/containers"
-	"github.com/skiff-edge/skiff/containers/imagetest"
+	imgstore "github.com/skiff-edge/skiff/containers/images" // cli has a func images
+	"github.com/skiff-edge/skiff/containers/images/imagetest"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 )
 
@@ -107,7 +108,7 @@ func TestImagesPullListRemove(t *testing.T) {
 		if err := o.Remove(ctx, ref, false); err != nil {
 			t.Fatal(err)
 		}
-		if err := o.Remove(ctx, ref, false); !errors.Is(err, containers.ErrImageNotPresent) {
+		if err := o.Remove(ctx, ref, false); !errors.Is(err, imgstore.ErrImageNotPresent) {
 			t.Errorf("second rm: %v, want image not present", err)
 		}
 	}
@@ -174,12 +175,12 @@ func TestImagesErrors(t *testing.T) {
 		run  func(o *Images) error
 		want error
 	}{
-		{"bad ref pull", func(o *Images) error { return o.Pull(ctx, "Bad//ref") }, containers.ErrBadReference},
-		{"bad ref rm", func(o *Images) error { return o.Remove(ctx, "UPPER/case::x", false) }, containers.ErrBadReference},
-		{"missing image rm", func(o *Images) error { return o.Remove(ctx, "localhost/none:1", false) }, containers.ErrImageNotPresent},
-		{"truncated archive", func(o *Images) error { return o.Import(ctx, truncated) }, containers.ErrBadArchive},
-		{"garbage archive", func(o *Images) error { return o.Import(ctx, garbage) }, containers.ErrBadArchive},
-		{"empty archive", func(o *Images) error { return o.Import(ctx, empty) }, containers.ErrBadArchive},
+		{"bad ref pull", func(o *Images) error { return o.Pull(ctx, "Bad//ref") }, imgstore.ErrBadReference},
+		{"bad ref rm", func(o *Images) error { return o.Remove(ctx, "UPPER/case::x", false) }, imgstore.ErrBadReference},
+		{"missing image rm", func(o *Images) error { return o.Remove(ctx, "localhost/none:1", false) }, imgstore.ErrImageNotPresent},
+		{"truncated archive", func(o *Images) error { return o.Import(ctx, truncated) }, imgstore.ErrBadArchive},
+		{"garbage archive", func(o *Images) error { return o.Import(ctx, garbage) }, imgstore.ErrBadArchive},
+		{"empty archive", func(o *Images) error { return o.Import(ctx, empty) }, imgstore.ErrBadArchive},
 		{"missing archive", func(o *Images) error { return o.Import(ctx, filepath.Join(dir, "none.tar")) }, os.ErrNotExist},
 		{"missing data dir", func(o *Images) error { o.DataDir = filepath.Join(dir, "none"); return o.List(ctx, time.Now()) }, nil},
 	}

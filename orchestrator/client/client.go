@@ -18,11 +18,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 )
 
-// DefaultAddr is the API address when none is given.
-const DefaultAddr = "unix:///run/skiff/skiff.sock"
+// DefaultAddr is the API address when none is given: the socket of the
+// default run_dir.
+const DefaultAddr = "unix://" + configs.DefaultAPISocket
 
 // ErrUnreachable is returned (wrapped) when no connection to the API could
 // be opened: the socket is missing, or nothing listens.

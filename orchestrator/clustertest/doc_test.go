@@ -3,6 +3,11 @@
 // on a test bridge, running a real `skiff` process with its own config,
 // data and run dirs.
 //
+// It is test code only: every file is a _test.go file (the harness in
+// harness*_test.go, the tests beside it), so nothing of it is built into a
+// binary and no other package can import it. Run it with
+// `go test ./orchestrator/clustertest/`.
+//
 // # Topology
 //
 // The harness makes a "switch" netns (skt-<id>-sw) holding a bridge, and per
@@ -27,11 +32,11 @@
 //
 // # Use
 //
-//	c := clustertest.New(t, clustertest.Options{Nodes: 3})
-//	c.Apply(clustertest.DemoManifest(6))             // skiff apply against node 0
+//	c := New(t, Options{Nodes: 3})
+//	c.Apply(DemoManifest(6))                         // skiff apply against node 0
 //	pods := c.WaitAppReady("web", 6, time.Minute)    // ready, and listed as endpoints
-//	h := clustertest.Hit(c.Nodes[1].NetnsPath(), c.VIP("web"), 30) // from node 1
-//	h = clustertest.Hit(c.PodNetns(1, pods[0].Name), c.VIP("web"), 30) // from a pod on node 1
+//	h := Hit(c.Nodes[1].NetnsPath(), c.VIP("web"), 30)         // from node 1
+//	h = Hit(c.PodNetns(1, pods[0].Name), c.VIP("web"), 30)     // from a pod on node 1
 //	c.Kill(2); c.Cut(2)                              // lose node 2
 //	c.Heal(2); c.Start(2)                            // and bring it back
 //

@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/skiff-edge/skiff/containers/imagetest"
+	"github.com/skiff-edge/skiff/containers/images/imagetest"
 )
 
 // Build the demo server and pack it as an OCI archive that `skiff images
@@ -17,8 +17,8 @@ func Example() {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "demo")
-	// Run from the module root; "../.." from this package's directory.
-	if err := imagetest.BuildGo("../..", "./examples/demo", bin); err != nil {
+	// Run from the module root; "../../.." from this package's directory.
+	if err := imagetest.BuildGo("../../..", "./examples/demo", bin); err != nil {
 		log.Fatal(err)
 	}
 	img, err := imagetest.BinaryImage(bin, "-listen", ":8080")

@@ -1,4 +1,4 @@
-package containers
+package images
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/skiff-edge/skiff/containers/imagetest"
+	"github.com/skiff-edge/skiff/containers/images/imagetest"
 )
 
 // storeHelperEnv makes the test binary a second process on an image
@@ -31,9 +31,9 @@ type storeHelperArgs struct {
 func runStoreHelper() {
 	var a storeHelperArgs
 	err := json.Unmarshal([]byte(os.Getenv(storeHelperEnv)), &a)
-	var st *ImageStore
+	var st *Store
 	if err == nil {
-		st, err = OpenImageStore(Config{Root: a.Root, StateDir: filepath.Join(a.Root, "no-state"), Logger: discardLogger()})
+		st, err = Open(Config{Root: a.Root, Logger: discardLogger()})
 	}
 	var img v1.Image
 	if err == nil {
@@ -56,16 +56,6 @@ func smallImage(tag string) (v1.Image, error) {
 		return nil, err
 	}
 	return imagetest.Image(v1.Config{Cmd: []string{"/bin/true"}}, l)
-}
-
-// openStore opens an image store on cfg for a test.
-func openStore(t *testing.T, cfg Config) *ImageStore {
-	t.Helper()
-	st, err := OpenImageStore(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
 
 // assertNoTemporaries checks that no partial unpack or GC leftover is in
@@ -106,7 +96,7 @@ func TestStoreRefsAcrossProcesses(t *testing.T) {
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("helpers: %v", err)
 	}
-	st := openStore(t, Config{Root: root, StateDir: filepath.Join(root, "no-state")})
+	st := openStore(t, Config{Root: root, Logger: discardLogger()})
 	for p := range 2 {
 		for i := range n {
 			ref := fmt.Sprintf("localhost/p%d/img:x-%d", p, i)
@@ -132,12 +122,12 @@ func TestConcurrentStoresUnpackOnce(t *testing.T) {
 	layers, _ := dm.Layers()
 	tests := []struct {
 		name string
-		op   func(st *ImageStore, progress func(Progress)) (Image, error)
+		op   func(st *Store, progress func(Progress)) (Image, error)
 	}{
-		{"pull", func(st *ImageStore, p func(Progress)) (Image, error) {
+		{"pull", func(st *Store, p func(Progress)) (Image, error) {
 			return st.Pull(context.Background(), reg.Addr+"/demo:1", p)
 		}},
-		{"import", func(st *ImageStore, p func(Progress)) (Image, error) {
+		{"import", func(st *Store, p func(Progress)) (Image, error) {
 			imgs, err := st.Import(context.Background(), archive, p)
 			if err != nil {
 				return Image{}, err
@@ -336,87 +326,5 @@ func TestGCConcurrentWithPulls(t *testing.T) {
 	assertNoTemporaries(t, cfg.Root)
 	if ents, _ := os.ReadDir(filepath.Join(cfg.Root, "content", layerLocksDir)); len(ents) != 0 {
 		t.Errorf("%d layer lock files left after every layer went", len(ents))
-	}
-}
-
-// TestImagesInUse: a container's image is in use, from the records alone,
-// and a GC of another store spares its layers after the image's removal
-// until the pod goes.
-func TestImagesInUse(t *testing.T) {
-	requireRoot(t)
-	r, cfg, pod, ref := podWithBusybox(t, nil)
-	ctx := context.Background()
-	img, err := r.Images().Get(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.StartContainer(ctx, pod, ContainerConfig{Name: "c", Image: ref, Command: []string{"sleep", "600"}}); err != nil {
-		t.Fatal(err)
-	}
-	used, err := ImagesInUse(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := pod + "/c"; len(used[img.ID]) != 1 || used[img.ID][0] != want {
-		t.Fatalf("in use: %v, want %s using %s", used, img.ID, want)
-	}
-	scfg := cfg
-	scfg.LayerGCGrace = -1
-	st := openStore(t, scfg)
-	if err := st.Remove(ref); err != nil {
-		t.Fatal(err)
-	}
-	if removed, err := st.GC(); err != nil || len(removed) != 0 {
-		t.Fatalf("gc under a running container removed %v (%v)", removed, err)
-	}
-	if err := r.RemovePod(ctx, pod, time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if used, err := ImagesInUse(cfg); err != nil || len(used) != 0 {
-		t.Fatalf("in use after the pod went: %v (%v)", used, err)
-	}
-	if removed, err := st.GC(); err != nil || len(removed) != len(img.Layers) {
-		t.Fatalf("gc after the pod went removed %v (%v), want %d layers", removed, err, len(img.Layers))
-	}
-}
-
-// TestOpenImageStoreLeavesStateDir: an image store opened alone writes
-// nothing to the state directory and imports dropped archives only when
-// asked; GC's grace spares a fresh layer.
-func TestOpenImageStoreLeavesStateDir(t *testing.T) {
-	requireRoot(t)
-	bb, _ := testImages(t)
-	cfg := testConfig(t)
-	if err := os.MkdirAll(filepath.Join(cfg.Root, "images"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := imagetest.WriteDockerArchive(filepath.Join(cfg.Root, "images", "bb.tar"), "site.local/bb:1", bb); err != nil {
-		t.Fatal(err)
-	}
-	st := openStore(t, cfg)
-	if imgs, err := st.List(); err != nil || len(imgs) != 0 {
-		t.Fatalf("list before ImportDir: %v (%v), want nothing imported", imgs, err)
-	}
-	if _, err := st.ImportDir(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	img, err := st.Get("site.local/bb:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if used, err := ImagesInUse(cfg); err != nil || len(used) != 0 {
-		t.Errorf("in use without a state dir: %v (%v)", used, err)
-	}
-	if err := st.Remove("site.local/bb:1"); err != nil {
-		t.Fatal(err)
-	}
-	if removed, err := st.GC(); err != nil || len(removed) != 0 {
-		t.Errorf("gc within the grace removed %v (%v)", removed, err)
-	}
-	if !layerPresent(st.LayerDir(img.Layers[0])) {
-		t.Error("fresh layer collected")
-	}
-	if _, err := os.Stat(cfg.StateDir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("state dir %s: %v, want it never made", cfg.StateDir, err)
 	}
 }

@@ -1,4 +1,4 @@
-package containers
+package images
 
 // The image store is shared by every process that opens it on one Root: a
 // node's agent, `skiff images` beside it, a second store in the same
@@ -80,7 +80,7 @@ func flockCtx(ctx context.Context, f *os.File, how int) error {
 // lockIndex serialises read-modify-writes of the index: s.mu between
 // goroutines of this store, the flock between stores and processes. The
 // returned function releases both.
-func (s *ImageStore) lockIndex() (func(), error) {
+func (s *Store) lockIndex() (func(), error) {
 	s.mu.Lock()
 	f, err := os.OpenFile(filepath.Join(s.root, "content", indexLockFile), os.O_CREATE|os.O_RDWR, 0o600)
 	if err == nil {
@@ -98,7 +98,7 @@ func (s *ImageStore) lockIndex() (func(), error) {
 	}, nil
 }
 
-func (s *ImageStore) layerLockPath(diffID string) string {
+func (s *Store) layerLockPath(diffID string) string {
 	return filepath.Join(s.root, "content", layerLocksDir, strings.TrimPrefix(diffID, "sha256:")+".lock")
 }
 
@@ -106,7 +106,7 @@ func (s *ImageStore) layerLockPath(diffID string) string {
 // is called. The caller must hold a pending marker that lists the layer:
 // GC deletes the lock files of the layers it collects, and the marker keeps
 // it from deleting one that somebody has open.
-func (s *ImageStore) lockLayer(ctx context.Context, diffID string) (func(), error) {
+func (s *Store) lockLayer(ctx context.Context, diffID string) (func(), error) {
 	f, err := os.OpenFile(s.layerLockPath(diffID), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock layer: %w", err)
@@ -127,7 +127,7 @@ type pendingMarker struct {
 // markPending records that this store is about to unpack or reuse layers
 // and then index an image that uses them, so that GC spares them until the
 // returned function is called (after the index is written, or on failure).
-func (s *ImageStore) markPending(diffIDs []string) (func(), error) {
+func (s *Store) markPending(diffIDs []string) (func(), error) {
 	unlock, err := s.lockIndex()
 	if err != nil {
 		return nil, err
@@ -157,7 +157,7 @@ func (s *ImageStore) markPending(diffIDs []string) (func(), error) {
 // pendingLayers returns the layers (hex diff IDs) listed by live pending
 // markers, and removes the markers of dead processes. The index lock is
 // held.
-func (s *ImageStore) pendingLayers() (map[string]bool, error) {
+func (s *Store) pendingLayers() (map[string]bool, error) {
 	dir := filepath.Join(s.root, "content", pendingDir)
 	ents, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -212,7 +212,7 @@ func isLayerName(n string) bool {
 // layers unpacked less than Config.LayerGCGrace ago. It is safe next to
 // pulls and imports in this and other processes: they never lose a layer
 // they rely on.
-func (s *ImageStore) GC() ([]string, error) {
+func (s *Store) GC() ([]string, error) {
 	layersDir := filepath.Join(s.root, "layers")
 	trash, removed, err := s.gcMark(layersDir)
 	// Deleting can take a while; the doomed directories have left their
@@ -231,7 +231,7 @@ func (s *ImageStore) GC() ([]string, error) {
 
 // gcMark chooses, under the index lock, what GC deletes and renames it
 // away; it returns the paths to delete and the diff IDs of the layers.
-func (s *ImageStore) gcMark(layersDir string) (trash, removed []string, err error) {
+func (s *Store) gcMark(layersDir string) (trash, removed []string, err error) {
 	unlock, err := s.lockIndex()
 	if err != nil {
 		return nil, nil, err

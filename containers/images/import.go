@@ -1,4 +1,4 @@
-package containers
+package images
 
 import (
 	"archive/tar"
@@ -23,7 +23,7 @@ import (
 // image layout packed in a tar. Images are named by the archive's tags
 // (RepoTags, or the org.opencontainers.image.ref.name annotation); an image
 // without a name is kept by ID.
-func (s *ImageStore) Import(ctx context.Context, path string, progress func(Progress)) ([]Image, error) {
+func (s *Store) Import(ctx context.Context, path string, progress func(Progress)) ([]Image, error) {
 	kind, err := archiveKind(path)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", path, err)
@@ -67,7 +67,7 @@ func archiveKind(path string) (string, error) {
 	}
 }
 
-func (s *ImageStore) importDocker(ctx context.Context, path string, progress func(Progress)) ([]Image, error) {
+func (s *Store) importDocker(ctx context.Context, path string, progress func(Progress)) ([]Image, error) {
 	opener := func() (io.ReadCloser, error) { return os.Open(path) }
 	m, err := tarball.LoadManifest(opener)
 	if err != nil {
@@ -111,7 +111,7 @@ func wrapArchive(err error) error {
 	return fmt.Errorf("%w: %w", ErrBadArchive, err)
 }
 
-func (s *ImageStore) importOCI(ctx context.Context, path string, progress func(Progress)) ([]Image, error) {
+func (s *Store) importOCI(ctx context.Context, path string, progress func(Progress)) ([]Image, error) {
 	tmp, err := os.MkdirTemp(filepath.Join(s.root, "content"), ".oci-")
 	if err != nil {
 		return nil, err
@@ -229,7 +229,7 @@ type importState map[string]string
 // ImportDir imports every *.tar archive in Root/images that changed since it
 // was last imported. It returns the images and, joined, every failure; a bad
 // archive does not stop the others.
-func (s *ImageStore) ImportDir(ctx context.Context) ([]Image, error) {
+func (s *Store) ImportDir(ctx context.Context) ([]Image, error) {
 	dir := filepath.Join(s.root, "images")
 	statePath := filepath.Join(s.root, "content", "imported.json")
 	st := importState{}
@@ -271,7 +271,7 @@ func (s *ImageStore) ImportDir(ctx context.Context) ([]Image, error) {
 
 // saveImported merges what this ImportDir imported into the record on
 // disk, under the index lock, so that a concurrent ImportDir's entries stay.
-func (s *ImageStore) saveImported(path string, ours importState) error {
+func (s *Store) saveImported(path string, ours importState) error {
 	unlock, err := s.lockIndex()
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package containers
+package images
 
 import (
 	"bufio"
@@ -59,54 +59,44 @@ type Progress struct {
 	Done, Total int64
 }
 
-// ImageStore keeps images: their configs in one index file, their layers
+// Store keeps images: their configs in one index file, their layers
 // unpacked once per diff ID into Root/layers and shared by all images and
 // containers. Any number of stores, in one process or several (a node's
 // agent and `skiff images`), may work on one Root at once: see storelock.go.
-type ImageStore struct {
-	root     string // Root
+type Store struct {
+	root     string // Config.Root
 	insecure []string
 	log      *slog.Logger
 	gcGrace  time.Duration
 	// inUse returns the layers (hex diff IDs) under containers, which GC
-	// spares even when their image was removed.
+	// spares even when their image was removed (Config.InUse).
 	inUse func() (map[string]bool, error)
 	mu    sync.Mutex // serialises this store's index locks (see lockIndex)
 }
 
-// OpenImageStore opens the image store of cfg.Root on its own: no
-// libcontainer state, no adoption of containers, no import of the archives
-// dropped into Root/images (ImportDir does that when asked). It never
-// writes to cfg.StateDir; its GC reads the runtime's container records
-// there (see ImagesInUse) and spares the layers of images they use. It
-// suits a command that runs beside a node's agent.
-func OpenImageStore(cfg Config) (*ImageStore, error) {
+// Open opens (or creates) the store of cfg.Root. It imports nothing by
+// itself: ImportDir imports the archives dropped into Root/images when the
+// caller asks.
+func Open(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("containers config: %w", err)
+		return nil, fmt.Errorf("image store config: %w", err)
 	}
-	return newImageStore(cfg, cfg.Logger.With("component", "images"), func() (map[string]bool, error) {
-		_, layers, err := containersInUse(cfg.StateDir)
-		return layers, err
-	})
-}
-
-func newImageStore(cfg Config, log *slog.Logger, inUse func() (map[string]bool, error)) (*ImageStore, error) {
 	for _, d := range []string{"images", "content", "layers", filepath.Join("content", layerLocksDir), filepath.Join("content", pendingDir)} {
 		if err := os.MkdirAll(filepath.Join(cfg.Root, d), 0o700); err != nil {
 			return nil, fmt.Errorf("image store: %w", err)
 		}
 	}
-	return &ImageStore{root: cfg.Root, insecure: cfg.InsecureRegistries, log: log, gcGrace: cfg.LayerGCGrace, inUse: inUse}, nil
+	return &Store{root: cfg.Root, insecure: cfg.InsecureRegistries, log: cfg.Logger, gcGrace: cfg.LayerGCGrace, inUse: cfg.InUse}, nil
 }
 
-func (s *ImageStore) indexPath() string { return filepath.Join(s.root, "content", "images.json") }
+func (s *Store) indexPath() string { return filepath.Join(s.root, "content", "images.json") }
 
 // LayerDir is where the layer with a diff ID is unpacked.
-func (s *ImageStore) LayerDir(diffID string) string {
+func (s *Store) LayerDir(diffID string) string {
 	return filepath.Join(s.root, "layers", strings.TrimPrefix(diffID, "sha256:"))
 }
 
-func (s *ImageStore) load() ([]Image, error) {
+func (s *Store) load() ([]Image, error) {
 	b, err := os.ReadFile(s.indexPath())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -121,7 +111,7 @@ func (s *ImageStore) load() ([]Image, error) {
 	return imgs, nil
 }
 
-func (s *ImageStore) save(imgs []Image) error {
+func (s *Store) save(imgs []Image) error {
 	b, err := json.MarshalIndent(imgs, "", " ")
 	if err != nil {
 		return err
@@ -141,7 +131,7 @@ func NormalizeRef(ref string) (string, error) {
 
 // List returns every image, sorted by first ref. Reads take no lock: the
 // index is only ever replaced whole, by a rename.
-func (s *ImageStore) List() ([]Image, error) {
+func (s *Store) List() ([]Image, error) {
 	imgs, err := s.load()
 	sort.Slice(imgs, func(i, j int) bool { return firstRef(imgs[i]) < firstRef(imgs[j]) })
 	return imgs, err
@@ -156,7 +146,7 @@ func firstRef(i Image) string {
 
 // Get finds an image by reference or ID. It returns ErrImageNotPresent if
 // there is none.
-func (s *ImageStore) Get(ref string) (Image, error) {
+func (s *Store) Get(ref string) (Image, error) {
 	imgs, err := s.load()
 	if err != nil {
 		return Image{}, err
@@ -191,7 +181,7 @@ func findImage(imgs []Image, ref string) (int, error) {
 
 // Remove drops a reference; an image left without references is removed
 // from the index (its layers go at the next GC).
-func (s *ImageStore) Remove(ref string) error {
+func (s *Store) Remove(ref string) error {
 	unlock, err := s.lockIndex()
 	if err != nil {
 		return err
@@ -218,7 +208,7 @@ func (s *ImageStore) Remove(ref string) error {
 }
 
 // Ensure returns the image if the store has it and pulls it otherwise.
-func (s *ImageStore) Ensure(ctx context.Context, ref string, progress func(Progress)) (Image, error) {
+func (s *Store) Ensure(ctx context.Context, ref string, progress func(Progress)) (Image, error) {
 	if img, err := s.Get(ref); err == nil {
 		return img, nil
 	} else if !errors.Is(err, ErrImageNotPresent) {
@@ -231,7 +221,7 @@ func (s *ImageStore) Ensure(ctx context.Context, ref string, progress func(Progr
 // digest and unpacks the layers the store lacks. Plain HTTP is used for
 // loopback registries and those named in InsecureRegistries only. A failed
 // pull leaves no partial layer behind; the caller retries.
-func (s *ImageStore) Pull(ctx context.Context, ref string, progress func(Progress)) (Image, error) {
+func (s *Store) Pull(ctx context.Context, ref string, progress func(Progress)) (Image, error) {
 	var opts []name.Option
 	if r, err := name.ParseReference(ref); err == nil && slices.Contains(s.insecure, r.Context().RegistryStr()) {
 		opts = append(opts, name.Insecure)
@@ -262,7 +252,7 @@ func (s *ImageStore) Pull(ctx context.Context, ref string, progress func(Progres
 	return out, nil
 }
 
-func (s *ImageStore) allowPlain(reg name.Registry) bool {
+func (s *Store) allowPlain(reg name.Registry) bool {
 	if slices.Contains(s.insecure, reg.Name()) {
 		return true
 	}
@@ -299,7 +289,7 @@ func emit(p func(Progress), ev Progress) {
 }
 
 // store unpacks an image's missing layers and records it under refs.
-func (s *ImageStore) store(ctx context.Context, img v1.Image, refs []string, label string, progress func(Progress)) (Image, error) {
+func (s *Store) store(ctx context.Context, img v1.Image, refs []string, label string, progress func(Progress)) (Image, error) {
 	m, err := img.Manifest()
 	if err != nil {
 		return Image{}, fmt.Errorf("manifest: %w", err)
@@ -397,7 +387,7 @@ func (s *ImageStore) store(ctx context.Context, img v1.Image, refs []string, lab
 // it anyway, the second rename finds the directory there, which, being
 // addressed by its content and only ever made whole, is the same layer.
 // The caller holds a pending marker that lists the layer.
-func (s *ImageStore) ensureLayer(ctx context.Context, l v1.Layer, diffID, label string, progress func(Progress)) (int64, error) {
+func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, diffID, label string, progress func(Progress)) (int64, error) {
 	digest, _ := l.Digest()
 	unlock, err := s.lockLayer(ctx, diffID)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/skiff-edge/skiff/containers/imagetest"
+	"github.com/skiff-edge/skiff/containers/images/imagetest"
 )
 
 // DemoRef is the image of examples/web.toml and DemoManifest.

@@ -1,4 +1,4 @@
-package containers
+package images
 
 import (
 	"archive/tar"
