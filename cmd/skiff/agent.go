@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -12,14 +10,16 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/agent"
 )
 
-func newAgentCmd() *cobra.Command {
+func newAgentCmd(g *globals) *cobra.Command {
 	var (
 		nf      nodeFlags
 		server  string
 		cleanup bool
 	)
 	cmd := &cobra.Command{
-		Use:   "agent --server HOST:PORT --token TOKEN | agent --cleanup",
+		Use: "agent --server HOST:PORT | agent --cleanup",
+		Long: "Run this node's agent, joined to a server. The join token comes from SKIFF_TOKEN, --token-stdin,\n" +
+			"--token-file or token_file in the node config, never from argv.",
 		Short: "Run this node's agent, joined to a server (or remove all skiff made here)",
 		Args:  cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
@@ -36,13 +36,9 @@ func newAgentCmd() *cobra.Command {
 			if server == "" {
 				return errors.New("agent: --server HOST:PORT (or servers in the config) is required (or --cleanup)")
 			}
-			token, _ := cmd.Flags().GetString("token")
-			if token == "" && cfg.TokenFile != "" {
-				b, err := os.ReadFile(cfg.TokenFile)
-				if err != nil {
-					return fmt.Errorf("agent: token_file: %w", err)
-				}
-				token = strings.TrimSpace(string(b))
+			token, err := g.token.read(g.in, cfg.TokenFile)
+			if err != nil {
+				return fmt.Errorf("agent: %w", err)
 			}
 			return orchestrator.RunAgent(cmd.Context(), orchestrator.AgentConfig{
 				Node:   cfg,

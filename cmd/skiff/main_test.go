@@ -54,10 +54,17 @@ type result struct {
 // skiff runs the binary with args against api and waits for it.
 func skiff(t *testing.T, api string, args ...string) result {
 	t.Helper()
+	return skiffIn(t, api, nil, "", args...)
+}
+
+// skiffIn is skiff with extra environment variables and a standard input.
+func skiffIn(t *testing.T, api string, env []string, stdin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, skiffBin, args...)
-	cmd.Env = append(os.Environ(), "SKIFF_API="+api)
+	cmd.Env = append(append(os.Environ(), "SKIFF_API="+api), env...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -443,14 +450,50 @@ func TestTCP(t *testing.T) {
 	if !strings.HasPrefix(token, "K10") || !strings.Contains(token, "::") {
 		t.Fatalf("token %q, want K10<ca hash>::<secret>", token)
 	}
-	must(t, unix, "--api", "https://"+tcp, "--token", token, "get", "nodes")
+	if r := skiffIn(t, unix, []string{"SKIFF_TOKEN=" + token}, "", "--api", "https://"+tcp, "get", "nodes"); r.code != 0 {
+		t.Errorf("SKIFF_TOKEN: exit %d stderr %q", r.code, r.stderr)
+	}
+	if r := skiffIn(t, "https://"+tcp, nil, token+"\n", "--token-stdin", "get", "nodes"); r.code != 0 {
+		t.Errorf("--token-stdin: exit %d stderr %q", r.code, r.stderr)
+	}
+	tokenFile := writeFile(t, t.TempDir(), "token", token+"\n")
+	if r := skiff(t, "https://"+tcp, "--token-file", tokenFile, "get", "nodes"); r.code != 0 {
+		t.Errorf("--token-file: exit %d stderr %q", r.code, r.stderr)
+	}
 	hash, _, _ := strings.Cut(token, "::")
-	r := skiff(t, "https://"+tcp, "--token", hash+"::0123456789abcdef0123", "get", "nodes")
+	r := skiffIn(t, "https://"+tcp, []string{"SKIFF_TOKEN=" + hash + "::0123456789abcdef0123"}, "", "get", "nodes")
 	if r.code != 1 || r.stderr != "skiff: missing or wrong bearer token\n" {
 		t.Errorf("wrong secret: exit %d stderr %q", r.code, r.stderr)
 	}
 	if out := must(t, unix, "members"); !strings.Contains(out, "alive") || !strings.Contains(out, "server") {
 		t.Errorf("skiff members:\n%s", out)
+	}
+}
+
+// TestTokenNeverInArgv: a token is never a flag's visible default (--help
+// with SKIFF_TOKEN set does not print it), --token is refused with what to
+// use instead, and an agent reads its token from SKIFF_TOKEN or stdin.
+func TestTokenNeverInArgv(t *testing.T) {
+	const secret = "K10deadbeef::sup3rs3cr3tvalue"
+	for _, args := range [][]string{{"--help"}, {"agent", "--help"}, {"get", "--help"}} {
+		r := skiffIn(t, "unix:///nonexistent.sock", []string{"SKIFF_TOKEN=" + secret}, "", args...)
+		if r.code != 0 || strings.Contains(r.stdout+r.stderr, "sup3rs3cr3t") {
+			t.Errorf("skiff %v: exit %d, output shows the token:\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+	}
+	for _, args := range [][]string{{"--token", secret, "get", "nodes"}, {"agent", "--server", "127.0.0.1:1", "--token", secret}} {
+		r := skiff(t, "unix:///nonexistent.sock", args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "--token puts the secret in argv") || !strings.Contains(r.stderr, "SKIFF_TOKEN") {
+			t.Errorf("skiff %v: exit %d stderr %q, want 2 and what to use instead", args, r.code, r.stderr)
+		}
+	}
+	r := skiffIn(t, "unix:///nonexistent.sock", nil, "", "--token-stdin", "get", "nodes")
+	if r.code != 1 || !strings.Contains(r.stderr, "--token-stdin: standard input is empty") {
+		t.Errorf("empty stdin: exit %d stderr %q", r.code, r.stderr)
+	}
+	r = skiffIn(t, "http://127.0.0.1:1", []string{"SKIFF_TOKEN=plain"}, "", "get", "nodes")
+	if r.code != 1 || !strings.Contains(r.stderr, "never sent over plain http") {
+		t.Errorf("token over http: exit %d stderr %q", r.code, r.stderr)
 	}
 }
 

@@ -14,11 +14,12 @@ import (
 // globals are the flags every command has.
 type globals struct {
 	api   string
-	token string
+	token tokenFlags
+	in    io.Reader // standard input, for --token-stdin
 }
 
 func newRootCmd() *cobra.Command {
-	g := &globals{}
+	g := &globals{in: os.Stdin}
 	root := &cobra.Command{
 		Use:           "skiff",
 		Short:         "skiff is a lightweight edge orchestrator",
@@ -29,14 +30,17 @@ func newRootCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return cmd.Help()
 		},
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.token.check(cmd)
+		},
 	}
 	root.PersistentFlags().StringVar(&g.api, "api", cli.DefaultAPI(), "API address: unix:///PATH or https://HOST:PORT (env SKIFF_API)")
-	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("SKIFF_TOKEN"), "join `TOKEN` for the TLS API, as printed by skiff token (env SKIFF_TOKEN)")
+	g.token.bind(root.PersistentFlags())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 
 	root.AddCommand(
 		newServerCmd(),
-		newAgentCmd(),
+		newAgentCmd(g),
 		newApplyCmd(g),
 		newDeleteCmd(g),
 		newGetCmd(g),
@@ -62,14 +66,19 @@ func run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, 
 	}
 }
 
-// client returns a client of the API the global flags name. A join token
-// (K10<CA hash>::<secret>, from `skiff token`) pins the server's CA and
-// sends its secret as the bearer token.
+// client returns a client of the API the global flags name, with the token
+// of SKIFF_TOKEN, --token-stdin or --token-file. A join token (K10<CA
+// hash>::<secret>, from `skiff token`) pins the server's CA and sends its
+// secret as the bearer token.
 func (g *globals) client() (*client.Client, error) {
-	if tok, err := pki.ParseToken(g.token); err == nil {
+	token, err := g.token.read(g.in, "")
+	if err != nil {
+		return nil, err
+	}
+	if tok, err := pki.ParseToken(token); err == nil {
 		return client.NewWithConfig(client.Config{Addr: g.api, Token: tok.Secret, TLS: pki.ClientTLSConfig(tok)})
 	}
-	return client.New(g.api, g.token)
+	return client.New(g.api, token)
 }
 
 // printError writes err the way the CLI reports failures.

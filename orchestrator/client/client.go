@@ -94,6 +94,10 @@ func NewWithConfig(cfg Config) (*Client, error) {
 		if u.Host == "" || (u.Path != "" && u.Path != "/") {
 			return nil, fmt.Errorf("api address %q: want %s://HOST:PORT", cfg.Addr, u.Scheme)
 		}
+		if u.Scheme == "http" && cfg.Token != "" {
+			// Anyone on the path would read it.
+			return nil, fmt.Errorf("api address %q: a token is never sent over plain http: use https://%s", cfg.Addr, u.Host)
+		}
 		tr.TLSClientConfig = cfg.TLS
 		c.base = u.Scheme + "://" + u.Host
 	default:

@@ -52,21 +52,24 @@ func writeErr(w http.ResponseWriter, status int, code, msg string, details ...ap
 
 func TestNewAddr(t *testing.T) {
 	tests := []struct {
-		name, addr string
-		ok         bool
+		name, addr, token string
+		ok                bool
 	}{
-		{"unix", "unix:///run/skiff/skiff.sock", true},
-		{"default", "", true},
-		{"https", "https://10.0.0.2:7443", true},
-		{"http", "http://127.0.0.1:7443", true},
-		{"relative unix", "unix://run/skiff.sock", false},
-		{"no scheme", "10.0.0.2:7443", false},
-		{"path", "https://10.0.0.2:7443/v1", false},
-		{"other scheme", "ftp://x", false},
+		{"unix", "unix:///run/skiff/skiff.sock", "", true},
+		{"default", "", "", true},
+		{"https", "https://10.0.0.2:7443", "", true},
+		{"https with a token", "https://10.0.0.2:7443", "tok", true},
+		{"http", "http://127.0.0.1:7443", "", true},
+		// A bearer token over plain http is readable by anyone on the path.
+		{"http with a token", "http://127.0.0.1:7443", "tok", false},
+		{"relative unix", "unix://run/skiff.sock", "", false},
+		{"no scheme", "10.0.0.2:7443", "", false},
+		{"path", "https://10.0.0.2:7443/v1", "", false},
+		{"other scheme", "ftp://x", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(tt.addr, "")
+			_, err := New(tt.addr, tt.token)
 			if (err == nil) != tt.ok {
 				t.Fatalf("New(%q) error = %v, want ok=%v", tt.addr, err, tt.ok)
 			}

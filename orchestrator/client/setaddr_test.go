@@ -17,7 +17,7 @@ func TestSetAddr(t *testing.T) {
 	downURL := down.URL
 	down.Close()
 
-	c, err := New(downURL, "tok")
+	c, err := New(downURL, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -268,9 +268,14 @@ func (c *Cluster) serverArgs(n *Node) []string {
 	return args
 }
 
-// agentArgs are the arguments of an agent's skiff with this token.
+// agentArgs are the arguments of an agent's skiff with this token: the
+// token goes in a file of the node's (0600), never in argv.
 func (c *Cluster) agentArgs(n *Node, token string) []string {
-	return []string{"agent", "--server", c.Nodes[0].Addr + ":7443", "--token", token,
+	file := filepath.Join(n.Dir, "token")
+	if err := os.WriteFile(file, []byte(token+"\n"), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return []string{"agent", "--server", c.Nodes[0].Addr + ":7443", "--token-file", file,
 		"--config", n.Config, "--log-level", "debug"}
 }
 
