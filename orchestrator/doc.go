@@ -6,9 +6,14 @@
 // (api/) and the Go client of the API (client/).
 //
 // In cluster mode (ServerConfig.TCP) the server also serves the API over
-// TLS with the CA of cluster/pki, runs this node's gossip member
-// (cluster/) and turns member failures into NotReady nodes (cluster.go);
+// TLS with the CA of cluster/pki and runs this node's gossip member
+// (cluster/); gossip.go starts the member and adapts it to what each part
+// reads: the node lifecycle (controller.MemberSource: failed members turn
+// into NotReady nodes), the agent (agent.Gossip: routes to every peer's pod
+// CIDR) and the API (apiserver.Membership: GET /v1/members, /v1/cluster).
 // RunAgent is the other side: it joins a node to a server with a join
-// token and runs its agent, with routes to every peer's pod CIDR from the
-// gossip (join.go).
+// token and runs its agent with the gossip (join.go).
+//
+// Both run as a node (node.go): start phases, each registering its stop,
+// and one shutdown path that stops them in reverse.
 package orchestrator

@@ -53,80 +53,113 @@ const agentRequestTimeout = 10 * time.Second
 // gossip member (role agent, pod CIDR once known), joins the servers'
 // gossip and keeps routes to every peer's pod CIDR.
 func RunAgent(ctx context.Context, cfg AgentConfig) error {
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
-	log := logger.With("component", "join")
-	tok, err := pki.ParseToken(cfg.Token)
-	if err != nil {
-		return err
-	}
-	c, err := client.NewWithConfig(client.Config{Addr: "https://" + cfg.Server, Token: tok.Secret,
-		TLS: pki.ClientTLSConfig(tok), Timeout: agentRequestTimeout})
-	if err != nil {
-		return err
-	}
-	// A fresh node checks the server before its gossip member starts: a
-	// token whose CA is not the server's must not leave its gossip key in
-	// the keyring file.
-	cached := agent.HasCache(cfg.Node)
-	var peers []string
-	if !cached {
-		if peers, err = checkServer(ctx, c, cfg.Server, log); err != nil {
+	j := &joiner{node: newNode(ctx, cfg.Node, cfg.Logger, "join"), ac: cfg}
+	defer j.stop()
+	for _, start := range []func() error{j.dial, j.startGossip, j.startFailover} {
+		if err := start(); err != nil {
 			return err
 		}
 	}
-	m, err := startMember(cfg.Node, cluster.RoleAgent, tok.GossipKey(), logger)
+	if j.ctx.Err() != nil {
+		return refusal(j.ctx)
+	}
+	return j.runAgent()
+}
+
+// joiner is RunAgent's node: its start phases, in order, fill the fields.
+type joiner struct {
+	*node
+	ac AgentConfig
+
+	tok pki.Token
+	c   *client.Client
+	// cached: the node has a local cache, so its agent starts before the
+	// server is checked.
+	cached bool
+	// peers are the gossip addresses to join, from the server once checked.
+	peers  []string
+	gossip *gossip
+}
+
+// dial makes the API client from the token and, on a fresh node, checks
+// the server before the gossip member starts: a token whose CA is not the
+// server's must not leave its gossip key in the keyring file.
+func (j *joiner) dial() error {
+	var err error
+	if j.tok, err = pki.ParseToken(j.ac.Token); err != nil {
+		return err
+	}
+	j.c, err = client.NewWithConfig(client.Config{Addr: "https://" + j.ac.Server, Token: j.tok.Secret,
+		TLS: pki.ClientTLSConfig(j.tok), Timeout: agentRequestTimeout})
+	if err != nil {
+		return err
+	}
+	if j.cached = agent.HasCache(j.cfg); !j.cached {
+		j.peers, err = checkServer(j.ctx, j.c, j.ac.Server, j.log)
+	}
+	return err
+}
+
+// startGossip starts the node's gossip member and joins the servers'
+// gossip; with a local cache the server is checked and the gossip joined
+// in the background, and a refusal then ends the node with its error.
+func (j *joiner) startGossip() error {
+	m, err := startMember(j.cfg, cluster.RoleAgent, j.tok.GossipKey(), j.logger)
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
 	}
-	defer func() {
+	j.onStop(func() {
 		if err := m.Leave(); err != nil {
-			log.Warn("leave the gossip", "err", err)
+			j.log.Warn("leave the gossip", "err", err)
 		}
-	}()
-	ctx, stop := context.WithCancelCause(ctx)
-	defer stop(nil)
-	if cached {
-		log.Info("local cache found; starting the agent from it while the server is checked", "server", cfg.Server)
+	})
+	j.gossip = newGossip(m, j.log)
+	if !j.cached {
+		if err := joinGossip(j.ctx, m, j.peers, j.log); err != nil {
+			return err
+		}
+	} else {
+		j.log.Info("local cache found; starting the agent from it while the server is checked", "server", j.ac.Server)
+		// Not one of the node's goroutines, which stop waits for: a join
+		// of an unreachable server cannot be cancelled and must not hold
+		// up the stop. It ends with the node's ctx otherwise.
 		go func() {
-			peers, err := checkServer(ctx, c, cfg.Server, log)
+			peers, err := checkServer(j.ctx, j.c, j.ac.Server, j.log)
 			if err == nil {
-				err = joinGossip(ctx, m, peers, log)
+				err = joinGossip(j.ctx, m, peers, j.log)
 			}
 			if err != nil {
-				log.Error("join refused; stopping the agent", "err", err)
-				stop(err)
+				j.log.Error("join refused; stopping the agent", "err", err)
+				j.cancel(err)
 			}
 		}()
-	} else if err := joinGossip(ctx, m, peers, log); err != nil {
-		return err
 	}
-	if ctx.Err() != nil {
-		return refusal(ctx)
-	}
-	g := newGossip(m, log)
-	done := make(chan struct{})
-	gctx, stopGossip := context.WithCancel(ctx)
-	go func() { defer close(done); g.run(gctx, nil) }()
-	foDone := make(chan struct{})
-	go func() { defer close(foDone); failover(gctx, c, m, log) }()
-	defer func() { stopGossip(); <-done; <-foDone }()
+	j.goRun(func(ctx context.Context) error { j.gossip.run(ctx); return nil })
+	return nil
+}
 
-	acfg := agent.DefaultConfig(cfg.Node, c)
-	acfg.Logger = logger
-	acfg.Ready = cfg.Ready
-	acfg.Network = g.network
+// startFailover moves the client to another server when the one it uses
+// stops answering.
+func (j *joiner) startFailover() error {
+	j.goRun(func(ctx context.Context) error { failover(ctx, j.c, j.gossip.m, j.log); return nil })
+	return nil
+}
+
+// runAgent runs the agent until the node's ctx ends: its error, else the
+// join refusal that ended it, if one did.
+func (j *joiner) runAgent() error {
+	acfg := agent.DefaultConfig(j.cfg, j.c)
+	acfg.Logger = j.logger
+	acfg.Ready = j.ac.Ready
+	acfg.Gossip = j.gossip.peersView()
 	a, err := agent.New(acfg)
 	if err != nil {
 		return err
 	}
-	g.setDown(a.SetDownNodes)
-	if err := a.Run(ctx); err != nil {
+	if err := a.Run(j.ctx); err != nil {
 		return err
 	}
-	return refusal(ctx)
+	return refusal(j.ctx)
 }
 
 // refusal is the join refusal that ended ctx, if one did.

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/skiff-edge/skiff/cluster"
@@ -22,12 +21,6 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/client"
 	"github.com/skiff-edge/skiff/orchestrator/controller"
 	"github.com/skiff-edge/skiff/orchestrator/store"
-)
-
-// Default directories when the node config leaves them empty.
-const (
-	DefaultDataDir = "/var/lib/skiff"
-	DefaultRunDir  = "/run/skiff"
 )
 
 // ServerConfig configures RunServer.
@@ -73,100 +66,142 @@ const eventMaxAge = time.Hour
 // a few seconds, the store is closed. It returns an error if it cannot start
 // or a listener fails.
 func RunServer(ctx context.Context, cfg ServerConfig) error {
-	logger := cfg.Logger
-	if logger == nil {
-		logger = slog.Default()
+	s := &server{node: newNode(ctx, withDirs(cfg.Node), cfg.Logger, "server"), sc: cfg}
+	defer func() {
+		s.stop()
+		s.log.Info("server stopped")
+	}()
+	for _, start := range []func() error{s.openStore, s.listenAPI, s.startGossip, s.serveAPI, s.startControllers, s.startAgent} {
+		if err := start(); err != nil {
+			return err
+		}
 	}
-	log := logger.With("component", "server")
-	node := cfg.Node
+	err := s.wait()
+	if err != nil {
+		s.log.Error("server failed", "err", err)
+	}
+	return err
+}
+
+// server is RunServer's node: its start phases, in order, fill the fields.
+type server struct {
+	*node
+	sc ServerConfig
+
+	st        *store.Store
+	api       *apiserver.Server
+	sockPath  string
+	listeners []apiListener
+	gossip    *gossip // nil without ServerConfig.TCP
+}
+
+// apiListener is a listener and the handler that serves it.
+type apiListener struct {
+	ln net.Listener
+	h  http.Handler
+}
+
+// withDirs fills the data and run directories the node config leaves
+// empty with the defaults.
+func withDirs(node configs.NodeConfig) configs.NodeConfig {
 	if node.DataDir == "" {
-		node.DataDir = DefaultDataDir
+		node.DataDir = configs.DefaultDataDir
 	}
 	if node.RunDir == "" {
-		node.RunDir = DefaultRunDir
+		node.RunDir = configs.DefaultRunDir
 	}
-	var err error
-	for _, d := range []string{node.DataDir, node.RunDir} {
+	return node
+}
+
+// openStore makes the directories and opens the store.
+func (s *server) openStore() error {
+	for _, d := range []string{s.cfg.DataDir, s.cfg.RunDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("create %s: %w", d, err)
 		}
 	}
-
-	compactAfter := cfg.CompactAfter
+	compactAfter := s.sc.CompactAfter
 	if v := os.Getenv("SKIFF_STORE_COMPACT_AFTER"); compactAfter == 0 && v != "" {
+		var err error
 		if compactAfter, err = strconv.Atoi(v); err != nil {
 			return fmt.Errorf("SKIFF_STORE_COMPACT_AFTER=%q: %w", v, err)
 		}
 	}
-	st, err := store.Open(filepath.Join(node.DataDir, StoreFile), store.Options{Logger: logger, CompactAfter: compactAfter})
+	st, err := store.Open(filepath.Join(s.cfg.DataDir, StoreFile), store.Options{Logger: s.logger, CompactAfter: compactAfter})
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	apiOpts := apiserver.Options{ServiceCIDR: node.ServiceCIDR, ClusterCIDR: node.ClusterCIDR, Logger: logger}
-	if err := apiOpts.Validate(); err != nil {
+	s.st = st
+	s.onStop(func() { st.Close() })
+	return nil
+}
+
+// listenAPI makes the API and listens on its unix socket.
+func (s *server) listenAPI() error {
+	opts := apiserver.Options{ServiceCIDR: s.cfg.ServiceCIDR, ClusterCIDR: s.cfg.ClusterCIDR, Logger: s.logger}
+	if err := opts.Validate(); err != nil {
 		return err
 	}
-	apiSrv := apiserver.New(st, apiOpts)
-
-	sockPath := filepath.Join(node.RunDir, SocketFile)
-	unixLn, err := listenUnix(sockPath)
+	s.api = apiserver.New(s.st, opts)
+	s.sockPath = filepath.Join(s.cfg.RunDir, SocketFile)
+	ln, err := listenUnix(s.sockPath)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(sockPath)
-	listeners := []struct {
-		ln net.Listener
-		h  http.Handler
-	}{{unixLn, apiSrv}}
-	var g *gossip
-	if cfg.TCP {
-		p, err := pki.Load(filepath.Join(node.DataDir, PKIDir), serverHosts(node))
-		if err != nil {
-			unixLn.Close()
-			return err
-		}
-		m, err := startMember(node, cluster.RoleServer, p.GossipKey(), logger)
-		if err != nil {
-			unixLn.Close()
-			return fmt.Errorf("gossip: %w", err)
-		}
-		defer func() {
-			if err := m.Leave(); err != nil {
-				log.Warn("leave the gossip", "err", err)
-			}
-		}()
-		if len(node.Servers) > 0 {
-			if _, err := m.Join(gossipAddrs(node.Servers)); err != nil {
-				log.Warn("join the other servers", "servers", node.Servers, "err", err)
-			}
-		}
-		g = newGossip(m, log)
-		handler := clusterHandler(m, apiSrv)
-		listeners[0].h = handler
-		tcpLn, err := net.Listen("tcp", node.APIAddr)
-		if err != nil {
-			unixLn.Close()
-			return fmt.Errorf("listen on %s: %w", node.APIAddr, err)
-		}
-		listeners = append(listeners, struct {
-			ln net.Listener
-			h  http.Handler
-		}{tls.NewListener(tcpLn, p.ServerTLSConfig()), apiserver.RequireToken(p.Token().Secret, handler)})
-		log.Info("API on TCP (TLS)", "addr", tcpLn.Addr().String(), "gossip", m.Addr())
-	}
+	s.onStop(func() {
+		ln.Close() // if it never served
+		os.Remove(s.sockPath)
+	})
+	s.listeners = append(s.listeners, apiListener{ln, s.api})
+	return nil
+}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// startGossip, in cluster mode, starts the server's gossip member (the
+// API then serves the members) and listens on TCP with TLS and the token.
+func (s *server) startGossip() error {
+	if !s.sc.TCP {
+		return nil
+	}
+	p, err := pki.Load(filepath.Join(s.cfg.DataDir, PKIDir), serverHosts(s.cfg))
+	if err != nil {
+		return err
+	}
+	m, err := startMember(s.cfg, cluster.RoleServer, p.GossipKey(), s.logger)
+	if err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	s.onStop(func() {
+		if err := m.Leave(); err != nil {
+			s.log.Warn("leave the gossip", "err", err)
+		}
+	})
+	if len(s.cfg.Servers) > 0 {
+		if _, err := m.Join(gossipAddrs(s.cfg.Servers)); err != nil {
+			s.log.Warn("join the other servers", "servers", s.cfg.Servers, "err", err)
+		}
+	}
+	s.gossip = newGossip(m, s.log)
+	s.goRun(func(ctx context.Context) error { s.gossip.run(ctx); return nil })
+	s.api.SetMembership(apiView{m})
+	tcpLn, err := net.Listen("tcp", s.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.APIAddr, err)
+	}
+	s.onStop(func() { tcpLn.Close() }) // if it never served
+	s.listeners = append(s.listeners, apiListener{tls.NewListener(tcpLn, p.ServerTLSConfig()), apiserver.RequireToken(p.Token().Secret, s.api)})
+	s.log.Info("API on TCP (TLS)", "addr", tcpLn.Addr().String(), "gossip", m.Addr())
+	return nil
+}
+
+// serveAPI serves every listener. At stop, watch streams end and requests
+// in flight get a few seconds.
+func (s *server) serveAPI() error {
 	// Watch streams run until their request's context ends: cancelling
 	// reqCtx ends them at shutdown, which would otherwise wait for them.
 	reqCtx, cancelReqs := context.WithCancel(context.Background())
-	defer cancelReqs()
-	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	var servers []*http.Server
-	errc := make(chan error, len(listeners)+1)
-	var wg sync.WaitGroup
-	for _, l := range listeners {
+	for _, l := range s.listeners {
 		hs := &http.Server{
 			Handler:           l.h,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -175,108 +210,86 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 			ErrorLog:          errLog,
 		}
 		servers = append(servers, hs)
-		wg.Add(1)
+		// Not in the node's goroutines, which end before this stop runs:
+		// Serve returns once Shutdown closed its listener.
 		go func() {
-			defer wg.Done()
 			if err := hs.Serve(l.ln); !errors.Is(err, http.ErrServerClosed) {
-				errc <- fmt.Errorf("serve API on %s: %w", l.ln.Addr(), err)
+				s.fail(fmt.Errorf("serve API on %s: %w", l.ln.Addr(), err))
 			}
 		}()
 	}
-	if g != nil {
-		lc := &lifecycle{st: st, self: node.NodeName, log: log.With("component", "lifecycle"), last: map[string]cluster.Status{}}
-		wg.Add(1)
-		go func() { defer wg.Done(); g.run(ctx, lc.update) }()
-	}
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := controller.RunConfig(ctx, st, controller.ConfigFromNode(&node, logger)); err != nil {
-			errc <- fmt.Errorf("controllers: %w", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		housekeeping(ctx, st, log)
-	}()
-	if cfg.Agent {
-		ag, err := newLocalAgent(node, sockPath, logger, cfg.Ready, g)
-		if err != nil {
-			cancel()
-			cancelReqs()
-			for _, hs := range servers {
+	s.onStop(func() {
+		cancelReqs()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, hs := range servers {
+			if err := hs.Shutdown(ctx); err != nil {
 				hs.Close()
 			}
-			wg.Wait()
-			return err
 		}
-		apiSrv.SetPodIO(ag)
-		if g != nil {
-			g.setDown(ag.SetDownNodes)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := ag.Run(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("agent: %w", err)
-			}
-		}()
-		log.Info("server ready; the agent reports ready after its first sync", "socket", sockPath, "revision", st.Rev())
-	} else {
-		log.Info("server ready", "socket", sockPath, "revision", st.Rev())
-		if cfg.Ready != nil {
-			cfg.Ready()
-		}
-	}
+	})
+	return nil
+}
 
-	select {
-	case <-ctx.Done():
-	case err = <-errc:
-		log.Error("server failed", "err", err)
+// startControllers runs the scheduler and the controllers (with the
+// gossip's view of the nodes in cluster mode) and the housekeeping.
+func (s *server) startControllers() error {
+	ccfg := controller.ConfigFromNode(&s.cfg, s.logger)
+	if s.gossip != nil {
+		ccfg.Members = s.gossip.lifecycleView()
 	}
-	cancel()
-	cancelReqs()
-	shutCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
-	defer done()
-	for _, hs := range servers {
-		if e := hs.Shutdown(shutCtx); e != nil {
-			hs.Close()
+	s.goRun(func(ctx context.Context) error {
+		if err := controller.RunConfig(ctx, s.st, ccfg); err != nil {
+			return fmt.Errorf("controllers: %w", err)
 		}
+		return nil
+	})
+	s.goRun(func(ctx context.Context) error { housekeeping(ctx, s.st, s.log); return nil })
+	return nil
+}
+
+// startAgent runs this node's agent with ServerConfig.Agent; it reports
+// ready then. Without, the server is ready now.
+func (s *server) startAgent() error {
+	if !s.sc.Agent {
+		s.log.Info("server ready", "socket", s.sockPath, "revision", s.st.Rev())
+		if s.sc.Ready != nil {
+			s.sc.Ready()
+		}
+		return nil
 	}
-	// The controllers get a bounded time to notice ctx: a stop must not
-	// hang on a long sync. Closing the store under a straggler only fails
-	// its writes.
-	stopped := make(chan struct{})
-	go func() { wg.Wait(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(stopTimeout):
-		log.Warn("controllers did not stop in time; closing the store under them", "timeout", stopTimeout)
+	ag, err := s.newLocalAgent()
+	if err != nil {
+		return err
 	}
-	log.Info("server stopped")
-	return err
+	s.api.SetPodIO(ag)
+	s.goRun(func(ctx context.Context) error {
+		if err := ag.Run(ctx); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("agent: %w", err)
+		}
+		return nil
+	})
+	s.log.Info("server ready; the agent reports ready after its first sync", "socket", s.sockPath, "revision", s.st.Rev())
+	return nil
 }
 
 // newLocalAgent makes the in-process agent of `skiff server --agent`; it
-// reaches the API over the unix socket.
-// With gossip, the agent's pod CIDR goes into the server's member's tags
-// and the peer routes come from its view (one member per node).
-func newLocalAgent(node configs.NodeConfig, sockPath string, logger *slog.Logger, ready func(), g *gossip) (*agent.Agent, error) {
-	c, err := client.New("unix://"+sockPath, "")
+// reaches the API over the unix socket. With gossip, the agent's pod CIDR
+// goes into the server's member's tags and the peer routes come from its
+// view (one member per node).
+func (s *server) newLocalAgent() (*agent.Agent, error) {
+	c, err := client.New("unix://"+s.sockPath, "")
 	if err != nil {
 		return nil, err
 	}
-	acfg := agent.DefaultConfig(node, c)
-	acfg.Logger = logger
-	acfg.Ready = ready
-	if g != nil {
-		acfg.Network = g.network
+	acfg := agent.DefaultConfig(s.cfg, c)
+	acfg.Logger = s.logger
+	acfg.Ready = s.sc.Ready
+	if s.gossip != nil {
+		acfg.Gossip = s.gossip.peersView()
 	}
 	return agent.New(acfg)
 }
-
-// stopTimeout bounds how long RunServer waits for its goroutines to end.
-const stopTimeout = 10 * time.Second
 
 // housekeeping prunes old events now and then.
 func housekeeping(ctx context.Context, st *store.Store, log *slog.Logger) {
@@ -341,18 +354,4 @@ func serverHosts(node configs.NodeConfig) []string {
 		hosts = append(hosts, h)
 	}
 	return hosts
-}
-
-// gossipAddrs turns API addresses (host:port) into gossip addresses: the
-// same host on the default gossip port.
-func gossipAddrs(apiAddrs []string) []string {
-	var out []string
-	for _, a := range apiAddrs {
-		host, _, err := net.SplitHostPort(a)
-		if err != nil {
-			host = a
-		}
-		out = append(out, net.JoinHostPort(host, "7946"))
-	}
-	return out
 }

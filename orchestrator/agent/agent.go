@@ -52,11 +52,10 @@ type Config struct {
 	// ShimPath is the binary re-executed as the container shim and init;
 	// default /proc/self/exe (which must call containers.Init).
 	ShimPath string
-	// Network, if set, is called once per Run when the node network is set
-	// up, with the node's pod CIDR and its netlb.Network: the cluster
-	// wiring announces the CIDR in the node's gossip tags and keeps routes
-	// to the other nodes' pod CIDRs with nw.SetPeers.
-	Network func(podCIDR *net.IPNet, nw *netlb.Network)
+	// Gossip, if set, is the cluster membership: once the node network is
+	// set up, Run announces the pod CIDR there, keeps routes to the other
+	// nodes' pod CIDRs and leaves failed nodes' endpoints out (peers.go).
+	Gossip Gossip
 }
 
 // DefaultConfig returns the defaults documented on Config for node.
@@ -272,9 +271,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.syncLB(); err != nil {
 		a.log.Warn("first load balancer sync failed; retrying", "err", err)
 	}
-	if a.cfg.Network != nil {
-		a.cfg.Network(podCIDR, nw)
-	}
+	stopPeers := a.startPeers(ctx, podCIDR, nw)
+	defer stopPeers()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

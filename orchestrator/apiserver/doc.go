@@ -37,6 +37,10 @@
 //	GET    /v1/events[?object=kind/name] List of api.Event
 //	POST   /v1/events                    api.Event (object, type, reason,
 //	                                     message, source) -> 204; repeats aggregate
+//	GET    /v1/members                   {"items":[api.Member...]}: the gossip view
+//	GET    /v1/cluster                   api.ClusterInfo: where a joining node finds
+//	                                     the servers (both 503 while no
+//	                                     Membership is set: no gossip)
 //	GET    /healthz, /readyz             "ok"
 //	GET    /metrics                      Prometheus text
 //

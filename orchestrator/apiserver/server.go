@@ -58,6 +58,8 @@ type Server struct {
 
 	// podIO serves logs and exec (see SetPodIO); nil until an agent runs.
 	podIO atomic.Pointer[api.PodIO]
+	// members serves the gossip view (see SetMembership); nil without gossip.
+	members atomic.Pointer[Membership]
 }
 
 type requestKey struct {
@@ -142,6 +144,8 @@ func (s *Server) routes() {
 	s.route("/v1/endpoints", hs{"GET": s.listEndpoints})
 	s.route("/v1/endpoints/{name}", hs{"GET": s.getEndpoints})
 	s.route("/v1/events", hs{"GET": s.listEvents, "POST": s.postEvent})
+	s.route("/v1/members", hs{"GET": s.listMembers})
+	s.route("/v1/cluster", hs{"GET": s.clusterInfo})
 	s.route("/healthz", hs{"GET": s.healthz})
 	s.route("/readyz", hs{"GET": s.healthz})
 	s.route("/metrics", hs{"GET": s.metrics})

@@ -1,8 +1,10 @@
 // Package controller runs skiff's scheduler and controllers against the
 // state store: the scheduler binds pods to nodes; the app controller keeps
 // each app's pods (replicas or one per node, rolling updates, rollback);
-// the node lifecycle controller takes pods off failed nodes; the endpoints
-// controller lists each service's ready backends.
+// the node lifecycle controller marks nodes NotReady (missed heartbeats,
+// and with Config.Members a failed or departed gossip member) and takes
+// pods off nodes down for longer than the grace; the endpoints controller
+// lists each service's ready backends.
 //
 // The controllers are level-triggered. One watch on the store marks work
 // (which apps, which services, whether pods wait for a node); a periodic
@@ -32,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/skiff-edge/skiff/configs"
@@ -61,6 +64,11 @@ type Config struct {
 	MaxRetryDelay time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Members, if set, is the gossip view of the nodes: a node whose
+	// member fails (seen by a server with most members alive) or leaves is
+	// NotReady at once, without waiting for HeartbeatTimeout (see
+	// nodes_gossip.go). Default nil: no gossip, only heartbeats count.
+	Members MemberSource
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -141,14 +149,22 @@ func RunConfig(ctx context.Context, st *store.Store, cfg Config) error {
 	defer cancel()
 	since := st.Rev()
 	c.queue.markAll()
-	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
-		defer close(done)
+		defer wg.Done()
 		c.watch(ctx, since)
 	}()
+	if cfg.Members != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.followGossip(ctx, cfg.Members)
+		}()
+	}
 	c.loop(ctx)
 	cancel()
-	<-done
+	wg.Wait()
 	return nil
 }
 
