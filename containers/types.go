@@ -20,7 +20,7 @@ var (
 	ErrBadArchive = errors.New("bad image archive")
 	// ErrDigestMismatch: content does not match the digest that names it.
 	ErrDigestMismatch = errors.New("digest mismatch")
-	// ErrNotRunning: the container is not running (exec, stats).
+	// ErrNotRunning: the container is not running (exec, stats, signal).
 	ErrNotRunning = errors.New("container not running")
 	// ErrInvalid: a PodConfig or ContainerConfig is invalid.
 	ErrInvalid = errors.New("invalid config")
