@@ -97,7 +97,8 @@ func (c *Config) Validate() error {
 	return c.Node.Validate()
 }
 
-// RuntimeConfig is the containers config of a node.
+// RuntimeConfig is the containers config of a node. log is the process's
+// logger: the runtime adds its own component key.
 func RuntimeConfig(n configs.NodeConfig, log *slog.Logger) containers.Config {
 	cfg := containers.DefaultConfig()
 	cfg.Root = n.DataDir
@@ -105,12 +106,13 @@ func RuntimeConfig(n configs.NodeConfig, log *slog.Logger) containers.Config {
 	cfg.CgroupParent = n.CgroupParent
 	cfg.InsecureRegistries = n.InsecureRegistries
 	if log != nil {
-		cfg.Logger = log.With("component", "containers")
+		cfg.Logger = log
 	}
 	return cfg
 }
 
 // NetConfig is the netlb config of a node; podCIDR may be nil for Cleanup.
+// log is the process's logger: netlb adds its own component key.
 func NetConfig(n configs.NodeConfig, podCIDR *net.IPNet, log *slog.Logger) (netlb.Config, error) {
 	cfg := netlb.DefaultConfig()
 	cfg.Bridge = n.Bridge
@@ -130,7 +132,7 @@ func NetConfig(n configs.NodeConfig, podCIDR *net.IPNet, log *slog.Logger) (netl
 		cfg.PodCIDR = &net.IPNet{IP: cfg.ClusterCIDR.IP, Mask: net.CIDRMask(24, 32)}
 	}
 	if log != nil {
-		cfg.Logger = log.With("component", "netlb")
+		cfg.Logger = log
 	}
 	return cfg, nil
 }
