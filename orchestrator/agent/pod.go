@@ -35,7 +35,7 @@ type podWorker struct {
 	name string
 	log  *slog.Logger
 
-	// mu protects pod and latest.
+	// mu protects pod.
 	mu sync.Mutex
 	// pod is the latest object; nil once the object is gone (or for a
 	// local pod found without one).
@@ -48,11 +48,12 @@ type podWorker struct {
 	ip       string
 	probers  map[string]*prober
 	reported *api.PodStatus
-	// pull backoff per image.
+	// The pull back-off per image (pull.go): no try before pullWait, the
+	// last delay, the last error.
 	pullWait  map[string]time.Time
 	pullDelay map[string]time.Duration
 	pullErr   map[string]string
-	// exits seen, to report each container's exit once.
+	// retryIn is the delay before the next sync after a failed one.
 	retryIn time.Duration
 }
 
