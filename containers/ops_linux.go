@@ -99,6 +99,37 @@ func (r *Runtime) Exec(ctx context.Context, pod, name string, opts ExecOptions) 
 	return ws.ExitStatus(), nil
 }
 
+// Signal sends sig to the current run of a container (its init process,
+// and with SIGKILL its whole PID namespace). The runtime treats the exit
+// that follows like any other: the restart policy decides what comes next,
+// as for a container killed by a failed liveness probe. It returns
+// ErrNotFound for an unknown container and ErrNotRunning when no run is in
+// progress.
+func (r *Runtime) Signal(pod, name string, sig os.Signal) error {
+	id := containerID(pod, name)
+	r.mu.Lock()
+	k, ok := r.ctrs[id]
+	running := ok && k.state == StateRunning
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("signal %s/%s: %w", pod, name, ErrNotFound)
+	}
+	if !running {
+		return fmt.Errorf("signal %s/%s: %w", pod, name, ErrNotRunning)
+	}
+	c, err := libcontainer.Load(r.libcontainerRoot(), id)
+	if err != nil {
+		return fmt.Errorf("signal %s/%s: %w: %w", pod, name, ErrNotRunning, err)
+	}
+	if err := c.Signal(sig); err != nil {
+		if errors.Is(err, libcontainer.ErrNotRunning) {
+			return fmt.Errorf("signal %s/%s: %w", pod, name, ErrNotRunning)
+		}
+		return fmt.Errorf("signal %s/%s: %w", pod, name, err)
+	}
+	return nil
+}
+
 // Stats is the resource use of a container, read from its cgroups.
 type Stats struct {
 	// CPUNanos is the CPU time used since the start, in nanoseconds.

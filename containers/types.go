@@ -13,7 +13,7 @@ var (
 	// ErrNotFound: no such pod or container. (A container whose image is
 	// not in the store fails to start with images.ErrImageNotPresent.)
 	ErrNotFound = errors.New("not found")
-	// ErrNotRunning: the container is not running (exec, stats).
+	// ErrNotRunning: the container is not running (exec, stats, signal).
 	ErrNotRunning = errors.New("container not running")
 	// ErrInvalid: a PodConfig or ContainerConfig is invalid.
 	ErrInvalid = errors.New("invalid config")

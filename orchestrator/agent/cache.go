@@ -45,20 +45,8 @@ func (a *Agent) loadCache() *cache {
 
 // snapshot builds the cache from the agent's state.
 func (a *Agent) snapshot(podCIDR string) *cache {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	c := &cache{PodCIDR: podCIDR, Saved: time.Now().UTC()}
-	for _, s := range a.services {
-		c.Services = append(c.Services, s)
-	}
-	for _, e := range a.eps {
-		c.Endpoints = append(c.Endpoints, e)
-	}
-	for _, w := range a.workers {
-		if p := w.latest(); p != nil {
-			c.Pods = append(c.Pods, p)
-		}
-	}
+	c := &cache{PodCIDR: podCIDR, Saved: time.Now().UTC(), Pods: a.pods.snapshot()}
+	c.Services, c.Endpoints = a.lb.snapshot()
 	return c
 }
 

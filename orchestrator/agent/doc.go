@@ -31,6 +31,16 @@
 // and the agent keeps trying the server, catching up (relist, adopt) when
 // one answers.
 //
+// The code is in two halves composed by Agent (agent.go): the pod side
+// (pods.go: the pod watch and one worker per pod; pod.go, pull.go,
+// teardown.go, probe.go, status.go: what a worker does) and the
+// load-balancer side (lb.go: the service and endpoints watches and the
+// netlb sync; lbstate.go: the mapping onto netlb's shapes). Each half
+// reaches containers/, netlb/ and the server through interfaces of one to
+// three methods declared beside their users and checked at compile time
+// against *containers.Runtime, *images.Store, *netlb.Network and
+// *client.Client; the tests drive them with fakes.
+//
 // The agent talks to the server only through orchestrator/client (the unix
 // socket in `skiff server --agent`, TCP with a token in `skiff agent`), and
 // serves logs and exec for the API through its Logs and Exec methods

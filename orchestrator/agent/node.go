@@ -12,8 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netlink"
-
+	"github.com/skiff-edge/skiff/netlb"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
@@ -116,13 +115,8 @@ func (a *Agent) advertiseAddr() (string, error) {
 	if a.cfg.Node.AdvertiseAddr != "" {
 		return a.cfg.Node.AdvertiseAddr, nil
 	}
-	routes, err := netlink.RouteGet(net.IPv4(1, 1, 1, 1))
-	if err == nil {
-		for _, r := range routes {
-			if r.Src != nil && r.Src.To4() != nil {
-				return r.Src.String(), nil
-			}
-		}
+	if ip, err := netlb.RouteSource(net.IPv4(1, 1, 1, 1)); err == nil && ip != nil {
+		return ip.String(), nil
 	}
 	a.log.Warn("no default route: advertising 127.0.0.1 (set advertise_addr)")
 	return "127.0.0.1", nil

@@ -146,7 +146,7 @@ func TestFollowPeers(t *testing.T) {
 	g := &fakeGossip{t: t, changed: make(chan struct{}), peers: map[string]Peer{
 		"self": {Name: "self", IP: "10.0.0.1", PodCIDR: "10.88.0.0/24", Alive: true},
 	}}
-	a := &Agent{name: "self", log: slog.Default(), lbKick: make(chan struct{}, 1)}
+	a := &Agent{name: "self", log: slog.Default(), lb: newLB(slog.Default(), nil, nil)}
 	// routes models the node's routing table, which SetPeers makes match.
 	var routesMu sync.Mutex
 	routes := map[string]string{}
@@ -188,9 +188,9 @@ func TestFollowPeers(t *testing.T) {
 		if !maps.Equal(got, s.routes) {
 			t.Errorf("%s: routes %v, want %v", s.name, got, s.routes)
 		}
-		a.mu.Lock()
-		down := maps.Clone(a.downNodes)
-		a.mu.Unlock()
+		a.lb.mu.Lock()
+		down := maps.Clone(a.lb.down)
+		a.lb.mu.Unlock()
 		if !reflect.DeepEqual(down, s.down) {
 			t.Errorf("%s: down nodes %v, want %v", s.name, down, s.down)
 		}

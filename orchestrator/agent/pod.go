@@ -12,26 +12,30 @@ import (
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/containers"
-	"github.com/skiff-edge/skiff/containers/images"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
-// DefaultTerminationGrace is the grace between SIGTERM and SIGKILL when the
-// pod does not say.
-const DefaultTerminationGrace = 10 * time.Second
-
 // errRetry asks the worker to sync again after a backoff.
 var errRetry = errors.New("retry")
+
+// containerRuntime starts a pod's containers and tells their state.
+// Satisfied by *containers.Runtime.
+type containerRuntime interface {
+	StartContainer(ctx context.Context, pod string, c containers.ContainerConfig) (containers.ContainerStatus, error)
+	ContainerStatus(pod, name string) (containers.ContainerStatus, error)
+}
+
+var _ containerRuntime = (*containers.Runtime)(nil)
 
 // podWorker converges one pod. Its run goroutine owns every field but
 // those under mu.
 type podWorker struct {
-	a    *Agent
+	p    *pods
 	name string
 	log  *slog.Logger
 
-	// mu protects pod and latest.
+	// mu protects pod.
 	mu sync.Mutex
 	// pod is the latest object; nil once the object is gone (or for a
 	// local pod found without one).
@@ -44,18 +48,19 @@ type podWorker struct {
 	ip       string
 	probers  map[string]*prober
 	reported *api.PodStatus
-	// pull backoff per image.
+	// The pull back-off per image (pull.go): no try before pullWait, the
+	// last delay, the last error.
 	pullWait  map[string]time.Time
 	pullDelay map[string]time.Duration
 	pullErr   map[string]string
-	// exits seen, to report each container's exit once.
+	// retryIn is the delay before the next sync after a failed one.
 	retryIn time.Duration
 }
 
-func newPodWorker(a *Agent, name string, p *api.Pod) *podWorker {
+func newPodWorker(ps *pods, name string, p *api.Pod) *podWorker {
 	w := &podWorker{
-		a: a, name: name, pod: p,
-		log:       a.log.With("pod", name),
+		p: ps, name: name, pod: p,
+		log:       ps.log.With("pod", name),
 		kickc:     make(chan struct{}, 1),
 		firstSync: make(chan struct{}),
 		probers:   map[string]*prober{},
@@ -69,6 +74,9 @@ func newPodWorker(a *Agent, name string, p *api.Pod) *podWorker {
 	}
 	return w
 }
+
+// event queues an event about the pod.
+func (w *podWorker) event(typ, reason, msg string) { w.p.events.add(w.name, typ, reason, msg) }
 
 // kick asks for a sync; it never blocks.
 func (w *podWorker) kick() {
@@ -104,7 +112,7 @@ func (w *podWorker) containerExited(ev containers.Event) {
 		if ev.WillRestart {
 			msg += fmt.Sprintf("; restarting in %s", ev.Backoff)
 		}
-		w.a.event(w.name, typ, "Exited", msg)
+		w.event(typ, "Exited", msg)
 	}
 	w.kick()
 }
@@ -140,7 +148,7 @@ func (w *podWorker) run(ctx context.Context) {
 // sync converges the pod once; done says the pod is gone for good.
 func (w *podWorker) sync(ctx context.Context) (done bool, err error) {
 	p := w.latest()
-	if p == nil || p.Spec.Deleting != nil || p.Spec.Node != w.a.name {
+	if p == nil || p.Spec.Deleting != nil || p.Spec.Node != w.p.node {
 		return w.teardown(ctx, p)
 	}
 	return false, w.ensure(ctx, p)
@@ -148,12 +156,11 @@ func (w *podWorker) sync(ctx context.Context) (done bool, err error) {
 
 // ensure starts what the pod lacks and reports its status.
 func (w *podWorker) ensure(ctx context.Context, p *api.Pod) error {
-	rt := w.a.rt
 	names := sortedNames(p.Spec.Containers)
 	waiting := map[string]ctrView{}
 	for _, name := range names {
 		ref := p.Spec.Containers[name].Image
-		if _, err := rt.Images().Get(ref); err == nil {
+		if _, err := w.p.images.Get(ref); err == nil {
 			continue
 		}
 		if err := w.pull(ctx, ref); err != nil {
@@ -165,56 +172,31 @@ func (w *podWorker) ensure(ctx context.Context, p *api.Pod) error {
 		return errRetry
 	}
 
-	path, ip, err := w.a.net.AddPod(ctx, w.name)
+	path, ip, err := w.p.net.AddPod(ctx, w.name)
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
 	w.ip = ip.String()
-	if err := rt.StartPod(ctx, podConfig(p, w.name, path)); err != nil {
+	if err := w.p.sandboxes.StartPod(ctx, podConfig(p, w.name, path)); err != nil {
 		return fmt.Errorf("pod sandbox: %w", err)
 	}
 	var errs []error
 	for _, name := range names {
-		if _, err := rt.ContainerStatus(w.name, name); err == nil {
+		if _, err := w.p.containers.ContainerStatus(w.name, name); err == nil {
 			continue
 		}
 		spec := p.Spec.Containers[name]
-		if _, err := rt.StartContainer(ctx, w.name, containerConfig(name, spec, p.Spec.Restart)); err != nil {
-			w.a.event(w.name, api.EventWarning, "Failed", fmt.Sprintf("start container %s: %v", name, err))
+		if _, err := w.p.containers.StartContainer(ctx, w.name, containerConfig(name, spec, p.Spec.Restart)); err != nil {
+			w.event(api.EventWarning, "Failed", fmt.Sprintf("start container %s: %v", name, err))
 			waiting[name] = ctrView{waitReason: containers.ReasonStartFail, waitMsg: err.Error()}
 			errs = append(errs, fmt.Errorf("start container %s: %w", name, err))
 			continue
 		}
-		w.a.event(w.name, api.EventNormal, "Started", "started container "+name)
+		w.event(api.EventNormal, "Started", "started container "+name)
 	}
 	w.ensureProbers(ctx, p)
 	w.report(ctx, p, waiting)
 	return errors.Join(errs...)
-}
-
-// pull pulls ref unless it is backing off; progress goes out as events.
-func (w *podWorker) pull(ctx context.Context, ref string) error {
-	if time.Now().Before(w.pullWait[ref]) {
-		return errRetry
-	}
-	w.a.event(w.name, api.EventNormal, "Pulling", "pulling image "+ref)
-	start := time.Now()
-	_, err := w.a.rt.Images().Ensure(ctx, ref, func(pr images.Progress) {
-		if pr.Phase == "done" && pr.Layer != "" {
-			w.a.event(w.name, api.EventNormal, "Pulling", fmt.Sprintf("image %s: layer %.19s done (%d bytes)", ref, pr.Layer, pr.Total))
-		}
-	})
-	if err != nil {
-		d := min(max(w.pullDelay[ref]*2, 5*time.Second), 5*time.Minute)
-		w.pullDelay[ref], w.pullWait[ref], w.pullErr[ref] = d, time.Now().Add(d), err.Error()
-		w.a.event(w.name, api.EventWarning, "Failed", fmt.Sprintf("pull image %s: %v (retry in %s)", ref, err, d))
-		return err
-	}
-	delete(w.pullDelay, ref)
-	delete(w.pullWait, ref)
-	delete(w.pullErr, ref)
-	w.a.event(w.name, api.EventNormal, "Pulled", fmt.Sprintf("pulled image %s in %.1fs", ref, time.Since(start).Seconds()))
-	return nil
 }
 
 // report writes the pod's status if it changed since the last report.
@@ -225,7 +207,7 @@ func (w *podWorker) report(ctx context.Context, p *api.Pod, waiting map[string]c
 			views[name] = v
 			continue
 		}
-		st, err := w.a.rt.ContainerStatus(w.name, name)
+		st, err := w.p.containers.ContainerStatus(w.name, name)
 		if err != nil {
 			views[name] = ctrView{}
 			continue
@@ -251,7 +233,7 @@ func (w *podWorker) write(ctx context.Context, p *api.Pod, s api.PodStatus) {
 		return
 	}
 	body := &api.Pod{Meta: api.Meta{Name: p.Name}, Status: s}
-	if _, err := w.a.c.PutPodStatus(ctx, body); err != nil {
+	if _, err := w.p.api.PutPodStatus(ctx, body); err != nil {
 		if !client.IsNotFound(err) && ctx.Err() == nil {
 			w.log.Warn("report status", "err", err)
 		}
@@ -261,69 +243,6 @@ func (w *podWorker) write(ctx context.Context, p *api.Pod, s api.PodStatus) {
 		w.log.Info("pod status", "phase", s.Phase, "ready", s.Ready, "ip", s.IP)
 	}
 	w.reported = &s
-}
-
-// teardown stops the pod: out of the load balancers first, then SIGTERM,
-// grace, SIGKILL, then the IP is freed and the object (if marked
-// deleting) deleted.
-func (w *podWorker) teardown(ctx context.Context, p *api.Pod) (bool, error) {
-	if p != nil && w.reported != nil && w.reported.Ready {
-		s := *w.reported
-		s.Ready = false
-		s.Containers = append([]api.ContainerStatus(nil), s.Containers...)
-		for i := range s.Containers {
-			s.Containers[i].Ready = false
-		}
-		w.write(ctx, p, s)
-	}
-	ip := w.ip
-	if ip == "" {
-		if ips, err := w.a.net.Pods(); err == nil && ips[w.name] != nil {
-			ip = ips[w.name].String()
-		}
-	}
-	// We leave the load balancers before SIGTERM so that no new
-	// connection reaches a dying pod. Other nodes drop it from the same
-	// endpoints change; the wait is bounded so that a stuck watch cannot
-	// keep a pod forever.
-	if ip != "" && w.a.inLB(ip) {
-		deadline := time.Now().Add(w.a.cfg.LBDrainTimeout)
-		t := time.NewTicker(20 * time.Millisecond)
-		for w.a.inLB(ip) && time.Now().Before(deadline) {
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return false, ctx.Err()
-			case <-t.C:
-			}
-		}
-		t.Stop()
-		if w.a.inLB(ip) {
-			w.log.Warn("the load balancer still lists the pod; stopping it anyway", "ip", ip, "waited", w.a.cfg.LBDrainTimeout)
-		}
-	}
-	w.stopProbers()
-	grace := DefaultTerminationGrace
-	if p != nil && p.Spec.TerminationGrace > 0 {
-		grace = p.Spec.TerminationGrace.D()
-	}
-	if p != nil {
-		w.a.event(w.name, api.EventNormal, "Killing", fmt.Sprintf("stopping the pod (grace %s)", grace))
-	}
-	if err := w.a.rt.RemovePod(ctx, w.name, grace); err != nil {
-		return false, fmt.Errorf("remove pod: %w", err)
-	}
-	if err := w.a.net.RemovePod(w.name); err != nil {
-		return false, fmt.Errorf("remove pod network: %w", err)
-	}
-	w.ip = ""
-	if p != nil && p.Spec.Deleting != nil {
-		if err := w.a.c.DeletePod(ctx, w.name); err != nil && !client.IsNotFound(err) {
-			return false, fmt.Errorf("delete pod object: %w", err)
-		}
-	}
-	w.log.Info("pod removed")
-	return true, nil
 }
 
 // podConfig maps a pod onto the runtime's sandbox config.
@@ -355,31 +274,4 @@ func sortedNames[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-// event queues an event about a pod for the event loop; it never blocks
-// (events are dropped when the queue is full).
-func (a *Agent) event(pod, typ, reason, msg string) {
-	ev := api.Event{Object: api.KindPod + "/" + pod, Type: typ, Reason: reason, Message: msg, Source: "agent/" + a.name}
-	select {
-	case a.eventc <- ev:
-	default:
-		a.log.Debug("event queue full: dropping event", "pod", pod, "reason", reason)
-	}
-}
-
-// eventLoop sends queued events to the server.
-func (a *Agent) eventLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev := <-a.eventc:
-			ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			if err := a.c.RecordEvent(ectx, &ev); err != nil && ctx.Err() == nil {
-				a.log.Debug("record event", "object", ev.Object, "reason", ev.Reason, "err", err)
-			}
-			cancel()
-		}
-	}
 }

@@ -7,9 +7,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/skiff-edge/skiff/configs"
@@ -31,6 +31,17 @@ const (
 	probeLiveness  = "liveness"
 	probeStartup   = "startup"
 )
+
+// probeRuntime is what probes need of a container: its current run, an
+// exec for exec probes, and a SIGKILL when a liveness or startup probe
+// gives up. Satisfied by *containers.Runtime.
+type probeRuntime interface {
+	ContainerStatus(pod, name string) (containers.ContainerStatus, error)
+	Exec(ctx context.Context, pod, name string, opts containers.ExecOptions) (int, error)
+	Signal(pod, name string, sig os.Signal) error
+}
+
+var _ probeRuntime = (*containers.Runtime)(nil)
 
 // prober runs the probes of one container. Its verdicts hold for the
 // container run (pid) they were made on; a new run starts over.
@@ -112,7 +123,7 @@ func (pr *prober) loop(ctx context.Context, kind string, probe *configs.Probe, s
 	if successes == 0 {
 		successes = defaultSuccesses
 	}
-	rt := pr.w.a.rt
+	rt := pr.w.p.probes
 	var pid, okRow, failRow int
 	var fast time.Duration // the quick re-probe interval of a new run
 	var proven bool        // the run passed this probe once
@@ -218,7 +229,7 @@ func (pr *prober) verdict(kind string, pid int, pass, fail bool, failRow int, er
 		pr.mu.Unlock()
 		if changed {
 			if !now && fail {
-				w.a.event(w.name, api.EventWarning, "Unhealthy", fmt.Sprintf("readiness probe of %s failed: %v", pr.ctr, err))
+				w.event(api.EventWarning, "Unhealthy", fmt.Sprintf("readiness probe of %s failed: %v", pr.ctr, err))
 			}
 			w.kick()
 		}
@@ -229,25 +240,27 @@ func (pr *prober) verdict(kind string, pid int, pass, fail bool, failRow int, er
 			pr.mu.Unlock()
 			w.kick()
 		} else if fail {
-			w.a.event(w.name, api.EventWarning, "Unhealthy", fmt.Sprintf("startup probe of %s failed %d times: %v; killing it", pr.ctr, failRow, err))
+			w.event(api.EventWarning, "Unhealthy", fmt.Sprintf("startup probe of %s failed %d times: %v; killing it", pr.ctr, failRow, err))
 			pr.kill(pid)
 		}
 	case probeLiveness:
 		if fail {
-			w.a.event(w.name, api.EventWarning, "Unhealthy", fmt.Sprintf("liveness probe of %s failed %d times: %v; killing it", pr.ctr, failRow, err))
+			w.event(api.EventWarning, "Unhealthy", fmt.Sprintf("liveness probe of %s failed %d times: %v; killing it", pr.ctr, failRow, err))
 			pr.kill(pid)
 		}
 	}
 }
 
-// kill ends the container's run; the runtime restarts it per its policy.
-// (containers has no restart call yet; the kill is of the run's own pid.)
+// kill ends the container's run pid (SIGKILL); the runtime restarts it
+// per its policy. A run that has already ended or been replaced is left
+// alone.
 func (pr *prober) kill(pid int) {
-	st, err := pr.w.a.rt.ContainerStatus(pr.w.name, pr.ctr)
-	if err != nil || st.Pid != pid || pid <= 1 {
+	rt := pr.w.p.probes
+	st, err := rt.ContainerStatus(pr.w.name, pr.ctr)
+	if err != nil || st.State != containers.StateRunning || st.Pid != pid {
 		return
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := rt.Signal(pr.w.name, pr.ctr, os.Kill); err != nil && !errors.Is(err, containers.ErrNotRunning) {
 		pr.w.log.Warn("kill container", "container", pr.ctr, "pid", pid, "err", err)
 	}
 }
@@ -258,7 +271,7 @@ func (pr *prober) probeOnce(ctx context.Context, probe *configs.Probe, spec *con
 	defer cancel()
 	switch {
 	case len(probe.Exec) > 0:
-		code, err := pr.w.a.rt.Exec(ctx, pr.w.name, pr.ctr, containers.ExecOptions{Args: probe.Exec})
+		code, err := pr.w.p.probes.Exec(ctx, pr.w.name, pr.ctr, containers.ExecOptions{Args: probe.Exec})
 		if err != nil {
 			return err
 		}

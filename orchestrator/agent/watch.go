@@ -4,13 +4,23 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
+
+// watcher streams the watch events of a kind from a revision on; the pod
+// and the load-balancer sides each watch their kinds through it.
+// Satisfied by *client.Client.
+type watcher interface {
+	WatchQuery(ctx context.Context, kind string, since int64, q url.Values) (<-chan api.WatchEvent, <-chan error)
+}
+
+var _ watcher = (*client.Client)(nil)
 
 // watchItem is one watch event, or (relist set) the full list of a kind
 // after a 410.
@@ -20,12 +30,16 @@ type watchItem struct {
 	relist []json.RawMessage
 }
 
+// relister lists a kind afresh as raw objects, with the list's revision.
+type relister func(ctx context.Context) ([]json.RawMessage, int64, error)
+
 // watch streams kind's events into out from since on, resuming from the
-// last revision seen after a closed stream and relisting after a 410.
-func (a *Agent) watch(ctx context.Context, kind string, since int64, q url.Values, out chan<- watchItem) {
+// last revision seen after a closed stream and relisting (with list)
+// after a 410. It returns when ctx ends.
+func watch(ctx context.Context, log *slog.Logger, w watcher, kind string, since int64, q url.Values, list relister, out chan<- watchItem) {
 	delay := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		evs, errc := a.c.WatchQuery(ctx, kind, since, q)
+		evs, errc := w.WatchQuery(ctx, kind, since, q)
 		got := false
 		for ev := range evs {
 			got = true
@@ -41,8 +55,8 @@ func (a *Agent) watch(ctx context.Context, kind string, since int64, q url.Value
 			return
 		}
 		if client.IsGone(err) {
-			a.log.Info("watch compacted past our revision; listing again", "kind", kind)
-			items, rev, lerr := a.listRaw(ctx, kind)
+			log.Info("watch compacted past our revision; listing again", "kind", kind)
+			items, rev, lerr := list(ctx)
 			if lerr == nil {
 				since = rev
 				select {
@@ -58,7 +72,7 @@ func (a *Agent) watch(ctx context.Context, kind string, since int64, q url.Value
 			delay = 100 * time.Millisecond
 		}
 		if !errors.Is(err, client.ErrWatchClosed) {
-			a.log.Debug("watch ended", "kind", kind, "err", err)
+			log.Debug("watch ended", "kind", kind, "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -69,160 +83,30 @@ func (a *Agent) watch(ctx context.Context, kind string, since int64, q url.Value
 	}
 }
 
-// listRaw lists kind (pods: this node's) as raw objects.
-func (a *Agent) listRaw(ctx context.Context, kind string) ([]json.RawMessage, int64, error) {
-	var items []json.RawMessage
-	var rev int64
-	add := func(v any) {
-		b, _ := json.Marshal(v)
-		items = append(items, b)
+// rawItems encodes the items of a list one by one, as a watch relist
+// carries them.
+func rawItems[T any](items []T) []json.RawMessage {
+	out := make([]json.RawMessage, 0, len(items))
+	for i := range items {
+		b, _ := json.Marshal(&items[i])
+		out = append(out, b)
 	}
-	switch kind {
-	case api.KindPod:
-		l, err := a.c.ListPods(ctx, "", a.name)
-		if err != nil {
-			return nil, 0, err
-		}
-		for i := range l.Items {
-			add(&l.Items[i])
-		}
-		rev = l.Revision
-	case api.KindService:
-		l, err := a.c.ListServices(ctx)
-		if err != nil {
-			return nil, 0, err
-		}
-		for i := range l.Items {
-			add(&l.Items[i])
-		}
-		rev = l.Revision
-	case api.KindEndpoints:
-		l, err := a.c.ListEndpoints(ctx)
-		if err != nil {
-			return nil, 0, err
-		}
-		for i := range l.Items {
-			add(&l.Items[i])
-		}
-		rev = l.Revision
-	}
-	return items, rev, nil
+	return out
 }
 
-// relistServices fills the service and endpoints caches from fresh lists
-// and returns the lists' revisions.
-func (a *Agent) relistServices(ctx context.Context) (svcRev, epRev int64, err error) {
-	svcs, err := retry(ctx, func() (api.List[api.Service], error) { return a.c.ListServices(ctx) })
-	if err != nil {
-		return 0, 0, err
-	}
-	eps, err := retry(ctx, func() (api.List[api.Endpoints], error) { return a.c.ListEndpoints(ctx) })
-	if err != nil {
-		return 0, 0, err
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.services = map[string]*api.Service{}
-	for i := range svcs.Items {
-		a.services[svcs.Items[i].Name] = &svcs.Items[i]
-	}
-	a.eps = map[string]*api.Endpoints{}
-	for i := range eps.Items {
-		a.eps[eps.Items[i].Name] = &eps.Items[i]
-	}
-	return svcs.Revision, eps.Revision, nil
-}
-
-// handle applies one watch item to the caches and the workers.
-func (a *Agent) handle(ctx context.Context, wg *sync.WaitGroup, it watchItem) {
-	switch it.kind {
-	case api.KindService, api.KindEndpoints:
-		a.mu.Lock()
-		if it.relist != nil {
-			if it.kind == api.KindService {
-				a.services = map[string]*api.Service{}
-			} else {
-				a.eps = map[string]*api.Endpoints{}
-			}
-			for _, raw := range it.relist {
-				a.putServiceObj(it.kind, raw, false)
-			}
-		} else {
-			a.putServiceObj(it.kind, it.ev.Object, it.ev.Type == api.EventDelete)
+// retry calls fn until it succeeds or ctx ends, backing off on errors.
+func retry[T any](ctx context.Context, fn func() (T, error)) (T, error) {
+	delay := 100 * time.Millisecond
+	for {
+		v, err := fn()
+		if err == nil {
+			return v, nil
 		}
-		a.mu.Unlock()
-		a.kickLB()
-	case api.KindPod:
-		if it.relist != nil {
-			seen := map[string]bool{}
-			for _, raw := range it.relist {
-				var p api.Pod
-				if json.Unmarshal(raw, &p) == nil {
-					seen[p.Name] = true
-					a.podChanged(ctx, wg, &p, false)
-				}
-			}
-			a.mu.Lock()
-			var gone []*podWorker
-			for name, w := range a.workers {
-				if !seen[name] {
-					gone = append(gone, w)
-				}
-			}
-			a.mu.Unlock()
-			for _, w := range gone {
-				w.update(nil)
-			}
-			return
+		select {
+		case <-ctx.Done():
+			return v, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(delay):
 		}
-		var p api.Pod
-		if err := json.Unmarshal(it.ev.Object, &p); err != nil {
-			a.log.Warn("bad pod in watch", "err", err)
-			return
-		}
-		a.podChanged(ctx, wg, &p, it.ev.Type == api.EventDelete || p.Spec.Node != a.name)
+		delay = min(delay*2, 5*time.Second)
 	}
-}
-
-// putServiceObj stores a service or endpoints object; a.mu is held.
-func (a *Agent) putServiceObj(kind string, raw json.RawMessage, deleted bool) {
-	if kind == api.KindService {
-		var s api.Service
-		if json.Unmarshal(raw, &s) != nil {
-			return
-		}
-		if deleted {
-			delete(a.services, s.Name)
-		} else {
-			a.services[s.Name] = &s
-		}
-		return
-	}
-	var e api.Endpoints
-	if json.Unmarshal(raw, &e) != nil {
-		return
-	}
-	if deleted {
-		delete(a.eps, e.Name)
-	} else {
-		a.eps[e.Name] = &e
-	}
-}
-
-// podChanged hands a pod's new object (gone: its object was deleted) to
-// its worker, starting one for a new pod; it returns the worker it
-// started, if any.
-func (a *Agent) podChanged(ctx context.Context, wg *sync.WaitGroup, p *api.Pod, gone bool) *podWorker {
-	a.mu.Lock()
-	w := a.workers[p.Name]
-	a.mu.Unlock()
-	switch {
-	case w != nil && gone:
-		w.update(nil)
-	case w != nil:
-		w.update(p)
-	case !gone:
-		return a.startWorker(ctx, wg, p.Name, p)
-	}
-	return nil
 }
