@@ -11,10 +11,6 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
-// ErrNoRevision is returned by Rollback when the app has no revision to go
-// back to.
-var ErrNoRevision = errors.New("no revision to roll back to")
-
 // appResult is what reconciling one app leaves for the controller's memory.
 type appResult struct {
 	created int
@@ -175,17 +171,19 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 		case now.Before(deadline):
 			res.next = deadline
 		case autoRollback(&app, ro):
-			prev := app.Status.History[len(app.Status.History)-2]
-			api.SetTemplate(&app.Spec, &prev.Spec)
-			// Written with the spec: the next pass, and any after a
-			// restart, knows this revision is a rollback.
-			app.Status.Rollout = &api.RolloutStatus{TemplateHash: prev.TemplateHash, RollbackOf: hash}
-			msg := fmt.Sprintf("template %s not ready within %s: rolled back to %s", hash, progressDeadline(&app.Spec), prev.TemplateHash)
+			// The previous template (the history's newest but one). The
+			// rollout it marks as a rollback goes with the spec in this
+			// write: the next pass, and any after a restart, knows it.
+			_, to, err := api.Rollback(&app, "")
+			if err != nil {
+				return res, err
+			}
+			msg := fmt.Sprintf("template %s not ready within %s: rolled back to %s", hash, progressDeadline(&app.Spec), to)
 			if err := tx.Put(api.KindApp, &app); err != nil {
 				return res, err
 			}
 			if !isDry(tx) {
-				c.appLog.Warn("update rolled back", "app", name, "from", hash, "to", prev.TemplateHash)
+				c.appLog.Warn("update rolled back", "app", name, "from", hash, "to", to)
 			}
 			// The write wakes the next pass, which acts on the old template.
 			return res, tx.RecordEvent("apps/"+name, api.EventWarning, "RolledBack", msg, sourceApps)
@@ -339,50 +337,4 @@ func retire(tx txn, p *api.Pod, nv *nodeView, now time.Time) error {
 	t := now.UTC()
 	p.Spec.Deleting = &t
 	return tx.Put(api.KindPod, p)
-}
-
-// Rollback sets app's pod template back to the revision before its current
-// one in app.Status.History and writes the app in tx (compare-and-swap on
-// app.Revision). Replicas, mode, update and autoscale stay as they are. It
-// returns ErrNoRevision when there is nothing to go back to. The app
-// controller then rolls the pods over as for any template change.
-func Rollback(tx *store.Tx, app *api.App) error {
-	cur := api.TemplateHash(&app.Spec)
-	h := app.Status.History
-	i := len(h) - 1
-	for ; i >= 0; i-- {
-		if h[i].TemplateHash == cur {
-			break
-		}
-	}
-	// Not in the history yet (the controller has not seen the current
-	// template): the newest entry is the one before it.
-	if i < 0 {
-		i = len(h)
-	}
-	for j := i - 1; j >= 0; j-- {
-		if h[j].TemplateHash != cur {
-			return RollbackTo(tx, app, h[j].TemplateHash)
-		}
-	}
-	return fmt.Errorf("app %s: %w", app.Name, ErrNoRevision)
-}
-
-// RollbackTo sets app's pod template to the history entry with the given
-// template hash and writes the app in tx, as Rollback does. It returns
-// ErrNoRevision when no entry has that hash.
-func RollbackTo(tx *store.Tx, app *api.App, hash string) error {
-	for _, r := range app.Status.History {
-		if r.TemplateHash != hash {
-			continue
-		}
-		from := api.TemplateHash(&app.Spec)
-		api.SetTemplate(&app.Spec, &r.Spec)
-		if err := tx.Put(api.KindApp, app); err != nil {
-			return err
-		}
-		msg := fmt.Sprintf("rolled back from template %s to %s", from, hash)
-		return tx.RecordEvent("apps/"+app.Name, api.EventNormal, "RolledBack", msg, sourceApps)
-	}
-	return fmt.Errorf("app %s: template %s: %w", app.Name, hash, ErrNoRevision)
 }
