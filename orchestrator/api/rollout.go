@@ -3,6 +3,9 @@ package api
 import (
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/skiff-edge/skiff/configs"
 )
 
 // ErrNoRevision is returned by Rollback when the app's history has no
@@ -47,4 +50,29 @@ func Rollback(app *App, toHash string) (from, to string, err error) {
 		return from, "", fmt.Errorf("template %s: %w", toHash, ErrNoRevision)
 	}
 	return from, "", ErrNoRevision
+}
+
+// Restart stamps app's pod template with now (Spec.RestartedAt): a new
+// revision that differs from the current one by the stamp only, so that the
+// app controller replaces every pod through the app's rolling update. The
+// stamp always differs from the current one, even if the clock does not
+// move. The caller writes app. It returns the stamp.
+func Restart(app *App, now time.Time) string {
+	now = now.UTC()
+	stamp := now.Format(time.RFC3339Nano)
+	if stamp == app.Spec.RestartedAt {
+		stamp = now.Add(time.Nanosecond).Format(time.RFC3339Nano)
+	}
+	app.Spec.RestartedAt = stamp
+	return stamp
+}
+
+// KeepRestart gives spec, about to replace old, old's restart stamp when
+// spec has none. A manifest never has one: applying it again after a
+// restart then neither undoes the restart (back to the template before it,
+// every pod replaced again) nor starts another rollout.
+func KeepRestart(spec, old *configs.AppSpec) {
+	if spec.RestartedAt == "" {
+		spec.RestartedAt = old.RestartedAt
+	}
 }

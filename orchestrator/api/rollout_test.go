@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/skiff-edge/skiff/configs"
 )
@@ -88,6 +89,51 @@ func TestRollback(t *testing.T) {
 			}
 			if ro := app.Status.Rollout; ro == nil || ro.TemplateHash != to || ro.RollbackOf != from {
 				t.Fatalf("rollout %+v, want a rollback to %s from %s", ro, to, from)
+			}
+		})
+	}
+}
+
+func TestRestart(t *testing.T) {
+	now := time.Date(2026, 3, 1, 9, 30, 0, 5, time.FixedZone("x", 3600))
+	app := &App{Meta: Meta{Name: "web"}, Spec: specOf("v1", 3, true)}
+	before := TemplateHash(&app.Spec)
+	stamp := Restart(app, now)
+	if stamp != "2026-03-01T08:30:00.000000005Z" || app.Spec.RestartedAt != stamp {
+		t.Fatalf("stamp %q (spec %q), want the UTC time", stamp, app.Spec.RestartedAt)
+	}
+	after := TemplateHash(&app.Spec)
+	if after == before {
+		t.Fatal("a restart left the template hash as it was")
+	}
+	// The stamp is all that differs.
+	plain := app.Spec
+	plain.RestartedAt = ""
+	if TemplateHash(&plain) != before || !reflect.DeepEqual(plain, specOf("v1", 3, true)) {
+		t.Fatalf("a restart changed more than the stamp: %+v", app.Spec)
+	}
+	// Twice at the same time: still a new revision.
+	if again := Restart(app, now); again == stamp || TemplateHash(&app.Spec) == after {
+		t.Fatalf("second restart at the same time: stamp %q, hash %s", again, TemplateHash(&app.Spec))
+	}
+}
+
+func TestKeepRestart(t *testing.T) {
+	const old, mine = "2026-01-01T00:00:00Z", "2026-02-02T00:00:00Z"
+	tests := []struct {
+		name, spec, stored, want string
+	}{
+		{"a manifest keeps the stored stamp", "", old, old},
+		{"a stamp of its own stays", mine, old, mine},
+		{"nothing stored", "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, stored := specOf("v2", 1, false), specOf("v1", 1, false)
+			spec.RestartedAt, stored.RestartedAt = tt.spec, tt.stored
+			KeepRestart(&spec, &stored)
+			if spec.RestartedAt != tt.want || spec.Containers["main"].Image != "v2" {
+				t.Fatalf("stamp %q image %s, want %q and v2", spec.RestartedAt, spec.Containers["main"].Image, tt.want)
 			}
 		})
 	}

@@ -69,7 +69,8 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, &resp)
 }
 
-// applyApp writes one app's spec in tx, keeping its status.
+// applyApp writes one app's spec in tx, keeping its status and its restart
+// stamp (api.KeepRestart).
 func applyApp(tx *store.Tx, name string, spec *configs.AppSpec) (string, error) {
 	var old api.App
 	err := tx.Get(api.KindApp, name, &old)
@@ -78,10 +79,13 @@ func applyApp(tx *store.Tx, name string, spec *configs.AppSpec) (string, error) 
 		return api.ActionCreated, tx.Create(api.KindApp, &api.App{Meta: api.Meta{Name: name}, Spec: *spec})
 	case err != nil:
 		return "", err
-	case sameJSON(old.Spec, *spec):
+	}
+	next := *spec
+	api.KeepRestart(&next, &old.Spec)
+	if sameJSON(old.Spec, next) {
 		return api.ActionUnchanged, nil
 	}
-	old.Spec = *spec
+	old.Spec = next
 	return api.ActionConfigured, tx.Put(api.KindApp, &old)
 }
 

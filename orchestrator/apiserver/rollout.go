@@ -45,3 +45,36 @@ func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request) {
 	})
 	s.answer(w, r, err, http.StatusOK, &app)
 }
+
+// restartApp stamps the app's pod template with the time (api.Restart): a
+// new revision that differs from the current one only by the stamp, which
+// the app controller rolls out like any other, replacing every pod. A
+// later apply of the manifest keeps the stamp (api.KeepRestart).
+func (s *Server) restartApp(w http.ResponseWriter, r *http.Request) {
+	var req api.RestartRequest
+	if err := s.decode(w, r, &req, true); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Revision < 0 {
+		s.writeError(w, r, invalid("revision", "revision must be >= 0, not %d", req.Revision))
+		return
+	}
+	name := r.PathValue("name")
+	var app api.App
+	_, err := s.st.Update(func(tx *store.Tx) error {
+		if err := tx.Get(api.KindApp, name, &app); err != nil {
+			return err
+		}
+		if req.Revision != 0 {
+			app.Revision = req.Revision // a stale one makes the Put a conflict
+		}
+		stamp := api.Restart(&app, tx.Now())
+		if err := tx.Put(api.KindApp, &app); err != nil {
+			return err
+		}
+		return tx.RecordEvent(api.KindApp+"/"+name, api.EventNormal, "RestartRequested",
+			fmt.Sprintf("restarted at %s: template %s replaces every pod", stamp, api.TemplateHash(&app.Spec)), eventSource)
+	})
+	s.answer(w, r, err, http.StatusOK, &app)
+}

@@ -3,6 +3,7 @@ package apiserver
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"testing"
 
 	"github.com/skiff-edge/skiff/configs"
@@ -121,5 +122,112 @@ func TestRollbackKeepsStrategy(t *testing.T) {
 	putWeb(t, st, v1, v1)
 	if rec := serve(s, "POST", "/v1/apps/web/rollback", ""); rec.Code != http.StatusConflict {
 		t.Fatalf("rollback without an earlier revision: %d %s, want 409", rec.Code, rec.Body)
+	}
+}
+
+// applyWeb applies manifest JSON and returns web's action.
+func applyWeb(t *testing.T, s *Server, manifest string) string {
+	t.Helper()
+	rec := serve(s, "POST", "/v1/apply", manifest)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("apply: %d %s", rec.Code, rec.Body)
+	}
+	var resp api.ApplyResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resp.Results {
+		if r.Kind == api.KindApp && r.Name == "web" {
+			return r.Action
+		}
+	}
+	t.Fatalf("apply results %+v lack app web", resp.Results)
+	return ""
+}
+
+// A restart is a new revision that differs by the stamp only, and neither
+// an apply of the manifest nor a PUT of its spec (which have no stamp)
+// undoes it.
+func TestRestart(t *testing.T) {
+	s, st := newTestServer(t, "10.96.0.0/16")
+	const manifest = `{"apps":{"web":{"replicas":2,"containers":{"main":{"image":"img:1"}}}}}`
+	if got := applyWeb(t, s, manifest); got != api.ActionCreated {
+		t.Fatalf("apply: %s", got)
+	}
+	before := getWeb(t, st)
+
+	rec := serve(s, "POST", "/v1/apps/web/restart", "")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("restart: %d %s", rec.Code, rec.Body)
+	}
+	app := getWeb(t, st)
+	if app.Spec.RestartedAt == "" || api.TemplateHash(&app.Spec) == api.TemplateHash(&before.Spec) {
+		t.Fatalf("restart: stamp %q, hash %s as before", app.Spec.RestartedAt, api.TemplateHash(&app.Spec))
+	}
+	plain := app.Spec
+	plain.RestartedAt = ""
+	if !sameJSON(plain, before.Spec) {
+		t.Fatalf("restart changed more than the stamp:\n%+v\n%+v", app.Spec, before.Spec)
+	}
+	if n := eventReasons(t, st, "apps/web")["RestartRequested"]; n != 1 {
+		t.Fatalf("%d RestartRequested events, want 1", n)
+	}
+	restarted := api.TemplateHash(&app.Spec)
+
+	// The manifest again: unchanged, and the stamp stays.
+	if got := applyWeb(t, s, manifest); got != api.ActionUnchanged {
+		t.Fatalf("re-apply after a restart: %s, want unchanged", got)
+	}
+	if got := getWeb(t, st); got.Revision != app.Revision || api.TemplateHash(&got.Spec) != restarted {
+		t.Fatalf("re-apply rewrote the app: revision %d -> %d, hash %s", app.Revision, got.Revision, api.TemplateHash(&got.Spec))
+	}
+	// A PUT of the manifest's spec: the same.
+	rec = serve(s, "PUT", "/v1/apps/web", `{"spec":{"replicas":2,"containers":{"main":{"image":"img:1"}}}}`)
+	if got := getWeb(t, st); rec.Code != http.StatusOK || got.Revision != app.Revision {
+		t.Fatalf("PUT of the same spec: %d %s, revision %d -> %d", rec.Code, rec.Body, app.Revision, got.Revision)
+	}
+	// A change of the manifest is a new template that keeps the stamp.
+	if got := applyWeb(t, s, `{"apps":{"web":{"replicas":2,"containers":{"main":{"image":"img:2"}}}}}`); got != api.ActionConfigured {
+		t.Fatalf("apply of img:2: %s", got)
+	}
+	if got := getWeb(t, st); got.Spec.RestartedAt != app.Spec.RestartedAt || got.Spec.Containers["main"].Image != "img:2" {
+		t.Fatalf("after apply of img:2: stamp %q (want %q), image %s", got.Spec.RestartedAt, app.Spec.RestartedAt, got.Spec.Containers["main"].Image)
+	}
+
+	// Conditional on the app's revision.
+	cur := getWeb(t, st)
+	rec = serve(s, "POST", "/v1/apps/web/restart", `{"revision":`+strconv.FormatInt(cur.Revision, 10)+`}`)
+	if rec.Code != http.StatusOK || getWeb(t, st).Spec.RestartedAt == cur.Spec.RestartedAt {
+		t.Fatalf("restart at the current revision: %d %s", rec.Code, rec.Body)
+	}
+	last := getWeb(t, st)
+	tests := []struct {
+		name, path, body string
+		status           int
+		code, field      string
+	}{
+		{"stale revision", "/v1/apps/web/restart", `{"revision":` + strconv.FormatInt(cur.Revision, 10) + `}`, 409, api.CodeConflict, ""},
+		{"negative revision", "/v1/apps/web/restart", `{"revision":-1}`, 400, api.CodeInvalid, "revision"},
+		{"unknown field", "/v1/apps/web/restart", `{"at":"now"}`, 400, api.CodeInvalid, "at"},
+		{"not an object", "/v1/apps/web/restart", `[]`, 400, api.CodeInvalid, ""},
+		{"unknown app", "/v1/apps/nope/restart", ``, 404, api.CodeNotFound, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := serve(s, "POST", tt.path, tt.body)
+			if rec.Code != tt.status {
+				t.Fatalf("%d %s, want %d", rec.Code, rec.Body, tt.status)
+			}
+			var eb api.ErrorBody
+			if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Error.Code != tt.code || eb.Error.Field != tt.field {
+				t.Fatalf("error %s (%v), want code %q field %q", rec.Body, err, tt.code, tt.field)
+			}
+		})
+	}
+	if got := getWeb(t, st); got.Revision != last.Revision {
+		t.Fatalf("failed restarts wrote the app: revision %d -> %d", last.Revision, got.Revision)
+	}
+	if rec := serve(s, "GET", "/v1/apps/web/restart", ""); rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "POST" {
+		t.Fatalf("GET restart: %d, Allow %q", rec.Code, rec.Header().Get("Allow"))
 	}
 }

@@ -175,3 +175,14 @@ func RolloutUndo(ctx context.Context, c *client.Client, w io.Writer, app, templa
 	_, err := fmt.Fprintln(w, msg)
 	return err
 }
+
+// RolloutRestart replaces every pod of an app through its rolling update
+// (a new revision that differs only by a restart stamp) and prints
+// "app/web restarted". `rollout status` follows it.
+func RolloutRestart(ctx context.Context, c *client.Client, w io.Writer, app string) error {
+	if _, err := c.Restart(ctx, app); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, Ref(api.KindApp, app)+" restarted")
+	return err
+}
