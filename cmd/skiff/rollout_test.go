@@ -33,6 +33,9 @@ func TestRolloutRestart(t *testing.T) {
 	if a.Spec.RestartedAt == "" || after == before {
 		t.Fatalf("after restart: stamp %q, template %s (was %s)", a.Spec.RestartedAt, after, before)
 	}
+	if out := must(t, addr, "describe", "app", "web"); !strings.Contains(out, "Restarted:") || !strings.Contains(out, a.Spec.RestartedAt) {
+		t.Errorf("describe app lacks the restart stamp %s:\n%s", a.Spec.RestartedAt, out)
+	}
 	if out := must(t, addr, "apply", "-f", web); out != "app/web unchanged\nservice/web unchanged\n" {
 		t.Errorf("apply after restart said %q", out)
 	}
