@@ -45,6 +45,12 @@ type AppSpec struct {
 	Update *UpdateSpec `toml:"update" json:"update,omitempty"`
 	// Autoscale, when set, lets skiff scale the app between Min and Max.
 	Autoscale *AutoscaleSpec `toml:"autoscale" json:"autoscale,omitempty"`
+	// RestartedAt is the time (RFC 3339, UTC) of the app's last `skiff
+	// rollout restart`, set by the server, never by a manifest (it is no
+	// TOML key). It is part of the pod template, so that a new stamp
+	// replaces every pod through a rolling update; an apply without one
+	// keeps the stored one.
+	RestartedAt string `toml:"-" json:"restarted_at,omitempty"`
 }
 
 // ContainerSpec is one container of a pod.

@@ -12,8 +12,8 @@ import (
 
 func newRolloutCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "rollout status|history|undo app NAME",
-		Short: "Follow, list or undo an app's rolling updates",
+		Use:   "rollout status|history|undo|restart app NAME",
+		Short: "Follow, list, undo or start an app's rolling updates",
 		Args:  cobra.NoArgs,
 	}
 	appArgs := func(cmd *cobra.Command, args []string) error {
@@ -62,6 +62,18 @@ func newRolloutCmd(g *globals) *cobra.Command {
 		}),
 	}
 	undo.Flags().StringVar(&toTemplate, "to-template", "", "template hash to return to (default: the previous one)")
-	cmd.AddCommand(status, history, undo)
+	restart := &cobra.Command{
+		Use:   "restart app NAME",
+		Short: "Replace every pod of the app through its rolling update",
+		Args:  appArgs,
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			return cli.RolloutRestart(cmd.Context(), c, os.Stdout, args[1])
+		}),
+	}
+	cmd.AddCommand(status, history, undo, restart)
 	return cmd
 }

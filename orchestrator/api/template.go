@@ -10,13 +10,17 @@ import (
 
 // podTemplate is the part of an AppSpec that its pods are made from. A change
 // to any of it is a new revision with a new template hash; replicas, mode,
-// update and autoscale are not part of it.
+// update and autoscale are not part of it. The restart stamp is: a new one
+// is a revision that differs by nothing else (`skiff rollout restart`).
 type podTemplate struct {
 	Restart          string                            `json:"restart,omitempty"`
 	NodeSelector     map[string]string                 `json:"node_selector,omitempty"`
 	TerminationGrace configs.Duration                  `json:"termination_grace,omitempty"`
 	Containers       map[string]*configs.ContainerSpec `json:"containers"`
 	Volumes          map[string]*configs.VolumeSpec    `json:"volumes,omitempty"`
+	// RestartedAt is omitted when empty, so that the hash of every
+	// template never restarted is what it was before the stamp existed.
+	RestartedAt string `json:"restarted_at,omitempty"`
 }
 
 func templateOf(s *configs.AppSpec) podTemplate {
@@ -26,6 +30,7 @@ func templateOf(s *configs.AppSpec) podTemplate {
 		TerminationGrace: s.TerminationGrace,
 		Containers:       s.Containers,
 		Volumes:          s.Volumes,
+		RestartedAt:      s.RestartedAt,
 	}
 }
 
@@ -50,4 +55,5 @@ func SetTemplate(to *configs.AppSpec, from *configs.AppSpec) {
 	to.TerminationGrace = from.TerminationGrace
 	to.Containers = from.Containers
 	to.Volumes = from.Volumes
+	to.RestartedAt = from.RestartedAt
 }

@@ -34,6 +34,7 @@ func TestTemplateHash(t *testing.T) {
 			s.Containers = map[string]*configs.ContainerSpec{"main": {Image: "img", Env: map[string]string{"A": "1"}}}
 		}, false},
 		{"selector", func(s *configs.AppSpec) { s.NodeSelector = map[string]string{"a": "b"} }, false},
+		{"restart stamp", func(s *configs.AppSpec) { s.RestartedAt = "2026-01-01T12:00:00Z" }, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,12 +47,25 @@ func TestTemplateHash(t *testing.T) {
 	}
 }
 
+// A template never restarted hashes as before the restart stamp existed:
+// an upgrade of the server rolls no pod.
+func TestTemplateHashStable(t *testing.T) {
+	s := baseSpec()
+	s.Containers["main"].Env = map[string]string{"A": "1"}
+	s.Restart = "always"
+	s.TerminationGrace = configs.Duration(10e9)
+	if got, want := TemplateHash(&s), "a7820d1f08"; got != want {
+		t.Fatalf("hash %s, want %s as before", got, want)
+	}
+}
+
 func TestSetTemplateKeepsScaleAndStrategy(t *testing.T) {
 	to := baseSpec()
 	to.Update = &configs.UpdateSpec{AutoRollback: true}
 	from := baseSpec()
 	from.Replicas = ptr(7)
 	from.Containers = map[string]*configs.ContainerSpec{"main": {Image: "img:2"}}
+	from.RestartedAt = "2026-01-01T12:00:00Z"
 	SetTemplate(&to, &from)
 	if TemplateHash(&to) != TemplateHash(&from) {
 		t.Fatalf("template not copied: %s != %s", TemplateHash(&to), TemplateHash(&from))

@@ -107,6 +107,36 @@ type AppStatus struct {
 	Updated      int    `json:"updated"`
 	// History holds earlier pod templates for rollback, newest last.
 	History []AppRevision `json:"history,omitempty"`
+	// Rollout is where the change to the current template stands.
+	Rollout *RolloutStatus `json:"rollout,omitempty"`
+}
+
+// RolloutStatus is where the change to an app's current pod template
+// stands. It lives in the store, not in the app controller's memory, so that
+// what the controller decided holds across a restart of the server: that
+// this revision is a rollback (which is never rolled back in turn) and that
+// its progress deadline passed. A rollback writes it in the same write as
+// the spec; the app controller keeps it from then on.
+type RolloutStatus struct {
+	// TemplateHash is the template the rollout brings in. A spec with
+	// another template is a newer change: this rollout is over.
+	TemplateHash string `json:"template_hash"`
+	// RollbackOf is, when the rollout is a rollback (asked for or
+	// automatic), the template it went back from; empty otherwise.
+	RollbackOf string `json:"rollback_of,omitempty"`
+	// Progressed is when the rollout last made progress: when it started,
+	// or when one more pod of its template became ready. The progress
+	// deadline counts from it. Zero once no pod of an older template is
+	// left (the rollout is complete).
+	Progressed time.Time `json:"progressed,omitzero"`
+	// ReadyUpdated is how many pods of the template were ready at the
+	// controller's last pass.
+	ReadyUpdated int `json:"ready_updated,omitempty"`
+	// DeadlineExceeded is set when the rollout missed its progress deadline
+	// and was not rolled back (no auto_rollback, or it is a rollback): it
+	// stays where it is until one more pod becomes ready or the template
+	// changes.
+	DeadlineExceeded bool `json:"deadline_exceeded,omitempty"`
 }
 
 // AppRevision is one pod template an app has had.

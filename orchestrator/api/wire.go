@@ -76,6 +76,14 @@ type RollbackRequest struct {
 	TemplateHash string `json:"template_hash,omitempty"`
 }
 
+// RestartRequest is the body of POST /v1/apps/{name}/restart (it may be
+// empty): a new restart stamp in the app's pod template (see Restart), so
+// that every pod is replaced through the app's rolling update. A non-zero
+// Revision makes the write conditional on the app's revision.
+type RestartRequest struct {
+	Revision int64 `json:"revision,omitempty"`
+}
+
 // DeleteResponse is the answer to a DELETE: the object as it was last
 // written, and, for an app, how many of its pods were deleted at once and
 // how many were marked for their agent to stop.

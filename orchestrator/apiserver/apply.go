@@ -69,7 +69,8 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, &resp)
 }
 
-// applyApp writes one app's spec in tx, keeping its status.
+// applyApp writes one app's spec in tx, keeping its status and its restart
+// stamp (api.KeepRestart).
 func applyApp(tx *store.Tx, name string, spec *configs.AppSpec) (string, error) {
 	var old api.App
 	err := tx.Get(api.KindApp, name, &old)
@@ -78,10 +79,13 @@ func applyApp(tx *store.Tx, name string, spec *configs.AppSpec) (string, error) 
 		return api.ActionCreated, tx.Create(api.KindApp, &api.App{Meta: api.Meta{Name: name}, Spec: *spec})
 	case err != nil:
 		return "", err
-	case sameJSON(old.Spec, *spec):
+	}
+	next := *spec
+	api.KeepRestart(&next, &old.Spec)
+	if sameJSON(old.Spec, next) {
 		return api.ActionUnchanged, nil
 	}
-	old.Spec = *spec
+	old.Spec = next
 	return api.ActionConfigured, tx.Put(api.KindApp, &old)
 }
 
@@ -129,53 +133,6 @@ func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request) {
 		}
 		return tx.RecordEvent(api.KindApp+"/"+name, api.EventNormal, "Scaled",
 			fmt.Sprintf("replicas %d -> %d", before, n), eventSource)
-	})
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, &app)
-}
-
-// rollbackApp puts an earlier pod template of the app back in its spec
-// (keeping the replica count); the app controller then rolls the pods to
-// it. Without a template_hash it picks the newest template before the
-// current one.
-func (s *Server) rollbackApp(w http.ResponseWriter, r *http.Request) {
-	var req api.RollbackRequest
-	if err := s.decode(w, r, &req, true); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	name := r.PathValue("name")
-	var app api.App
-	_, err := s.st.Update(func(tx *store.Tx) error {
-		if err := tx.Get(api.KindApp, name, &app); err != nil {
-			return err
-		}
-		var to *api.AppRevision
-		for i := len(app.Status.History) - 1; i >= 0; i-- {
-			h := &app.Status.History[i]
-			if req.TemplateHash != "" && h.TemplateHash == req.TemplateHash ||
-				req.TemplateHash == "" && h.TemplateHash != app.Status.TemplateHash {
-				to = h
-				break
-			}
-		}
-		switch {
-		case to == nil && req.TemplateHash != "":
-			return invalid("template_hash", "app %q has no revision with template hash %q", name, req.TemplateHash)
-		case to == nil:
-			return conflict("app %q has no earlier revision to roll back to", name)
-		}
-		spec := to.Spec
-		spec.Replicas, spec.Autoscale, spec.Mode = app.Spec.Replicas, app.Spec.Autoscale, app.Spec.Mode
-		app.Spec = spec
-		if err := tx.Put(api.KindApp, &app); err != nil {
-			return err
-		}
-		return tx.RecordEvent(api.KindApp+"/"+name, api.EventNormal, "RollbackRequested",
-			"rolling back to template "+to.TemplateHash, eventSource)
 	})
 	if err != nil {
 		s.writeError(w, r, err)

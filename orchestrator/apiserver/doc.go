@@ -17,7 +17,10 @@
 //	                                     controller's); 201 new, 200 otherwise
 //	DELETE /v1/apps/{name}[?revision=N]  api.DeleteResponse; its pods go gracefully
 //	POST   /v1/apps/{name}/scale         api.ScaleRequest -> api.App
-//	POST   /v1/apps/{name}/rollback      api.RollbackRequest (or no body) -> api.App
+//	POST   /v1/apps/{name}/rollback      api.RollbackRequest (or no body) -> api.App;
+//	                                     the pod template only (api.Rollback)
+//	POST   /v1/apps/{name}/restart       api.RestartRequest (or no body) -> api.App;
+//	                                     a new restart stamp: every pod is replaced
 //	POST   /v1/apply                     api.ApplyRequest -> api.ApplyResponse
 //	GET    /v1/pods[?app=&node=]         List of api.Pod
 //	GET    /v1/pods/{name}               api.Pod

@@ -133,6 +133,7 @@ func (s *Server) routes() {
 	s.route("/v1/apps/{name}", hs{"GET": s.getApp, "PUT": s.putApp, "DELETE": s.deleteApp})
 	s.route("/v1/apps/{name}/scale", hs{"POST": s.scaleApp})
 	s.route("/v1/apps/{name}/rollback", hs{"POST": s.rollbackApp})
+	s.route("/v1/apps/{name}/restart", hs{"POST": s.restartApp})
 	s.route("/v1/apply", hs{"POST": s.apply})
 	s.route("/v1/pods", hs{"GET": s.listPods})
 	s.route("/v1/pods/{name}", hs{"GET": s.getPod, "PUT": s.putPod, "DELETE": s.deletePod})

@@ -55,7 +55,8 @@ func sameJSON(a, b any) bool {
 }
 
 // putApp creates or replaces an app's spec. The status stays the
-// controller's. A spec equal to the stored one writes nothing.
+// controller's, and the restart stamp the stored one if the spec has none
+// (api.KeepRestart). A spec equal to the stored one writes nothing.
 func (s *Server) putApp(w http.ResponseWriter, r *http.Request) {
 	var app api.App
 	if err := s.decodeNamed(w, r, &app); err != nil {
@@ -86,12 +87,14 @@ func (s *Server) putApp(w http.ResponseWriter, r *http.Request) {
 		case app.Revision != 0 && app.Revision != old.Revision:
 			old.Revision = app.Revision
 			return tx.Put(api.KindApp, &old) // the conflict, with its message
-		case sameJSON(old.Spec, app.Spec):
-			out = old
+		}
+		spec := app.Spec
+		api.KeepRestart(&spec, &old.Spec)
+		out = old
+		if sameJSON(old.Spec, spec) {
 			return nil
 		}
-		old.Spec = app.Spec
-		out = old
+		out.Spec = spec
 		return tx.Put(api.KindApp, &out)
 	})
 	s.answer(w, r, err, status, &out)

@@ -179,6 +179,12 @@ func (d *describer) app(a *api.App, pods []api.Pod) {
 		d.kv(0, "Replicas", fmt.Sprintf("%d updated | %d total | %d ready", a.Status.Updated, a.Status.Replicas, a.Status.Ready))
 	}
 	d.kv(0, "Template", dash(a.Status.TemplateHash))
+	if note := rolloutNote(a); note != "" {
+		d.kv(0, "Rollout", note)
+	}
+	if a.Spec.RestartedAt != "" {
+		d.kv(0, "Restarted", a.Spec.RestartedAt)
+	}
 	d.kv(0, "Restart", dash(a.Spec.Restart))
 	d.kv(0, "Node selector", FormatLabels(a.Spec.NodeSelector))
 	if u := a.Spec.Update; u != nil {

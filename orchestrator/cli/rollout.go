@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
@@ -174,4 +175,33 @@ func RolloutUndo(ctx context.Context, c *client.Client, w io.Writer, app, templa
 	}
 	_, err := fmt.Fprintln(w, msg)
 	return err
+}
+
+// RolloutRestart replaces every pod of an app through its rolling update
+// (a new revision that differs only by a restart stamp) and prints
+// "app/web restarted". `rollout status` follows it.
+func RolloutRestart(ctx context.Context, c *client.Client, w io.Writer, app string) error {
+	if _, err := c.Restart(ctx, app); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintln(w, Ref(api.KindApp, app)+" restarted")
+	return err
+}
+
+// rolloutNote says what is special about the rollout of an app's current
+// template: that it is a rollback, and that it stopped at its progress
+// deadline. It is empty for an ordinary rollout.
+func rolloutNote(a *api.App) string {
+	ro := a.Status.Rollout
+	if ro == nil || ro.TemplateHash != a.Status.TemplateHash {
+		return ""
+	}
+	var parts []string
+	if ro.RollbackOf != "" {
+		parts = append(parts, "rollback from template "+ro.RollbackOf)
+	}
+	if ro.DeadlineExceeded {
+		parts = append(parts, "progress deadline exceeded")
+	}
+	return strings.Join(parts, "; ")
 }

@@ -102,6 +102,19 @@ func (c *Client) Scale(ctx context.Context, app string, replicas int) (*api.App,
 	return out, nil
 }
 
+// Restart replaces every pod of an app through its rolling update: a new
+// revision of its pod template that differs only by a restart stamp (see
+// api.RestartRequest).
+func (c *Client) Restart(ctx context.Context, app string) (*api.App, error) {
+	out := new(api.App)
+	err := c.do(ctx, request{method: http.MethodPost, path: objPath(api.KindApp, app) + "/restart",
+		body: api.RestartRequest{}}, out)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Rollback returns an app to an earlier pod template (see api.RollbackRequest).
 func (c *Client) Rollback(ctx context.Context, app, templateHash string) (*api.App, error) {
 	out := new(api.App)

@@ -11,10 +11,6 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
-// ErrNoRevision is returned by Rollback when the app has no revision to go
-// back to.
-var ErrNoRevision = errors.New("no revision to roll back to")
-
 // appResult is what reconciling one app leaves for the controller's memory.
 type appResult struct {
 	created int
@@ -22,11 +18,6 @@ type appResult struct {
 	next time.Time
 	// notes are warnings recorded (key → message), see controller.reported.
 	notes map[string]string
-	prog  progress
-	// rolledFrom is the template an automatic rollback left.
-	rolledFrom string
-	// gone: the app no longer exists.
-	gone bool
 }
 
 // syncApps reconciles the named apps. It first plans every app against
@@ -106,26 +97,12 @@ func (c *controller) syncApps(names []string, now time.Time) (created int, next 
 // remember keeps what a successful reconcile of app noted.
 func (c *controller) remember(name string, r appResult) {
 	for k := range c.reported {
-		if k == "deadline/"+name || strings.HasPrefix(k, "unfit/"+name+"/") {
+		if strings.HasPrefix(k, "unfit/"+name+"/") {
 			delete(c.reported, k)
 		}
 	}
 	for k, v := range r.notes {
 		c.reported[k] = v
-	}
-	if r.prog.hash != "" {
-		c.progress[name] = r.prog
-	} else {
-		delete(c.progress, name)
-	}
-	if r.gone {
-		delete(c.rolledFrom, name)
-	}
-	if r.rolledFrom != "" {
-		if c.rolledFrom[name] == nil {
-			c.rolledFrom[name] = map[string]bool{}
-		}
-		c.rolledFrom[name][r.rolledFrom] = true
 	}
 	if r.created > 0 {
 		c.appLog.Debug("pods created", "app", name, "pods", r.created)
@@ -155,7 +132,6 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 		if len(gone) > 0 && !isDry(tx) {
 			c.appLog.Info("app deleted; pods retired", "app", name, "pods", len(gone))
 		}
-		res.gone = true
 		return res, nil
 	} else if err != nil {
 		return res, err
@@ -176,44 +152,57 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 	}
 	plan := planApp(&app, hash, mine, nv, cl)
 
+	// The rollout's state is the stored one, so that a restart of the
+	// server changes none of what was decided about it.
+	ro := rolloutOf(&app.Status, hash)
 	if plan.progressing {
 		// The deadline counts from the update's start or from the last
 		// time one more new pod became ready, whichever is later.
-		start := app.Status.History[len(app.Status.History)-1].Time
-		pr := c.progress[name]
-		if pr.hash == hash && pr.ready >= plan.readyUpdated {
-			start = later(start, pr.since)
-		} else if pr.hash == hash {
-			start = now
+		if ro.Progressed.IsZero() {
+			ro.Progressed = app.Status.History[len(app.Status.History)-1].Time
 		}
-		res.prog = progress{hash: hash, ready: plan.readyUpdated, since: start}
-		deadline := start.Add(progressDeadline(&app.Spec))
+		if plan.readyUpdated > ro.ReadyUpdated {
+			ro.Progressed = now
+			ro.DeadlineExceeded = false
+		}
+		ro.ReadyUpdated = plan.readyUpdated
+		deadline := ro.Progressed.Add(progressDeadline(&app.Spec))
 		switch {
 		case now.Before(deadline):
 			res.next = deadline
-		case c.autoRollback(&app):
-			prev := app.Status.History[len(app.Status.History)-2]
-			res.rolledFrom = hash
-			api.SetTemplate(&app.Spec, &prev.Spec)
-			msg := fmt.Sprintf("template %s not ready within %s: rolled back to %s", hash, progressDeadline(&app.Spec), prev.TemplateHash)
+		case autoRollback(&app, ro):
+			// The previous template (the history's newest but one). The
+			// rollout it marks as a rollback goes with the spec in this
+			// write: the next pass, and any after a restart, knows it.
+			_, to, err := api.Rollback(&app, "")
+			if err != nil {
+				return res, err
+			}
+			msg := fmt.Sprintf("template %s not ready within %s: rolled back to %s", hash, progressDeadline(&app.Spec), to)
 			if err := tx.Put(api.KindApp, &app); err != nil {
 				return res, err
 			}
 			if !isDry(tx) {
-				c.appLog.Warn("update rolled back", "app", name, "from", hash, "to", prev.TemplateHash)
+				c.appLog.Warn("update rolled back", "app", name, "from", hash, "to", to)
 			}
 			// The write wakes the next pass, which acts on the old template.
 			return res, tx.RecordEvent("apps/"+name, api.EventWarning, "RolledBack", msg, sourceApps)
-		default:
-			key := "deadline/" + name
+		case !ro.DeadlineExceeded:
+			ro.DeadlineExceeded = true
 			msg := fmt.Sprintf("template %s not ready within %s", hash, progressDeadline(&app.Spec))
-			res.notes[key] = msg
-			if c.reported[key] != msg {
-				if err := tx.RecordEvent("apps/"+name, api.EventWarning, "ProgressDeadlineExceeded", msg, sourceApps); err != nil {
-					return res, err
-				}
+			if ro.RollbackOf != "" {
+				msg += fmt.Sprintf(" (a rollback from %s: not rolled back again)", ro.RollbackOf)
+			}
+			if !isDry(tx) {
+				c.appLog.Warn("update stopped at its progress deadline", "app", name, "template", hash)
+			}
+			if err := tx.RecordEvent("apps/"+name, api.EventWarning, "ProgressDeadlineExceeded", msg, sourceApps); err != nil {
+				return res, err
 			}
 		}
+	} else {
+		// Complete: no older pod left, no deadline to watch.
+		ro = &api.RolloutStatus{TemplateHash: hash, RollbackOf: ro.RollbackOf}
 	}
 
 	var taken map[string]bool // pod names in use, built when a pod is made
@@ -274,6 +263,7 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 		}
 	}
 	plan.status.History = app.Status.History
+	plan.status.Rollout = ro
 	if !histChanged && sameStatus(before, plan.status) {
 		return res, nil
 	}
@@ -281,16 +271,26 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 	return res, tx.Put(api.KindApp, &app)
 }
 
-// autoRollback reports whether an app whose update missed its deadline
-// goes back to its previous template: when it asks to and has one, and that
-// one is not a template this controller already rolled back from (so that
-// two bad templates never alternate).
-func (c *controller) autoRollback(app *api.App) bool {
-	h := app.Status.History
-	if app.Spec.Update == nil || !app.Spec.Update.AutoRollback || len(h) < 2 {
+// rolloutOf returns a copy of st's rollout if it is of template hash, and
+// a new rollout of hash otherwise (the template changed since).
+func rolloutOf(st *api.AppStatus, hash string) *api.RolloutStatus {
+	if r := st.Rollout; r != nil && r.TemplateHash == hash {
+		c := *r
+		return &c
+	}
+	return &api.RolloutStatus{TemplateHash: hash}
+}
+
+// autoRollback reports whether an app whose rollout ro missed its deadline
+// goes back to its previous template: when it asks to and has one, and the
+// rollout is not itself a rollback. A rollback that cannot progress either
+// stays where it is, so that two bad templates never alternate; this holds
+// across restarts, as ro is read from the store.
+func autoRollback(app *api.App, ro *api.RolloutStatus) bool {
+	if app.Spec.Update == nil || !app.Spec.Update.AutoRollback || len(app.Status.History) < 2 {
 		return false
 	}
-	return !c.rolledFrom[app.Name][h[len(h)-2].TemplateHash]
+	return ro.RollbackOf == ""
 }
 
 // someNames lists up to 5 names for an event message.
@@ -302,13 +302,6 @@ func someNames(names []string) string {
 	return fmt.Sprintf("%s and %d more", strings.Join(names[:most], ", "), len(names)-most)
 }
 
-// progress is how far an app's update had come when last seen.
-type progress struct {
-	hash  string
-	ready int
-	since time.Time
-}
-
 func later(a, b time.Time) time.Time {
 	if b.After(a) {
 		return b
@@ -318,7 +311,16 @@ func later(a, b time.Time) time.Time {
 
 func sameStatus(a, b api.AppStatus) bool {
 	return a.TemplateHash == b.TemplateHash && a.Replicas == b.Replicas &&
-		a.Ready == b.Ready && a.Updated == b.Updated
+		a.Ready == b.Ready && a.Updated == b.Updated && sameRollout(a.Rollout, b.Rollout)
+}
+
+func sameRollout(a, b *api.RolloutStatus) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.TemplateHash == b.TemplateHash && a.RollbackOf == b.RollbackOf &&
+		a.Progressed.Equal(b.Progressed) && a.ReadyUpdated == b.ReadyUpdated &&
+		a.DeadlineExceeded == b.DeadlineExceeded
 }
 
 // retire removes a pod: an unbound pod, or one on a node that is down, is
@@ -335,50 +337,4 @@ func retire(tx txn, p *api.Pod, nv *nodeView, now time.Time) error {
 	t := now.UTC()
 	p.Spec.Deleting = &t
 	return tx.Put(api.KindPod, p)
-}
-
-// Rollback sets app's pod template back to the revision before its current
-// one in app.Status.History and writes the app in tx (compare-and-swap on
-// app.Revision). Replicas, mode, update and autoscale stay as they are. It
-// returns ErrNoRevision when there is nothing to go back to. The app
-// controller then rolls the pods over as for any template change.
-func Rollback(tx *store.Tx, app *api.App) error {
-	cur := api.TemplateHash(&app.Spec)
-	h := app.Status.History
-	i := len(h) - 1
-	for ; i >= 0; i-- {
-		if h[i].TemplateHash == cur {
-			break
-		}
-	}
-	// Not in the history yet (the controller has not seen the current
-	// template): the newest entry is the one before it.
-	if i < 0 {
-		i = len(h)
-	}
-	for j := i - 1; j >= 0; j-- {
-		if h[j].TemplateHash != cur {
-			return RollbackTo(tx, app, h[j].TemplateHash)
-		}
-	}
-	return fmt.Errorf("app %s: %w", app.Name, ErrNoRevision)
-}
-
-// RollbackTo sets app's pod template to the history entry with the given
-// template hash and writes the app in tx, as Rollback does. It returns
-// ErrNoRevision when no entry has that hash.
-func RollbackTo(tx *store.Tx, app *api.App, hash string) error {
-	for _, r := range app.Status.History {
-		if r.TemplateHash != hash {
-			continue
-		}
-		from := api.TemplateHash(&app.Spec)
-		api.SetTemplate(&app.Spec, &r.Spec)
-		if err := tx.Put(api.KindApp, app); err != nil {
-			return err
-		}
-		msg := fmt.Sprintf("rolled back from template %s to %s", from, hash)
-		return tx.RecordEvent("apps/"+app.Name, api.EventNormal, "RolledBack", msg, sourceApps)
-	}
-	return fmt.Errorf("app %s: template %s: %w", app.Name, hash, ErrNoRevision)
 }

@@ -1,12 +1,10 @@
 package controller
 
 import (
-	"log/slog"
 	"reflect"
 	"regexp"
 	"sort"
 	"testing"
-	"time"
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
@@ -391,39 +389,5 @@ func TestRecordRevision(t *testing.T) {
 	}
 	if len(st.History) != maxHistory {
 		t.Fatalf("history has %d entries, want %d", len(st.History), maxHistory)
-	}
-}
-
-func TestAutoRollbackChoice(t *testing.T) {
-	withHistory := func(auto bool, hashes ...string) *api.App {
-		a := mkApp("web", 1)
-		a.Spec.Update = &configs.UpdateSpec{AutoRollback: auto}
-		for _, h := range hashes {
-			a.Status.History = append(a.Status.History, api.AppRevision{TemplateHash: h})
-		}
-		return a
-	}
-	tests := []struct {
-		name       string
-		app        *api.App
-		rolledFrom map[string]bool
-		want       bool
-	}{
-		{name: "asked, with a previous template", app: withHistory(true, "h0", "h1"), want: true},
-		{name: "not asked", app: withHistory(false, "h0", "h1")},
-		{name: "no update section", app: mkApp("web", 1)},
-		{name: "nothing to go back to", app: withHistory(true, "h1")},
-		{name: "never back to a template rolled back from", app: withHistory(true, "h1", "h0"), rolledFrom: map[string]bool{"h1": true}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := newController(nil, Config{Logger: slog.New(slog.DiscardHandler), Now: time.Now})
-			if tt.rolledFrom != nil {
-				c.rolledFrom["web"] = tt.rolledFrom
-			}
-			if got := c.autoRollback(tt.app); got != tt.want {
-				t.Fatalf("autoRollback = %v, want %v", got, tt.want)
-			}
-		})
 	}
 }

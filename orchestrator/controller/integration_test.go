@@ -668,7 +668,10 @@ func TestRollingUpdateAndRollback(t *testing.T) {
 		if err := tx.Get(api.KindApp, "web", &app); err != nil {
 			return err
 		}
-		return controller.Rollback(tx, &app)
+		if _, _, err := api.Rollback(&app, ""); err != nil {
+			return err
+		}
+		return tx.Put(api.KindApp, &app)
 	})
 	e.eventually("rolled back to echo:1", 10*time.Second, func() string {
 		s := e.getApp("web").Status

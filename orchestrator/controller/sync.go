@@ -39,12 +39,10 @@ type controller struct {
 	// a pod that stays unschedulable gets one event per distinct reason.
 	unsched map[string]string
 	// reported holds other warnings already recorded (key → message), for
-	// the same reason.
+	// the same reason. What the app controller decides about a rollout is
+	// not kept here but in the app's status (api.RolloutStatus), so that a
+	// restart changes none of it.
 	reported map[string]string
-	// progress is each updating app's progress, for its deadline.
-	progress map[string]progress
-	// rolledFrom holds, per app, the templates an automatic rollback left.
-	rolledFrom map[string]map[string]bool
 }
 
 func newController(st *store.Store, cfg Config) *controller {
@@ -63,8 +61,6 @@ func newController(st *store.Store, cfg Config) *controller {
 		downSeen:   map[string]time.Time{},
 		unsched:    map[string]string{},
 		reported:   map[string]string{},
-		progress:   map[string]progress{},
-		rolledFrom: map[string]map[string]bool{},
 	}
 }
 
