@@ -2,6 +2,8 @@ package apiserver
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -33,9 +35,13 @@ var _ Membership = fakeMembership{}
 // like every other route.
 func TestMembers(t *testing.T) {
 	s, _ := newTestServer(t, "10.96.0.0/16")
-	hs := httptest.NewServer(RequireToken("secret", s))
+	// TLS, as on a real TCP listener: the client never sends a token over
+	// plain http.
+	hs := httptest.NewTLSServer(RequireToken("secret", s))
 	defer hs.Close()
-	c, err := client.New(hs.URL, "secret")
+	roots := x509.NewCertPool()
+	roots.AddCert(hs.Certificate())
+	c, err := client.NewWithConfig(client.Config{Addr: hs.URL, Token: "secret", TLS: &tls.Config{RootCAs: roots}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +82,7 @@ func TestMembers(t *testing.T) {
 			if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := hs.Client().Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
