@@ -180,14 +180,7 @@ func planApp(app *api.App, hash string, pods []*api.Pod, nv *nodeView, cl *clust
 
 func planReplicas(plan *appPlan, app *api.App, hash string, live []*api.Pod, nv *nodeView) {
 	want := replicasOf(&app.Spec)
-	var cur, old []*api.Pod
-	for _, p := range live {
-		if p.Spec.TemplateHash == hash {
-			cur = append(cur, p)
-		} else {
-			old = append(old, p)
-		}
-	}
+	cur, old := splitByTemplate(live, hash)
 	readyCur := countReady(cur, nv)
 	if len(old) == 0 {
 		if len(cur) < want {
@@ -234,49 +227,37 @@ func planReplicas(plan *appPlan, app *api.App, hash string, live []*api.Pod, nv 
 	}
 }
 
+// planPerNode plans a per-node app: one pod of the current template on
+// each node that is ready, schedulable and matches the app's node
+// selector. It goes node by node: a node's old pod is retired once its new
+// one is ready, and at most max(surge, unavailable, 1) nodes update at a
+// time. Pods on a node the app no longer selects (unless the node is down:
+// node lifecycle removes those), or on no known node, are retired.
 func planPerNode(plan *appPlan, app *api.App, hash string, live []*api.Pod, nv *nodeView, cl *cluster) {
 	surge, unavailable := updateParams(&app.Spec)
 	byNode := map[string][]*api.Pod{}
 	for _, p := range live {
 		byNode[p.Spec.Node] = append(byNode[p.Spec.Node], p)
 	}
-	// Nodes whose new pod is not ready yet use up the update budget, so that
-	// an update goes node by node.
-	busy := 0
-	for _, ps := range byNode {
-		for _, p := range ps {
-			if p.Spec.TemplateHash == hash && !nv.podReady(p) {
-				busy++
-				break
-			}
-		}
-	}
-	budget := max(surge, unavailable, 1) - busy
+	budget := max(surge, unavailable, 1) - updatingNodes(byNode, hash, nv)
 	plan.unfit = map[string]string{}
 	for _, ni := range cl.nodes {
 		n := ni.node
-		target := ni.ready && !n.Spec.Unschedulable && selectorMatches(app.Spec.NodeSelector, n.Spec.Labels)
+		selected := selectorMatches(app.Spec.NodeSelector, n.Spec.Labels)
 		ps := byNode[n.Name]
 		delete(byNode, n.Name)
-		if !target {
+		if !ni.ready || n.Spec.Unschedulable || !selected {
 			// A node that is merely down keeps its pod: node lifecycle
 			// removes it after the grace.
 			if nv.byName[n.Name] != nil && !nv.up[n.Name] {
 				continue
 			}
-			if !selectorMatches(app.Spec.NodeSelector, n.Spec.Labels) {
+			if !selected {
 				plan.retire = append(plan.retire, ps...)
 			}
 			continue
 		}
-		var cur, old []*api.Pod
-		for _, p := range ps {
-			if p.Spec.TemplateHash == hash {
-				cur = append(cur, p)
-			} else {
-				old = append(old, p)
-			}
-		}
+		cur, old := splitByTemplate(ps, hash)
 		if len(cur) > 1 {
 			plan.retire = append(plan.retire, victims(cur, live, nv)[:len(cur)-1]...)
 			cur = cur[:1]
@@ -286,22 +267,12 @@ func planPerNode(plan *appPlan, app *api.App, hash string, live []*api.Pod, nv *
 			plan.retire = append(plan.retire, old...)
 		case len(cur) == 1:
 		case len(old) == 0:
-			probe := newPod(app, hash, "", n.Name)
-			if why := ni.fit(probe); why != "" {
+			if why := placeOn(plan, app, hash, ni); why != "" {
 				plan.unfit[n.Name] = why
-				continue
 			}
-			plan.createOn = append(plan.createOn, n.Name)
-			ni.add(probe)
-		default: // only old pods here: update this node if the budget allows
-			if budget <= 0 {
-				continue
-			}
+		case budget > 0: // only old pods here: update this node
 			budget--
-			probe := newPod(app, hash, "", n.Name)
-			if surge > 0 && ni.fit(probe) == "" {
-				plan.createOn = append(plan.createOn, n.Name)
-				ni.add(probe)
+			if surge > 0 && placeOn(plan, app, hash, ni) == "" {
 				continue
 			}
 			// No room next to the old pod (host ports, resources): replace
@@ -313,6 +284,47 @@ func planPerNode(plan *appPlan, app *api.App, hash string, live []*api.Pod, nv *
 	for _, ps := range byNode {
 		plan.retire = append(plan.retire, ps...)
 	}
+}
+
+// updatingNodes counts the nodes (of a per-node app's pods by node) whose
+// pod of template hash is not ready yet. They use up the update budget, so
+// that an update goes node by node.
+func updatingNodes(byNode map[string][]*api.Pod, hash string, nv *nodeView) int {
+	busy := 0
+	for _, ps := range byNode {
+		for _, p := range ps {
+			if p.Spec.TemplateHash == hash && !nv.podReady(p) {
+				busy++
+				break
+			}
+		}
+	}
+	return busy
+}
+
+// placeOn plans a new pod of app's template hash on node ni, counted
+// against the node at once, if it fits there; otherwise it returns why not.
+func placeOn(plan *appPlan, app *api.App, hash string, ni *nodeInfo) (why string) {
+	probe := newPod(app, hash, "", ni.node.Name)
+	if why := ni.fit(probe); why != "" {
+		return why
+	}
+	plan.createOn = append(plan.createOn, ni.node.Name)
+	ni.add(probe)
+	return ""
+}
+
+// splitByTemplate splits ps into the pods of template hash (cur) and the
+// others (old), keeping their order.
+func splitByTemplate(ps []*api.Pod, hash string) (cur, old []*api.Pod) {
+	for _, p := range ps {
+		if p.Spec.TemplateHash == hash {
+			cur = append(cur, p)
+		} else {
+			old = append(old, p)
+		}
+	}
+	return cur, old
 }
 
 func countReady(ps []*api.Pod, nv *nodeView) int {
