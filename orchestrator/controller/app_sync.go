@@ -38,17 +38,13 @@ func (c *controller) syncApps(names []string, now time.Time) (created int, next 
 		if err := tx.List(api.KindPod, &all); err != nil {
 			return err
 		}
-		byApp := map[string][]*api.Pod{}
-		for _, p := range all {
-			byApp[p.Spec.App] = append(byApp[p.Spec.App], p)
-		}
+		byApp := podsByApp(all)
 		for _, name := range names {
-			d := &dryTx{Tx: tx}
-			r, err := c.reconcileApp(d, name, nodes, all, byApp[name], now)
+			r, wrote, err := c.dryRunApp(tx, name, nodes, all, byApp[name], now)
 			switch {
 			case err != nil:
 				errs = append(errs, fmt.Errorf("app %s: %w", name, err))
-			case d.wrote:
+			case wrote:
 				todo = append(todo, name)
 			default:
 				results[name] = r
@@ -92,6 +88,23 @@ func (c *controller) syncApps(names []string, now time.Time) (created int, next 
 		next = earliest(next, r.next)
 	}
 	return created, next, errors.Join(errs...)
+}
+
+// podsByApp groups pods by the app they belong to, keeping their order.
+func podsByApp(pods []*api.Pod) map[string][]*api.Pod {
+	byApp := map[string][]*api.Pod{}
+	for _, p := range pods {
+		byApp[p.Spec.App] = append(byApp[p.Spec.App], p)
+	}
+	return byApp
+}
+
+// dryRunApp reconciles app name as a dry run on the snapshot tx and
+// reports whether the reconcile would write.
+func (c *controller) dryRunApp(tx *store.Tx, name string, nodes []*api.Node, all, mine []*api.Pod, now time.Time) (appResult, bool, error) {
+	d := &dryTx{Tx: tx}
+	r, err := c.reconcileApp(d, name, nodes, all, mine, now)
+	return r, d.wrote, err
 }
 
 // remember keeps what a successful reconcile of app noted.
