@@ -63,6 +63,11 @@ type Config struct {
 	// ShimPath is the binary re-executed as the shim and libcontainer init.
 	// Default /proc/self/exe, which must call Init.
 	ShimPath string
+	// AllowUnconfined lets a container with Seccomp "unconfined" start;
+	// when false such a start fails with ErrForbidden (the node config's
+	// allow_unconfined). DefaultConfig sets it true. A Config built by
+	// hand without it forbids, the safe side of a forgotten field.
+	AllowUnconfined bool
 }
 
 // DefaultConfig returns the configuration of a node with default paths.
@@ -77,6 +82,8 @@ func DefaultConfig() Config {
 		Clock:        RealClock(),
 		ShimPath:     "/proc/self/exe",
 		LayerGCGrace: 10 * time.Minute,
+		// A manifest may opt a container out unless the node forbids it.
+		AllowUnconfined: true,
 	}
 }
 
