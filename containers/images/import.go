@@ -66,9 +66,12 @@ func archiveKind(path string) (string, error) {
 		if isSparse(hdr) {
 			return "", fmt.Errorf("%w: entry %q: sparse file", ErrBadArchive, hdr.Name)
 		}
+		// The first one decides (a docker save of docker 25 has both).
 		switch filepath.Clean(hdr.Name) {
 		case "oci-layout":
-			kind = "oci"
+			if kind == "" {
+				kind = "oci"
+			}
 		case "manifest.json":
 			if kind == "" {
 				kind = "docker"
