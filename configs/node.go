@@ -39,11 +39,22 @@ type NodeConfig struct {
 	// replaced elsewhere.
 	NodeGrace Duration `toml:"node_grace" json:"node_grace,omitempty"`
 	Gossip    Gossip   `toml:"gossip" json:"gossip"`
+	Images    Images   `toml:"images" json:"images"`
 
 	// AllowUnconfined lets containers with seccomp = "unconfined" run on
 	// this node. Default true; false makes their start fail with a pod
 	// event naming this key.
 	AllowUnconfined bool `toml:"allow_unconfined" json:"allow_unconfined"`
+}
+
+// Images bounds what unpacking an image layer may take of the node.
+type Images struct {
+	// MaxLayerBytes caps a layer's uncompressed size (files and tar
+	// headers); MaxLayerEntries its files, directories and links.
+	MaxLayerBytes   Bytes `toml:"max_layer_bytes" json:"max_layer_bytes,omitempty"`
+	MaxLayerEntries int   `toml:"max_layer_entries" json:"max_layer_entries,omitempty"`
+	// MinFreeBytes is the free space that unpacking leaves on data_dir.
+	MinFreeBytes Bytes `toml:"min_free_bytes" json:"min_free_bytes,omitempty"`
 }
 
 // Reserved is what the node keeps back from pods.
@@ -87,6 +98,10 @@ const (
 	DefaultCgroupParent = "skiff"
 	DefaultMaxPods      = 110
 	DefaultNodeGrace    = Duration(10 * time.Second)
+	// The [images] limits: see images.Limits for why these.
+	DefaultMaxLayerBytes   = Bytes(4 << 30)
+	DefaultMaxLayerEntries = 500_000
+	DefaultMinFreeBytes    = Bytes(1 << 30)
 	// APISocketFile is the name of the API's unix socket in run_dir;
 	// DefaultAPISocket is its path in the default run_dir.
 	APISocketFile    = "skiff.sock"
@@ -100,8 +115,8 @@ const (
 // nothing: node_name is the hostname (lower-cased), advertise_addr is empty
 // (the caller detects the address of the default route), token_file is
 // empty (no token file), no labels, servers or insecure registries, nothing
-// reserved, max_pods 110, node_grace 10s, gossip profile edge,
-// allow_unconfined true.
+// reserved, max_pods 110, node_grace 10s, gossip profile edge, layers of
+// at most 4Gi and 500000 entries, 1Gi kept free, allow_unconfined true.
 func DefaultNodeConfig() NodeConfig {
 	host, _ := os.Hostname()
 	return NodeConfig{
@@ -117,6 +132,7 @@ func DefaultNodeConfig() NodeConfig {
 		MaxPods:      DefaultMaxPods,
 		NodeGrace:    DefaultNodeGrace,
 		Gossip:       Gossip{Profile: GossipEdge},
+		Images:       Images{MaxLayerBytes: DefaultMaxLayerBytes, MaxLayerEntries: DefaultMaxLayerEntries, MinFreeBytes: DefaultMinFreeBytes},
 		// Docker's default too: a manifest may opt a container out of
 		// the seccomp filter unless the node's owner says no.
 		AllowUnconfined: true,
@@ -262,6 +278,15 @@ func (c *NodeConfig) validate(e *errs) {
 	}
 	if c.Gossip.SuspicionMult < 0 {
 		e.add(path{"gossip", "suspicion_mult"}, "must be >= 0")
+	}
+	if c.Images.MaxLayerBytes < 1<<20 {
+		e.add(path{"images", "max_layer_bytes"}, `must be at least 1Mi`)
+	}
+	if c.Images.MaxLayerEntries < 1 {
+		e.add(path{"images", "max_layer_entries"}, "must be > 0")
+	}
+	if c.Images.MinFreeBytes < 1 {
+		e.add(path{"images", "min_free_bytes"}, `must be > 0 (1 keeps nothing back)`)
 	}
 }
 

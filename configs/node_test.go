@@ -27,6 +27,24 @@ func TestDefaultNodeConfig(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Errorf("defaults do not validate: %v", err)
 	}
+	if c.Images != (Images{MaxLayerBytes: 4 << 30, MaxLayerEntries: 500000, MinFreeBytes: 1 << 30}) {
+		t.Errorf("images defaults: %+v", c.Images)
+	}
+}
+
+func TestNodeConfigImages(t *testing.T) {
+	got, err := ParseNodeConfig("config.toml", []byte("[images]\nmax_layer_bytes = \"8Gi\"\nmax_layer_entries = 1000000\nmin_free_bytes = \"512Mi\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Images != (Images{MaxLayerBytes: 8 << 30, MaxLayerEntries: 1000000, MinFreeBytes: 512 << 20}) {
+		t.Errorf("images: %+v", got.Images)
+	}
+	// Keys left out keep their defaults.
+	got, err = ParseNodeConfig("config.toml", []byte("[images]\nmax_layer_entries = 10\n"))
+	if err != nil || got.Images.MaxLayerBytes != DefaultMaxLayerBytes || got.Images.MinFreeBytes != DefaultMinFreeBytes {
+		t.Errorf("images: %+v, %v", got.Images, err)
+	}
 }
 
 // The DESIGN.md example of the node config, verbatim.
@@ -156,6 +174,12 @@ func TestNodeConfigErrors(t *testing.T) {
 				"config.toml:3:33: reserved.memory: \"1GB\" is not a size (use 1Gi)\n" +
 				"config.toml:4:12: labels.\"x y\": \"x y\" is not a valid label key\n" +
 				"config.toml:5:42: insecure_registries[1]: \"abc\" is not a port number"},
+		{"images", "[images]\nmax_layer_bytes = \"4GB\"\nmax_layer_entries = 0\nmin_free_bytes = \"0\"\n",
+			"config.toml:2:19: images.max_layer_bytes: \"4GB\" is not a size (use 4Gi)\n" +
+				"config.toml:3:21: images.max_layer_entries: must be > 0\n" +
+				"config.toml:4:18: images.min_free_bytes: must be > 0 (1 keeps nothing back)"},
+		{"images too small", "[images]\nmax_layer_bytes = 4096\n",
+			"config.toml:2:19: images.max_layer_bytes: must be at least 1Mi"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

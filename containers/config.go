@@ -63,6 +63,9 @@ type Config struct {
 	// spares layers unpacked less than this long ago. Default
 	// images.DefaultLayerGCGrace (10 minutes); a negative value spares none.
 	LayerGCGrace time.Duration
+	// ImageLimits is the image store's images.Config.Limits: what
+	// unpacking one layer may take of the node (zero fields: defaults).
+	ImageLimits images.Limits
 	// ShimPath is the binary re-executed as the shim and libcontainer init.
 	// Default /proc/self/exe, which must call Init.
 	ShimPath string

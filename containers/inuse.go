@@ -39,6 +39,7 @@ func newImageStore(cfg Config, log *slog.Logger, inUse func() (map[string]bool, 
 		Root:               cfg.Root,
 		InsecureRegistries: cfg.InsecureRegistries,
 		LayerGCGrace:       cfg.LayerGCGrace,
+		Limits:             cfg.ImageLimits,
 		InUse:              inUse,
 		Logger:             log,
 	})

@@ -58,7 +58,7 @@ func BenchmarkUnpack(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		dir := filepath.Join(root, fmt.Sprint(i))
-		if _, err := unpackLayer(bytes.NewReader(tarball), dir); err != nil {
+		if _, err := unpackLayer(bytes.NewReader(tarball), dir, Limits{}); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

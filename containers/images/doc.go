@@ -17,6 +17,13 @@
 //	err = st.Remove("registry.local:5000/echo:1.2")
 //	removed, err := st.GC()                                                  // layers nothing uses
 //
+// Layers are untrusted input, unpacked before their digests can be
+// checked: every entry is resolved within its layer's directory, hostile
+// whiteouts, sparse files and overlayfs's own extended attributes are
+// refused or skipped, and Config.Limits caps a layer's bytes, entries and
+// the disk space it must leave free (see Limits). A refused layer leaves
+// the store as it was.
+//
 // Any number of stores, in one process or several (a node's agent and
 // `skiff images` beside it), may share a Root: the index, each layer's
 // unpack and GC are guarded by flock(2) locks (see storelock.go).

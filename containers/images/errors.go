@@ -15,4 +15,13 @@ var (
 	ErrBadArchive = errors.New("bad image archive")
 	// ErrDigestMismatch: content does not match the digest that names it.
 	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrUnsafeLayer: a layer entry would reach outside the layer's
+	// directory, or is of a kind the store refuses (a whiteout that names
+	// no entry, a sparse file).
+	ErrUnsafeLayer = errors.New("unsafe layer")
+	// ErrLayerTooLarge: a layer passes Limits.MaxLayerBytes or
+	// Limits.MaxLayerEntries.
+	ErrLayerTooLarge = errors.New("layer too large")
+	// ErrNoSpace: unpacking would leave less than Limits.MinFreeBytes free.
+	ErrNoSpace = errors.New("not enough free space")
 )

@@ -42,7 +42,11 @@ func (s *Store) Import(ctx context.Context, path string, progress func(Progress)
 }
 
 // archiveKind looks for manifest.json (docker save) or oci-layout at the
-// top of the tar.
+// top of the tar. It reads every header (seeking past the content) and
+// refuses sparse entries: archive/tar would expand their holes, and a few
+// KiB of archive would read as a terabyte of layer (or of OCI blob, which
+// importOCI writes out). The rest of an archive holds no more than its
+// file's size.
 func archiveKind(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -50,21 +54,34 @@ func archiveKind(path string) (string, error) {
 	}
 	defer f.Close()
 	tr := tar.NewReader(f)
+	kind := ""
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return "", fmt.Errorf("%w: neither manifest.json nor oci-layout in the archive", ErrBadArchive)
+			break
 		}
-		if err != nil {
+		if err != nil && (hdr == nil || !errors.Is(err, tar.ErrInsecurePath)) {
 			return "", fmt.Errorf("%w: %v", ErrBadArchive, err)
 		}
+		if isSparse(hdr) {
+			return "", fmt.Errorf("%w: entry %q: sparse file", ErrBadArchive, hdr.Name)
+		}
+		// The first one decides (a docker save of docker 25 has both).
 		switch filepath.Clean(hdr.Name) {
 		case "oci-layout":
-			return "oci", nil
+			if kind == "" {
+				kind = "oci"
+			}
 		case "manifest.json":
-			return "docker", nil
+			if kind == "" {
+				kind = "docker"
+			}
 		}
 	}
+	if kind == "" {
+		return "", fmt.Errorf("%w: neither manifest.json nor oci-layout in the archive", ErrBadArchive)
+	}
+	return kind, nil
 }
 
 func (s *Store) importDocker(ctx context.Context, path string, progress func(Progress)) ([]Image, error) {
@@ -103,16 +120,25 @@ func (s *Store) importDocker(ctx context.Context, path string, progress func(Pro
 	return out, nil
 }
 
-// wrapArchive marks content errors of an archive as ErrBadArchive.
+// wrapArchive marks content errors of an archive as ErrBadArchive; a full
+// disk is not one.
 func wrapArchive(err error) error {
-	if errors.Is(err, ErrBadArchive) || errors.Is(err, context.Canceled) {
+	if errors.Is(err, ErrBadArchive) || errors.Is(err, context.Canceled) || errors.Is(err, ErrNoSpace) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrBadArchive, err)
 }
 
 func (s *Store) importOCI(ctx context.Context, path string, progress func(Progress)) ([]Image, error) {
-	tmp, err := os.MkdirTemp(filepath.Join(s.root, "content"), ".oci-")
+	// The layout is unpacked whole, blobs and all: at most the archive's
+	// size, since archiveKind refused sparse entries.
+	content := filepath.Join(s.root, "content")
+	if fi, err := os.Stat(path); err != nil {
+		return nil, err
+	} else if err := checkFree(content, fi.Size(), s.limits.MinFreeBytes); err != nil {
+		return nil, err
+	}
+	tmp, err := os.MkdirTemp(content, ".oci-")
 	if err != nil {
 		return nil, err
 	}
@@ -133,20 +159,18 @@ func (s *Store) importOCI(ctx context.Context, path string, progress func(Progre
 		var img v1.Image
 		switch {
 		case desc.MediaType.IsImage():
-			img, err = idx.Image(desc.Digest)
+			img, err = ociImage(idx, desc.Digest)
 		case desc.MediaType.IsIndex():
 			img, err = platformImage(idx, desc.Digest)
 		default:
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s: %v", ErrBadArchive, desc.Digest, err)
+			return nil, fmt.Errorf("%w: image %s: %w", ErrBadArchive, desc.Digest, err)
 		}
-		var refs []string
-		if rn := desc.Annotations["org.opencontainers.image.ref.name"]; rn != "" {
-			if n, err := NormalizeRef(rn); err == nil {
-				refs = append(refs, n)
-			}
+		refs, err := annotatedRefs(desc)
+		if err != nil {
+			return nil, fmt.Errorf("%w: image %s: %w", ErrBadArchive, desc.Digest, err)
 		}
 		stored, err := s.store(ctx, img, refs, filepath.Base(path), progress)
 		if err != nil {
@@ -160,11 +184,56 @@ func (s *Store) importOCI(ctx context.Context, path string, progress func(Progre
 	return out, nil
 }
 
-// platformImage picks this node's platform from a nested index.
+// refNameAnnotation names an image of an OCI layout's index.
+const refNameAnnotation = "org.opencontainers.image.ref.name"
+
+// annotatedRefs returns the reference that an index entry's ref.name
+// annotation gives, normalized; none if it has none or it does not parse.
+// A digest reference ("repo@sha256:...") claims content: it must be the
+// digest of the entry it annotates (which ociImage and platformImage
+// check against the manifest's bytes), else the archive could name other
+// content by a digest that deploys pin.
+func annotatedRefs(desc v1.Descriptor) ([]string, error) {
+	rn := desc.Annotations[refNameAnnotation]
+	if rn == "" {
+		return nil, nil
+	}
+	r, err := name.ParseReference(rn)
+	if err != nil {
+		return nil, nil
+	}
+	if d, ok := r.(name.Digest); ok && d.DigestStr() != desc.Digest.String() {
+		return nil, fmt.Errorf("ref.name %q: %w: it names %s, the manifest is %s", rn, ErrDigestMismatch, d.DigestStr(), desc.Digest)
+	}
+	return []string{r.Name()}, nil
+}
+
+// ociImage returns the image of an index entry, whose manifest must hash
+// to the entry's digest (the layout reads it by that name, unchecked).
+func ociImage(idx v1.ImageIndex, d v1.Hash) (v1.Image, error) {
+	img, err := idx.Image(d)
+	if err != nil {
+		return nil, err
+	}
+	if got, err := img.Digest(); err != nil {
+		return nil, err
+	} else if got != d {
+		return nil, fmt.Errorf("manifest: %w (content is %s)", ErrDigestMismatch, got)
+	}
+	return img, nil
+}
+
+// platformImage picks this node's platform from a nested index, whose
+// content must hash to its digest d.
 func platformImage(idx v1.ImageIndex, d v1.Hash) (v1.Image, error) {
 	child, err := idx.ImageIndex(d)
 	if err != nil {
 		return nil, err
+	}
+	if got, err := child.Digest(); err != nil {
+		return nil, err
+	} else if got != d {
+		return nil, fmt.Errorf("index: %w (content is %s)", ErrDigestMismatch, got)
 	}
 	cm, err := child.IndexManifest()
 	if err != nil {
@@ -172,28 +241,43 @@ func platformImage(idx v1.ImageIndex, d v1.Hash) (v1.Image, error) {
 	}
 	for _, m := range cm.Manifests {
 		if m.Platform != nil && m.Platform.OS == "linux" && m.Platform.Architecture == runtime.GOARCH {
-			return child.Image(m.Digest)
+			return ociImage(child, m.Digest)
 		}
 	}
 	return nil, fmt.Errorf("no linux/%s image in index %s", runtime.GOARCH, d)
 }
 
 // extractPlain unpacks an archive of regular files and directories (an OCI
-// layout) into dir.
+// layout) into dir. It writes no more than the archive's size: a sparse
+// entry, whose holes would be written out whole, is refused.
 func extractPlain(path, dir string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	left := fi.Size()
 	tr := tar.NewReader(f)
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
-		if err != nil {
+		if err != nil && (hdr == nil || !errors.Is(err, tar.ErrInsecurePath)) {
 			return err
+		}
+		if isSparse(hdr) {
+			return fmt.Errorf("entry %q: sparse file", hdr.Name)
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			if hdr.Size > left {
+				return fmt.Errorf("entry %q: %s, more than the archive holds", hdr.Name, humanBytes(hdr.Size))
+			}
+			left -= hdr.Size
 		}
 		name := filepath.Clean("/" + hdr.Name)
 		if strings.Contains(name, "..") {

@@ -70,8 +70,9 @@ type Store struct {
 	gcGrace  time.Duration
 	// inUse returns the layers (hex diff IDs) under containers, which GC
 	// spares even when their image was removed (Config.InUse).
-	inUse func() (map[string]bool, error)
-	mu    sync.Mutex // serialises this store's index locks (see lockIndex)
+	inUse  func() (map[string]bool, error)
+	limits Limits     // Config.Limits, with their defaults
+	mu     sync.Mutex // serialises this store's index locks (see lockIndex)
 }
 
 // Open opens (or creates) the store of cfg.Root. It imports nothing by
@@ -86,7 +87,7 @@ func Open(cfg Config) (*Store, error) {
 			return nil, fmt.Errorf("image store: %w", err)
 		}
 	}
-	return &Store{root: cfg.Root, insecure: cfg.InsecureRegistries, log: cfg.Logger, gcGrace: cfg.LayerGCGrace, inUse: cfg.InUse}, nil
+	return &Store{root: cfg.Root, insecure: cfg.InsecureRegistries, log: cfg.Logger, gcGrace: cfg.LayerGCGrace, inUse: cfg.InUse, limits: cfg.Limits}, nil
 }
 
 func (s *Store) indexPath() string { return filepath.Join(s.root, "content", "images.json") }
@@ -247,7 +248,7 @@ func (s *Store) Pull(ctx context.Context, ref string, progress func(Progress)) (
 	}
 	out, err := s.store(ctx, img, []string{r.Name()}, ref, progress)
 	if err != nil {
-		return Image{}, fmt.Errorf("pull %s: %w", ref, err)
+		return Image{}, err // it names the image
 	}
 	return out, nil
 }
@@ -288,8 +289,23 @@ func emit(p func(Progress), ev Progress) {
 	}
 }
 
-// store unpacks an image's missing layers and records it under refs.
+// store unpacks an image's missing layers and records it under refs. Its
+// errors name the image: by its first ref, or by its manifest's digest.
 func (s *Store) store(ctx context.Context, img v1.Image, refs []string, label string, progress func(Progress)) (Image, error) {
+	out, err := s.storeImage(ctx, img, refs, label, progress)
+	if err != nil {
+		name := "(unnamed)"
+		if len(refs) > 0 {
+			name = refs[0]
+		} else if d, derr := img.Digest(); derr == nil {
+			name = d.String()
+		}
+		return Image{}, fmt.Errorf("image %s: %w", name, err)
+	}
+	return out, nil
+}
+
+func (s *Store) storeImage(ctx context.Context, img v1.Image, refs []string, label string, progress func(Progress)) (Image, error) {
 	m, err := img.Manifest()
 	if err != nil {
 		return Image{}, fmt.Errorf("manifest: %w", err)
@@ -400,12 +416,23 @@ func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, diffID, label strin
 		return dirSize(dir), nil
 	}
 	total, _ := l.Size()
+	// The declared (compressed) size is checked against the cap and the
+	// free space before a byte is read; the streams are held to the cap
+	// as they are read (countingReader, then unpackLayer).
+	maxCompressed := compressedCap(s.limits.MaxLayerBytes)
+	if total > maxCompressed {
+		return 0, fmt.Errorf("layer %s: %w", digest, refuse(ErrLayerTooLarge, "declares %s compressed, past the %s cap", humanBytes(total), humanBytes(s.limits.MaxLayerBytes)))
+	}
+	layers := filepath.Join(s.root, "layers")
+	if err := checkFree(layers, total, s.limits.MinFreeBytes); err != nil {
+		return 0, fmt.Errorf("layer %s: %w", digest, err)
+	}
 	rc, err := l.Compressed()
 	if err != nil {
 		return 0, fmt.Errorf("layer %s: %w", digest, err)
 	}
 	defer rc.Close()
-	cr := &countingReader{r: rc, report: func(n int64) {
+	cr := &countingReader{r: rc, max: maxCompressed, report: func(n int64) {
 		emit(progress, Progress{Ref: label, Layer: digest.String(), Phase: "download", Done: n, Total: total})
 	}}
 	br := bufio.NewReaderSize(cr, 64<<10)
@@ -421,19 +448,21 @@ func (s *Store) ensureLayer(ctx context.Context, l v1.Layer, diffID, label strin
 	h := sha256.New()
 	// The name carries the diff ID: GC tells a live unpack from a dead
 	// one's leftovers by the pending markers.
-	tmp, err := os.MkdirTemp(filepath.Join(s.root, "layers"), tmpPrefix+strings.TrimPrefix(diffID, "sha256:")+"-")
+	tmp, err := os.MkdirTemp(layers, tmpPrefix+strings.TrimPrefix(diffID, "sha256:")+"-")
 	if err != nil {
 		return 0, err
 	}
-	n, err := unpackLayer(io.TeeReader(ur, h), tmp)
+	// unpackLayer reads the uncompressed stream to its end (the tar's
+	// padding included); read the compressed one to its end too, which is
+	// where its digest is checked.
+	stats, err := unpackLayer(io.TeeReader(ur, h), tmp, s.limits)
 	if err == nil {
-		// Read the tar's trailing padding and the stream's end, which is
-		// where the compressed digest is checked.
-		_, err = io.Copy(h, ur)
-		if err == nil {
-			_, err = io.Copy(io.Discard, br)
-		}
+		_, err = io.Copy(io.Discard, br)
 	}
+	if len(stats.skippedXattrs) > 0 {
+		s.log.Debug("layer xattrs not applied", "layer", digest.String(), "xattrs", stats.skippedXattrs)
+	}
+	n := stats.bytes
 	if err != nil {
 		os.RemoveAll(tmp)
 		return 0, fmt.Errorf("layer %s: %w", digest, err)
@@ -471,9 +500,12 @@ func layerPresent(dir string) bool {
 	return err == nil && fi.IsDir()
 }
 
+// countingReader reports a compressed layer stream's progress and fails
+// once more than max bytes came through.
 type countingReader struct {
 	r      io.Reader
 	n      int64
+	max    int64
 	last   int64
 	report func(int64)
 }
@@ -481,6 +513,9 @@ type countingReader struct {
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if c.n > c.max {
+		return n, refuse(ErrLayerTooLarge, "compressed layer passes %s, more than any layer within the cap takes", humanBytes(c.max))
+	}
 	if c.n-c.last >= 1<<20 {
 		c.last = c.n
 		c.report(c.n)

@@ -239,7 +239,7 @@ func TestLayerRenameFindsItThere(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := filepath.Join(cfg.Root, "other")
-	if _, err := unpackLayer(rc, other); err != nil {
+	if _, err := unpackLayer(rc, other, Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	rc.Close()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/containers"
+	"github.com/skiff-edge/skiff/containers/images"
 	"github.com/skiff-edge/skiff/netlb"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
@@ -105,6 +106,11 @@ func RuntimeConfig(n configs.NodeConfig, log *slog.Logger) containers.Config {
 	cfg.CgroupParent = n.CgroupParent
 	cfg.InsecureRegistries = n.InsecureRegistries
 	cfg.AllowUnconfined = n.AllowUnconfined
+	cfg.ImageLimits = images.Limits{
+		MaxLayerBytes:   int64(n.Images.MaxLayerBytes),
+		MaxLayerEntries: n.Images.MaxLayerEntries,
+		MinFreeBytes:    int64(n.Images.MinFreeBytes),
+	}
 	if log != nil {
 		cfg.Logger = log
 	}

@@ -45,6 +45,9 @@ type File struct {
 	Symlink string
 	// UID and GID of the entry.
 	UID, GID int
+	// Xattrs are extended attributes (name to value), written as PAX
+	// SCHILY.xattr records.
+	Xattrs map[string]string
 }
 
 // Whiteout returns the entry that deletes path of lower layers.
@@ -65,6 +68,12 @@ func LayerTar(files []File) ([]byte, error) {
 	for _, f := range files {
 		p := filepath.Clean("/" + f.Path)[1:]
 		h := &tar.Header{Name: p, Mode: f.Mode, Uid: f.UID, Gid: f.GID, ModTime: mt, Format: tar.FormatPAX}
+		for k, v := range f.Xattrs {
+			if h.PAXRecords == nil {
+				h.PAXRecords = map[string]string{}
+			}
+			h.PAXRecords["SCHILY.xattr."+k] = v
+		}
 		switch {
 		case f.Dir:
 			h.Typeflag, h.Name = tar.TypeDir, p+"/"
