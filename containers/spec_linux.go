@@ -105,6 +105,7 @@ func buildProcess(img v1.Config, c ContainerConfig, rootfs, hostname string) (pr
 type sandbox struct {
 	netns, ipcns, utsns string
 	volumes             map[string]string // volume name -> directory on the node
+	readOnly            map[string]bool   // volume name -> mounted read-only (hostpath_linux.go)
 }
 
 // buildConfig makes the libcontainer config of a container from runc's
@@ -153,7 +154,7 @@ func buildConfig(cgroupParent, id, rootfs string, c ContainerConfig, sb sandbox)
 		}
 		spec.Mounts = append(spec.Mounts, specs.Mount{
 			Destination: c.Mounts[vol], Type: "bind", Source: src,
-			Options: []string{"rbind", "rw", "nosuid", "nodev"},
+			Options: bindOptions(sb.readOnly[vol]),
 		})
 	}
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
