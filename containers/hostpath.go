@@ -112,15 +112,20 @@ func (p HostPathPolicy) rule(path string, reserved []ReservedPath) string {
 	if !filepath.IsAbs(path) {
 		return "is not an absolute path"
 	}
-	for _, r := range reserved {
-		rp := filepath.Clean(r.Path)
-		switch {
-		case path == rp:
-			return fmt.Sprintf("is %s %q", r.Name, r.Path)
-		case under(path, rp):
-			return fmt.Sprintf("is inside %s %q", r.Name, r.Path)
-		case under(rp, path):
-			return fmt.Sprintf("contains %s %q", r.Name, r.Path)
+	// The closest relation names the rule: the API socket rather than
+	// the run dir that holds it.
+	for _, rel := range []struct {
+		verb  string
+		holds func(rp string) bool
+	}{
+		{"is", func(rp string) bool { return path == rp }},
+		{"is inside", func(rp string) bool { return under(path, rp) }},
+		{"contains", func(rp string) bool { return under(rp, path) }},
+	} {
+		for _, r := range reserved {
+			if rel.holds(filepath.Clean(r.Path)) {
+				return fmt.Sprintf("%s %s %q", rel.verb, r.Name, r.Path)
+			}
 		}
 	}
 	for _, a := range p.Allowed {

@@ -41,7 +41,7 @@ func TestHostPathPolicyCheck(t *testing.T) {
 		{"inside the data dir", srv, "/srv/skiff/pki", `is inside skiff's data dir "/srv/skiff"`},
 		{"the data dir unclean", srv, "/srv/x/../skiff/", `is skiff's data dir "/srv/skiff"`},
 		{"a parent of the run dir", srv, "/run", `contains skiff's run dir "/run/skiff"`},
-		{"the API socket", srv, "/run/skiff/skiff.sock", `is inside skiff's run dir "/run/skiff"`},
+		{"the API socket", srv, "/run/skiff/skiff.sock", `is skiff's API socket "/run/skiff/skiff.sock"`},
 		{"relative", srv, "srv/x", "is not an absolute path"},
 		{"no prefixes: all refused", HostPathPolicy{}, "/srv/x", `is not under host_volume_paths [] (none are set: host volumes are refused)`},
 		{"a prefix of / allows all", HostPathPolicy{Allowed: []string{"/"}}, "/etc", ""},
