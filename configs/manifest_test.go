@@ -137,7 +137,7 @@ func TestParseManifestGood(t *testing.T) {
 						},
 					},
 					Volumes: map[string]*VolumeSpec{
-						"config":  {Type: VolumeHost, Path: "/etc/skiff/proxy"},
+						"config":  {Type: VolumeHost, Path: "/etc/skiff/proxy", ReadOnly: true},
 						"scratch": {Type: VolumeMemory, Size: 16 << 20},
 						"logs":    {Type: VolumeEmpty},
 					},

@@ -28,6 +28,7 @@ type NodeConfig struct {
 	GossipAddr         string            `toml:"gossip_addr" json:"gossip_addr,omitempty"`
 	Servers            []string          `toml:"servers" json:"servers,omitempty"`
 	TokenFile          string            `toml:"token_file" json:"token_file,omitempty"`
+	HostVolumePaths    []string          `toml:"host_volume_paths" json:"host_volume_paths,omitempty"` // host volumes only under these; none by default
 	ClusterCIDR        string            `toml:"cluster_cidr" json:"cluster_cidr,omitempty"`
 	ServiceCIDR        string            `toml:"service_cidr" json:"service_cidr,omitempty"`
 	Bridge             string            `toml:"bridge" json:"bridge,omitempty"`
@@ -114,9 +115,10 @@ const (
 // DefaultNodeConfig returns the config a node runs with when the file sets
 // nothing: node_name is the hostname (lower-cased), advertise_addr is empty
 // (the caller detects the address of the default route), token_file is
-// empty (no token file), no labels, servers or insecure registries, nothing
-// reserved, max_pods 110, node_grace 10s, gossip profile edge, layers of
-// at most 4Gi and 500000 entries, 1Gi kept free, allow_unconfined true.
+// empty (no token file), no labels, servers, insecure registries or
+// host_volume_paths (so host volumes are refused), nothing reserved,
+// max_pods 110, node_grace 10s, gossip profile edge, layers of at most 4Gi
+// and 500000 entries, 1Gi kept free, allow_unconfined true.
 func DefaultNodeConfig() NodeConfig {
 	host, _ := os.Hostname()
 	return NodeConfig{
@@ -224,6 +226,11 @@ func (c *NodeConfig) validate(e *errs) {
 	}
 	if c.TokenFile != "" && !filepath.IsAbs(c.TokenFile) {
 		e.add(path{"token_file"}, "%s is not an absolute path", quoteShort(c.TokenFile))
+	}
+	for i, hp := range c.HostVolumePaths {
+		if !filepath.IsAbs(hp) || hp != "/" && filepath.Clean(hp) != strings.TrimSuffix(hp, "/") {
+			e.add(path{"host_volume_paths"}.index(i), `%s is not a clean absolute path like "/srv/"`, quoteShort(hp))
+		}
 	}
 	if c.AdvertiseAddr != "" {
 		if a, err := netip.ParseAddr(c.AdvertiseAddr); err != nil || !a.Is4() || a.IsUnspecified() {

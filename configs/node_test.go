@@ -58,6 +58,7 @@ api_addr = "0.0.0.0:7443"          # TLS API for agents and remote CLIs
 gossip_addr = "0.0.0.0:7946"
 servers = ["10.0.0.2:7443"]        # agents: where to join
 token_file = "/etc/skiff/token"
+host_volume_paths = ["/srv/"]      # host volumes allowed only under these prefixes (default none)
 cluster_cidr = "10.88.0.0/16"
 service_cidr = "10.96.0.0/16"
 bridge = "skiff0"
@@ -85,6 +86,7 @@ func TestLoadNodeConfig(t *testing.T) {
 	want.AdvertiseAddr = "10.0.0.5"
 	want.Servers = []string{"10.0.0.2:7443"}
 	want.TokenFile = "/etc/skiff/token"
+	want.HostVolumePaths = []string{"/srv/"}
 	want.InsecureRegistries = []string{"registry.local:5000"}
 	want.Reserved = Reserved{CPU: 0.1, Memory: 64 << 20}
 	if !reflect.DeepEqual(got, want) {
@@ -167,6 +169,11 @@ func TestNodeConfigErrors(t *testing.T) {
 				"config.toml:4:10: bridge: \"a-very-long-bridge\" is not a network interface name (at most 15 characters, no '/', ':' or spaces)\n" +
 				"config.toml:5:17: cgroup_parent: \"/skiff\" is not a relative cgroup path like \"skiff\"\n" +
 				"config.toml:6:14: token_file: \"token\" is not an absolute path"},
+		{"host volume paths", "host_volume_paths = [\"srv\", \"/srv/../etc\", \"/srv//x\", \"\", \"/srv\", \"/\", \"/srv/\"]\n",
+			"config.toml:1:22: host_volume_paths[0]: \"srv\" is not a clean absolute path like \"/srv/\"\n" +
+				"config.toml:1:29: host_volume_paths[1]: \"/srv/../etc\" is not a clean absolute path like \"/srv/\"\n" +
+				"config.toml:1:44: host_volume_paths[2]: \"/srv//x\" is not a clean absolute path like \"/srv/\"\n" +
+				"config.toml:1:55: host_volume_paths[3]: \"\" is not a clean absolute path like \"/srv/\""},
 		{"limits", "max_pods = 500\nnode_grace = \"0s\"\nreserved = { cpu = -1, memory = \"1GB\" }\nlabels = { \"x y\" = \"1\" }\ninsecure_registries = [\"registry.local\", \"reg:abc\"]\n",
 			"config.toml:1:12: max_pods: must be 1-253 (a node's pods share a /24)\n" +
 				"config.toml:2:14: node_grace: must be > 0\n" +

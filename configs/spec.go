@@ -132,6 +132,9 @@ type VolumeSpec struct {
 	Path string `toml:"path" json:"path,omitempty"`
 	// Size limit of memory volumes; 0 means the kernel default.
 	Size Bytes `toml:"size" json:"size,omitempty"`
+	// ReadOnly mounts a host volume read-only in every container that
+	// mounts it.
+	ReadOnly bool `toml:"read_only" json:"read_only,omitempty"`
 }
 
 // UpdateSpec is the rolling update strategy of an app.

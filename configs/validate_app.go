@@ -344,6 +344,9 @@ func validateVolume(e *errs, p path, name string, v *VolumeSpec) {
 	case v.Size > 0 && v.Type != VolumeMemory:
 		e.add(p.with("size"), `is only for volumes of type "memory"`)
 	}
+	if v.ReadOnly && v.Type != VolumeHost {
+		e.add(p.with("read_only"), `is only for volumes of type "host"`)
+	}
 }
 
 // validateUpdate checks u; perNode selects the defaults of unset fields.

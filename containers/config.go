@@ -49,6 +49,11 @@ type Config struct {
 	// InsecureRegistries are registry hosts (host:port) reached over plain
 	// HTTP. Loopback registries always are.
 	InsecureRegistries []string
+	// HostPaths says which node paths host volumes may mount. The zero
+	// value, the default, refuses every host volume; the node agent gives
+	// the node config's host_volume_paths and skiff's own directories. The
+	// runtime always refuses its Root and StateDir as well.
+	HostPaths HostPathPolicy
 	// LogMaxSize is the size at which a container's log file is rotated.
 	// Default 10 MiB.
 	LogMaxSize int64

@@ -60,6 +60,14 @@
 // StateDir/containers/<pod>_<container> the runtime's records and the shim's
 // exit file, StateDir/pods/<pod> the pinned namespaces.
 //
+// Host volumes bind-mount node paths, so they are refused unless
+// Config.HostPaths allows them (HostPathPolicy; the zero value refuses
+// all): the path, as written and with its symlinks resolved, must be under
+// an allowed prefix and must neither be, be inside nor contain a reserved
+// path (skiff's own directories, the runtime's Root and StateDir). The
+// check runs at StartPod and again at every container start, which mounts
+// the resolved path; a refusal is a *HostPathError.
+//
 // The package knows nothing of services or of the cluster: the node agent
 // maps its pod specs onto PodConfig and ContainerConfig.
 package containers

@@ -37,6 +37,8 @@ func TestTwoContainerPod(t *testing.T) {
 	requireRoot(t)
 	reg := startRegistry(t)
 	cfg := testConfig(t)
+	hostDir := t.TempDir()
+	cfg.HostPaths.Allowed = []string{hostDir}
 	r := openRuntime(t, cfg)
 	ctx := context.Background()
 	for _, ref := range []string{reg.Addr + "/busybox:1", reg.Addr + "/demo:1"} {
@@ -44,7 +46,6 @@ func TestTwoContainerPod(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hostDir := t.TempDir()
 	os.WriteFile(filepath.Join(hostDir, "from-host"), []byte("host file\n"), 0o644)
 	netns := makeNetns(t)
 	pod := PodConfig{Name: "web-" + randSuffix(), NetNSPath: netns, Volumes: map[string]Volume{

@@ -30,6 +30,9 @@ type Runtime struct {
 	closed chan struct{}
 	once   sync.Once
 
+	// hostPaths is cfg.HostPaths with Root and StateDir reserved.
+	hostPaths HostPathPolicy
+
 	mu   sync.Mutex // guards pods and ctrs and every ctr's fields
 	pods map[string]*podRecord
 	ctrs map[string]*ctr // by containerID
@@ -91,6 +94,10 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 		ctrs:   map[string]*ctr{},
 	}
 	logSecurity(r.log)
+	r.hostPaths = cfg.HostPaths
+	r.hostPaths.Reserved = append(slices.Clone(cfg.HostPaths.Reserved),
+		ReservedPath{Name: "the container runtime's root", Path: cfg.Root},
+		ReservedPath{Name: "the container runtime's state dir", Path: cfg.StateDir})
 	for _, d := range []string{r.libcontainerRoot(), filepath.Join(cfg.StateDir, "pods"), filepath.Join(cfg.StateDir, "containers"), filepath.Join(cfg.Root, "pods")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("open runtime: %w", err)
@@ -173,8 +180,11 @@ func (r *Runtime) StartPod(ctx context.Context, pod PodConfig) error {
 				return fmt.Errorf("pod %s: volume %s: %w", pod.Name, name, err)
 			}
 		case VolumeHost:
-			if _, err := os.Stat(v.Path); err != nil {
-				return fmt.Errorf("pod %s: volume %s: %w", pod.Name, name, err)
+			// Checked here so that a refused pod gets no sandbox, and
+			// again at every container start (sandboxOf), where it
+			// counts: the path may have changed since.
+			if _, err := r.hostPaths.resolve(name, v.Path); err != nil {
+				return fmt.Errorf("pod %s: %w", pod.Name, err)
 			}
 		}
 	}
@@ -189,17 +199,26 @@ func (r *Runtime) StartPod(ctx context.Context, pod PodConfig) error {
 	return nil
 }
 
-func (r *Runtime) sandboxOf(p *podRecord) sandbox {
+// sandboxOf returns what a container of the pod joins and mounts. Host
+// volumes are checked against the policy now, at mount time, and the path
+// they resolve to is the one mounted.
+func (r *Runtime) sandboxOf(p *podRecord) (sandbox, error) {
 	ns := filepath.Join(r.podStateDir(p.Config.Name), "ns")
-	sb := sandbox{netns: p.NetNS, ipcns: filepath.Join(ns, "ipc"), utsns: filepath.Join(ns, "uts"), volumes: map[string]string{}}
+	sb := sandbox{netns: p.NetNS, ipcns: filepath.Join(ns, "ipc"), utsns: filepath.Join(ns, "uts"),
+		volumes: map[string]string{}, readOnly: map[string]bool{}}
 	for name, v := range p.Config.Volumes {
-		if v.Type == VolumeHost {
-			sb.volumes[name] = v.Path
-		} else {
+		sb.readOnly[name] = v.ReadOnly
+		if v.Type != VolumeHost {
 			sb.volumes[name] = filepath.Join(r.podDataDir(p.Config.Name), "volumes", name)
+			continue
 		}
+		src, err := r.hostPaths.resolve(name, v.Path)
+		if err != nil {
+			return sb, fmt.Errorf("pod %s: %w", p.Config.Name, err)
+		}
+		sb.volumes[name] = src
 	}
-	return sb
+	return sb, nil
 }
 
 // Pods returns the configs of the pods the runtime has.

@@ -105,6 +105,7 @@ func buildProcess(img v1.Config, c ContainerConfig, rootfs, hostname string) (pr
 type sandbox struct {
 	netns, ipcns, utsns string
 	volumes             map[string]string // volume name -> directory on the node
+	readOnly            map[string]bool   // volume name -> mounted read-only (hostpath_linux.go)
 }
 
 // maskedPaths are the paths Docker masks (moby's oci.DefaultLinuxSpec):
@@ -195,7 +196,7 @@ func buildConfig(cfg Config, id, rootfs string, c ContainerConfig, sb sandbox) (
 		}
 		spec.Mounts = append(spec.Mounts, specs.Mount{
 			Destination: c.Mounts[vol], Type: "bind", Source: src,
-			Options: []string{"rbind", "rw", "nosuid", "nodev"},
+			Options: bindOptions(sb.readOnly[vol]),
 		})
 	}
 	lcfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{

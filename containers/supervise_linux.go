@@ -31,6 +31,10 @@ func (r *Runtime) launch(k *ctr) error {
 		return fmt.Errorf("pod %s: %w", rec.Pod, ErrNotFound)
 	}
 	c := rec.Config
+	sb, err := r.sandboxOf(p) // before the root filesystem: a refused volume mounts nothing
+	if err != nil {
+		return err
+	}
 	dir := filepath.Join(r.podDataDir(k.rec.Pod), "containers", c.Name)
 	rootfs := filepath.Join(dir, "rootfs")
 	layers := make([]string, len(rec.Layers))
@@ -48,7 +52,7 @@ func (r *Runtime) launch(k *ctr) error {
 	if err != nil {
 		return err
 	}
-	lcfg, err := buildConfig(r.cfg, k.id, rootfs, c, r.sandboxOf(p))
+	lcfg, err := buildConfig(r.cfg, k.id, rootfs, c, sb)
 	if err != nil {
 		return err
 	}

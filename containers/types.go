@@ -47,6 +47,9 @@ type Volume struct {
 	Path string `json:"path,omitempty"`
 	// Size limit in bytes of memory volumes; 0 is the kernel default.
 	Size int64 `json:"size,omitempty"`
+	// ReadOnly mounts the volume read-only in every container of the pod
+	// that mounts it (see bindOptions).
+	ReadOnly bool `json:"read_only,omitempty"`
 }
 
 // PodConfig is a pod sandbox: what its containers share.

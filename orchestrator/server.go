@@ -139,6 +139,7 @@ func (s *server) openStore() error {
 // listenAPI makes the API and listens on its unix socket.
 func (s *server) listenAPI() error {
 	opts := apiserver.Options{ServiceCIDR: s.cfg.ServiceCIDR, ClusterCIDR: s.cfg.ClusterCIDR, Logger: s.logger}
+	opts.CheckHostPath = agent.HostPathPolicy(s.cfg).Check // host volumes: refused at apply time by this node's policy
 	if err := opts.Validate(); err != nil {
 		return err
 	}

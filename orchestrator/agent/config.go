@@ -111,10 +111,27 @@ func RuntimeConfig(n configs.NodeConfig, log *slog.Logger) containers.Config {
 		MaxLayerEntries: n.Images.MaxLayerEntries,
 		MinFreeBytes:    int64(n.Images.MinFreeBytes),
 	}
+	cfg.HostPaths = HostPathPolicy(n)
 	if log != nil {
 		cfg.Logger = log
 	}
 	return cfg
+}
+
+// HostPathPolicy is the host volume policy of a node: its
+// host_volume_paths, and skiff's own paths refused even under them (data
+// dir, run dir, API socket, token file). The agent enforces it at pod
+// start; a server checks manifests against its own at apply time.
+func HostPathPolicy(n configs.NodeConfig) containers.HostPathPolicy {
+	p := containers.HostPathPolicy{Allowed: n.HostVolumePaths, Reserved: []containers.ReservedPath{
+		{Name: "skiff's data dir", Path: n.DataDir},
+		{Name: "skiff's run dir", Path: n.RunDir},
+		{Name: "skiff's API socket", Path: filepath.Join(n.RunDir, configs.APISocketFile)},
+	}}
+	if n.TokenFile != "" {
+		p.Reserved = append(p.Reserved, containers.ReservedPath{Name: "skiff's token file", Path: n.TokenFile})
+	}
+	return p
 }
 
 // NetConfig is the netlb config of a node; podCIDR may be nil for Cleanup.

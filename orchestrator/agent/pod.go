@@ -178,6 +178,13 @@ func (w *podWorker) ensure(ctx context.Context, p *api.Pod) error {
 	}
 	w.ip = ip.String()
 	if err := w.p.sandboxes.StartPod(ctx, podConfig(p, w.name, path)); err != nil {
+		// A host volume the node refuses (or lacks) fails the pod's start:
+		// said on the pod as a failed container start is.
+		w.event(api.EventWarning, "Failed", "start pod sandbox: "+err.Error())
+		for _, name := range names {
+			waiting[name] = ctrView{waitReason: containers.ReasonStartFail, waitMsg: err.Error()}
+		}
+		w.report(ctx, p, waiting)
 		return fmt.Errorf("pod sandbox: %w", err)
 	}
 	var errs []error
@@ -251,7 +258,7 @@ func podConfig(p *api.Pod, name, netns string) containers.PodConfig {
 	if len(p.Spec.Volumes) > 0 {
 		pc.Volumes = map[string]containers.Volume{}
 		for vn, v := range p.Spec.Volumes {
-			pc.Volumes[vn] = containers.Volume{Type: containers.VolumeType(v.Type), Path: v.Path, Size: int64(v.Size)}
+			pc.Volumes[vn] = containers.Volume{Type: containers.VolumeType(v.Type), Path: v.Path, Size: int64(v.Size), ReadOnly: v.ReadOnly}
 		}
 	}
 	return pc

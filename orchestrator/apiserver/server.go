@@ -39,6 +39,12 @@ type Options struct {
 	// make the controller create millions of pods. Default
 	// DefaultMaxReplicas.
 	MaxReplicas int
+	// CheckHostPath, if set, checks the path of every host volume at
+	// apply time: an error is a 400 on the volume's path field, its text
+	// the rule broken. The server sets its own node's policy
+	// (agent.HostPathPolicy(node).Check); nil leaves the check to the
+	// nodes, which always make it at pod start.
+	CheckHostPath func(path string) error
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }

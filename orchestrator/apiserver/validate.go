@@ -3,6 +3,7 @@ package apiserver
 import (
 	"errors"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strconv"
 
@@ -40,6 +41,7 @@ func (s *Server) withLimits(err error, apps map[string]*configs.AppSpec) error {
 			details = append(details, api.FieldDetail{Field: "app." + name + ".replicas",
 				Message: replicasMsg(*a.Replicas, s.opts.MaxReplicas)})
 		}
+		details = append(details, s.hostPathDetails(name, apps[name])...)
 	}
 	if len(details) == 0 {
 		return nil
@@ -49,4 +51,25 @@ func (s *Server) withLimits(err error, apps map[string]*configs.AppSpec) error {
 
 func replicasMsg(n, max int) string {
 	return "must be <= " + strconv.Itoa(max) + " (the server's limit), not " + strconv.Itoa(n)
+}
+
+// hostPathDetails checks the host volumes of app a against the server's
+// own node policy (Options.CheckHostPath). A path that configs already
+// refuses (relative, on a volume of another type) is not checked again.
+func (s *Server) hostPathDetails(name string, a *configs.AppSpec) []api.FieldDetail {
+	if s.opts.CheckHostPath == nil || a == nil {
+		return nil
+	}
+	var details []api.FieldDetail
+	for _, vn := range slices.Sorted(maps.Keys(a.Volumes)) {
+		v := a.Volumes[vn]
+		if v == nil || v.Type != configs.VolumeHost || !filepath.IsAbs(v.Path) {
+			continue
+		}
+		if err := s.opts.CheckHostPath(v.Path); err != nil {
+			details = append(details, api.FieldDetail{Field: "app." + name + ".volume." + vn + ".path",
+				Message: err.Error() + " of the server's node config"})
+		}
+	}
+	return details
 }
