@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-edge/skiff/cluster/pki"
 )
 
 // skiffBin is the skiff binary TestMain builds for every test here.
@@ -212,6 +214,22 @@ func (s *server) mustDo(method, path string, body any, want int, out any) {
 			s.t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
 		}
 	}
+}
+
+// createToken makes a token of role with `skiff token create` over the
+// server's unix socket and returns it parsed.
+func (s *server) createToken(role string, extra ...string) pki.Token {
+	s.t.Helper()
+	out, err := exec.Command(skiffBin, append([]string{"--api", "unix://" + filepath.Join(s.runDir, "skiff.sock"),
+		"token", "create", "--role", role}, extra...)...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("skiff token create --role %s: %v\n%s", role, err, out)
+	}
+	tok, err := pki.ParseToken(string(out))
+	if err != nil {
+		s.t.Fatalf("skiff token create printed %q: %v", out, err)
+	}
+	return tok
 }
 
 // syncBuffer is a bytes.Buffer safe for the process's writes and the test's
