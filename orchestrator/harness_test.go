@@ -48,7 +48,7 @@ func TestMain(m *testing.M) {
 
 // server is a running `skiff server` process.
 type server struct {
-	t       *testing.T
+	t       testing.TB
 	dataDir string
 	runDir  string
 	tcpAddr string
@@ -68,7 +68,7 @@ type serverOpts struct {
 
 // startServer starts `skiff server` and waits until its API answers. The
 // process is killed at the end of the test if it still runs.
-func startServer(t *testing.T, o serverOpts) *server {
+func startServer(t testing.TB, o serverOpts) *server {
 	t.Helper()
 	base := t.TempDir()
 	if o.dataDir == "" {
@@ -149,7 +149,7 @@ func (s *server) kill(sig syscall.Signal) {
 	}
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -166,7 +166,7 @@ func (s *server) do(method, path string, body any) (int, []byte) {
 	return doOn(s.t, s.http, "http://skiff", method, path, body, nil)
 }
 
-func doOn(t *testing.T, c *http.Client, base, method, path string, body any, hdr http.Header) (int, []byte) {
+func doOn(t testing.TB, c *http.Client, base, method, path string, body any, hdr http.Header) (int, []byte) {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {

@@ -20,14 +20,14 @@ import (
 // CA's serving certificate, client certificates verified against the CA,
 // every request authenticated (TCPHandler). Nothing here needs root.
 type tlsEnv struct {
-	t   *testing.T
+	t   testing.TB
 	s   *Server
 	st  *store.Store
 	p   *pki.PKI
 	srv *httptest.Server
 }
 
-func newTLSEnv(t *testing.T, validity time.Duration) *tlsEnv {
+func newTLSEnv(t testing.TB, validity time.Duration) *tlsEnv {
 	t.Helper()
 	s, st := newTestServer(t, "10.96.0.0/16")
 	p, err := pki.Load(filepath.Join(t.TempDir(), "pki"), nil)
@@ -122,7 +122,7 @@ func (e *tlsEnv) tlsClient(h *pki.Holder) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
-func decodeBody(t *testing.T, b []byte, v any) {
+func decodeBody(t testing.TB, b []byte, v any) {
 	t.Helper()
 	if err := json.Unmarshal(b, v); err != nil {
 		t.Fatalf("decode %s: %v", b, err)
