@@ -34,6 +34,7 @@ var explicitZero = map[zeroCheck]string{
 	{reflect.TypeFor[AppSpec](), "termination_grace"}:    "must be > 0",
 	{reflect.TypeFor[AppSpec](), "mode"}:                 enumMsg("", "mode", ModeReplicas, ModePerNode),
 	{reflect.TypeFor[AppSpec](), "restart"}:              enumMsg("", "restart policy", RestartAlways, RestartOnFailure, RestartNever),
+	{reflect.TypeFor[ContainerSpec](), "seccomp"}:        enumMsg("", "seccomp profile", SeccompDefault, SeccompUnconfined),
 	{reflect.TypeFor[Probe](), "period"}:                 "must be > 0",
 	{reflect.TypeFor[Probe](), "timeout"}:                "must be > 0",
 	{reflect.TypeFor[Probe](), "failure_threshold"}:      "must be >= 1",

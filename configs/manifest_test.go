@@ -120,6 +120,7 @@ func TestParseManifestGood(t *testing.T) {
 							Pids:         256,
 							Mounts:       map[string]string{"config": "/etc/proxy", "scratch": "/tmp", "logs": "/var/log/proxy"},
 							ReadOnlyRoot: true,
+							Seccomp:      SeccompUnconfined,
 							Readiness: &Probe{TCP: true, Port: PortRef{Name: "http"}, Period: DefaultProbePeriod,
 								Timeout: DefaultProbeTimeout, FailureThreshold: 3, SuccessThreshold: 1},
 							Liveness: &Probe{HTTPGet: "/healthz?deep=1", Port: PortRef{Name: "admin"},
@@ -132,6 +133,7 @@ func TestParseManifestGood(t *testing.T) {
 							Image:   "busybox",
 							Command: []string{"sh", "-c", "while true; do\n  cat /var/log/proxy/* ; sleep 5\ndone"},
 							Mounts:  map[string]string{"logs": "/logs"},
+							Seccomp: SeccompDefault,
 						},
 					},
 					Volumes: map[string]*VolumeSpec{

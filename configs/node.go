@@ -39,6 +39,11 @@ type NodeConfig struct {
 	// replaced elsewhere.
 	NodeGrace Duration `toml:"node_grace" json:"node_grace,omitempty"`
 	Gossip    Gossip   `toml:"gossip" json:"gossip"`
+
+	// AllowUnconfined lets containers with seccomp = "unconfined" run on
+	// this node. Default true; false makes their start fail with a pod
+	// event naming this key.
+	AllowUnconfined bool `toml:"allow_unconfined" json:"allow_unconfined"`
 }
 
 // Reserved is what the node keeps back from pods.
@@ -95,7 +100,8 @@ const (
 // nothing: node_name is the hostname (lower-cased), advertise_addr is empty
 // (the caller detects the address of the default route), token_file is
 // empty (no token file), no labels, servers or insecure registries, nothing
-// reserved, max_pods 110, node_grace 10s, gossip profile edge.
+// reserved, max_pods 110, node_grace 10s, gossip profile edge,
+// allow_unconfined true.
 func DefaultNodeConfig() NodeConfig {
 	host, _ := os.Hostname()
 	return NodeConfig{
@@ -111,6 +117,9 @@ func DefaultNodeConfig() NodeConfig {
 		MaxPods:      DefaultMaxPods,
 		NodeGrace:    DefaultNodeGrace,
 		Gossip:       Gossip{Profile: GossipEdge},
+		// Docker's default too: a manifest may opt a container out of
+		// the seccomp filter unless the node's owner says no.
+		AllowUnconfined: true,
 	}
 }
 

@@ -20,7 +20,8 @@ func TestDefaultNodeConfig(t *testing.T) {
 	if c.DataDir != "/var/lib/skiff" || c.RunDir != "/run/skiff" || c.APIAddr != "0.0.0.0:7443" ||
 		c.GossipAddr != "0.0.0.0:7946" || c.ClusterCIDR != "10.88.0.0/16" || c.ServiceCIDR != "10.96.0.0/16" ||
 		c.Bridge != "skiff0" || c.CgroupParent != "skiff" || c.MaxPods != 110 ||
-		c.NodeGrace != Duration(10*time.Second) || c.Gossip.Profile != GossipEdge || c.AdvertiseAddr != "" {
+		c.NodeGrace != Duration(10*time.Second) || c.Gossip.Profile != GossipEdge || c.AdvertiseAddr != "" ||
+		!c.AllowUnconfined {
 		t.Errorf("defaults differ from DESIGN.md: %+v", c)
 	}
 	if err := c.Validate(); err != nil {
@@ -74,7 +75,7 @@ func TestLoadNodeConfig(t *testing.T) {
 
 	// Keys left out keep their defaults; a table sets only its keys.
 	partial := filepath.Join(dir, "partial.toml")
-	if err := os.WriteFile(partial, []byte("max_pods = 50\n[gossip]\nsuspicion_mult = 6\n"), 0o644); err != nil {
+	if err := os.WriteFile(partial, []byte("max_pods = 50\nallow_unconfined = false\n[gossip]\nsuspicion_mult = 6\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got, err = LoadNodeConfig(partial)
@@ -83,6 +84,7 @@ func TestLoadNodeConfig(t *testing.T) {
 	}
 	want = DefaultNodeConfig()
 	want.MaxPods = 50
+	want.AllowUnconfined = false
 	want.Gossip.SuspicionMult = 6
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)
@@ -119,6 +121,8 @@ func TestNodeConfigErrors(t *testing.T) {
 			"config.toml:1:12: max_pods: expected an integer, got a string (\"10\")\n" +
 				"config.toml:2:11: servers: expected an array, got a string (\"10.0.0.2:7443\")\n" +
 				"config.toml:3:20: reserved.cpu: expected a number, got a string (\"1\")"},
+		{"allow_unconfined not a bool", "allow_unconfined = \"no\"\n",
+			"config.toml:1:20: allow_unconfined: expected a boolean, got a string (\"no\")"},
 		{"cidrs", "cluster_cidr = \"10.88.0.1/16\"\nservice_cidr = \"10.96.0.0/31\"\n",
 			"config.toml:1:16: cluster_cidr: \"10.88.0.1/16\" has host bits set (use 10.88.0.0/16)\n" +
 				"config.toml:2:16: service_cidr: \"10.96.0.0/31\" is too small (at most /30)"},

@@ -18,6 +18,12 @@ const (
 	RestartNever     = "never"
 )
 
+// Seccomp profiles of a container.
+const (
+	SeccompDefault    = "default"    // Docker's default profile
+	SeccompUnconfined = "unconfined" // no filter, where the node allows it
+)
+
 // App modes.
 const (
 	ModeReplicas = "replicas" // keep Replicas pods (the default)
@@ -79,6 +85,11 @@ type ContainerSpec struct {
 	Mounts map[string]string `toml:"mounts" json:"mounts,omitempty"`
 	// ReadOnlyRoot mounts the root filesystem read-only.
 	ReadOnlyRoot bool `toml:"read_only_root" json:"read_only_root,omitempty"`
+	// Seccomp is the container's seccomp profile: default (Docker's, also
+	// when empty) or unconfined (none), which a node may forbid
+	// (allow_unconfined). SetDefaults leaves it empty, so that adding the
+	// key changed no existing app's template.
+	Seccomp string `toml:"seccomp" json:"seccomp,omitempty"`
 
 	Readiness *Probe `toml:"readiness" json:"readiness,omitempty"`
 	Liveness  *Probe `toml:"liveness" json:"liveness,omitempty"`

@@ -171,6 +171,11 @@ func validateContainer(e *errs, p path, name string, c *ContainerSpec, volumes m
 	if c.Pids < 0 {
 		e.add(p.with("pids"), "must be >= 0")
 	}
+	switch c.Seccomp {
+	case "", SeccompDefault, SeccompUnconfined:
+	default:
+		e.add(p.with("seccomp"), "%s", enumMsg(c.Seccomp, "seccomp profile", SeccompDefault, SeccompUnconfined))
+	}
 	mountPaths := map[string]string{}
 	for _, vn := range sortedKeys(c.Mounts) {
 		mp := p.with("mounts", vn)

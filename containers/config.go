@@ -66,6 +66,11 @@ type Config struct {
 	// ShimPath is the binary re-executed as the shim and libcontainer init.
 	// Default /proc/self/exe, which must call Init.
 	ShimPath string
+	// AllowUnconfined lets a container with Seccomp "unconfined" start;
+	// when false such a start fails with ErrForbidden (the node config's
+	// allow_unconfined). DefaultConfig sets it true. A Config built by
+	// hand without it forbids, the safe side of a forgotten field.
+	AllowUnconfined bool
 }
 
 // DefaultConfig returns the defaults described on Config. Root and
@@ -79,6 +84,8 @@ func DefaultConfig() Config {
 		Clock:        RealClock(),
 		ShimPath:     "/proc/self/exe",
 		LayerGCGrace: images.DefaultLayerGCGrace,
+		// A manifest may opt a container out unless the node forbids it.
+		AllowUnconfined: true,
 	}
 }
 

@@ -8,6 +8,15 @@
 // or made by the runtime), one IPC namespace and one UTS namespace whose
 // hostname is PodConfig.Hostname, or the pod name when that is empty.
 //
+// Every container is confined as Docker confines one by default, with
+// fewer capabilities (spec_linux.go, seccomp_linux.go): only AUDIT_WRITE,
+// KILL and NET_BIND_SERVICE, no_new_privs, Docker's default seccomp profile
+// (unless ContainerConfig.Seccomp is unconfined and Config.AllowUnconfined
+// lets it be), a cgroup namespace of its own, and Docker's masked and
+// read-only /proc and /sys paths. The seccomp filter needs the binary built
+// with -tags seccomp (and libseccomp); without it such a container is
+// refused with ErrSeccompUnsupported, never run unconfined.
+//
 // Each container is run by a small shim: the calling binary re-executed as
 // "containers-shim" in its own session. The shim is the container's parent: it
 // owns the container's stdout and stderr, writes them as timestamped lines to

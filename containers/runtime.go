@@ -90,6 +90,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 		pods:   map[string]*podRecord{},
 		ctrs:   map[string]*ctr{},
 	}
+	logSecurity(r.log)
 	for _, d := range []string{r.libcontainerRoot(), filepath.Join(cfg.StateDir, "pods"), filepath.Join(cfg.StateDir, "containers"), filepath.Join(cfg.Root, "pods")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("open runtime: %w", err)

@@ -107,24 +107,66 @@ type sandbox struct {
 	volumes             map[string]string // volume name -> directory on the node
 }
 
+// maskedPaths are the paths Docker masks (moby's oci.DefaultLinuxSpec):
+// `runc spec`'s list plus /proc/interrupts and
+// /sys/devices/virtual/powercap (RAPL energy counters, a side channel:
+// CVE-2020-8694). A masked file reads as /dev/null, a masked directory as
+// an empty read-only tmpfs; a path the host lacks is skipped.
+var maskedPaths = []string{
+	"/proc/acpi",
+	"/proc/asound",
+	"/proc/interrupts",
+	"/proc/kcore",
+	"/proc/keys",
+	"/proc/latency_stats",
+	"/proc/sched_debug",
+	"/proc/scsi",
+	"/proc/timer_list",
+	"/proc/timer_stats",
+	"/sys/devices/virtual/powercap",
+	"/sys/firmware",
+}
+
+// readonlyPaths are the paths Docker (and `runc spec`) remount read-only.
+var readonlyPaths = []string{
+	"/proc/bus",
+	"/proc/fs",
+	"/proc/irq",
+	"/proc/sys",
+	"/proc/sysrq-trigger",
+}
+
 // buildConfig makes the libcontainer config of a container from runc's
 // `runc spec` profile (only AUDIT_WRITE, KILL and NET_BIND_SERVICE,
-// no_new_privs, masked and read-only /proc and /sys paths, devices denied
-// but the standard ones), joined to the pod's namespaces, with the
-// container's limits and volume mounts.
-func buildConfig(cgroupParent, id, rootfs string, c ContainerConfig, sb sandbox) (*configs.Config, error) {
+// no_new_privs, devices denied but the standard ones) hardened as Docker
+// is: its masked and read-only paths, its default seccomp profile unless
+// the container is unconfined (and the node allows that), and a cgroup
+// namespace of the container's own. It is joined to the pod's namespaces,
+// with the container's limits and volume mounts.
+func buildConfig(cfg Config, id, rootfs string, c ContainerConfig, sb sandbox) (*configs.Config, error) {
 	spec := specconv.Example()
 	spec.Process.Terminal = false
 	spec.Root = &specs.Root{Path: rootfs, Readonly: c.ReadOnlyRoot}
 	spec.Hostname = "" // set in the pod's UTS namespace
+	// The cgroup namespace hides the node's cgroup tree: the container
+	// sees its own cgroup as / in /proc/self/cgroup and, on cgroup v1, in
+	// the per-hierarchy cgroupfs mounts libcontainer makes under
+	// /sys/fs/cgroup (read-only, as `runc spec` has it).
 	spec.Linux.Namespaces = []specs.LinuxNamespace{
 		{Type: specs.PIDNamespace},
 		{Type: specs.MountNamespace},
+		{Type: specs.CgroupNamespace},
 		{Type: specs.NetworkNamespace, Path: sb.netns},
 		{Type: specs.IPCNamespace, Path: sb.ipcns},
 		{Type: specs.UTSNamespace, Path: sb.utsns},
 	}
-	spec.Linux.CgroupsPath = "/" + filepath.Join(cgroupParent, id)
+	spec.Linux.MaskedPaths = slices.Clone(maskedPaths)
+	spec.Linux.ReadonlyPaths = slices.Clone(readonlyPaths)
+	filter, err := seccompFor(c, spec.Process.Capabilities.Bounding, cfg.AllowUnconfined)
+	if err != nil {
+		return nil, err
+	}
+	spec.Linux.CgroupsPath = "/" + filepath.Join(cfg.CgroupParent, id)
 	pids := c.Pids
 	if pids == 0 {
 		pids = 1024
@@ -156,14 +198,15 @@ func buildConfig(cgroupParent, id, rootfs string, c ContainerConfig, sb sandbox)
 			Options: []string{"rbind", "rw", "nosuid", "nodev"},
 		})
 	}
-	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+	lcfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName: id,
 		Spec:       spec,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("container %s: libcontainer config: %w", c.Name, err)
 	}
-	return cfg, nil
+	lcfg.Seccomp = filter
+	return lcfg, nil
 }
 
 func hasKey(m map[string]int, k string) bool {

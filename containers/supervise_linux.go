@@ -48,7 +48,7 @@ func (r *Runtime) launch(k *ctr) error {
 	if err != nil {
 		return err
 	}
-	lcfg, err := buildConfig(r.cfg.CgroupParent, k.id, rootfs, c, r.sandboxOf(p))
+	lcfg, err := buildConfig(r.cfg, k.id, rootfs, c, r.sandboxOf(p))
 	if err != nil {
 		return err
 	}

@@ -94,6 +94,9 @@ type ContainerConfig struct {
 	ReadOnlyRoot bool `json:"read_only_root,omitempty"`
 	// Restart policy; default always.
 	Restart RestartPolicy `json:"restart,omitempty"`
+	// Seccomp is the container's seccomp profile: default (also when
+	// empty) or unconfined.
+	Seccomp SeccompProfile `json:"seccomp,omitempty"`
 }
 
 // State of a container.
@@ -200,6 +203,11 @@ func (c *ContainerConfig) Validate(pod *PodConfig) error {
 	case "", RestartAlways, RestartOnFailure, RestartNever:
 	default:
 		errs = append(errs, fmt.Errorf("container %s: unknown restart policy %q: %w", c.Name, c.Restart, ErrInvalid))
+	}
+	switch c.Seccomp {
+	case "", SeccompDefault, SeccompUnconfined:
+	default:
+		errs = append(errs, fmt.Errorf("container %s: unknown seccomp profile %q (use default or unconfined): %w", c.Name, c.Seccomp, ErrInvalid))
 	}
 	if c.CPU < 0 || c.Memory < 0 || c.Pids < 0 {
 		errs = append(errs, fmt.Errorf("container %s: negative limit: %w", c.Name, ErrInvalid))

@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	skiffBin = filepath.Join(dir, "skiff")
-	args := []string{"build", "-o", skiffBin}
+	args := []string{"build", "-tags", "seccomp", "-o", skiffBin} // pods need the seccomp filter
 	if raceEnabled {
 		args = append(args, "-race")
 	}

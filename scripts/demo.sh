@@ -112,7 +112,7 @@ echo "   ok"
 
 step "building bin/skiff"
 mkdir -p bin
-go build -o "$SKIFF" ./cmd/skiff
+go build -tags seccomp -o "$SKIFF" ./cmd/skiff
 echo "   $SKIFF"
 
 step "building the demo image from examples/demo"

@@ -21,6 +21,7 @@ declare -A need=(
 	[nft]=nftables
 	[file]=file
 	[git]=git
+	[pkg-config]=pkg-config
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -30,6 +31,10 @@ done
 if command -v busybox >/dev/null 2>&1 && ! file -L "$(command -v busybox)" 2>/dev/null | grep -q static; then
 	dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 fi
+# skiff is built with -tags seccomp, which compiles runc's
+# libcontainer/seccomp against libseccomp (cgo, found through pkg-config):
+# the default seccomp profile of every container needs it.
+pkg-config --exists libseccomp 2>/dev/null || missing+=(libseccomp-dev)
 if [ ${#missing[@]} -gt 0 ] && [ "${DEPS_CHECK:-}" = 1 ]; then
 	echo "deps: missing after install: ${missing[*]} (commands: ${!need[*]})" >&2
 	exit 1

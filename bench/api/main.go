@@ -4,7 +4,7 @@
 // per second of one app, and /healthz per second as the transport baseline;
 // then the server's RSS when idle and with 1,000 pods in the store.
 //
-//	go build -o /tmp/skiff ./cmd/skiff && go run ./bench/api -skiff /tmp/skiff
+//	go build -tags seccomp -o /tmp/skiff ./cmd/skiff && go run ./bench/api -skiff /tmp/skiff
 //
 // Each figure is the median of -rounds runs of -duration, with min and max.
 package main

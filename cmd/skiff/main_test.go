@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	skiffBin = filepath.Join(dir, "skiff")
-	out, err := exec.Command("go", "build", "-o", skiffBin, ".").CombinedOutput()
+	out, err := exec.Command("go", "build", "-tags", "seccomp", "-o", skiffBin, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build skiff: %v\n%s", err, out)
 		os.RemoveAll(dir)

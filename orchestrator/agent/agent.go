@@ -62,19 +62,17 @@ func (a *Agent) SetDownNodes(nodes map[string]bool) { a.lb.setDown(nodes) }
 
 // Run runs the agent until ctx ends. Containers keep running when it
 // returns: a later Run adopts them.
+//
+// In order: it opens the container runtime, registers the node (or starts
+// from the local cache), sets up the node network under a programmed load
+// balancer, starts the loops that need no lists, brings the pods up (or
+// catches up once a server answers) and then watches the server.
 func (a *Agent) Run(ctx context.Context) error {
-	rcfg := RuntimeConfig(a.cfg.Node, a.cfg.Logger)
-	if a.cfg.ShimPath != "" {
-		rcfg.ShimPath = a.cfg.ShimPath
-	}
-	rt, err := containers.Open(ctx, rcfg)
+	rt, err := a.openRuntime(ctx)
 	if err != nil {
-		return fmt.Errorf("open container runtime: %w", err)
+		return err
 	}
 	defer rt.Close()
-	a.mu.Lock()
-	a.rt = rt
-	a.mu.Unlock()
 
 	// A server that does not answer within OfflineAfter lets a node that
 	// ran before start from its local cache: its pods keep running and its
@@ -85,46 +83,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil || podCIDR == nil {
 		return err
 	}
-	ncfg, err := NetConfig(a.cfg.Node, podCIDR, a.cfg.Logger)
+	nw, err := a.openNetwork(rt, podCIDR)
 	if err != nil {
 		return err
 	}
-	nw, err := netlb.New(ncfg)
+	svcRev, epRev, err := a.setUpNode(ctx, nw, offline, cached)
 	if err != nil {
 		return err
-	}
-	a.mu.Lock()
-	a.net = nw
-	a.mu.Unlock()
-	a.lb.net = nw
-	a.pods = &pods{
-		node: a.name, log: a.log, api: a.c, events: a.events,
-		images: rt.Images(), sandboxes: rt, containers: rt, probes: rt,
-		net: nw, lb: a.lb,
-		drainTimeout: a.cfg.LBDrainTimeout, now: time.Now,
-		workers: map[string]*podWorker{}, done: make(chan *podWorker, 64),
-	}
-
-	// Program the load balancer from a fresh list (or the cache) before
-	// anything else, and before SetupNode (which rewrites every chain from
-	// the last sync), so that after a crash the rules in force are
-	// rewritten unchanged and no service loses its rules for a moment.
-	var svcRev, epRev int64
-	if offline {
-		a.lb.set(cached.Services, cached.Endpoints)
-	} else if svcRev, epRev, err = a.lb.relist(ctx); err != nil {
-		return err
-	}
-	if err := a.lb.sync(); err != nil {
-		a.log.Debug("load balancer sync before node setup failed (a new node)", "err", err)
-	}
-	a.log.Info("setting up the node network (sysctls ip_forward, route_localnet, bridge-nf-call-iptables; bridge; SKIFF-* chains)",
-		"bridge", ncfg.Bridge, "pod_cidr", podCIDR.String())
-	if err := nw.SetupNode(); err != nil {
-		return fmt.Errorf("set up node network: %w", err)
-	}
-	if err := a.lb.sync(); err != nil {
-		a.log.Warn("first load balancer sync failed; retrying", "err", err)
 	}
 	stopPeers := a.startPeers(ctx, podCIDR, nw)
 	defer stopPeers()
@@ -134,29 +99,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer a.pods.wait()
 	wctx, cancelWorkers := context.WithCancel(ctx)
 	defer cancelWorkers()
-	run := func(f func()) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f() }()
-	}
-	run(func() { a.events.run(wctx, a.c) })
-	run(func() { a.heartbeat(wctx) })
-	run(func() { a.lb.syncLoop(wctx) })
-	run(func() { a.pods.exitLoop(wctx, rt.Events()) })
-	run(func() { a.cacheLoop(wctx, podCIDR.String(), time.Second) })
+	wg.Go(func() { a.events.run(wctx, a.c) })
+	wg.Go(func() { a.heartbeat(wctx) })
+	wg.Go(func() { a.lb.syncLoop(wctx) })
+	wg.Go(func() { a.pods.exitLoop(wctx, rt.Events()) })
+	wg.Go(func() { a.cacheLoop(wctx, podCIDR.String(), time.Second) })
 
 	var podRev int64
 	if offline {
-		go a.waitFirstSync(wctx, a.pods.startCached(wctx, cached.Pods))
-		if _, err := a.register(ctx); err != nil {
+		if podRev, svcRev, epRev, err = a.catchUp(ctx, wctx, cached); err != nil {
 			return nil // ctx ended
-		}
-		a.log.Info("a server answers again; catching up")
-		if svcRev, epRev, err = a.lb.relist(ctx); err != nil {
-			return nil
-		}
-		a.lb.kick()
-		if podRev, _, err = a.pods.adopt(wctx); err != nil {
-			return nil
 		}
 	} else {
 		var firsts []chan struct{}
@@ -166,13 +118,109 @@ func (a *Agent) Run(ctx context.Context) error {
 		go a.waitFirstSync(wctx, firsts)
 	}
 
-	run(func() { a.lb.run(wctx, svcRev, epRev, a.cfg.Resync) })
-	run(func() { a.pods.run(wctx, a.c, podRev, a.cfg.Resync) })
+	wg.Go(func() { a.lb.run(wctx, svcRev, epRev, a.cfg.Resync) })
+	wg.Go(func() { a.pods.run(wctx, a.c, podRev, a.cfg.Resync) })
 	a.log.Info("agent running", "pod_cidr", podCIDR.String())
 	<-ctx.Done()
 	cancelWorkers()
 	a.log.Info("agent stopping; containers keep running")
 	return nil
+}
+
+// openRuntime opens the container runtime and keeps it for logs and exec
+// (io.go). The caller closes it.
+func (a *Agent) openRuntime(ctx context.Context) (*containers.Runtime, error) {
+	rcfg := RuntimeConfig(a.cfg.Node, a.cfg.Logger)
+	if a.cfg.ShimPath != "" {
+		rcfg.ShimPath = a.cfg.ShimPath
+	}
+	rt, err := containers.Open(ctx, rcfg)
+	if err != nil {
+		return nil, fmt.Errorf("open container runtime: %w", err)
+	}
+	a.mu.Lock()
+	a.rt = rt
+	a.mu.Unlock()
+	return rt, nil
+}
+
+// openNetwork makes the node network for podCIDR (it touches nothing in
+// the kernel yet) and hands it to the agent, its load balancer and its pod
+// side, which it makes on runtime rt.
+func (a *Agent) openNetwork(rt *containers.Runtime, podCIDR *net.IPNet) (*netlb.Network, error) {
+	ncfg, err := NetConfig(a.cfg.Node, podCIDR, a.cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	nw, err := netlb.New(ncfg)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	a.net = nw
+	a.mu.Unlock()
+	a.lb.net = nw
+	a.pods = a.newPods(rt, nw)
+	return nw, nil
+}
+
+// newPods returns the pod side of the agent, on runtime rt and network nw.
+func (a *Agent) newPods(rt *containers.Runtime, nw *netlb.Network) *pods {
+	return &pods{
+		node: a.name, log: a.log, api: a.c, events: a.events,
+		images: rt.Images(), sandboxes: rt, containers: rt, probes: rt,
+		net: nw, lb: a.lb,
+		drainTimeout: a.cfg.LBDrainTimeout, now: time.Now,
+		workers: map[string]*podWorker{}, done: make(chan *podWorker, 64),
+	}
+}
+
+// setUpNode programs the load balancer from a fresh list (or, offline,
+// from cached) and then sets up the node network nw. The load balancer
+// goes first, and before SetupNode (which rewrites every chain from the
+// last sync), so that after a crash the rules in force are rewritten
+// unchanged and no service loses its rules for a moment. It returns the
+// revisions of the services and endpoints lists (0 offline).
+func (a *Agent) setUpNode(ctx context.Context, nw *netlb.Network, offline bool, cached *cache) (svcRev, epRev int64, err error) {
+	if offline {
+		a.lb.set(cached.Services, cached.Endpoints)
+	} else if svcRev, epRev, err = a.lb.relist(ctx); err != nil {
+		return 0, 0, err
+	}
+	if err := a.lb.sync(); err != nil {
+		a.log.Debug("load balancer sync before node setup failed (a new node)", "err", err)
+	}
+	ncfg := nw.Config()
+	a.log.Info("setting up the node network (sysctls ip_forward, route_localnet, bridge-nf-call-iptables; bridge; SKIFF-* chains)",
+		"bridge", ncfg.Bridge, "pod_cidr", ncfg.PodCIDR.String())
+	if err := nw.SetupNode(); err != nil {
+		return 0, 0, fmt.Errorf("set up node network: %w", err)
+	}
+	if err := a.lb.sync(); err != nil {
+		a.log.Warn("first load balancer sync failed; retrying", "err", err)
+	}
+	return svcRev, epRev, nil
+}
+
+// catchUp runs an offline start: the cached pods run (and count for the
+// first sync) until a server answers; then the load balancer and the pods
+// catch up with fresh lists. It returns the lists' revisions, where the
+// watches start. It fails only when ctx ends (each call is retried until
+// then); wctx is the workers' context.
+func (a *Agent) catchUp(ctx, wctx context.Context, cached *cache) (podRev, svcRev, epRev int64, err error) {
+	go a.waitFirstSync(wctx, a.pods.startCached(wctx, cached.Pods))
+	if _, err := a.register(ctx); err != nil {
+		return 0, 0, 0, err
+	}
+	a.log.Info("a server answers again; catching up")
+	if svcRev, epRev, err = a.lb.relist(ctx); err != nil {
+		return 0, 0, 0, err
+	}
+	a.lb.kick()
+	if podRev, _, err = a.pods.adopt(wctx); err != nil {
+		return 0, 0, 0, err
+	}
+	return podRev, svcRev, epRev, nil
 }
 
 // connect registers the node and returns its pod CIDR. When no server

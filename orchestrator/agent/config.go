@@ -104,6 +104,7 @@ func RuntimeConfig(n configs.NodeConfig, log *slog.Logger) containers.Config {
 	cfg.StateDir = filepath.Join(n.RunDir, "containers")
 	cfg.CgroupParent = n.CgroupParent
 	cfg.InsecureRegistries = n.InsecureRegistries
+	cfg.AllowUnconfined = n.AllowUnconfined
 	if log != nil {
 		cfg.Logger = log
 	}

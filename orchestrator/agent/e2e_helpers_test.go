@@ -68,7 +68,7 @@ func build(t testing.TB) {
 			return
 		}
 		skiffBin = filepath.Join(buildDir, "skiff")
-		args := []string{"build", "-o", skiffBin}
+		args := []string{"build", "-tags", "seccomp", "-o", skiffBin} // pods need the seccomp filter
 		if raceEnabled {
 			args = append(args, "-race")
 		}

@@ -110,6 +110,13 @@ func TestE2E(t *testing.T) {
 		if code := exitCode(err); code != 3 {
 			t.Errorf("skiff exec exit 3: exit code %d (%v)", code, err)
 		}
+		// The agent hands the manifest's (default) seccomp choice to the
+		// runtime: the pod's process runs under a filter, without new
+		// privileges.
+		out, err = n.skiff("exec", p, "--", "cat", "/proc/1/status")
+		if err != nil || !strings.Contains(out, "Seccomp:\t2") || !strings.Contains(out, "NoNewPrivs:\t1") {
+			t.Errorf("skiff exec cat /proc/1/status: %v, want Seccomp 2 and NoNewPrivs 1:\n%s", err, out)
+		}
 		if out, err := n.skiff("logs", p, "-c", "nope"); err == nil {
 			t.Errorf("skiff logs -c nope: no error: %s", out)
 		}

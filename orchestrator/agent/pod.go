@@ -263,6 +263,7 @@ func containerConfig(name string, c *configs.ContainerSpec, restart string) cont
 		Name: name, Image: c.Image, Command: c.Command, Args: c.Args, Env: c.Env,
 		Workdir: c.Workdir, User: c.User, CPU: c.CPU, Memory: int64(c.Memory), Pids: int64(c.Pids),
 		Mounts: c.Mounts, ReadOnlyRoot: c.ReadOnlyRoot, Restart: containers.RestartPolicy(restart),
+		Seccomp: containers.SeccompProfile(c.Seccomp),
 	}
 	return cc
 }

@@ -111,93 +111,132 @@ func (w *podWorker) stopProbers() {
 	}
 }
 
-// loop runs one probe of the container every period.
+// loop runs one probe of the container every period, on the container's
+// current run: a new run starts over after its initial delay.
 func (pr *prober) loop(ctx context.Context, kind string, probe *configs.Probe, spec *configs.ContainerSpec) {
-	period := orDefault(probe.Period.D(), defaultProbePeriod)
-	timeout := orDefault(probe.Timeout.D(), defaultProbeTimeout)
-	failures := max(probe.FailureThreshold, 0)
-	if failures == 0 {
-		failures = defaultFailures
-	}
-	successes := max(probe.SuccessThreshold, 0)
-	if successes == 0 {
-		successes = defaultSuccesses
-	}
+	set := settingsOf(probe)
 	rt := pr.w.p.probes
-	var pid, okRow, failRow int
-	var fast time.Duration // the quick re-probe interval of a new run
-	var proven bool        // the run passed this probe once
-	wait := func(d time.Duration) bool {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		}
-	}
+	var run probeRun
 	for {
 		st, err := rt.ContainerStatus(pr.w.name, pr.ctr)
 		if err != nil || st.State != containers.StateRunning {
-			if !wait(min(period, 200*time.Millisecond)) {
+			if !sleep(ctx, min(set.period, 200*time.Millisecond)) {
 				return
 			}
 			continue
 		}
-		if st.Pid != pid {
-			pid, okRow, failRow, fast, proven = st.Pid, 0, 0, 0, false
-			if d := time.Until(st.StartedAt.Add(probe.InitialDelay.D())); d > 0 && !wait(d) {
+		if st.Pid != run.pid {
+			run = probeRun{pid: st.Pid}
+			if d := time.Until(st.StartedAt.Add(probe.InitialDelay.D())); d > 0 && !sleep(ctx, d) {
 				return
 			}
 		}
-		if kind != probeStartup && spec.Startup != nil {
-			pr.mu.Lock()
-			started := pr.startedPid == pid
-			pr.mu.Unlock()
-			if !started {
-				if !wait(min(period, 100*time.Millisecond)) {
-					return
-				}
-				continue
+		if d, held := pr.held(kind, run.pid, spec, set.period); held {
+			if !sleep(ctx, d) {
+				return
 			}
+			continue
 		}
-		if kind == probeStartup {
-			pr.mu.Lock()
-			started := pr.startedPid == pid
-			pr.mu.Unlock()
-			if started {
-				if !wait(period) {
-					return
-				}
-				continue
-			}
-		}
-		err = pr.probeOnce(ctx, probe, spec, timeout)
+		err = pr.probeOnce(ctx, probe, spec, set.timeout)
 		if ctx.Err() != nil {
 			return
 		}
-		if err == nil {
-			okRow, failRow = okRow+1, 0
-		} else {
-			okRow, failRow = 0, failRow+1
-		}
-		pr.verdict(kind, pid, okRow >= successes, failRow >= failures, failRow, err)
-		// A new run that has never passed its readiness or startup probe
-		// is probed again soon (25 ms, doubling up to the period): it is
-		// not ready either way, and a server that listens a few ms after
-		// its start is then ready at once, not a whole period later.
-		next := period
-		proven = proven || pr.passed(kind, pid)
-		if (kind == probeReadiness || kind == probeStartup) && !proven {
-			fast = min(max(fast*2, 25*time.Millisecond), period)
-			next = fast
-		} else {
-			fast = 0
-		}
-		if !wait(next) {
+		pass, fail := run.tally(err, set)
+		pr.verdict(kind, run.pid, pass, fail, run.failRow, err)
+		run.proven = run.proven || pr.passed(kind, run.pid)
+		if !sleep(ctx, run.next(kind, set.period)) {
 			return
 		}
+	}
+}
+
+// probeSettings are a probe's timing and thresholds.
+type probeSettings struct {
+	period, timeout     time.Duration
+	failures, successes int
+}
+
+// settingsOf returns probe's settings with their defaults.
+func settingsOf(probe *configs.Probe) probeSettings {
+	s := probeSettings{
+		period:    orDefault(probe.Period.D(), defaultProbePeriod),
+		timeout:   orDefault(probe.Timeout.D(), defaultProbeTimeout),
+		failures:  max(probe.FailureThreshold, 0),
+		successes: max(probe.SuccessThreshold, 0),
+	}
+	if s.failures == 0 {
+		s.failures = defaultFailures
+	}
+	if s.successes == 0 {
+		s.successes = defaultSuccesses
+	}
+	return s
+}
+
+// probeRun is what one probe knows of the container's run pid.
+type probeRun struct {
+	pid int
+	// okRow and failRow count the passes and the failures in a row.
+	okRow, failRow int
+	// fast is the quick re-probe interval of a new run.
+	fast time.Duration
+	// proven: the run passed this probe once.
+	proven bool
+}
+
+// tally counts one result (err nil is a pass) and says whether the probe
+// now passes or fails, per its thresholds.
+func (r *probeRun) tally(err error, set probeSettings) (pass, fail bool) {
+	if err == nil {
+		r.okRow, r.failRow = r.okRow+1, 0
+	} else {
+		r.okRow, r.failRow = 0, r.failRow+1
+	}
+	return r.okRow >= set.successes, r.failRow >= set.failures
+}
+
+// next says when to probe the run again. A new run that has never passed
+// its readiness or startup probe is probed again soon (25 ms, doubling up
+// to the period): it is not ready either way, and a server that listens a
+// few ms after its start is then ready at once, not a whole period later.
+func (r *probeRun) next(kind string, period time.Duration) time.Duration {
+	if (kind == probeReadiness || kind == probeStartup) && !r.proven {
+		r.fast = min(max(r.fast*2, 25*time.Millisecond), period)
+		return r.fast
+	}
+	r.fast = 0
+	return period
+}
+
+// held says whether probe kind of run pid is not to run now, and how soon
+// to look again: the other probes wait for the startup probe to pass, and
+// a startup probe that passed has nothing left to do.
+func (pr *prober) held(kind string, pid int, spec *configs.ContainerSpec, period time.Duration) (time.Duration, bool) {
+	if kind != probeStartup && spec.Startup == nil {
+		return 0, false
+	}
+	pr.mu.Lock()
+	started := pr.startedPid == pid
+	pr.mu.Unlock()
+	switch {
+	case kind != probeStartup && !started:
+		return min(period, 100*time.Millisecond), true
+	case kind == probeStartup && started:
+		return period, true
+	}
+	return 0, false
+}
+
+// sleep waits d, or less if ctx ends first; it reports whether it waited
+// the whole d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

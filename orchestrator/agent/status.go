@@ -47,85 +47,120 @@ func buildStatus(p *api.Pod, ip string, now time.Time, views map[string]ctrView,
 	}
 	sort.Strings(names)
 	s := api.PodStatus{IP: ip, StartedAt: prev.StartedAt}
-	var running, pending, exitedForGood, failed, waitingImage int
+	var n phaseCounts
 	allReady := len(names) > 0
 	for _, name := range names {
-		v := views[name]
-		cs := api.ContainerStatus{Name: name}
-		switch {
-		case v.st == nil:
-			cs.State = "waiting"
-			cs.Reason, cs.Message = v.waitReason, v.waitMsg
-			if cs.Reason == "" {
-				cs.Reason = ReasonCreating
-			}
-			if cs.Reason == ReasonImagePullBackOff {
-				waitingImage++
-			}
-			pending++
-		default:
-			st := v.st
-			cs.Restarts = st.RestartCount
-			if !st.StartedAt.IsZero() {
-				t := st.StartedAt
-				cs.StartedAt = &t
-			}
-			if st.Reason != "" {
-				cs.Reason, cs.ExitCode, cs.Message = st.Reason, st.ExitCode, st.Message
-			}
-			switch st.State {
-			case containers.StateRunning:
-				cs.State, cs.PID, cs.Ready = "running", st.Pid, v.ready
-				running++
-			case containers.StateCreated:
-				cs.State = "waiting"
-				if st.RestartCount > 0 || st.Reason != "" {
-					cs.Reason = ReasonCrashLoopBackOff
-					running++ // restarting counts as running for the phase
-				} else {
-					cs.Reason = ReasonCreating
-					pending++
-				}
-			case containers.StateExited:
-				if willRestart(p.Spec.Restart, st.ExitCode) {
-					cs.State, cs.Reason = "waiting", ReasonCrashLoopBackOff
-					if st.Reason == containers.ReasonOOMKilled {
-						cs.Message = "last exit: OOMKilled"
-					}
-					running++
-				} else {
-					cs.State = "exited"
-					exitedForGood++
-					if st.ExitCode != 0 {
-						failed++
-					}
-				}
-			}
-		}
+		cs := containerStatus(name, views[name], p.Spec.Restart, &n)
 		if !cs.Ready {
 			allReady = false
 		}
 		s.Containers = append(s.Containers, cs)
 	}
-	switch {
-	case len(names) > 0 && exitedForGood == len(names):
-		if failed > 0 {
-			s.Phase, s.Reason = api.PodFailed, "Error"
-		} else {
-			s.Phase, s.Reason = api.PodSucceeded, "Completed"
-		}
-	case pending > 0:
-		s.Phase = api.PodPending
-		if waitingImage > 0 {
-			s.Reason = ReasonImagePullBackOff
-		}
-	default:
-		s.Phase = api.PodRunning
-	}
+	s.Phase, s.Reason = n.phase(len(names))
 	s.Ready = allReady && s.Phase == api.PodRunning
-	if s.StartedAt == nil && running > 0 {
+	if s.StartedAt == nil && n.running > 0 {
 		t := now.UTC()
 		s.StartedAt = &t
 	}
 	return s
+}
+
+// phaseCounts tallies a pod's containers by how they count toward the
+// pod's phase.
+type phaseCounts struct {
+	// running counts the containers that run or are about to restart.
+	running int
+	// pending counts the containers not started yet; waitingImage those of
+	// them whose image pull backs off.
+	pending, waitingImage int
+	// exited counts the containers that exited for good; failed those of
+	// them with a non-zero exit code.
+	exited, failed int
+}
+
+// phase decides the phase of a pod of total containers: Failed or
+// Succeeded once every one exited for good (Failed when one failed),
+// Pending while one has not started (ImagePullBackOff when its pull backs
+// off), Running otherwise.
+func (n *phaseCounts) phase(total int) (phase, reason string) {
+	switch {
+	case total > 0 && n.exited == total:
+		if n.failed > 0 {
+			return api.PodFailed, "Error"
+		}
+		return api.PodSucceeded, "Completed"
+	case n.pending > 0:
+		if n.waitingImage > 0 {
+			return api.PodPending, ReasonImagePullBackOff
+		}
+		return api.PodPending, ""
+	}
+	return api.PodRunning, ""
+}
+
+// containerStatus reports container name from what the agent knows of it
+// (v), and counts it in n. One that does not exist yet is waiting, for the
+// reason v gives or ContainerCreating; one that exists reports its run
+// (runState).
+func containerStatus(name string, v ctrView, restart string, n *phaseCounts) api.ContainerStatus {
+	cs := api.ContainerStatus{Name: name}
+	if v.st == nil {
+		cs.State = "waiting"
+		cs.Reason, cs.Message = v.waitReason, v.waitMsg
+		if cs.Reason == "" {
+			cs.Reason = ReasonCreating
+		}
+		if cs.Reason == ReasonImagePullBackOff {
+			n.waitingImage++
+		}
+		n.pending++
+		return cs
+	}
+	st := v.st
+	cs.Restarts = st.RestartCount
+	if !st.StartedAt.IsZero() {
+		t := st.StartedAt
+		cs.StartedAt = &t
+	}
+	if st.Reason != "" {
+		cs.Reason, cs.ExitCode, cs.Message = st.Reason, st.ExitCode, st.Message
+	}
+	runState(&cs, st, v.ready, restart, n)
+	return cs
+}
+
+// runState sets the state of a container that exists from its run st, and
+// counts it in n. It is running (ready as the probes say); waiting while
+// being created, or in CrashLoopBackOff while it waits to restart (which
+// counts as running); or exited for good when the pod's restart policy
+// does not restart it.
+func runState(cs *api.ContainerStatus, st *containers.ContainerStatus, ready bool, restart string, n *phaseCounts) {
+	switch st.State {
+	case containers.StateRunning:
+		cs.State, cs.PID, cs.Ready = "running", st.Pid, ready
+		n.running++
+	case containers.StateCreated:
+		cs.State = "waiting"
+		if st.RestartCount > 0 || st.Reason != "" {
+			cs.Reason = ReasonCrashLoopBackOff
+			n.running++ // restarting counts as running for the phase
+		} else {
+			cs.Reason = ReasonCreating
+			n.pending++
+		}
+	case containers.StateExited:
+		if willRestart(restart, st.ExitCode) {
+			cs.State, cs.Reason = "waiting", ReasonCrashLoopBackOff
+			if st.Reason == containers.ReasonOOMKilled {
+				cs.Message = "last exit: OOMKilled"
+			}
+			n.running++
+		} else {
+			cs.State = "exited"
+			n.exited++
+			if st.ExitCode != 0 {
+				n.failed++
+			}
+		}
+	}
 }

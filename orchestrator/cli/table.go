@@ -92,93 +92,24 @@ func (t *Tables) Header(kind string) []string {
 	return h
 }
 
-// Row returns the cells of one object (a *api.Node, *api.App, ...).
+// Row returns the cells of one object (a *api.Node, *api.App, ...): its
+// kind's columns, then in wide output the wide ones. One function per kind
+// computes them, as kubectl's printers do.
 func (t *Tables) Row(obj api.Object) []string {
 	var r, wide []string
 	switch o := obj.(type) {
 	case *api.Node:
-		status := "NotReady"
-		if o.Ready() {
-			status = "Ready"
-		}
-		if o.Spec.Unschedulable {
-			status += ",SchedulingDisabled"
-		}
-		pods := strconv.Itoa(t.podsOn(o.Name))
-		if o.Status.Allocatable.Pods > 0 {
-			pods += "/" + strconv.Itoa(o.Status.Allocatable.Pods)
-		}
-		r = []string{o.Name, status, first(o.Status.Addresses), dash(o.Spec.PodCIDR), pods,
-			FormatCPU(o.Status.Allocatable.MilliCPU), FormatBytes(o.Status.Allocatable.Memory), t.age(o.Created)}
-		wide = []string{FormatCPU(o.Status.Capacity.MilliCPU), FormatBytes(o.Status.Capacity.Memory), FormatLabels(o.Spec.Labels)}
+		r, wide = t.nodeRow(o)
 	case *api.App:
-		mode, desired := AppDesired(o)
-		ready := strconv.Itoa(o.Status.Ready)
-		if desired >= 0 {
-			ready += "/" + strconv.Itoa(desired)
-		}
-		r = []string{o.Name, mode, ready, strconv.Itoa(o.Status.Updated), t.age(o.Created)}
-		wide = []string{dash(o.Status.TemplateHash), images(o.Spec.Containers)}
+		r, wide = t.appRow(o)
 	case *api.Pod:
-		ready, total, restarts := 0, len(o.Spec.Containers), 0
-		for _, c := range o.Status.Containers {
-			if c.Ready {
-				ready++
-			}
-			restarts += c.Restarts
-		}
-		r = []string{o.Name, o.Spec.App, dash(o.Spec.Node), PodPhase(o), fmt.Sprintf("%d/%d", ready, total),
-			strconv.Itoa(restarts), dash(o.Status.IP), t.age(o.Created)}
-		wide = []string{dash(o.Spec.TemplateHash), images(o.Spec.Containers), dash(o.Status.Reason)}
+		r, wide = t.podRow(o)
 	case *api.Service:
-		typ := o.Spec.Type
-		if typ == "" {
-			typ = configs.ServiceCluster
-		}
-		nodePort := "-"
-		if o.Status.NodePort != 0 {
-			nodePort = strconv.Itoa(o.Status.NodePort)
-		} else if o.Spec.NodePort != 0 {
-			nodePort = strconv.Itoa(o.Spec.NodePort)
-		}
-		eps := "-"
-		if ep := t.endpointsOf(o.Name); ep != nil {
-			eps = strconv.Itoa(len(ep.Endpoints))
-		}
-		target := o.Spec.TargetPort.String()
-		if o.Spec.TargetPort.IsZero() {
-			target = strconv.Itoa(o.Spec.Port)
-		}
-		r = []string{o.Name, typ, dash(o.Status.ClusterIP), servicePorts(&o.Spec), nodePort, eps, t.age(o.Created)}
-		wide = []string{o.Spec.App, target, dash(o.Spec.ExternalIP), dash(o.Spec.Affinity)}
+		r, wide = t.serviceRow(o)
 	case *api.Endpoints:
-		addrs := make([]string, len(o.Endpoints))
-		nodes := map[string]bool{}
-		for i, e := range o.Endpoints {
-			addrs[i] = e.IP + ":" + strconv.Itoa(e.Port)
-			nodes[e.Node] = true
-		}
-		list := "<none>"
-		if len(addrs) > 0 {
-			if !t.Wide && len(addrs) > 3 {
-				list = strings.Join(addrs[:3], ",") + fmt.Sprintf(" + %d more", len(addrs)-3)
-			} else {
-				list = strings.Join(addrs, ",")
-			}
-		}
-		r = []string{o.Name, list, t.age(o.Created)}
-		wide = []string{dash(strings.Join(slices.Sorted(maps.Keys(nodes)), ","))}
+		r, wide = t.endpointsRow(o)
 	case *api.Event:
-		when := o.Time
-		if when.IsZero() {
-			when = o.Created
-		}
-		count := o.Count
-		if count == 0 {
-			count = 1
-		}
-		r = []string{t.age(when), o.Type, o.Reason, o.Object, o.Message}
-		wide = []string{dash(o.Source), strconv.Itoa(count)}
+		r, wide = t.eventRow(o)
 	default:
 		return []string{obj.GetMeta().Name}
 	}
@@ -186,6 +117,120 @@ func (t *Tables) Row(obj api.Object) []string {
 		r = append(r, wide...)
 	}
 	return r
+}
+
+// nodeRow: STATUS is Ready or NotReady, plus SchedulingDisabled when the
+// node is cordoned; PODS counts the pods bound to it (not deleting), out of
+// its allocatable pods when known.
+func (t *Tables) nodeRow(o *api.Node) (r, wide []string) {
+	status := "NotReady"
+	if o.Ready() {
+		status = "Ready"
+	}
+	if o.Spec.Unschedulable {
+		status += ",SchedulingDisabled"
+	}
+	pods := strconv.Itoa(t.podsOn(o.Name))
+	if o.Status.Allocatable.Pods > 0 {
+		pods += "/" + strconv.Itoa(o.Status.Allocatable.Pods)
+	}
+	r = []string{o.Name, status, first(o.Status.Addresses), dash(o.Spec.PodCIDR), pods,
+		FormatCPU(o.Status.Allocatable.MilliCPU), FormatBytes(o.Status.Allocatable.Memory), t.age(o.Created)}
+	wide = []string{FormatCPU(o.Status.Capacity.MilliCPU), FormatBytes(o.Status.Capacity.Memory), FormatLabels(o.Spec.Labels)}
+	return r, wide
+}
+
+// appRow: READY is ready out of desired replicas, or the ready count alone
+// in per-node mode.
+func (t *Tables) appRow(o *api.App) (r, wide []string) {
+	mode, desired := AppDesired(o)
+	ready := strconv.Itoa(o.Status.Ready)
+	if desired >= 0 {
+		ready += "/" + strconv.Itoa(desired)
+	}
+	r = []string{o.Name, mode, ready, strconv.Itoa(o.Status.Updated), t.age(o.Created)}
+	wide = []string{dash(o.Status.TemplateHash), images(o.Spec.Containers)}
+	return r, wide
+}
+
+// podRow: READY is ready containers out of the spec's, RESTARTS their sum.
+func (t *Tables) podRow(o *api.Pod) (r, wide []string) {
+	ready, total, restarts := 0, len(o.Spec.Containers), 0
+	for _, c := range o.Status.Containers {
+		if c.Ready {
+			ready++
+		}
+		restarts += c.Restarts
+	}
+	r = []string{o.Name, o.Spec.App, dash(o.Spec.Node), PodPhase(o), fmt.Sprintf("%d/%d", ready, total),
+		strconv.Itoa(restarts), dash(o.Status.IP), t.age(o.Created)}
+	wide = []string{dash(o.Spec.TemplateHash), images(o.Spec.Containers), dash(o.Status.Reason)}
+	return r, wide
+}
+
+// serviceRow: TYPE defaults to cluster; NODE-PORT is the one allocated,
+// else the one asked for; ENDPOINTS counts the service's endpoints ("-"
+// without an Endpoints object); TARGET-PORT defaults to the port.
+func (t *Tables) serviceRow(o *api.Service) (r, wide []string) {
+	typ := o.Spec.Type
+	if typ == "" {
+		typ = configs.ServiceCluster
+	}
+	nodePort := "-"
+	if o.Status.NodePort != 0 {
+		nodePort = strconv.Itoa(o.Status.NodePort)
+	} else if o.Spec.NodePort != 0 {
+		nodePort = strconv.Itoa(o.Spec.NodePort)
+	}
+	eps := "-"
+	if ep := t.endpointsOf(o.Name); ep != nil {
+		eps = strconv.Itoa(len(ep.Endpoints))
+	}
+	target := o.Spec.TargetPort.String()
+	if o.Spec.TargetPort.IsZero() {
+		target = strconv.Itoa(o.Spec.Port)
+	}
+	r = []string{o.Name, typ, dash(o.Status.ClusterIP), servicePorts(&o.Spec), nodePort, eps, t.age(o.Created)}
+	wide = []string{o.Spec.App, target, dash(o.Spec.ExternalIP), dash(o.Spec.Affinity)}
+	return r, wide
+}
+
+// endpointsRow: ENDPOINTS lists ip:port, the first 3 and a count of the
+// rest unless wide; NODES the nodes they are on, sorted.
+func (t *Tables) endpointsRow(o *api.Endpoints) (r, wide []string) {
+	addrs := make([]string, len(o.Endpoints))
+	nodes := map[string]bool{}
+	for i, e := range o.Endpoints {
+		addrs[i] = e.IP + ":" + strconv.Itoa(e.Port)
+		nodes[e.Node] = true
+	}
+	list := "<none>"
+	if len(addrs) > 0 {
+		if !t.Wide && len(addrs) > 3 {
+			list = strings.Join(addrs[:3], ",") + fmt.Sprintf(" + %d more", len(addrs)-3)
+		} else {
+			list = strings.Join(addrs, ",")
+		}
+	}
+	r = []string{o.Name, list, t.age(o.Created)}
+	wide = []string{dash(strings.Join(slices.Sorted(maps.Keys(nodes)), ","))}
+	return r, wide
+}
+
+// eventRow: LAST-SEEN counts from the event's time (its creation when it
+// has none); COUNT is at least 1.
+func (t *Tables) eventRow(o *api.Event) (r, wide []string) {
+	when := o.Time
+	if when.IsZero() {
+		when = o.Created
+	}
+	count := o.Count
+	if count == 0 {
+		count = 1
+	}
+	r = []string{t.age(when), o.Type, o.Reason, o.Object, o.Message}
+	wide = []string{dash(o.Source), strconv.Itoa(count)}
+	return r, wide
 }
 
 // markDeleted shows in a row of a watch that its object was deleted: the
@@ -313,75 +358,6 @@ func PodPhase(p *api.Pod) string {
 		return api.PodPending
 	}
 	return p.Status.Phase
-}
-
-// FormatAge formats a duration the way kubectl's AGE column does: 45s, 3m,
-// 2h, 5d.
-func FormatAge(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "0s"
-	case d < 2*time.Minute:
-		return strconv.Itoa(int(d.Seconds())) + "s"
-	case d < 10*time.Minute:
-		m := int(d.Minutes())
-		if s := int(d.Seconds()) % 60; s != 0 {
-			return fmt.Sprintf("%dm%ds", m, s)
-		}
-		return fmt.Sprintf("%dm", m)
-	case d < 3*time.Hour:
-		return strconv.Itoa(int(d.Minutes())) + "m"
-	case d < 48*time.Hour:
-		h := int(d.Hours())
-		if m := int(d.Minutes()) % 60; m != 0 && d < 8*time.Hour {
-			return fmt.Sprintf("%dh%dm", h, m)
-		}
-		return fmt.Sprintf("%dh", h)
-	case d < 365*24*time.Hour:
-		return strconv.Itoa(int(d.Hours()/24)) + "d"
-	}
-	return strconv.Itoa(int(d.Hours()/24/365)) + "y"
-}
-
-// FormatCPU formats thousandths of a core: "2", "1.5", "250m".
-func FormatCPU(milli int64) string {
-	switch {
-	case milli == 0:
-		return "0"
-	case milli%1000 == 0:
-		return strconv.FormatInt(milli/1000, 10)
-	case milli < 1000:
-		return strconv.FormatInt(milli, 10) + "m"
-	}
-	return strconv.FormatFloat(float64(milli)/1000, 'f', -1, 64)
-}
-
-// FormatBytes formats a size with a binary unit, rounded to one decimal:
-// "512Mi", "1.5Gi".
-func FormatBytes(b int64) string {
-	const unit = 1024
-	if b < unit {
-		return strconv.FormatInt(b, 10)
-	}
-	units := []string{"Ki", "Mi", "Gi", "Ti", "Pi", "Ei"}
-	v, i := float64(b)/unit, 0
-	for v >= unit && i < len(units)-1 {
-		v /= unit
-		i++
-	}
-	return strconv.FormatFloat(float64(int64(v*10+0.5))/10, 'f', -1, 64) + units[i]
-}
-
-// FormatLabels formats labels as k=v pairs sorted by key, or "<none>".
-func FormatLabels(l map[string]string) string {
-	if len(l) == 0 {
-		return "<none>"
-	}
-	s := make([]string, 0, len(l))
-	for _, k := range slices.Sorted(maps.Keys(l)) {
-		s = append(s, k+"="+l[k])
-	}
-	return strings.Join(s, ",")
 }
 
 func servicePorts(s *configs.ServiceSpec) string {

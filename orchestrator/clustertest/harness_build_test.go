@@ -53,10 +53,12 @@ func doBuild() error {
 	}
 	bin.dir = dir
 	bin.skiff = filepath.Join(dir, "skiff")
-	cmd := exec.Command("go", "build", "-o", bin.skiff, "./cmd/skiff")
+	// -tags seccomp, as every skiff build: without it pods with the
+	// default seccomp profile refuse to start.
+	cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", bin.skiff, "./cmd/skiff")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/skiff: %w\n%s", err, out)
+		return fmt.Errorf("go build -tags seccomp ./cmd/skiff (needs libseccomp-dev): %w\n%s", err, out)
 	}
 	demo := filepath.Join(dir, "demo")
 	if err := imagetest.BuildGo(root, "./examples/demo", demo); err != nil {

@@ -38,17 +38,13 @@ func (c *controller) syncApps(names []string, now time.Time) (created int, next 
 		if err := tx.List(api.KindPod, &all); err != nil {
 			return err
 		}
-		byApp := map[string][]*api.Pod{}
-		for _, p := range all {
-			byApp[p.Spec.App] = append(byApp[p.Spec.App], p)
-		}
+		byApp := podsByApp(all)
 		for _, name := range names {
-			d := &dryTx{Tx: tx}
-			r, err := c.reconcileApp(d, name, nodes, all, byApp[name], now)
+			r, wrote, err := c.dryRunApp(tx, name, nodes, all, byApp[name], now)
 			switch {
 			case err != nil:
 				errs = append(errs, fmt.Errorf("app %s: %w", name, err))
-			case d.wrote:
+			case wrote:
 				todo = append(todo, name)
 			default:
 				results[name] = r
@@ -94,6 +90,23 @@ func (c *controller) syncApps(names []string, now time.Time) (created int, next 
 	return created, next, errors.Join(errs...)
 }
 
+// podsByApp groups pods by the app they belong to, keeping their order.
+func podsByApp(pods []*api.Pod) map[string][]*api.Pod {
+	byApp := map[string][]*api.Pod{}
+	for _, p := range pods {
+		byApp[p.Spec.App] = append(byApp[p.Spec.App], p)
+	}
+	return byApp
+}
+
+// dryRunApp reconciles app name as a dry run on the snapshot tx and
+// reports whether the reconcile would write.
+func (c *controller) dryRunApp(tx *store.Tx, name string, nodes []*api.Node, all, mine []*api.Pod, now time.Time) (appResult, bool, error) {
+	d := &dryTx{Tx: tx}
+	r, err := c.reconcileApp(d, name, nodes, all, mine, now)
+	return r, d.wrote, err
+}
+
 // remember keeps what a successful reconcile of app noted.
 func (c *controller) remember(name string, r appResult) {
 	for k := range c.reported {
@@ -110,157 +123,54 @@ func (c *controller) remember(name string, r appResult) {
 }
 
 // reconcileApp reconciles one app in tx, given the nodes and every pod as
-// tx sees them (mine: the app's pods among all): it records a new template
-// in the history, rolls back an update past its progress deadline when
-// asked to, creates and retires pods per planApp, and writes the status. An
-// app that is gone has its pods retired. Pods in all may be changed.
+// tx sees them (mine: the app's pods among all). Like a kube controller's
+// sync, it plans first (planApp, then the rollout's deadline) and then
+// applies the plan: it records a new template in the history, rolls back
+// an update past its progress deadline when asked to, creates and retires
+// pods per the plan, and writes the status. An app that is gone has its
+// pods retired. Pods in all may be changed.
 func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, mine []*api.Pod, now time.Time) (appResult, error) {
 	res := appResult{notes: map[string]string{}}
 	nv := newNodeView(nodes)
 	var app api.App
 	if err := tx.Get(api.KindApp, name, &app); errors.Is(err, store.ErrNotFound) {
-		var gone []string
-		for _, p := range mine {
-			if p.Spec.Deleting != nil && nv.podNodeUp(p) {
-				continue
-			}
-			if err := retire(tx, p, nv, now); err != nil {
-				return res, err
-			}
-			gone = append(gone, p.Name)
-		}
-		if len(gone) > 0 && !isDry(tx) {
-			c.appLog.Info("app deleted; pods retired", "app", name, "pods", len(gone))
-		}
-		return res, nil
+		return res, c.retireDeletedApp(tx, name, mine, nv, now)
 	} else if err != nil {
 		return res, err
 	}
 
 	hash := api.TemplateHash(&app.Spec)
 	before := app.Status
-	histChanged := recordRevision(&app.Status, &app.Spec, hash, now)
-	if histChanged && before.TemplateHash != "" {
-		msg := fmt.Sprintf("new template %s (was %s)", hash, before.TemplateHash)
-		if err := tx.RecordEvent("apps/"+name, api.EventNormal, "NewRevision", msg, sourceApps); err != nil {
-			return res, err
-		}
+	histChanged, err := recordTemplate(tx, &app, hash, now)
+	if err != nil {
+		return res, err
 	}
 	var cl *cluster // only per-node mode places pods itself
 	if app.Spec.Mode == configs.ModePerNode {
 		cl = newCluster(nodes, all, func(n *api.Node) bool { return nv.up[n.Name] })
 	}
 	plan := planApp(&app, hash, mine, nv, cl)
+	ro, next, rolledBack, err := c.advanceRollout(tx, &app, hash, &plan, now)
+	if err != nil || rolledBack {
+		// A rollback wakes the next pass, which acts on the old template.
+		return res, err
+	}
+	res.next = next
 
-	// The rollout's state is the stored one, so that a restart of the
-	// server changes none of what was decided about it.
-	ro := rolloutOf(&app.Status, hash)
-	if plan.progressing {
-		// The deadline counts from the update's start or from the last
-		// time one more new pod became ready, whichever is later.
-		if ro.Progressed.IsZero() {
-			ro.Progressed = app.Status.History[len(app.Status.History)-1].Time
-		}
-		if plan.readyUpdated > ro.ReadyUpdated {
-			ro.Progressed = now
-			ro.DeadlineExceeded = false
-		}
-		ro.ReadyUpdated = plan.readyUpdated
-		deadline := ro.Progressed.Add(progressDeadline(&app.Spec))
-		switch {
-		case now.Before(deadline):
-			res.next = deadline
-		case autoRollback(&app, ro):
-			// The previous template (the history's newest but one). The
-			// rollout it marks as a rollback goes with the spec in this
-			// write: the next pass, and any after a restart, knows it.
-			_, to, err := api.Rollback(&app, "")
-			if err != nil {
-				return res, err
-			}
-			msg := fmt.Sprintf("template %s not ready within %s: rolled back to %s", hash, progressDeadline(&app.Spec), to)
-			if err := tx.Put(api.KindApp, &app); err != nil {
-				return res, err
-			}
-			if !isDry(tx) {
-				c.appLog.Warn("update rolled back", "app", name, "from", hash, "to", to)
-			}
-			// The write wakes the next pass, which acts on the old template.
-			return res, tx.RecordEvent("apps/"+name, api.EventWarning, "RolledBack", msg, sourceApps)
-		case !ro.DeadlineExceeded:
-			ro.DeadlineExceeded = true
-			msg := fmt.Sprintf("template %s not ready within %s", hash, progressDeadline(&app.Spec))
-			if ro.RollbackOf != "" {
-				msg += fmt.Sprintf(" (a rollback from %s: not rolled back again)", ro.RollbackOf)
-			}
-			if !isDry(tx) {
-				c.appLog.Warn("update stopped at its progress deadline", "app", name, "template", hash)
-			}
-			if err := tx.RecordEvent("apps/"+name, api.EventWarning, "ProgressDeadlineExceeded", msg, sourceApps); err != nil {
-				return res, err
-			}
-		}
-	} else {
-		// Complete: no older pod left, no deadline to watch.
-		ro = &api.RolloutStatus{TemplateHash: hash, RollbackOf: ro.RollbackOf}
-	}
-
-	var taken map[string]bool // pod names in use, built when a pod is made
-	if plan.create > 0 || len(plan.createOn) > 0 {
-		taken = make(map[string]bool, len(all))
-		for _, p := range all {
-			taken[p.Name] = true
-		}
-	}
-	var made []string
-	mk := func(node string) error {
-		pn := podName(name, hash, func(s string) bool { return taken[s] })
-		taken[pn] = true
-		if err := tx.Create(api.KindPod, newPod(&app, hash, pn, node)); err != nil {
-			return err
-		}
-		made = append(made, pn)
-		return nil
-	}
-	for range plan.create {
-		if err := mk(""); err != nil {
-			return res, err
-		}
-	}
-	for _, node := range plan.createOn {
-		if err := mk(node); err != nil {
-			return res, err
-		}
+	made, err := createPods(tx, &app, hash, &plan, all)
+	if err != nil {
+		return res, err
 	}
 	res.created = len(made)
-	var retired []string
-	for _, p := range plan.retire {
-		if err := retire(tx, p, nv, now); err != nil {
-			return res, err
-		}
-		retired = append(retired, p.Name)
+	retired, err := retireAll(tx, plan.retire, nv, now)
+	if err != nil {
+		return res, err
 	}
-	for node, why := range plan.unfit {
-		key := "unfit/" + name + "/" + node
-		msg := fmt.Sprintf("no pod on node %s: %s", node, why)
-		res.notes[key] = msg
-		if c.reported[key] != msg {
-			if err := tx.RecordEvent("apps/"+name, api.EventWarning, "FailedPlacement", msg, sourceApps); err != nil {
-				return res, err
-			}
-		}
+	if err := c.reportUnfit(tx, name, plan.unfit, res.notes); err != nil {
+		return res, err
 	}
-	if len(made) > 0 {
-		msg := fmt.Sprintf("created %d pods: %s", len(made), someNames(made))
-		if err := tx.RecordEvent("apps/"+name, api.EventNormal, "SuccessfulCreate", msg, sourceApps); err != nil {
-			return res, err
-		}
-	}
-	if len(retired) > 0 {
-		msg := fmt.Sprintf("deleting %d pods: %s", len(retired), someNames(retired))
-		if err := tx.RecordEvent("apps/"+name, api.EventNormal, "SuccessfulDelete", msg, sourceApps); err != nil {
-			return res, err
-		}
+	if err := recordPodChanges(tx, name, made, retired); err != nil {
+		return res, err
 	}
 	plan.status.History = app.Status.History
 	plan.status.Rollout = ro
@@ -271,26 +181,110 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 	return res, tx.Put(api.KindApp, &app)
 }
 
-// rolloutOf returns a copy of st's rollout if it is of template hash, and
-// a new rollout of hash otherwise (the template changed since).
-func rolloutOf(st *api.AppStatus, hash string) *api.RolloutStatus {
-	if r := st.Rollout; r != nil && r.TemplateHash == hash {
-		c := *r
-		return &c
+// retireDeletedApp retires the pods of app name, which is gone. A pod
+// already marked Deleting on a node that is up is left to its agent.
+func (c *controller) retireDeletedApp(tx txn, name string, mine []*api.Pod, nv *nodeView, now time.Time) error {
+	var doomed []*api.Pod
+	for _, p := range mine {
+		if p.Spec.Deleting != nil && nv.podNodeUp(p) {
+			continue
+		}
+		doomed = append(doomed, p)
 	}
-	return &api.RolloutStatus{TemplateHash: hash}
+	gone, err := retireAll(tx, doomed, nv, now)
+	if err != nil {
+		return err
+	}
+	if len(gone) > 0 && !isDry(tx) {
+		c.appLog.Info("app deleted; pods retired", "app", name, "pods", len(gone))
+	}
+	return nil
 }
 
-// autoRollback reports whether an app whose rollout ro missed its deadline
-// goes back to its previous template: when it asks to and has one, and the
-// rollout is not itself a rollback. A rollback that cannot progress either
-// stays where it is, so that two bad templates never alternate; this holds
-// across restarts, as ro is read from the store.
-func autoRollback(app *api.App, ro *api.RolloutStatus) bool {
-	if app.Spec.Update == nil || !app.Spec.Update.AutoRollback || len(app.Status.History) < 2 {
-		return false
+// recordTemplate notes app's current template hash in its history (see
+// recordRevision) and, when it replaces an earlier template, records a
+// NewRevision event. It reports whether the history changed.
+func recordTemplate(tx txn, app *api.App, hash string, now time.Time) (bool, error) {
+	was := app.Status.TemplateHash
+	if !recordRevision(&app.Status, &app.Spec, hash, now) {
+		return false, nil
 	}
-	return ro.RollbackOf == ""
+	if was == "" {
+		return true, nil
+	}
+	msg := fmt.Sprintf("new template %s (was %s)", hash, was)
+	return true, tx.RecordEvent("apps/"+app.Name, api.EventNormal, "NewRevision", msg, sourceApps)
+}
+
+// createPods creates the pods plan asks for: plan.create unbound ones
+// first, then one bound to each node of plan.createOn, each named apart
+// from every pod in all. It returns the names of those it created.
+func createPods(tx txn, app *api.App, hash string, plan *appPlan, all []*api.Pod) ([]string, error) {
+	if plan.create == 0 && len(plan.createOn) == 0 {
+		return nil, nil
+	}
+	taken := make(map[string]bool, len(all)) // pod names in use
+	for _, p := range all {
+		taken[p.Name] = true
+	}
+	// An empty node is an unbound pod, left to the scheduler.
+	on := append(make([]string, plan.create, plan.create+len(plan.createOn)), plan.createOn...)
+	var made []string
+	for _, node := range on {
+		pn := podName(app.Name, hash, func(s string) bool { return taken[s] })
+		taken[pn] = true
+		if err := tx.Create(api.KindPod, newPod(app, hash, pn, node)); err != nil {
+			return made, err
+		}
+		made = append(made, pn)
+	}
+	return made, nil
+}
+
+// retireAll retires each of ps in order (see retire) and returns their
+// names.
+func retireAll(tx txn, ps []*api.Pod, nv *nodeView, now time.Time) ([]string, error) {
+	var retired []string
+	for _, p := range ps {
+		if err := retire(tx, p, nv, now); err != nil {
+			return retired, err
+		}
+		retired = append(retired, p.Name)
+	}
+	return retired, nil
+}
+
+// reportUnfit notes in notes, per node, why the per-node pod of app name
+// could not be placed there, and records a FailedPlacement event for each
+// reason not already reported.
+func (c *controller) reportUnfit(tx txn, name string, unfit, notes map[string]string) error {
+	for node, why := range unfit {
+		key := "unfit/" + name + "/" + node
+		msg := fmt.Sprintf("no pod on node %s: %s", node, why)
+		notes[key] = msg
+		if c.reported[key] != msg {
+			if err := tx.RecordEvent("apps/"+name, api.EventWarning, "FailedPlacement", msg, sourceApps); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// recordPodChanges records the events of a pass that created the pods made
+// and retired the pods retired of app name.
+func recordPodChanges(tx txn, name string, made, retired []string) error {
+	if len(made) > 0 {
+		msg := fmt.Sprintf("created %d pods: %s", len(made), someNames(made))
+		if err := tx.RecordEvent("apps/"+name, api.EventNormal, "SuccessfulCreate", msg, sourceApps); err != nil {
+			return err
+		}
+	}
+	if len(retired) > 0 {
+		msg := fmt.Sprintf("deleting %d pods: %s", len(retired), someNames(retired))
+		return tx.RecordEvent("apps/"+name, api.EventNormal, "SuccessfulDelete", msg, sourceApps)
+	}
+	return nil
 }
 
 // someNames lists up to 5 names for an event message.
@@ -312,15 +306,6 @@ func later(a, b time.Time) time.Time {
 func sameStatus(a, b api.AppStatus) bool {
 	return a.TemplateHash == b.TemplateHash && a.Replicas == b.Replicas &&
 		a.Ready == b.Ready && a.Updated == b.Updated && sameRollout(a.Rollout, b.Rollout)
-}
-
-func sameRollout(a, b *api.RolloutStatus) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.TemplateHash == b.TemplateHash && a.RollbackOf == b.RollbackOf &&
-		a.Progressed.Equal(b.Progressed) && a.ReadyUpdated == b.ReadyUpdated &&
-		a.DeadlineExceeded == b.DeadlineExceeded
 }
 
 // retire removes a pod: an unbound pod, or one on a node that is down, is

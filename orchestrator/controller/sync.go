@@ -78,27 +78,61 @@ func earliest(a, b time.Time) time.Time {
 // next time a pass is due without any change (a grace or deadline ends).
 //
 // The pass first plans everything as a dry run against one read-only
-// snapshot. When nothing is to be written, as on most resyncs, that is all
-// it costs; otherwise each step runs for real in order, each reading fresh
-// state in its own write transaction.
+// snapshot (planPass). When nothing is to be written, as on most resyncs,
+// that is all it costs; otherwise each step runs for real in order
+// (applyPass), each reading fresh state in its own write transaction.
 func (c *controller) sync(w work) (time.Time, error) {
 	now := c.cfg.Now()
-	apps, services := map[string]bool{}, map[string]bool{}
+	// The pass has its own copy of the names, which it adds to: w goes
+	// back to the queue as it came if the pass fails.
+	pass := work{all: w.all, schedule: w.schedule || w.all, apps: map[string]bool{}, services: map[string]bool{}}
 	for a := range w.apps {
-		apps[a] = true
+		pass.apps[a] = true
 	}
 	for s := range w.services {
-		services[s] = true
+		pass.services[s] = true
 	}
-	schedule := w.schedule || w.all
-	var (
-		next     time.Time
-		np       nodePlan
-		clean    bool
-		results  map[string]appResult
-		unsched  map[string]string
-		planErrs []error
-	)
+	pp, err := c.planPass(pass, now)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("plan: %w", err)
+	}
+	if !pp.clean {
+		return c.applyPass(pass, pp, now)
+	}
+	next := pp.next
+	for name, r := range pp.results {
+		c.remember(name, r)
+		next = earliest(next, r.next)
+	}
+	if pass.schedule {
+		c.noteUnschedulable(pp.unsched)
+	}
+	return next, errors.Join(pp.errs...)
+}
+
+// passPlan is what the dry run of a pass found.
+type passPlan struct {
+	// next is when a grace or heartbeat deadline ends next.
+	next time.Time
+	// nodes is node lifecycle's plan.
+	nodes nodePlan
+	// clean: no step has anything to write, and the fields below hold
+	// what the pass leaves for the controller's memory.
+	clean bool
+	// results are the apps' results, unsched the pending pods' reasons.
+	results map[string]appResult
+	unsched map[string]string
+	// errs are the apps that failed to plan.
+	errs []error
+}
+
+// planPass runs a pass as a dry run against one read-only snapshot. It
+// adds to pass's apps and services what the pass looks at (names), plans
+// node lifecycle, and then dry-runs each app, the scheduler and the
+// endpoints in turn; it stops at the first step that would write, leaving
+// the plan not clean.
+func (c *controller) planPass(pass work, now time.Time) (passPlan, error) {
+	var pp passPlan
 	err := c.st.View(func(tx *store.Tx) error {
 		var nodes []*api.Node
 		if err := tx.List(api.KindNode, &nodes); err != nil {
@@ -108,69 +142,62 @@ func (c *controller) sync(w work) (time.Time, error) {
 		if err := tx.List(api.KindPod, &pods); err != nil {
 			return fmt.Errorf("list pods: %w", err)
 		}
-		if err := c.names(tx, w.all, apps, services, pods); err != nil {
+		if err := c.names(tx, pass.all, pass.apps, pass.services, pods); err != nil {
 			return err
 		}
-		next, np = c.planNodes(nodes, pods, now)
-		if np.writes() {
+		pp.next, pp.nodes = c.planNodes(nodes, pods, now)
+		if pp.nodes.writes() {
 			return nil
 		}
-		byApp := map[string][]*api.Pod{}
-		for _, p := range pods {
-			byApp[p.Spec.App] = append(byApp[p.Spec.App], p)
-		}
-		results = map[string]appResult{}
-		for _, name := range sortedKeys(apps) {
-			d := &dryTx{Tx: tx}
-			r, err := c.reconcileApp(d, name, nodes, pods, byApp[name], now)
+		byApp := podsByApp(pods)
+		pp.results = map[string]appResult{}
+		for _, name := range sortedKeys(pass.apps) {
+			r, wrote, err := c.dryRunApp(tx, name, nodes, pods, byApp[name], now)
 			if err != nil {
-				planErrs = append(planErrs, fmt.Errorf("app %s: %w", name, err))
+				pp.errs = append(pp.errs, fmt.Errorf("app %s: %w", name, err))
 				continue
 			}
-			if d.wrote {
+			if wrote {
 				return nil
 			}
-			results[name] = r
+			pp.results[name] = r
 		}
-		if schedule {
+		if pass.schedule {
 			d := &dryTx{Tx: tx}
 			u, _, err := c.scheduleIn(d, nodes, pods, now)
 			if err != nil || d.wrote {
 				return err
 			}
-			unsched = u
+			pp.unsched = u
 		}
-		if len(services) > 0 {
+		if len(pass.services) > 0 {
 			d := &dryTx{Tx: tx}
-			if err := c.endpointsIn(d, services, nodes, pods, now); err != nil || d.wrote {
+			if err := c.endpointsIn(d, pass.services, nodes, pods, now); err != nil || d.wrote {
 				return err
 			}
 		}
-		clean = true
+		pp.clean = true
 		return nil
 	})
-	if err != nil {
-		return time.Time{}, fmt.Errorf("plan: %w", err)
-	}
-	if clean {
-		for name, r := range results {
-			c.remember(name, r)
-			next = earliest(next, r.next)
-		}
-		if schedule {
-			c.noteUnschedulable(unsched)
-		}
-		return next, errors.Join(planErrs...)
-	}
+	return pp, err
+}
 
-	var errs []error
-	if np.writes() {
-		if err := c.applyNodes(np, now); err != nil {
+// applyPass runs the steps of a pass that has something to write, for
+// real and in order, each reading fresh state: node lifecycle, whose
+// failure ends the pass; then apps, scheduling (also when the apps created
+// pods) and endpoints, whose errors are joined. It returns when a pass is
+// due next.
+func (c *controller) applyPass(pass work, pp passPlan, now time.Time) (time.Time, error) {
+	next := pp.next
+	if pp.nodes.writes() {
+		if err := c.applyNodes(pp.nodes, now); err != nil {
 			return time.Time{}, err
 		}
 	}
-	if len(apps) > 0 {
-		created, t, err := c.syncApps(sortedKeys(apps), now)
+	var errs []error
+	schedule := pass.schedule
+	if len(pass.apps) > 0 {
+		created, t, err := c.syncApps(sortedKeys(pass.apps), now)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -182,8 +209,8 @@ func (c *controller) sync(w work) (time.Time, error) {
 			errs = append(errs, fmt.Errorf("schedule: %w", err))
 		}
 	}
-	if len(services) > 0 {
-		if err := c.syncEndpoints(services, now); err != nil {
+	if len(pass.services) > 0 {
+		if err := c.syncEndpoints(pass.services, now); err != nil {
 			errs = append(errs, fmt.Errorf("endpoints: %w", err))
 		}
 	}
