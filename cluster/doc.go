@@ -1,8 +1,8 @@
 // Package cluster is skiff's membership layer: one serf member per node,
 // with encrypted gossip, tags that describe the node, member events for the
 // orchestrator, and failure detection tuned for small edge clusters.
-// Package cluster/pki holds the CA, the TLS API certificates and the join
-// token.
+// Package cluster/pki holds the CA, the TLS API certificates, the join
+// token and the nodes' client certificates.
 //
 // # Surface
 //
@@ -10,7 +10,7 @@
 //	cfg.NodeName, cfg.BindAddr, cfg.AdvertiseAddr = ...
 //	cfg.Tags = cluster.Tags{Role: cluster.RoleServer, APIAddr: "10.0.0.5:7443", IP: "10.0.0.5",
 //		PodCIDR: "10.88.1.0/24", Labels: map[string]string{"site": "shop-1"}}
-//	cfg.EncryptKey = token.GossipKey()      // seeds the keyring file on first start
+//	cfg.EncryptKey = key                    // seeds the keyring file on first start
 //	cfg.KeyringFile = dataDir + "/serf/keyring"
 //	cfg.SnapshotPath = dataDir + "/serf/snapshot"
 //	m, err := cluster.Start(cfg)
@@ -66,15 +66,16 @@
 // again Ready, on leave remove it (or keep it NotReady), reading the state
 // from Members(). `skiff token` prints pki.ReadToken(dataDir+"/pki").
 //
-// Agent, on start: tok := pki.ParseToken(flagToken); dial
-// https://SERVER:7443 with pki.ClientTLSConfig(tok) (a wrong CA fails the
-// handshake with a *pki.CAMismatchError before any request), register the
-// node sending "Authorization: Bearer "+tok.Secret (the server checks it with
-// p.CheckSecret), get the pod CIDR; then start a member with role=agent,
-// PodCIDR and labels in its tags, EncryptKey=tok.GossipKey(), and Join the
-// server's gossip address (its API host with port 7946, or an address the
-// register answer gives). Routes to other nodes come from the pod_cidr and ip
-// tags of Members(). When its server is unreachable, an agent tries the
-// others in m.Servers(). After a restart the snapshot rejoins the cluster
-// by itself; Join again anyway, it is harmless.
+// Agent, on start: tok := pki.ParseToken(token); dial https://SERVER:7443
+// with the CA pinned by the token (a wrong CA fails the handshake with a
+// *pki.CAMismatchError before any request) and join: send a certificate
+// request with tok.Secret as the bearer token and get back the node's
+// client certificate, the CA, the cluster's gossip key (m.PrimaryKey() on
+// the server) and the servers' gossip addresses. Then start a member with
+// role=agent, PodCIDR and labels in its tags, EncryptKey=<that key>, and
+// Join those addresses. Later starts present the certificate and read the
+// key from the keyring file. Routes to other nodes come from the pod_cidr
+// and ip tags of Members(). When its server is unreachable, an agent tries
+// the others in m.Servers(). After a restart the snapshot rejoins the
+// cluster by itself; Join again anyway, it is harmless.
 package cluster

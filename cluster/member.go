@@ -83,6 +83,7 @@ type Member struct {
 
 	stopOnce    sync.Once
 	keyringFile string
+	keyring     *memberlist.Keyring
 }
 
 // Start validates cfg, loads or creates the keyring, and starts the serf
@@ -132,6 +133,7 @@ func Start(cfg Config) (*Member, error) {
 		pumpDone:    make(chan struct{}),
 		tags:        cfg.Tags.clone(),
 		keyringFile: cfg.KeyringFile,
+		keyring:     ring,
 	}
 	conf.NodeName = cfg.NodeName
 	conf.Tags = cfg.Tags.Map()
@@ -152,6 +154,10 @@ func Start(cfg Config) (*Member, error) {
 		"probe_interval", ml.ProbeInterval, "suspicion_mult", ml.SuspicionMult)
 	return m, nil
 }
+
+// PrimaryKey is the gossip key this member encrypts with: a server hands
+// it to a node that joins, over the pinned TLS connection.
+func (m *Member) PrimaryKey() []byte { return m.keyring.GetPrimaryKey() }
 
 // Name is this member's node name.
 func (m *Member) Name() string { return m.serf.LocalMember().Name }

@@ -1,17 +1,21 @@
 package cluster
 
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/skiff-edge/skiff/cluster/pki"
 )
 
-// TestTokenCarriesGossipKey: a server keyed by its PKI and an agent keyed by
-// the token it was given gossip together; an agent with another cluster's
-// token cannot join.
-func TestTokenCarriesGossipKey(t *testing.T) {
+// TestPKIGossipKey: a server keyed by its PKI and an agent keyed by the
+// server's PrimaryKey (what a join answers) gossip together; a member with
+// another cluster's key cannot join, and the join token carries no key.
+func TestPKIGossipKey(t *testing.T) {
 	p, err := pki.Load(t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -20,11 +24,14 @@ func TestTokenCarriesGossipKey(t *testing.T) {
 	scfg.Tags = Tags{Role: RoleServer, APIAddr: "127.0.0.1:7443"}
 	s := startMember(t, scfg)
 
-	tok, err := pki.ParseToken(p.Token().String())
-	if err != nil {
-		t.Fatal(err)
+	if !bytes.Equal(s.PrimaryKey(), p.GossipKey()) {
+		t.Fatal("the server's primary key is not its PKI's gossip key")
 	}
-	a := startMember(t, testConfig(t, "agent", tok.GossipKey()))
+	if strings.Contains(p.Token().String(), base64.StdEncoding.EncodeToString(p.GossipKey())) ||
+		strings.Contains(p.Token().String(), hex.EncodeToString(p.GossipKey())) {
+		t.Fatal("the join token carries the gossip key")
+	}
+	a := startMember(t, testConfig(t, "agent", s.PrimaryKey()))
 	if _, err := a.Join([]string{s.Addr()}); err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +41,7 @@ func TestTokenCarriesGossipKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	intruder := startMember(t, testConfig(t, "intruder", other.Token().GossipKey()))
+	intruder := startMember(t, testConfig(t, "intruder", other.GossipKey()))
 	if _, err := intruder.Join([]string{s.Addr()}); !errors.Is(err, ErrGossipKey) {
 		t.Errorf("join with another cluster's token: %v, want ErrGossipKey", err)
 	}

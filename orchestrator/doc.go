@@ -12,7 +12,8 @@
 // into NotReady nodes), the agent (agent.Gossip: routes to every peer's pod
 // CIDR) and the API (apiserver.Membership: GET /v1/members, /v1/cluster).
 // RunAgent is the other side: it joins a node to a server with a join
-// token and runs its agent with the gossip (join.go).
+// token, which gives the node its own certificate (identity.go; renewed
+// without a restart), and runs its agent with the gossip (join.go).
 //
 // Both run as a node (node.go): start phases, each registering its stop,
 // and one shutdown path that stops them in reverse.

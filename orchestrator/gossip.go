@@ -16,14 +16,17 @@ const (
 	SerfDir      = "serf"
 	KeyringFile  = "keyring"
 	SnapshotFile = "snapshot"
-	// PKIDir holds the CA, the serving certificate and the join secret.
+	// PKIDir holds, on a server, the CA, the serving certificate, the join
+	// secret and the first gossip key; on an agent, the node's key and
+	// certificate and the CA.
 	PKIDir = "pki"
 )
 
 // startMember starts this node's serf member: role, tags from the node
 // config (ip, labels; api for a server), the gossip key (it seeds the
-// keyring file under <data_dir>/serf on first start), the snapshot, and the
-// profile and timings of [gossip].
+// keyring file under <data_dir>/serf on first start; later starts read the
+// file, and key may be nil), the snapshot, and the profile and timings of
+// [gossip].
 func startMember(node configs.NodeConfig, role string, key []byte, logger *slog.Logger) (*cluster.Member, error) {
 	cfg := cluster.DefaultConfig()
 	cfg.NodeName = node.NodeName
@@ -48,6 +51,11 @@ func startMember(node configs.NodeConfig, role string, key []byte, logger *slog.
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
 	cfg.KeyringFile = filepath.Join(dir, KeyringFile)
+	if _, err := os.Stat(cfg.KeyringFile); err == nil {
+		// The file wins (it may hold rotated keys); key only seeds a new
+		// one, and is nil on a node that joined before.
+		cfg.EncryptKey = nil
+	}
 	cfg.SnapshotPath = filepath.Join(dir, SnapshotFile)
 	cfg.Logger = logger
 	m, err := cluster.Start(cfg)

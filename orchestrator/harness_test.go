@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/skiff-edge/skiff/cluster/pki"
 )
 
 // skiffBin is the skiff binary TestMain builds for every test here.
@@ -46,7 +48,7 @@ func TestMain(m *testing.M) {
 
 // server is a running `skiff server` process.
 type server struct {
-	t       *testing.T
+	t       testing.TB
 	dataDir string
 	runDir  string
 	tcpAddr string
@@ -66,7 +68,7 @@ type serverOpts struct {
 
 // startServer starts `skiff server` and waits until its API answers. The
 // process is killed at the end of the test if it still runs.
-func startServer(t *testing.T, o serverOpts) *server {
+func startServer(t testing.TB, o serverOpts) *server {
 	t.Helper()
 	base := t.TempDir()
 	if o.dataDir == "" {
@@ -147,7 +149,7 @@ func (s *server) kill(sig syscall.Signal) {
 	}
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -164,7 +166,7 @@ func (s *server) do(method, path string, body any) (int, []byte) {
 	return doOn(s.t, s.http, "http://skiff", method, path, body, nil)
 }
 
-func doOn(t *testing.T, c *http.Client, base, method, path string, body any, hdr http.Header) (int, []byte) {
+func doOn(t testing.TB, c *http.Client, base, method, path string, body any, hdr http.Header) (int, []byte) {
 	t.Helper()
 	var r io.Reader
 	switch b := body.(type) {
@@ -212,6 +214,22 @@ func (s *server) mustDo(method, path string, body any, want int, out any) {
 			s.t.Fatalf("%s %s: decode %s: %v", method, path, data, err)
 		}
 	}
+}
+
+// createToken makes a token of role with `skiff token create` over the
+// server's unix socket and returns it parsed.
+func (s *server) createToken(role string, extra ...string) pki.Token {
+	s.t.Helper()
+	out, err := exec.Command(skiffBin, append([]string{"--api", "unix://" + filepath.Join(s.runDir, "skiff.sock"),
+		"token", "create", "--role", role}, extra...)...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("skiff token create --role %s: %v\n%s", role, err, out)
+	}
+	tok, err := pki.ParseToken(string(out))
+	if err != nil {
+		s.t.Fatalf("skiff token create printed %q: %v", out, err)
+	}
+	return tok
 }
 
 // syncBuffer is a bytes.Buffer safe for the process's writes and the test's

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/agent"
+	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
@@ -23,7 +23,9 @@ type AgentConfig struct {
 	Node configs.NodeConfig
 	// Server is a server's API address, HOST:PORT.
 	Server string
-	// Token is the join token `skiff token` printed on the server.
+	// Token is a join token (`skiff token` on the server, or a token of
+	// role join). A node needs it only to join: it then holds a
+	// certificate in <data_dir>/pki and later starts need no token.
 	Token string
 	// Logger; default slog.Default().
 	Logger *slog.Logger
@@ -31,7 +33,9 @@ type AgentConfig struct {
 	Ready func()
 }
 
-// ErrJoinRefused is wrapped by the errors of a join the server refused.
+// ErrJoinRefused is wrapped by the errors of a join the server refused,
+// and of a node whose certificate it refuses (revoked by `skiff delete
+// node`, or expired with no join token to join again).
 var ErrJoinRefused = errors.New("join refused")
 
 // joinCheckTimeout bounds the first request to the server.
@@ -42,26 +46,34 @@ const joinCheckTimeout = 10 * time.Second
 const agentRequestTimeout = 10 * time.Second
 
 // RunAgent joins this node to a cluster and runs its agent until ctx ends.
-// It parses the token, reaches the server over TLS checking its CA against
-// the token before the secret is sent, and fails on a bad token, a CA that
-// is not the token's, a secret the server refuses or a gossip key that is
-// not the cluster's. A server that does not answer is not an error: the
-// agent runs from its local cache until one does. A node with a local cache
+//
+// A node without a certificate joins: it parses the token, reaches the
+// server over TLS checking its CA against the token before the secret is
+// sent, makes its own key and sends a certificate request with the
+// token's secret; the server answers with the node's certificate, the CA
+// and the gossip key (see identity.go). It retries while no server
+// answers, and fails on a bad token, a CA that is not the token's or a
+// secret the server refuses. From then on the node presents only its
+// certificate (the token need not be kept) and renews it before it ends,
+// without a restart.
+//
+// A node with a certificate starts with it. A node with a local cache
 // starts its agent at once (its pods and load balancer come back from the
 // cache) and checks the server and joins the gossip in the background: a
-// refusal found then stops the agent with the error. It starts the node's
-// gossip member (role agent, pod CIDR once known), joins the servers'
-// gossip and keeps routes to every peer's pod CIDR.
+// refusal found then stops the agent with the error. A certificate the
+// server refuses while the agent runs (`skiff delete node`) stops it too.
+// It starts the node's gossip member (role agent, pod CIDR once known),
+// joins the servers' gossip and keeps routes to every peer's pod CIDR.
 func RunAgent(ctx context.Context, cfg AgentConfig) error {
 	j := &joiner{node: newNode(ctx, cfg.Node, cfg.Logger, "join"), ac: cfg}
 	defer j.stop()
-	for _, start := range []func() error{j.dial, j.startGossip, j.startFailover} {
+	for _, start := range []func() error{j.dial, j.startGossip, j.startIdentity, j.startFailover} {
 		if err := start(); err != nil {
 			return err
 		}
-	}
-	if j.ctx.Err() != nil {
-		return refusal(j.ctx)
+		if j.ctx.Err() != nil {
+			return refusal(j.ctx)
+		}
 	}
 	return j.runAgent()
 }
@@ -71,31 +83,44 @@ type joiner struct {
 	*node
 	ac AgentConfig
 
-	tok pki.Token
-	c   *client.Client
+	id *identity
+	c  *client.Client
 	// cached: the node has a local cache, so its agent starts before the
 	// server is checked.
 	cached bool
 	// peers are the gossip addresses to join, from the server once checked.
-	peers  []string
-	gossip *gossip
+	peers []string
+	// gossipKey is the cluster's gossip key from a join of this start; nil
+	// when the node joined before (its keyring file holds the key).
+	gossipKey []byte
+	gossip    *gossip
 }
 
-// dial makes the API client from the token and, on a fresh node, checks
-// the server before the gossip member starts: a token whose CA is not the
-// server's must not leave its gossip key in the keyring file.
+// dial makes the API client, which presents the node's certificate, and,
+// on a node without one, joins; on a fresh node with one it checks the
+// server. Both happen before the gossip member starts: a token whose CA is
+// not the server's must not leave a gossip key in the keyring file.
 func (j *joiner) dial() error {
 	var err error
-	if j.tok, err = pki.ParseToken(j.ac.Token); err != nil {
+	if j.id, err = loadIdentity(j.cfg, j.ac.Token, j.ac.Server, j.log); err != nil {
 		return err
 	}
-	j.c, err = client.NewWithConfig(client.Config{Addr: "https://" + j.ac.Server, Token: j.tok.Secret,
-		TLS: pki.ClientTLSConfig(j.tok), Timeout: agentRequestTimeout})
+	j.c, err = client.NewWithConfig(client.Config{Addr: "https://" + j.ac.Server,
+		TLS: pki.NodeTLSConfig(j.id.caHash, &j.id.holder), Timeout: agentRequestTimeout})
 	if err != nil {
 		return err
 	}
-	if j.cached = agent.HasCache(j.cfg); !j.cached {
-		j.peers, err = checkServer(j.ctx, j.c, j.ac.Server, j.log)
+	j.cached = agent.HasCache(j.cfg)
+	switch {
+	case j.id.holder.Load() == nil:
+		var resp *api.JoinResponse
+		if resp, err = j.id.join(j.ctx); err != nil || resp == nil {
+			return err // refused, or ctx ended (RunAgent then returns)
+		}
+		j.gossipKey = resp.GossipKey
+		j.peers = joinPeers(resp.ClusterInfo, j.ac.Server)
+	case !j.cached:
+		j.peers, err = j.checkServer()
 	}
 	return err
 }
@@ -104,7 +129,7 @@ func (j *joiner) dial() error {
 // gossip; with a local cache the server is checked and the gossip joined
 // in the background, and a refusal then ends the node with its error.
 func (j *joiner) startGossip() error {
-	m, err := startMember(j.cfg, cluster.RoleAgent, j.tok.GossipKey(), j.logger)
+	m, err := startMember(j.cfg, cluster.RoleAgent, j.gossipKey, j.logger)
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
 	}
@@ -113,6 +138,12 @@ func (j *joiner) startGossip() error {
 			j.log.Warn("leave the gossip", "err", err)
 		}
 	})
+	// The keyring file now holds the key: the certificate of this start's
+	// join may be kept (a node with a certificate and no keyring could not
+	// gossip).
+	if err := j.id.savePending(); err != nil {
+		return err
+	}
 	j.gossip = newGossip(m, j.log)
 	if !j.cached {
 		if err := joinGossip(j.ctx, m, j.peers, j.log); err != nil {
@@ -124,7 +155,10 @@ func (j *joiner) startGossip() error {
 		// of an unreachable server cannot be cancelled and must not hold
 		// up the stop. It ends with the node's ctx otherwise.
 		go func() {
-			peers, err := checkServer(j.ctx, j.c, j.ac.Server, j.log)
+			peers, err := j.checkServer()
+			if err == nil {
+				err = j.id.savePending() // a join again, if the certificate was refused
+			}
 			if err == nil {
 				err = joinGossip(j.ctx, m, peers, j.log)
 			}
@@ -138,10 +172,30 @@ func (j *joiner) startGossip() error {
 	return nil
 }
 
+// startIdentity renews the node's certificate before it ends, for as long
+// as the node runs.
+func (j *joiner) startIdentity() error {
+	j.goRun(func(ctx context.Context) error {
+		if err := j.id.renewLoop(ctx, j.c); err != nil {
+			j.log.Error("stopping the agent", "err", err)
+			j.cancel(err)
+		}
+		return nil
+	})
+	return nil
+}
+
 // startFailover moves the client to another server when the one it uses
-// stops answering.
+// stops answering, and stops the node when the servers refuse its
+// certificate.
 func (j *joiner) startFailover() error {
-	j.goRun(func(ctx context.Context) error { failover(ctx, j.c, j.gossip.m, j.log); return nil })
+	j.goRun(func(ctx context.Context) error {
+		if err := failover(ctx, j.c, j.gossip.m, j.log); err != nil {
+			j.log.Error("stopping the agent", "err", err)
+			j.cancel(err)
+		}
+		return nil
+	})
 	return nil
 }
 
@@ -170,32 +224,46 @@ func refusal(ctx context.Context) error {
 	return nil
 }
 
-// checkServer asks the server for the cluster (bounded by
-// joinCheckTimeout), which checks its CA against the token and the token's
-// secret, and returns the gossip peers to join (the server's, or its host's
-// gossip port when it does not answer). It returns an error wrapping
-// ErrJoinRefused on a bad token; nil otherwise, also when the server does
-// not answer or ctx ended.
-func checkServer(ctx context.Context, c *client.Client, server string, log *slog.Logger) ([]string, error) {
-	peers := gossipAddrs([]string{server})
-	cctx, cancel := context.WithTimeout(ctx, joinCheckTimeout)
-	ci, err := c.Cluster(cctx)
+// checkServer asks the server for the cluster with the node's certificate
+// (bounded by joinCheckTimeout) and returns the gossip peers to join (the
+// server's, or its host's gossip port when it does not answer). A
+// certificate the server refuses is joined anew when the node has a join
+// token and is not revoked; otherwise it is an error wrapping
+// ErrJoinRefused. A server that does not answer is no error.
+func (j *joiner) checkServer() ([]string, error) {
+	peers := gossipAddrs([]string{j.ac.Server})
+	cctx, cancel := context.WithTimeout(j.ctx, joinCheckTimeout)
+	ci, err := j.c.Cluster(cctx)
 	cancel()
 	switch {
 	case err == nil:
 		if len(ci.Gossip) > 0 {
 			peers = ci.Gossip
 		}
-		log.Info("server answers; its CA matches the token", "server", server, "gossip", peers)
+		j.log.Info("server answers; its CA matches and it accepts this node's certificate", "server", j.ac.Server, "gossip", peers)
 	case errors.Is(err, pki.ErrCAMismatch), errors.Is(err, pki.ErrNoCAInChain):
-		return nil, fmt.Errorf("%w: %s: %w", ErrJoinRefused, server, err)
-	case isUnauthorized(err):
-		return nil, fmt.Errorf("%w: the server %s refused the join token's secret: is the token from its `skiff token`?", ErrJoinRefused, server)
-	case ctx.Err() != nil:
+		return nil, fmt.Errorf("%w: %s: %w", ErrJoinRefused, j.ac.Server, err)
+	case client.IsUnauthorized(err):
+		resp, jerr := j.id.rejoin(j.ctx, err)
+		if jerr != nil || resp == nil {
+			return nil, jerr
+		}
+		j.gossipKey = resp.GossipKey // used if the gossip has not started
+		return joinPeers(resp.ClusterInfo, j.ac.Server), nil
+	case j.ctx.Err() != nil:
 	default:
-		log.Warn("the server does not answer; starting anyway (from the local cache if there is one)", "server", server, "err", err)
+		j.log.Warn("the server does not answer; starting anyway (from the local cache if there is one)", "server", j.ac.Server, "err", err)
 	}
 	return peers, nil
+}
+
+// joinPeers are the gossip addresses of a join's answer, or the server's
+// host on the gossip port.
+func joinPeers(ci api.ClusterInfo, server string) []string {
+	if len(ci.Gossip) > 0 {
+		return ci.Gossip
+	}
+	return gossipAddrs([]string{server})
 }
 
 // joinGossip joins peers, retrying in the background when it fails. It
@@ -239,32 +307,32 @@ func rejoin(ctx context.Context, m *cluster.Member, peers []string, log *slog.Lo
 	}
 }
 
-// isUnauthorized reports whether err is the API's 401.
-func isUnauthorized(err error) bool {
-	var e *client.APIError
-	return errors.As(err, &e) && e.Status == http.StatusUnauthorized
-}
-
 // failoverEvery is how often an agent checks that the server it uses
-// answers, and the bound of each check.
+// answers and accepts its certificate, and the bound of each check.
 const failoverEvery = 5 * time.Second
 
 // failover points c at another alive server from the gossip (m.Servers(),
 // API addresses as announced, which the serving certificates name) when the
 // one it uses does not answer, until ctx ends. A server that answers with
 // an error still answers: only a failed or timed-out request moves on.
-func failover(ctx context.Context, c *client.Client, m *cluster.Member, log *slog.Logger) {
+// The check is an authenticated request: a server that refuses the node's
+// certificate (401: `skiff delete node` revoked it, or it expired) ends the
+// failover with an error wrapping ErrJoinRefused, and the node stops.
+func failover(ctx context.Context, c *client.Client, m *cluster.Member, log *slog.Logger) error {
 	t := time.NewTicker(failoverEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, failoverEvery)
-		err := c.Ready(cctx)
+		_, err := c.Whoami(cctx)
 		cancel()
+		if client.IsUnauthorized(err) {
+			return fmt.Errorf("%w: the server refuses this node's certificate: %w", ErrJoinRefused, err)
+		}
 		var apiErr *client.APIError
 		if err == nil || ctx.Err() != nil || errors.As(err, &apiErr) {
 			continue

@@ -35,12 +35,18 @@ type ServerConfig struct {
 	Agent bool
 	// TCP runs the server in cluster mode: it serves the API over TLS on
 	// Node.APIAddr, for agents and remote CLIs, with the CA and serving
-	// certificate of <data_dir>/pki (made on first start, see cluster/pki);
-	// requests must carry the join secret as a bearer token (`skiff token`
-	// prints the whole join token). It also starts this node's gossip
-	// member (role server) on Node.GossipAddr and marks nodes whose member
-	// fails or leaves NotReady.
+	// certificate of <data_dir>/pki (made on first start, see cluster/pki).
+	// Requests authenticate with a node's client certificate (issued at
+	// its join) or a bearer token with a role (`skiff token` prints the
+	// join token, `skiff token create` makes others); see
+	// docs/security.md. It also starts this node's gossip member (role
+	// server) on Node.GossipAddr and marks nodes whose member fails or
+	// leaves NotReady.
 	TCP bool
+	// NodeCertValidity is the lifetime of the node certificates the server
+	// issues. Zero takes $SKIFF_NODE_CERT_VALIDITY if set, else
+	// pki.DefaultNodeCertValidity (30 days); nodes renew at two thirds.
+	NodeCertValidity time.Duration
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 	// Ready, if set, is called once when the API serves and, with Agent,
@@ -158,10 +164,16 @@ func (s *server) listenAPI() error {
 }
 
 // startGossip, in cluster mode, starts the server's gossip member (the
-// API then serves the members) and listens on TCP with TLS and the token.
+// API then serves the members) and listens on TCP with TLS: requests
+// authenticate with a node certificate or a token (see apiserver/auth.go),
+// and the API issues node certificates from the cluster CA.
 func (s *server) startGossip() error {
 	if !s.sc.TCP {
 		return nil
+	}
+	validity, err := s.certValidity()
+	if err != nil {
+		return err
 	}
 	p, err := pki.Load(filepath.Join(s.cfg.DataDir, PKIDir), serverHosts(s.cfg))
 	if err != nil {
@@ -184,14 +196,37 @@ func (s *server) startGossip() error {
 	s.gossip = newGossip(m, s.log)
 	s.goRun(func(ctx context.Context) error { s.gossip.run(ctx); return nil })
 	s.api.SetMembership(apiView{m})
+	jc := apiserver.JoinConfig{PKI: p, GossipKey: m.PrimaryKey, CertValidity: validity}
+	if s.sc.Agent {
+		jc.LocalNode = s.cfg.NodeName
+	}
+	s.api.EnableJoin(jc)
 	tcpLn, err := net.Listen("tcp", s.cfg.APIAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.APIAddr, err)
 	}
 	s.onStop(func() { tcpLn.Close() }) // if it never served
-	s.listeners = append(s.listeners, apiListener{tls.NewListener(tcpLn, p.ServerTLSConfig()), apiserver.RequireToken(p.Token().Secret, s.api)})
-	s.log.Info("API on TCP (TLS)", "addr", tcpLn.Addr().String(), "gossip", m.Addr())
+	s.listeners = append(s.listeners, apiListener{tls.NewListener(tcpLn, p.ServerTLSConfig()), s.api.TCPHandler()})
+	s.log.Info("API on TCP (TLS)", "addr", tcpLn.Addr().String(), "gossip", m.Addr(), "node_cert_validity", validity)
 	return nil
+}
+
+// certValidity is ServerConfig.NodeCertValidity, else
+// $SKIFF_NODE_CERT_VALIDITY (tests use seconds to see renewals), else
+// pki.DefaultNodeCertValidity.
+func (s *server) certValidity() (time.Duration, error) {
+	if s.sc.NodeCertValidity > 0 {
+		return s.sc.NodeCertValidity, nil
+	}
+	v := os.Getenv("SKIFF_NODE_CERT_VALIDITY")
+	if v == "" {
+		return pki.DefaultNodeCertValidity, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < pki.MinNodeCertValidity {
+		return 0, fmt.Errorf("SKIFF_NODE_CERT_VALIDITY=%q: want a duration of at least %s", v, pki.MinNodeCertValidity)
+	}
+	return d, nil
 }
 
 // serveAPI serves every listener. At stop, watch streams end and requests

@@ -369,6 +369,9 @@ func TestAPIWatch(t *testing.T) {
 	}
 }
 
+// TestAPITCPToken: on TCP every request but the health checks needs a
+// credential; the join token only joins; a token of `skiff token create
+// --role admin` (made over the unix socket) may do everything.
 func TestAPITCPToken(t *testing.T) {
 	s := startServer(t, serverOpts{tcp: true})
 	out, err := exec.Command(skiffBin, "token", "--data-dir", s.dataDir).CombinedOutput()
@@ -382,6 +385,7 @@ func TestAPITCPToken(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(s.dataDir, "pki", pki.SecretFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("join secret file: %v %v", fi, err)
 	}
+	admin := s.createToken("admin")
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: pki.ClientTLSConfig(tok)}}
 	base := "https://" + s.tcpAddr
 	bearer := func(v string) http.Header { return http.Header{"Authorization": {v}} }
@@ -395,8 +399,10 @@ func TestAPITCPToken(t *testing.T) {
 		{"wrong token", "/v1/apps", bearer("Bearer nope"), 401},
 		{"not bearer", "/v1/apps", bearer(tok.Secret), 401},
 		{"whole token", "/v1/apps", bearer("Bearer " + tok.String()), 401},
-		{"secret", "/v1/apps", bearer("Bearer " + tok.Secret), 200},
-		{"members", "/v1/members", bearer("Bearer " + tok.Secret), 200},
+		{"join secret is no admin", "/v1/apps", bearer("Bearer " + tok.Secret), 403},
+		{"join secret reads no members", "/v1/members", bearer("Bearer " + tok.Secret), 403},
+		{"admin token", "/v1/apps", bearer("Bearer " + admin.Secret), 200},
+		{"admin token members", "/v1/members", bearer("Bearer " + admin.Secret), 200},
 		{"healthz without token", "/healthz", nil, 200},
 	}
 	for _, tc := range tests {
@@ -405,8 +411,15 @@ func TestAPITCPToken(t *testing.T) {
 			if code != tc.status {
 				t.Fatalf("%d %s, want %d", code, data, tc.status)
 			}
-			if code == 401 && apiErr(t, data).Code != "unauthorized" {
-				t.Fatalf("body %s", data)
+			switch code {
+			case 401:
+				if apiErr(t, data).Code != "unauthorized" {
+					t.Fatalf("body %s", data)
+				}
+			case 403:
+				if e := apiErr(t, data); e.Code != "forbidden" || !strings.Contains(e.Message, "a join token may only join") {
+					t.Fatalf("body %s", data)
+				}
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -29,6 +30,10 @@ const (
 	ServerCertFile = "server.crt"
 	ServerKeyFile  = "server.key"
 	SecretFile     = "join-secret"
+	// GossipKeyFile holds the cluster's first gossip key (32 random bytes,
+	// base64): a server seeds its serf keyring with it, and a second server
+	// that copies this directory gossips with the first.
+	GossipKeyFile = "gossip.key"
 )
 
 // Lifetimes of the certificates.
@@ -43,20 +48,24 @@ const (
 // PKI is a server's cluster CA, its API serving certificate and the join
 // secret, kept under one directory (keys and secret mode 0600).
 type PKI struct {
-	dir    string
-	ca     *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	secret string
+	dir       string
+	ca        *x509.Certificate
+	caKey     *ecdsa.PrivateKey
+	caPool    *x509.CertPool
+	gossipKey []byte
 
-	// mu guards serving and hosts, which EnsureServing replaces.
+	// mu guards serving and hosts, which EnsureServing replaces, and
+	// secret, which RotateSecret replaces.
 	mu      sync.RWMutex
 	serving *tls.Certificate
 	hosts   []string
+	secret  string
 }
 
 // Load opens the PKI in dir, creating on first start a CA (ECDSA P-256, 10
-// years) and a join secret (32 random bytes, hex), and makes sure the
-// serving certificate covers hosts (see EnsureServing).
+// years), a join secret (32 random bytes, hex) and a gossip key (32 random
+// bytes), and makes sure the serving certificate covers hosts (see
+// EnsureServing).
 func Load(dir string, hosts []string) (*PKI, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pki dir: %w", err)
@@ -65,7 +74,12 @@ func Load(dir string, hosts []string) (*PKI, error) {
 	if err := p.loadOrCreateCA(); err != nil {
 		return nil, err
 	}
+	p.caPool = x509.NewCertPool()
+	p.caPool.AddCert(p.ca)
 	if err := p.loadOrCreateSecret(); err != nil {
+		return nil, err
+	}
+	if err := p.loadOrCreateGossipKey(); err != nil {
 		return nil, err
 	}
 	if err := p.EnsureServing(hosts); err != nil {
@@ -90,17 +104,37 @@ func ReadToken(dir string) (string, error) {
 
 // Token returns the join token agents need: K10<sha256 of the CA DER>::<secret>.
 func (p *PKI) Token() Token {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
 	return Token{CAHash: CAHash(p.ca.Raw), Secret: p.secret}
+}
+
+// CAHash is the hex SHA-256 of the CA certificate, as tokens carry it.
+func (p *PKI) CAHash() string { return CAHash(p.ca.Raw) }
+
+// RotateSecret replaces the join secret with a new random one (in memory
+// and in its file) and returns the new join token. The old secret stops
+// working at once; certificates issued with it stay valid.
+func (p *PKI) RotateSecret() (Token, error) {
+	secret := newSecret()
+	if err := writeFile(filepath.Join(p.dir, SecretFile), []byte(secret+"\n"), 0o600); err != nil {
+		return Token{}, err
+	}
+	p.mu.Lock()
+	p.secret = secret
+	p.mu.Unlock()
+	return p.Token(), nil
 }
 
 // CACertPEM returns the CA certificate, PEM-encoded.
 func (p *PKI) CACertPEM() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.ca.Raw})
+	return CertPEM(p.ca.Raw)
 }
 
-// GossipKey is the cluster's initial gossip key, derived from the secret
-// (the same as Token().GossipKey()).
-func (p *PKI) GossipKey() []byte { return DeriveGossipKey(p.secret) }
+// GossipKey is the cluster's initial gossip key: random, made on first
+// start, and independent of every API credential. A server seeds its serf
+// keyring with it; agents get the server's key in the answer to their join.
+func (p *PKI) GossipKey() []byte { return slices.Clone(p.gossipKey) }
 
 // CheckSecret reports, in constant time, whether an agent presented the
 // join secret.
@@ -108,7 +142,10 @@ func (p *PKI) CheckSecret(presented string) bool { return p.Token().MatchSecret(
 
 // ServerTLSConfig returns the API listener's TLS config. It sends the CA
 // after the serving certificate, so that agents can pin it, and picks up a
-// certificate EnsureServing replaced without a restart.
+// certificate EnsureServing replaced without a restart. It asks for a
+// client certificate and verifies one that is sent against the CA (a
+// certificate of another CA fails the handshake); a client may also send
+// none and authenticate with a bearer token instead.
 func (p *PKI) ServerTLSConfig() *tls.Config {
 	// GetConfigForClient rather than GetCertificate: Go prefers a config's
 	// Certificates (which wrappers such as httptest fill in) over
@@ -118,7 +155,12 @@ func (p *PKI) ServerTLSConfig() *tls.Config {
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 			p.mu.RLock()
 			defer p.mu.RUnlock()
-			return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{*p.serving}}, nil
+			return &tls.Config{
+				MinVersion:   tls.VersionTLS12,
+				Certificates: []tls.Certificate{*p.serving},
+				ClientAuth:   tls.VerifyClientCertIfGiven,
+				ClientCAs:    p.caPool,
+			}, nil
 		},
 	}
 }
@@ -242,12 +284,42 @@ func (p *PKI) loadOrCreateSecret() error {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("read join secret: %w", err)
 	}
+	p.secret = newSecret()
+	return writeFile(path, []byte(p.secret+"\n"), 0o600)
+}
+
+// newSecret returns a join secret: 32 random bytes, hex.
+func newSecret() string {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+// gossipKeySize is the gossip key's length: AES-256, as serf wants it.
+const gossipKeySize = 32
+
+func (p *PKI) loadOrCreateGossipKey() error {
+	path := filepath.Join(p.dir, GossipKeyFile)
+	data, err := os.ReadFile(path)
+	if err == nil {
+		key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
+		if err != nil || len(key) != gossipKeySize {
+			return fmt.Errorf("%s: want %d bytes in base64", path, gossipKeySize)
+		}
+		p.gossipKey = key
+		return nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read gossip key: %w", err)
+	}
+	key := make([]byte, gossipKeySize)
+	if _, err := rand.Read(key); err != nil {
 		return err
 	}
-	p.secret = hex.EncodeToString(b)
-	return writeFile(path, []byte(p.secret+"\n"), 0o600)
+	p.gossipKey = key
+	return writeFile(path, []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
 }
 
 // sanList is the sorted, de-duplicated SAN list for hosts.

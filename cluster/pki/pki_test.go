@@ -57,17 +57,58 @@ func TestParseToken(t *testing.T) {
 	}
 }
 
-func TestGossipKeyFromToken(t *testing.T) {
-	a := Token{CAHash: hash64, Secret: "0123456789abcdef"}
-	b := Token{CAHash: hash64, Secret: "0123456789abcdeg"}
-	if len(a.GossipKey()) != 32 || !bytes.Equal(a.GossipKey(), a.GossipKey()) {
-		t.Fatal("the gossip key is not a stable 32-byte key")
+// TestGossipKey: the gossip key is random, kept across restarts in a
+// 0600 file, and owes nothing to the join secret (rotating the secret
+// keeps it).
+func TestGossipKey(t *testing.T) {
+	dir := t.TempDir()
+	p1, err := Load(dir, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if bytes.Equal(a.GossipKey(), b.GossipKey()) {
-		t.Error("two secrets give the same gossip key")
+	other, err := Load(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if bytes.Contains(a.GossipKey(), []byte(a.Secret)) {
-		t.Error("the gossip key holds the secret")
+	if len(p1.GossipKey()) != 32 || bytes.Equal(p1.GossipKey(), other.GossipKey()) {
+		t.Fatal("the gossip key is not a fresh 32-byte key")
+	}
+	if fi, err := os.Stat(filepath.Join(dir, GossipKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("gossip key file: %v %v", fi, err)
+	}
+	if _, err := p1.RotateSecret(); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := Load(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p1.GossipKey(), p2.GossipKey()) {
+		t.Error("the gossip key changed across a restart or a secret rotation")
+	}
+}
+
+// TestRotateSecret: the new secret works at once and is what ReadToken
+// prints; the old one stops working; the CA stays.
+func TestRotateSecret(t *testing.T) {
+	dir := t.TempDir()
+	p, err := Load(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := p.Token()
+	tok, err := p.RotateSecret()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Secret == old.Secret || tok.CAHash != old.CAHash || p.Token() != tok {
+		t.Fatalf("rotated %+v from %+v", tok, old)
+	}
+	if p.CheckSecret(old.Secret) || !p.CheckSecret(tok.Secret) {
+		t.Error("CheckSecret after the rotation")
+	}
+	if s, err := ReadToken(dir); err != nil || s != tok.String() {
+		t.Errorf("ReadToken = %q, %v; want the new token", s, err)
 	}
 }
 
@@ -77,7 +118,7 @@ func TestLoadPersists(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{CAKeyFile, ServerKeyFile, SecretFile} {
+	for _, f := range []string{CAKeyFile, ServerKeyFile, SecretFile, GossipKeyFile} {
 		fi, err := os.Stat(filepath.Join(dir, f))
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: %v mode %v, want 0600", f, err, fi.Mode().Perm())
@@ -163,7 +204,7 @@ func TestClientTLS(t *testing.T) {
 	}
 	srv, calls := tlsServer(t, p)
 
-	t.Run("right token connects and gets the gossip key", func(t *testing.T) {
+	t.Run("right token connects", func(t *testing.T) {
 		tok, err := ParseToken(p.Token().String())
 		if err != nil {
 			t.Fatal(err)
@@ -176,8 +217,8 @@ func TestClientTLS(t *testing.T) {
 			}
 			var body bytes.Buffer
 			_, _ = body.ReadFrom(resp.Body)
-			if resp.StatusCode != 200 || !bytes.Equal(body.Bytes(), tok.GossipKey()) {
-				t.Errorf("%s: status %d, key from the server differs from the token's", url, resp.StatusCode)
+			if resp.StatusCode != 200 || !bytes.Equal(body.Bytes(), p.GossipKey()) {
+				t.Errorf("%s: status %d, body differs from the gossip key", url, resp.StatusCode)
 			}
 		}
 		if calls.Load() != before+2 {

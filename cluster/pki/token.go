@@ -1,7 +1,6 @@
 package pki
 
 import (
-	"crypto/hkdf"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -20,40 +19,23 @@ const tokenPrefix = "K10"
 // minSecretLen is the shortest secret ParseToken accepts.
 const minSecretLen = 16
 
-// gossipKeyInfo separates the gossip key from any other key derived from
-// the secret.
-const gossipKeyInfo = "skiff gossip key v1"
-
-// Token is a parsed join token: K10<CA hash>::<secret>.
+// Token is a parsed token: K10<CA hash>::<secret>. The join token's secret
+// is the join secret (hex); a token made by `skiff token create` has
+// <id>.<secret> there, and the server looks its role up by id.
 type Token struct {
 	// CAHash is the lower-case hex SHA-256 of the cluster CA certificate's
 	// DER bytes (not its PEM: PEM may differ in line breaks and headers for
 	// the same certificate).
 	CAHash string
-	// Secret proves to a server that the agent holds the token. It is sent
-	// only over a TLS connection whose CA matched CAHash.
+	// Secret proves to a server that the client holds the token. It is
+	// sent (as a bearer token) only over a TLS connection whose CA matched
+	// CAHash.
 	Secret string
 }
 
 // String formats the token as K10<hash>::<secret>.
 func (t Token) String() string {
 	return tokenPrefix + t.CAHash + "::" + t.Secret
-}
-
-// GossipKey is the 32-byte AES-256 gossip key the token carries: HKDF-SHA256
-// of the secret. Knowing it does not reveal the secret, so a member that
-// only gossips cannot register nodes.
-func (t Token) GossipKey() []byte {
-	return DeriveGossipKey(t.Secret)
-}
-
-// DeriveGossipKey returns the gossip key of a join secret.
-func DeriveGossipKey(secret string) []byte {
-	key, err := hkdf.Key(sha256.New, []byte(secret), nil, gossipKeyInfo, 32)
-	if err != nil {
-		panic(fmt.Sprintf("hkdf: %v", err)) // only for a bad length
-	}
-	return key
 }
 
 // MatchSecret reports, in constant time, whether presented is the token's

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/spf13/cobra"
 
@@ -19,7 +20,8 @@ func newAgentCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "agent --server HOST:PORT | agent --cleanup",
 		Long: "Run this node's agent, joined to a server. The join token comes from SKIFF_TOKEN, --token-stdin,\n" +
-			"--token-file or token_file in the node config, never from argv.",
+			"--token-file or token_file in the node config, never from argv. It is used once: the node then holds\n" +
+			"its own certificate in <data_dir>/pki and needs no token to start again.",
 		Short: "Run this node's agent, joined to a server (or remove all skiff made here)",
 		Args:  cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
@@ -36,8 +38,11 @@ func newAgentCmd(g *globals) *cobra.Command {
 			if server == "" {
 				return errors.New("agent: --server HOST:PORT (or servers in the config) is required (or --cleanup)")
 			}
+			// A node that joined holds a certificate and needs no token:
+			// a token file removed after the join is no error (RunAgent
+			// says so if the node has no certificate either).
 			token, err := g.token.read(g.in, cfg.TokenFile)
-			if err != nil {
+			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("agent: %w", err)
 			}
 			return orchestrator.RunAgent(cmd.Context(), orchestrator.AgentConfig{

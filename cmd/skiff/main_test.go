@@ -428,8 +428,10 @@ func TestWatch(t *testing.T) {
 	}
 }
 
-// TestTCP reaches the API over TCP with the token skiff token prints, and
-// fails with one line without it.
+// TestTCP reaches the API over TCP with a read token of `skiff token
+// create` (the join token only joins), given by env, stdin or file, and
+// fails with one line without the right one; the token subcommands list,
+// revoke and rotate.
 func TestTCP(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -446,9 +448,14 @@ func TestTCP(t *testing.T) {
 	gl.Close()
 	unix, dataDir := startServerArgs(t, "--listen-tcp", "--api-addr", tcp, "--gossip-addr", gossip)
 
-	token := strings.TrimSpace(must(t, unix, "token", "--data-dir", dataDir))
-	if !strings.HasPrefix(token, "K10") || !strings.Contains(token, "::") {
-		t.Fatalf("token %q, want K10<ca hash>::<secret>", token)
+	join := strings.TrimSpace(must(t, unix, "token", "--data-dir", dataDir))
+	if !strings.HasPrefix(join, "K10") || !strings.Contains(join, "::") {
+		t.Fatalf("token %q, want K10<ca hash>::<secret>", join)
+	}
+	token := strings.TrimSpace(must(t, unix, "token", "create", "--role", "read", "--description", "cli test"))
+	hash, _, _ := strings.Cut(join, "::")
+	if !strings.HasPrefix(token, hash+"::") || !strings.Contains(token, ".") {
+		t.Fatalf("token create printed %q, want %s::<id>.<secret>", token, hash)
 	}
 	if r := skiffIn(t, unix, []string{"SKIFF_TOKEN=" + token}, "", "--api", "https://"+tcp, "get", "nodes"); r.code != 0 {
 		t.Errorf("SKIFF_TOKEN: exit %d stderr %q", r.code, r.stderr)
@@ -460,13 +467,39 @@ func TestTCP(t *testing.T) {
 	if r := skiff(t, "https://"+tcp, "--token-file", tokenFile, "get", "nodes"); r.code != 0 {
 		t.Errorf("--token-file: exit %d stderr %q", r.code, r.stderr)
 	}
-	hash, _, _ := strings.Cut(token, "::")
-	r := skiffIn(t, "https://"+tcp, []string{"SKIFF_TOKEN=" + hash + "::0123456789abcdef0123"}, "", "get", "nodes")
+	r := skiffIn(t, "https://"+tcp, []string{"SKIFF_TOKEN=" + token}, "", "apply", "-f", writeFile(t, t.TempDir(), "w.toml", webManifest))
+	if r.code != 1 || !strings.Contains(r.stderr, "may not POST /v1/apply: a read token may only GET") {
+		t.Errorf("apply with a read token: exit %d stderr %q", r.code, r.stderr)
+	}
+	r = skiffIn(t, "https://"+tcp, []string{"SKIFF_TOKEN=" + join}, "", "get", "nodes")
+	if r.code != 1 || !strings.Contains(r.stderr, "the join token may not GET /v1/nodes: a join token may only join") {
+		t.Errorf("get nodes with the join token: exit %d stderr %q", r.code, r.stderr)
+	}
+	r = skiffIn(t, "https://"+tcp, []string{"SKIFF_TOKEN=" + hash + "::0123456789abcdef0123"}, "", "get", "nodes")
 	if r.code != 1 || r.stderr != "skiff: missing or wrong bearer token\n" {
 		t.Errorf("wrong secret: exit %d stderr %q", r.code, r.stderr)
 	}
 	if out := must(t, unix, "members"); !strings.Contains(out, "alive") || !strings.Contains(out, "server") {
 		t.Errorf("skiff members:\n%s", out)
+	}
+
+	id := strings.SplitN(strings.SplitN(token, "::", 2)[1], ".", 2)[0]
+	if out := must(t, unix, "token", "list"); !strings.Contains(out, id) || !strings.Contains(out, "read") || !strings.Contains(out, "cli test") {
+		t.Errorf("token list:\n%s", out)
+	}
+	if out := must(t, unix, "token", "revoke", id); out != "token "+id+" revoked\n" {
+		t.Errorf("token revoke said %q", out)
+	}
+	r = skiffIn(t, "https://"+tcp, []string{"SKIFF_TOKEN=" + token}, "", "get", "nodes")
+	if r.code != 1 || !strings.Contains(r.stderr, "unknown token or wrong secret") {
+		t.Errorf("a revoked token: exit %d stderr %q", r.code, r.stderr)
+	}
+	rotated := strings.TrimSpace(must(t, unix, "token", "rotate"))
+	if rotated == join || !strings.HasPrefix(rotated, hash+"::") {
+		t.Errorf("token rotate printed %q", rotated)
+	}
+	if now := strings.TrimSpace(must(t, unix, "token", "--data-dir", dataDir)); now != rotated {
+		t.Errorf("skiff token after the rotation prints %q, want %q", now, rotated)
 	}
 }
 

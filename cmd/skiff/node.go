@@ -3,14 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
-	"github.com/skiff-edge/skiff/cluster/pki"
-	"github.com/skiff-edge/skiff/configs"
-	"github.com/skiff-edge/skiff/orchestrator"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
@@ -46,23 +42,4 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-func newTokenCmd() *cobra.Command {
-	var dataDir string
-	cmd := &cobra.Command{
-		Use:   "token",
-		Short: "Print the join token for agents",
-		Args:  cobra.NoArgs,
-		RunE: run(func(*cobra.Command, []string) error {
-			t, err := pki.ReadToken(filepath.Join(dataDir, orchestrator.PKIDir))
-			if err != nil {
-				return err
-			}
-			_, err = fmt.Println(t)
-			return err
-		}),
-	}
-	cmd.Flags().StringVar(&dataDir, "data-dir", configs.DefaultDataDir, "the server's state directory")
-	return cmd
 }

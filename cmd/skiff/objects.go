@@ -35,8 +35,8 @@ func newDeleteCmd(g *globals) *cobra.Command {
 	var files []string
 	var ignoreNotFound bool
 	cmd := &cobra.Command{
-		Use:   "delete (-f FILE|DIR | app|service|pod NAME)",
-		Short: "Delete the apps and services of manifests, or one object",
+		Use:   "delete (-f FILE|DIR | app|service|pod|node NAME)",
+		Short: "Delete the apps and services of manifests, or one object (a node: revoke its certificate)",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(files) > 0 {
 				return cobra.NoArgs(cmd, args)
@@ -44,7 +44,7 @@ func newDeleteCmd(g *globals) *cobra.Command {
 			if len(args) != 2 {
 				return fmt.Errorf("delete wants -f FILE or KIND NAME, got %d arguments", len(args))
 			}
-			return checkKind(args[0], api.KindApp, api.KindService, api.KindPod)
+			return checkKind(args[0], api.KindApp, api.KindService, api.KindPod, api.KindNode)
 		},
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()

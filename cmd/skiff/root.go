@@ -51,7 +51,7 @@ func newRootCmd() *cobra.Command {
 		newExecCmd(g),
 		newImagesCmd(g),
 		newMembersCmd(g),
-		newTokenCmd(),
+		newTokenCmd(g),
 	)
 	return root
 }
@@ -67,9 +67,10 @@ func run(fn func(cmd *cobra.Command, args []string) error) func(*cobra.Command, 
 }
 
 // client returns a client of the API the global flags name, with the token
-// of SKIFF_TOKEN, --token-stdin or --token-file. A join token (K10<CA
-// hash>::<secret>, from `skiff token`) pins the server's CA and sends its
-// secret as the bearer token.
+// of SKIFF_TOKEN, --token-stdin or --token-file. A token of the form K10<CA
+// hash>::<secret> (from `skiff token create`, or the join token) pins the
+// server's CA and sends its secret as the bearer token; what it may do is
+// its role's (docs/security.md).
 func (g *globals) client() (*client.Client, error) {
 	token, err := g.token.read(g.in, "")
 	if err != nil {

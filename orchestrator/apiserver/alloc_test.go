@@ -12,7 +12,7 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
-func newTestServer(t *testing.T, serviceCIDR string) (*Server, *store.Store) {
+func newTestServer(t testing.TB, serviceCIDR string) (*Server, *store.Store) {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
 	if err != nil {

@@ -11,6 +11,8 @@
 //	GET    /v1/nodes/{name}              api.Node
 //	PUT    /v1/nodes/{name}              api.Node: an agent registers or reports;
 //	                                     the server gives the pod CIDR (201 new, 200)
+//	DELETE /v1/nodes/{name}[?revision=N] api.DeleteResponse; its certificates are
+//	                                     revoked in the same transaction
 //	GET    /v1/apps                      List of api.App
 //	GET    /v1/apps/{name}               api.App
 //	PUT    /v1/apps/{name}               api.App (spec only; status stays the
@@ -46,6 +48,23 @@
 //	                                     Membership is set: no gossip)
 //	GET    /healthz, /readyz             "ok"
 //	GET    /metrics                      Prometheus text
+//	POST   /v1/join                      api.JoinRequest (join token) -> api.JoinResponse
+//	POST   /v1/renew                     api.RenewRequest (node certificate) -> api.RenewResponse
+//	GET    /v1/whoami                    api.Whoami
+//	GET    /v1/tokens                    {"items":[api.TokenInfo...]}
+//	POST   /v1/tokens                    api.TokenRequest -> api.TokenResponse (201)
+//	DELETE /v1/tokens/{id}               api.TokenInfo
+//	POST   /v1/join/rotate               api.TokenResponse: a new join secret
+//	                                     (these answer 503 until EnableJoin)
+//
+// # Who may call what
+//
+// The unix socket serves Server.ServeHTTP: the local admin. The TLS
+// listener serves TCPHandler, which authenticates every request (auth.go:
+// a node certificate, a token of `skiff token create`, or the join secret)
+// and puts its Identity in the request's context; every route then checks
+// it against one table (authz.go): admin, read, join, or what a node may
+// do with its own Node and pods. See docs/security.md.
 //
 // A List is {"revision":N,"items":[...]} (also in the Skiff-Revision
 // header). Any list with ?watch=1 streams application/x-ndjson, one
@@ -60,7 +79,9 @@
 // Every error is an api.ErrorBody: 400 invalid (validation, with every field
 // in details; unknown fields; malformed JSON; wrong types; null bodies;
 // query parameters that do not parse, e.g. ?force=yes), 401
-// unauthorized (TCP without the bearer token), 404 not_found (object or
+// unauthorized (TCP without credentials or with ones refused; revoked for
+// a deleted node's certificate), 403 forbidden (the role may not; the
+// message names the rule), 404 not_found (object or
 // path), 405 (code invalid; Allow lists the methods), 409 conflict (stale
 // revision, exists, an address held by another service), 410 gone, 413
 // (code invalid) for bodies over Options.MaxBody, 503 unavailable. A 500 is

@@ -2,16 +2,13 @@ package apiserver
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
-	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
 // fakeMembership models a two-node gossip: a server and an agent.
@@ -31,20 +28,13 @@ func (fakeMembership) ClusterInfo() api.ClusterInfo {
 var _ Membership = fakeMembership{}
 
 // TestMembers: /v1/members and /v1/cluster answer 503 until a membership
-// is set, then its view; they are GET only and, on TCP, need the token
+// is set, then its view; they are GET only and, on TCP, need credentials
 // like every other route.
 func TestMembers(t *testing.T) {
-	s, _ := newTestServer(t, "10.96.0.0/16")
-	// TLS, as on a real TCP listener: the client never sends a token over
-	// plain http.
-	hs := httptest.NewTLSServer(RequireToken("secret", s))
-	defer hs.Close()
-	roots := x509.NewCertPool()
-	roots.AddCert(hs.Certificate())
-	c, err := client.NewWithConfig(client.Config{Addr: hs.URL, Token: "secret", TLS: &tls.Config{RootCAs: roots}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newTLSEnv(t, time.Hour)
+	s, hs := e.s, e.srv
+	secret := e.token("read", "")
+	c := e.client(secret)
 	ctx := context.Background()
 
 	if _, err := c.Members(ctx); !isStatus(err, http.StatusServiceUnavailable) || !strings.Contains(err.Error(), "--listen-tcp") {
@@ -73,8 +63,8 @@ func TestMembers(t *testing.T) {
 	}{
 		{"members without token", "GET", "/v1/members", "", http.StatusUnauthorized},
 		{"cluster without token", "GET", "/v1/cluster", "", http.StatusUnauthorized},
-		{"members POST", "POST", "/v1/members", "secret", http.StatusMethodNotAllowed},
-		{"cluster DELETE", "DELETE", "/v1/cluster", "secret", http.StatusMethodNotAllowed},
+		{"members POST", "POST", "/v1/members", secret, http.StatusMethodNotAllowed},
+		{"cluster DELETE", "DELETE", "/v1/cluster", secret, http.StatusMethodNotAllowed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -82,7 +72,7 @@ func TestMembers(t *testing.T) {
 			if tc.token != "" {
 				req.Header.Set("Authorization", "Bearer "+tc.token)
 			}
-			resp, err := hs.Client().Do(req)
+			resp, err := e.tlsClient(nil).Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

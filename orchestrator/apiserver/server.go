@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"cmp"
-	"crypto/subtle"
 	"fmt"
 	"log/slog"
 	"net"
@@ -66,6 +65,10 @@ type Server struct {
 	podIO atomic.Pointer[api.PodIO]
 	// members serves the gossip view (see SetMembership); nil without gossip.
 	members atomic.Pointer[Membership]
+	// joinCfg issues node certificates (see EnableJoin); nil without TCP.
+	joinCfg atomic.Pointer[JoinConfig]
+	// patterns are the routes registered, "METHOD PATH" (see authorized).
+	patterns []string
 }
 
 type requestKey struct {
@@ -115,11 +118,12 @@ func New(st *store.Store, opts Options) *Server {
 	return s
 }
 
-// route registers h for pattern's methods, and a JSON 405 for the others.
+// route registers h for pattern's methods, behind their access check (see
+// authz.go), and a JSON 405 for the others.
 func (s *Server) route(path string, handlers map[string]http.HandlerFunc) {
 	var allow []string
 	for method, h := range handlers {
-		s.mux.HandleFunc(method+" "+path, h)
+		s.mux.HandleFunc(method+" "+path, s.authorized(method+" "+path, h))
 		allow = append(allow, method)
 	}
 	slices.Sort(allow) // a stable Allow header, not map order
@@ -134,7 +138,7 @@ func (s *Server) routes() {
 	s.mux = http.NewServeMux()
 	type hs = map[string]http.HandlerFunc
 	s.route("/v1/nodes", hs{"GET": s.listNodes})
-	s.route("/v1/nodes/{name}", hs{"GET": s.getNode, "PUT": s.putNode})
+	s.route("/v1/nodes/{name}", hs{"GET": s.getNode, "PUT": s.putNode, "DELETE": s.deleteNode})
 	s.route("/v1/apps", hs{"GET": s.listApps})
 	s.route("/v1/apps/{name}", hs{"GET": s.getApp, "PUT": s.putApp, "DELETE": s.deleteApp})
 	s.route("/v1/apps/{name}/scale", hs{"POST": s.scaleApp})
@@ -156,6 +160,7 @@ func (s *Server) routes() {
 	s.route("/healthz", hs{"GET": s.healthz})
 	s.route("/readyz", hs{"GET": s.healthz})
 	s.route("/metrics", hs{"GET": s.metrics})
+	s.authRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errBody("not_found", "no such path: "+r.URL.Path))
 	})
@@ -195,22 +200,3 @@ func (w *statusWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the connection.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// RequireToken wraps h so that every request but /healthz and /readyz must
-// carry "Authorization: Bearer <token>"; others get 401.
-func RequireToken(token string, h http.Handler) http.Handler {
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
-			h.ServeHTTP(w, r)
-			return
-		}
-		got := []byte(r.Header.Get("Authorization"))
-		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="skiff"`)
-			writeJSON(w, http.StatusUnauthorized, errBody("unauthorized", "missing or wrong bearer token"))
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}

@@ -58,8 +58,10 @@ func Apply(ctx context.Context, c *client.Client, w io.Writer, paths []string, d
 	return nil
 }
 
-// Delete deletes the named object of kind (api.KindApp or api.KindService)
-// and prints "app/web deleted".
+// Delete deletes the named object of kind (api.KindApp, api.KindService,
+// api.KindPod or api.KindNode) and prints "app/web deleted". Deleting a
+// node revokes its certificates at once and frees its pod CIDR; its pods
+// are replaced elsewhere.
 func Delete(ctx context.Context, c *client.Client, w io.Writer, kind, name string) error {
 	var err error
 	switch kind {
@@ -69,8 +71,10 @@ func Delete(ctx context.Context, c *client.Client, w io.Writer, kind, name strin
 		err = c.DeleteService(ctx, name)
 	case api.KindPod:
 		err = c.DeletePod(ctx, name)
+	case api.KindNode:
+		err = c.DeleteNode(ctx, name)
 	default:
-		return fmt.Errorf("cannot delete %s: want app, service or pod", kind)
+		return fmt.Errorf("cannot delete %s: want app, service, pod or node", kind)
 	}
 	if err != nil {
 		return err

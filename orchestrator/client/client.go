@@ -282,8 +282,10 @@ func codeOf(status int) string {
 	switch status {
 	case http.StatusBadRequest:
 		return api.CodeInvalid
-	case http.StatusUnauthorized, http.StatusForbidden:
+	case http.StatusUnauthorized:
 		return api.CodeUnauthorized
+	case http.StatusForbidden:
+		return api.CodeForbidden
 	case http.StatusNotFound:
 		return api.CodeNotFound
 	case http.StatusConflict:
