@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -384,7 +385,10 @@ func TestAgentRestartWithoutServer(t *testing.T) {
 	// node's pods and the service (orchestrator/agent's
 	// <data_dir>/agent-cache.json) before the server goes.
 	cacheFile := filepath.Join(c.Nodes[agent].DataDir, "agent-cache.json")
-	c.WaitFor("the agent's cache holding its pods", 20*time.Second, func() (bool, error) {
+	// Its pods and the service alone are not enough: the endpoints reach
+	// the cache a save later than the pods (they follow the pods' ready
+	// reports), and a cache without them programs no service rule.
+	c.WaitFor("the agent's cache holding its pods and their endpoints", 20*time.Second, func() (bool, error) {
 		b, err := os.ReadFile(cacheFile)
 		if err != nil {
 			return false, err
@@ -392,6 +396,23 @@ func TestAgentRestartWithoutServer(t *testing.T) {
 		for _, name := range append(podNames(mine), `"web"`) {
 			if !strings.Contains(string(b), name) {
 				return false, fmt.Errorf("%s lacks %s", cacheFile, name)
+			}
+		}
+		var cached struct {
+			Endpoints []api.Endpoints `json:"endpoints"`
+		}
+		if err := json.Unmarshal(b, &cached); err != nil {
+			return false, err
+		}
+		ips := map[string]bool{}
+		for _, e := range cached.Endpoints {
+			for _, ep := range e.Endpoints {
+				ips[ep.IP] = true
+			}
+		}
+		for _, p := range mine {
+			if !ips[p.Status.IP] {
+				return false, fmt.Errorf("%s has no endpoint %s (pod %s)", cacheFile, p.Status.IP, p.Name)
 			}
 		}
 		return true, nil
