@@ -5,13 +5,25 @@ import (
 	"math"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
-// Limits that catch typos rather than policy.
+// Limits that catch typos rather than policy. They also keep every sum
+// the scheduler makes (cpu in millicores, memory in bytes, over every pod of
+// a node) far from overflowing an int64.
 const (
-	maxCPU    = 1024    // cores
-	minCPU    = 0.001   // one millicore, the runtime's granularity
-	minMemory = 4 << 20 // below this a container cannot start
+	maxCPU    = 1024     // cores
+	minCPU    = 0.001    // one millicore, the runtime's granularity
+	minMemory = 4 << 20  // below this a container cannot start
+	maxMemory = 16 << 40 // 16Ti
+	// MaxReplicas is the most replicas an app may ask for.
+	MaxReplicas = 10000
+	// minProbeInterval is the shortest probe period and timeout: a probe
+	// every nanosecond would only burn the node's CPU. It is not 1s, as
+	// Kubernetes' whole seconds are: sub-second probes are documented
+	// (timeout = "500ms") and the agent's end-to-end tests probe every
+	// 200ms.
+	minProbeInterval = Duration(100 * time.Millisecond)
 )
 
 // ValidateApp checks the app spec a named name. Zero values of defaulted
@@ -24,7 +36,12 @@ func ValidateApp(name string, a *AppSpec) error {
 }
 
 func validateApp(e *errs, name string, a *AppSpec) {
-	base := path{"app", name}
+	validateTemplate(e, path{"app", name}, name, a)
+}
+
+// validateTemplate checks app spec a at base, whose last element is name:
+// an app's, or a pod's with the pod's template (see ValidatePod).
+func validateTemplate(e *errs, base path, name string, a *AppSpec) {
 	if !ValidName(name) {
 		e.addKey(base, "%s", nameMsg(name))
 	}
@@ -42,6 +59,8 @@ func validateApp(e *errs, name string, a *AppSpec) {
 			e.add(base.with("replicas"), `cannot be set with mode "per-node" (it runs one pod on every matching node)`)
 		} else if *a.Replicas < 0 {
 			e.add(base.with("replicas"), "must be >= 0")
+		} else if *a.Replicas > MaxReplicas {
+			e.add(base.with("replicas"), "%d is too large (at most %d)", *a.Replicas, MaxReplicas)
 		}
 	}
 	switch a.Restart {
@@ -167,6 +186,9 @@ func validateContainer(e *errs, p path, name string, c *ContainerSpec, volumes m
 		e.add(p.with("memory"), "must be >= 0")
 	case c.Memory > 0 && c.Memory < minMemory:
 		e.add(p.with("memory"), "must be at least 4Mi")
+	case c.Memory > maxMemory:
+		size, _ := c.Memory.MarshalText()
+		e.add(p.with("memory"), "%s is too large (at most 16Ti)", size)
 	}
 	if c.Pids < 0 {
 		e.add(p.with("pids"), "must be >= 0")
@@ -287,17 +309,24 @@ func validateProbe(e *errs, p path, pr *Probe, c *ContainerSpec) {
 	if pr.InitialDelay < 0 {
 		e.add(p.with("initial_delay"), "must be >= 0")
 	}
-	if pr.Period < 0 {
-		e.add(p.with("period"), "must be > 0")
-	}
-	if pr.Timeout < 0 {
-		e.add(p.with("timeout"), "must be > 0")
-	}
+	checkInterval(e, p.with("period"), pr.Period)
+	checkInterval(e, p.with("timeout"), pr.Timeout)
 	if pr.FailureThreshold < 0 {
 		e.add(p.with("failure_threshold"), "must be >= 1")
 	}
 	if pr.SuccessThreshold < 0 {
 		e.add(p.with("success_threshold"), "must be >= 1")
+	}
+}
+
+// checkInterval checks a probe's period or timeout d; zero means the
+// default.
+func checkInterval(e *errs, p path, d Duration) {
+	switch {
+	case d < 0:
+		e.add(p, "must be > 0")
+	case d > 0 && d < minProbeInterval:
+		e.add(p, "%s is too short (at least %s)", d.D(), minProbeInterval.D())
 	}
 }
 

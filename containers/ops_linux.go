@@ -31,6 +31,9 @@ type ExecOptions struct {
 // in its working directory, and returns its exit code (128+signal if a
 // signal ended it). Cancelling ctx kills the command.
 func (r *Runtime) Exec(ctx context.Context, pod, name string, opts ExecOptions) (int, error) {
+	if err := checkNames("exec", pod, name); err != nil {
+		return -1, err
+	}
 	if len(opts.Args) == 0 {
 		return -1, fmt.Errorf("exec: no command: %w", ErrInvalid)
 	}
@@ -106,6 +109,9 @@ func (r *Runtime) Exec(ctx context.Context, pod, name string, opts ExecOptions) 
 // ErrNotFound for an unknown container and ErrNotRunning when no run is in
 // progress.
 func (r *Runtime) Signal(pod, name string, sig os.Signal) error {
+	if err := checkNames("signal", pod, name); err != nil {
+		return err
+	}
 	id := containerID(pod, name)
 	r.mu.Lock()
 	k, ok := r.ctrs[id]
@@ -145,6 +151,9 @@ type Stats struct {
 
 // Stats reads a running container's CPU and memory use.
 func (r *Runtime) Stats(pod, name string) (Stats, error) {
+	if err := checkNames("stats", pod, name); err != nil {
+		return Stats{}, err
+	}
 	id := containerID(pod, name)
 	r.mu.Lock()
 	k, ok := r.ctrs[id]
@@ -184,6 +193,9 @@ func (r *Runtime) Stats(pod, name string) (Stats, error) {
 // ("TIMESTAMP STREAM F|P LINE"), across restarts and rotations. The log
 // stays readable after the container exited, until its pod is removed.
 func (r *Runtime) Logs(ctx context.Context, pod, name string, opts LogOptions) (io.ReadCloser, error) {
+	if err := checkNames("logs", pod, name); err != nil {
+		return nil, err
+	}
 	rc, err := readLogs(ctx, r.logPath(pod, name), r.cfg.LogMaxFiles, opts)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {

@@ -238,6 +238,9 @@ func (r *Runtime) Pods() []PodConfig {
 // exists already (running, waiting for a restart, or exited for good) is
 // left as it is and its status returned.
 func (r *Runtime) StartContainer(ctx context.Context, pod string, c ContainerConfig) (ContainerStatus, error) {
+	if err := checkNames("start container", pod, c.Name); err != nil {
+		return ContainerStatus{}, err
+	}
 	r.mu.Lock()
 	p, ok := r.pods[pod]
 	if !ok {
@@ -332,6 +335,9 @@ func (r *Runtime) Status() []ContainerStatus {
 
 // ContainerStatus returns one container's status.
 func (r *Runtime) ContainerStatus(pod, name string) (ContainerStatus, error) {
+	if err := checkNames("container status", pod, name); err != nil {
+		return ContainerStatus{}, err
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	k, ok := r.ctrs[containerID(pod, name)]
@@ -372,6 +378,9 @@ func (r *Runtime) layersInUse() (map[string]bool, error) {
 // (host volumes are only unmounted from the containers), namespaces, logs
 // and state. Removing a pod that does not exist is not an error.
 func (r *Runtime) RemovePod(ctx context.Context, pod string, grace time.Duration) error {
+	if err := checkNames("remove pod", pod); err != nil {
+		return err
+	}
 	var errs []error
 	r.mu.Lock()
 	delete(r.pods, pod) // no new container starts in it from now on

@@ -264,6 +264,9 @@ func (r *Runtime) restartAfter(k *ctr, gen int, delay time.Duration, cancel chan
 // container is not restarted afterwards. Stopping a stopped container is
 // not an error.
 func (r *Runtime) StopContainer(ctx context.Context, pod, name string, grace time.Duration) error {
+	if err := checkNames("stop", pod, name); err != nil {
+		return err
+	}
 	id := containerID(pod, name)
 	r.mu.Lock()
 	k, ok := r.ctrs[id]

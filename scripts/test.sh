@@ -17,6 +17,7 @@ unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go')
 
 go test -tags seccomp -count=1 -timeout 15m "$@" ./...
 go test -run='^$' -fuzz=FuzzParseManifest -fuzztime=20s ./configs
+go test -tags seccomp -run='^$' -fuzz=FuzzAPIBodies -fuzztime=15s ./orchestrator/apiserver
 # A layer tar is KiBs (512-byte headers), and the fuzzer's minimizer tries
 # every subset of an input's bytes: left on, it would spend the whole run
 # minimizing the first inputs that find new coverage.

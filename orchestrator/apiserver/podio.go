@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
@@ -63,6 +64,15 @@ func (s *Server) podForIO(w http.ResponseWriter, r *http.Request) (*api.Pod, api
 	return &p, io, true
 }
 
+// checkContainerParam refuses a container name that no pod can have before
+// it reaches the node, where the runtime makes a file name of it.
+func checkContainerParam(c string) error {
+	if c != "" && !configs.ValidName(c) {
+		return invalid("container", "%q is not a valid container name", trimmed(c))
+	}
+	return nil
+}
+
 // podLogs streams a container's log: ?container=&follow=1&tail=N.
 func (s *Server) podLogs(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
@@ -79,6 +89,10 @@ func (s *Server) podLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	follow, err := boolParam(r, "follow")
 	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := checkContainerParam(q.Get("container")); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -110,6 +124,10 @@ func (s *Server) podExec(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(req.Command) == 0 || strings.TrimSpace(req.Command[0]) == "" {
 		s.writeError(w, r, invalid("command", "command: must not be empty"))
+		return
+	}
+	if err := checkContainerParam(req.Container); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	pod, pio, ok := s.podForIO(w, r)
@@ -165,15 +183,8 @@ func (s *Server) postEvent(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	switch {
-	case ev.Object == "" || !strings.Contains(ev.Object, "/"):
-		s.writeError(w, r, invalid("object", "object %q: want kind/name", ev.Object))
-		return
-	case ev.Type != api.EventNormal && ev.Type != api.EventWarning:
-		s.writeError(w, r, invalid("type", "type %q: want Normal or Warning", ev.Type))
-		return
-	case ev.Reason == "":
-		s.writeError(w, r, invalid("reason", "reason: must not be empty"))
+	if err := validateEvent(&ev); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	_, err := s.st.Update(func(tx *store.Tx) error {

@@ -37,11 +37,12 @@ func (s *Server) withLimits(err error, apps map[string]*configs.AppSpec) error {
 		return err
 	}
 	for _, name := range slices.Sorted(maps.Keys(apps)) {
-		if a := apps[name]; a != nil && a.Replicas != nil && *a.Replicas > s.opts.MaxReplicas {
+		// Above configs.MaxReplicas configs has said it already.
+		if a := apps[name]; a != nil && a.Replicas != nil && *a.Replicas > s.opts.MaxReplicas && *a.Replicas <= configs.MaxReplicas {
 			details = append(details, api.FieldDetail{Field: "app." + name + ".replicas",
 				Message: replicasMsg(*a.Replicas, s.opts.MaxReplicas)})
 		}
-		details = append(details, s.hostPathDetails(name, apps[name])...)
+		details = append(details, s.hostPathDetails("app."+name, apps[name])...)
 	}
 	if len(details) == 0 {
 		return nil
@@ -53,10 +54,11 @@ func replicasMsg(n, max int) string {
 	return "must be <= " + strconv.Itoa(max) + " (the server's limit), not " + strconv.Itoa(n)
 }
 
-// hostPathDetails checks the host volumes of app a against the server's
-// own node policy (Options.CheckHostPath). A path that configs already
-// refuses (relative, on a volume of another type) is not checked again.
-func (s *Server) hostPathDetails(name string, a *configs.AppSpec) []api.FieldDetail {
+// hostPathDetails checks the host volumes of the app or pod template a at
+// field path prefix ("app.web") against the server's own node policy
+// (Options.CheckHostPath). A path that configs already refuses (relative,
+// on a volume of another type) is not checked again.
+func (s *Server) hostPathDetails(prefix string, a *configs.AppSpec) []api.FieldDetail {
 	if s.opts.CheckHostPath == nil || a == nil {
 		return nil
 	}
@@ -67,7 +69,7 @@ func (s *Server) hostPathDetails(name string, a *configs.AppSpec) []api.FieldDet
 			continue
 		}
 		if err := s.opts.CheckHostPath(v.Path); err != nil {
-			details = append(details, api.FieldDetail{Field: "app." + name + ".volume." + vn + ".path",
+			details = append(details, api.FieldDetail{Field: prefix + ".volume." + vn + ".path",
 				Message: err.Error() + " of the server's node config"})
 		}
 	}

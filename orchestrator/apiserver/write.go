@@ -170,6 +170,10 @@ func (s *Server) putNode(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if err := validateNode(&node); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	status := http.StatusOK
 	_, err := s.st.Update(func(tx *store.Tx) error {
 		var old api.Node
@@ -203,6 +207,11 @@ func (s *Server) putPodStatus(w http.ResponseWriter, r *http.Request) {
 	var pod api.Pod
 	_, err := s.st.Update(func(tx *store.Tx) error {
 		if err := tx.Get(api.KindPod, name, &pod); err != nil {
+			return err
+		}
+		// Checked against the stored pod, in the transaction: the status
+		// names the containers of the pod as it is.
+		if err := validatePodStatus(&body.Status, &pod); err != nil {
 			return err
 		}
 		if body.Revision != 0 {
@@ -367,15 +376,9 @@ func (s *Server) putPod(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if pod.Spec.App == "" {
-		s.writeError(w, r, invalid("spec.app", "a pod needs its app"))
+	if err := s.validatePod(&pod); err != nil {
+		s.writeError(w, r, err)
 		return
-	}
-	for name, c := range pod.Spec.Containers {
-		if c == nil {
-			s.writeError(w, r, invalid("spec.containers."+name, "is empty"))
-			return
-		}
 	}
 	status := http.StatusOK
 	_, err := s.st.Update(func(tx *store.Tx) error {
