@@ -18,12 +18,14 @@ const (
 	maxMemory = 16 << 40 // 16Ti
 	// MaxReplicas is the most replicas an app may ask for.
 	MaxReplicas = 10000
-	// minProbeInterval is the shortest probe period and timeout: a probe
-	// every nanosecond would only burn the node's CPU. It is not 1s, as
-	// Kubernetes' whole seconds are: sub-second probes are documented
-	// (timeout = "500ms") and the agent's end-to-end tests probe every
-	// 200ms.
-	minProbeInterval = Duration(100 * time.Millisecond)
+	// minProbePeriod is the shortest probe period: a probe every
+	// nanosecond would only burn the node's CPU (and an edge node's CPU
+	// budget is small). A pod that is not ready yet is still probed sooner
+	// (the agent retries from 25ms, doubling up to the period).
+	minProbePeriod = Duration(time.Second)
+	// minProbeTimeout is the shortest probe timeout: sub-second timeouts
+	// are fine for a local HTTP or TCP check.
+	minProbeTimeout = Duration(100 * time.Millisecond)
 )
 
 // ValidateApp checks the app spec a named name. Zero values of defaulted
@@ -309,8 +311,8 @@ func validateProbe(e *errs, p path, pr *Probe, c *ContainerSpec) {
 	if pr.InitialDelay < 0 {
 		e.add(p.with("initial_delay"), "must be >= 0")
 	}
-	checkInterval(e, p.with("period"), pr.Period)
-	checkInterval(e, p.with("timeout"), pr.Timeout)
+	checkInterval(e, p.with("period"), pr.Period, minProbePeriod)
+	checkInterval(e, p.with("timeout"), pr.Timeout, minProbeTimeout)
 	if pr.FailureThreshold < 0 {
 		e.add(p.with("failure_threshold"), "must be >= 1")
 	}
@@ -319,14 +321,14 @@ func validateProbe(e *errs, p path, pr *Probe, c *ContainerSpec) {
 	}
 }
 
-// checkInterval checks a probe's period or timeout d; zero means the
-// default.
-func checkInterval(e *errs, p path, d Duration) {
+// checkInterval checks a probe's period or timeout d against its floor;
+// zero means the default.
+func checkInterval(e *errs, p path, d, floor Duration) {
 	switch {
 	case d < 0:
 		e.add(p, "must be > 0")
-	case d > 0 && d < minProbeInterval:
-		e.add(p, "%s is too short (at least %s)", d.D(), minProbeInterval.D())
+	case d > 0 && d < floor:
+		e.add(p, "%s is too short (at least %s)", d.D(), floor.D())
 	}
 }
 

@@ -353,8 +353,8 @@ func TestAPIWatch(t *testing.T) {
 
 	// Filters apply to watches: pods of app a only.
 	pch, _, _ := watchStream(t, s, "/v1/pods?watch=1&app=a")
-	s.mustDo("PUT", "/v1/pods/p-b", `{"spec":{"app":"b","containers":{}}}`, 201, nil)
-	s.mustDo("PUT", "/v1/pods/p-a", `{"spec":{"app":"a","containers":{}}}`, 201, nil)
+	s.mustDo("PUT", "/v1/pods/p-b", `{"spec":{"app":"b","containers":{"c":{"image":"img"}}}}`, 201, nil)
+	s.mustDo("PUT", "/v1/pods/p-a", `{"spec":{"app":"a","containers":{"c":{"image":"img"}}}}`, 201, nil)
 	if ev := nextEvent(t, pch); !strings.Contains(string(ev.Object), `"p-a"`) {
 		t.Fatalf("filtered watch got %s", ev.Object)
 	}

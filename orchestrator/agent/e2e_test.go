@@ -36,17 +36,17 @@ ports = { http = 8080 }
 [app.live.container.http.liveness]
 http_get = "/healthz"
 port = "http"
-period = "500ms"
+period = "1s"
 failure_threshold = 2
 
 [app.live.container.http.readiness]
 tcp = true
 port = 8080
-period = "500ms"
+period = "1s"
 
 [app.live.container.http.startup]
 exec = ["sh", "-c", "test -x /app"]
-period = "200ms"
+period = "1s"
 `
 }
 
