@@ -146,6 +146,9 @@ func (s *server) openStore() error {
 func (s *server) listenAPI() error {
 	opts := apiserver.Options{ServiceCIDR: s.cfg.ServiceCIDR, ClusterCIDR: s.cfg.ClusterCIDR, Logger: s.logger}
 	opts.CheckHostPath = agent.HostPathPolicy(s.cfg).Check // host volumes: refused at apply time by this node's policy
+	if err := opts.Limits.FromEnv(os.Getenv); err != nil {
+		return err
+	}
 	if err := opts.Validate(); err != nil {
 		return err
 	}
@@ -159,7 +162,7 @@ func (s *server) listenAPI() error {
 		ln.Close() // if it never served
 		os.Remove(s.sockPath)
 	})
-	s.listeners = append(s.listeners, apiListener{ln, s.api})
+	s.listeners = append(s.listeners, apiListener{s.api.LimitUnix(ln), s.api})
 	return nil
 }
 
@@ -206,7 +209,7 @@ func (s *server) startGossip() error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.APIAddr, err)
 	}
 	s.onStop(func() { tcpLn.Close() }) // if it never served
-	s.listeners = append(s.listeners, apiListener{tls.NewListener(tcpLn, p.ServerTLSConfig()), s.api.TCPHandler()})
+	s.listeners = append(s.listeners, apiListener{tls.NewListener(s.api.LimitTCP(tcpLn), p.ServerTLSConfig()), s.api.TCPHandler()})
 	s.log.Info("API on TCP (TLS)", "addr", tcpLn.Addr().String(), "gossip", m.Addr(), "node_cert_validity", validity)
 	return nil
 }
@@ -239,7 +242,11 @@ func (s *server) serveAPI() error {
 	var servers []*http.Server
 	for _, l := range s.listeners {
 		hs := &http.Server{
-			Handler:           l.h,
+			Handler: l.h,
+			// No WriteTimeout: it would cut watch streams and log
+			// follows; those are bounded in number instead (see
+			// apiserver/limits.go). Slow or idle clients are cut by
+			// these two, so that they cannot hold a connection slot.
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			BaseContext:       func(net.Listener) context.Context { return reqCtx },

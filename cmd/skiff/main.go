@@ -59,7 +59,7 @@ func exitCode(w io.Writer, cmd *cobra.Command, err error, interrupted bool) int 
 		printError(w, f.err)
 		return 1
 	}
-	fmt.Fprintf(w, "skiff: %v\n", err)
+	fmt.Fprintf(w, "skiff: %s\n", cli.Escape(err.Error()))
 	name := "skiff"
 	if cmd != nil {
 		name = cmd.CommandPath()

@@ -2,11 +2,10 @@ package main
 
 import (
 	"errors"
-	"fmt"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-edge/skiff/orchestrator/cli"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
@@ -27,12 +26,13 @@ func newMembersCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATUS\tROLE\tGOSSIP\tIP\tPOD CIDR\tAPI")
+			// cli.WriteTable escapes the cells: a member's name and
+			// tags come from gossip, which any node can set.
+			rows := make([][]string, 0, len(ms))
 			for _, m := range ms {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Status, m.Role, m.Addr, dash(m.IP), dash(m.PodCIDR), dash(m.API))
+				rows = append(rows, []string{m.Name, m.Status, m.Role, m.Addr, dash(m.IP), dash(m.PodCIDR), dash(m.API)})
 			}
-			return tw.Flush()
+			return cli.WriteTable(cmd.OutOrStdout(), []string{"NAME", "STATUS", "ROLE", "GOSSIP", "IP", "POD CIDR", "API"}, rows)
 		}),
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"path/filepath"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +11,7 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator"
 	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/cli"
 )
 
 // newTokenCmd is `skiff token`: alone it prints the join token from the
@@ -54,7 +54,7 @@ func newTokenCreateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), resp.Token)
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), cli.Escape(resp.Token))
 			return err
 		}),
 	}
@@ -80,8 +80,7 @@ func newTokenListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tROLE\tCREATED\tEXPIRES\tDESCRIPTION")
+			rows := make([][]string, 0, len(toks))
 			for _, t := range toks {
 				exp := "never"
 				if t.Expires != nil {
@@ -90,9 +89,9 @@ func newTokenListCmd(g *globals) *cobra.Command {
 						exp += " (expired)"
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.Role, t.Created.UTC().Format(time.RFC3339), exp, dash(t.Description))
+				rows = append(rows, []string{t.ID, t.Role, t.Created.UTC().Format(time.RFC3339), exp, dash(t.Description)})
 			}
-			return tw.Flush()
+			return cli.WriteTable(cmd.OutOrStdout(), []string{"ID", "ROLE", "CREATED", "EXPIRES", "DESCRIPTION"}, rows)
 		}),
 	}
 }
@@ -130,7 +129,7 @@ func newTokenRotateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), tok)
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), cli.Escape(tok))
 			return err
 		}),
 	}

@@ -306,11 +306,12 @@ type FieldDetail struct {
 
 // Error codes and the HTTP status they go with.
 const (
-	CodeInvalid      = "invalid"      // 400
-	CodeUnauthorized = "unauthorized" // 401
-	CodeNotFound     = "not_found"    // 404
-	CodeConflict     = "conflict"     // 409: stale revision or exists
-	CodeGone         = "gone"         // 410: watch from a compacted revision, relist
-	CodeUnavailable  = "unavailable"  // 503
-	CodeInternal     = "internal"     // 500
+	CodeInvalid      = "invalid"           // 400
+	CodeUnauthorized = "unauthorized"      // 401
+	CodeNotFound     = "not_found"         // 404
+	CodeConflict     = "conflict"          // 409: stale revision or exists
+	CodeGone         = "gone"              // 410: watch from a compacted revision, relist
+	CodeTooMany      = "too_many_requests" // 429: a limit on concurrent streams (watches, log follows)
+	CodeUnavailable  = "unavailable"       // 503
+	CodeInternal     = "internal"          // 500
 )

@@ -100,6 +100,17 @@ func (s *Server) podLogs(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if follow {
+		// A follow lasts until the client goes (the AfterFunc below
+		// closes the log when the request's context ends); a plain read
+		// ends with the log and needs no slot.
+		release, lerr := s.follows.acquire(identityOf(r.Context()))
+		if lerr != nil {
+			s.writeError(w, r, lerr)
+			return
+		}
+		defer release()
+	}
 	rc, err := pio.Logs(r.Context(), pod, q.Get("container"), tail, follow)
 	if err != nil {
 		s.writeError(w, r, podIOError(err))

@@ -60,6 +60,14 @@ func watchKind[T any, P objectPtr[T]](s *Server, w http.ResponseWriter, r *http.
 		}
 		since = n
 	}
+	release, lerr := s.watches.acquire(identityOf(r.Context()))
+	if lerr != nil {
+		s.writeError(w, r, lerr)
+		return
+	}
+	// The stream ends when the request's context does (the client went,
+	// the server stops): the store closes ch and the slot is free again.
+	defer release()
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	ch, err := s.st.Watch(ctx, kind, since)

@@ -44,6 +44,9 @@ type Options struct {
 	// (agent.HostPathPolicy(node).Check); nil leaves the check to the
 	// nodes, which always make it at pod start.
 	CheckHostPath func(path string) error
+	// Limits bound connections, watch streams and log follows (see
+	// limits.go); zero fields mean their defaults.
+	Limits Limits
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -67,6 +70,9 @@ type Server struct {
 	members atomic.Pointer[Membership]
 	// joinCfg issues node certificates (see EnableJoin); nil without TCP.
 	joinCfg atomic.Pointer[JoinConfig]
+	// watches and follows bound the watch streams and the log follows
+	// (see limits.go).
+	watches, follows *streamLimit
 	// patterns are the routes registered, "METHOD PATH" (see authorized).
 	patterns []string
 }
@@ -112,8 +118,13 @@ func New(st *store.Store, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	opts.Limits = opts.Limits.withDefaults()
+	lim := opts.Limits
 	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "apiserver"), requests: map[requestKey]uint64{},
-		serviceCIDR: service, clusterCIDR: cluster}
+		serviceCIDR: service, clusterCIDR: cluster,
+		watches: newStreamLimit("watch streams", lim.MaxWatchesPerClient, lim.MaxWatches, limitEnv.watchesPer, limitEnv.watches),
+		follows: newStreamLimit("log follows", lim.MaxLogFollowsPerClient, lim.MaxLogFollows, limitEnv.followsPer, limitEnv.follows),
+	}
 	s.routes()
 	return s
 }

@@ -21,12 +21,13 @@ var singular = map[string]string{
 	api.KindService: "service", api.KindEndpoints: "endpoints", api.KindEvent: "event",
 }
 
-// Ref formats an object reference as the CLI prints it: "app/web".
+// Ref formats an object reference as the CLI prints it: "app/web". The
+// name goes through Escape: it may be the server's text.
 func Ref(kind, name string) string {
 	if s, ok := singular[kind]; ok {
 		kind = s
 	}
-	return kind + "/" + name
+	return Escape(kind + "/" + name)
 }
 
 // Apply loads and validates the manifests at paths (files or directories)
@@ -51,7 +52,7 @@ func Apply(ctx context.Context, c *client.Client, w io.Writer, paths []string, d
 		suffix = " (dry run)"
 	}
 	for _, o := range res.Results {
-		if _, err := fmt.Fprintf(w, "%s %s%s\n", Ref(o.Kind, o.Name), o.Action, suffix); err != nil {
+		if _, err := fmt.Fprintf(w, "%s %s%s\n", Ref(o.Kind, o.Name), Escape(o.Action), suffix); err != nil {
 			return err
 		}
 	}

@@ -30,12 +30,14 @@ func DefaultAPI() string {
 // PrintError writes a failed command's error to w: one line "skiff: ...",
 // then one line per field detail of an API error, or every line of a
 // manifest's validation errors (file:line:col: field: message). Joined
-// errors (errors.Join) are printed one after the other.
+// errors (errors.Join) are printed one after the other. Every message goes
+// through Escape: the server's (and a manifest's) text reaches the
+// terminal only as printable characters, each line stays one line.
 func PrintError(w io.Writer, err error) {
 	var list configs.ErrorList
 	if errors.As(err, &list) {
 		for _, e := range list {
-			fmt.Fprintln(w, e.Error())
+			fmt.Fprintln(w, Escape(e.Error()))
 		}
 		return
 	}
@@ -47,12 +49,12 @@ func PrintError(w io.Writer, err error) {
 	}
 	var ue *client.UnreachableError
 	if errors.As(err, &ue) {
-		fmt.Fprintf(w, "skiff: cannot reach the skiff API at %s (is skiff server running?)\n", ue.Addr)
+		fmt.Fprintf(w, "skiff: cannot reach the skiff API at %s (is skiff server running?)\n", Escape(ue.Addr))
 		return
 	}
 	var ae *client.APIError
 	if !errors.As(err, &ae) || len(ae.Details) == 0 {
-		fmt.Fprintf(w, "skiff: %v\n", err)
+		fmt.Fprintf(w, "skiff: %s\n", Escape(err.Error()))
 		return
 	}
 	// The server's message often repeats its details; print each once.
@@ -62,18 +64,18 @@ func PrintError(w io.Writer, err error) {
 	}
 	switch {
 	case repeated && len(ae.Details) == 1:
-		fmt.Fprintf(w, "skiff: %v\n", err)
+		fmt.Fprintf(w, "skiff: %s\n", Escape(err.Error()))
 		return
 	case repeated:
-		fmt.Fprintf(w, "skiff: %s: %d errors\n", strings.TrimSuffix(err.Error(), ae.Error())+"the server rejected the request", len(ae.Details))
+		fmt.Fprintf(w, "skiff: %s: %d errors\n", Escape(strings.TrimSuffix(err.Error(), ae.Error())+"the server rejected the request"), len(ae.Details))
 	default:
-		fmt.Fprintf(w, "skiff: %v\n", err)
+		fmt.Fprintf(w, "skiff: %s\n", Escape(err.Error()))
 	}
 	for _, d := range ae.Details {
 		if d.Field != "" {
-			fmt.Fprintf(w, "  %s: %s\n", d.Field, d.Message)
+			fmt.Fprintf(w, "  %s: %s\n", Escape(d.Field), Escape(d.Message))
 		} else {
-			fmt.Fprintf(w, "  %s\n", d.Message)
+			fmt.Fprintf(w, "  %s\n", Escape(d.Message))
 		}
 	}
 }

@@ -79,12 +79,15 @@ type describer struct {
 	now time.Time
 }
 
+// kv, section and table escape what they print (see Escape): keys, values
+// and cells may be the server's text.
 func (d *describer) kv(indent int, key string, val any) {
+	key = Escape(key)
 	pad := max(1, 18-indent-len(key))
-	fmt.Fprintf(&d.b, "%s%s:%s%v\n", strings.Repeat(" ", indent), key, strings.Repeat(" ", pad), val)
+	fmt.Fprintf(&d.b, "%s%s:%s%s\n", strings.Repeat(" ", indent), key, strings.Repeat(" ", pad), Escape(fmt.Sprint(val)))
 }
 
-func (d *describer) section(title string) { fmt.Fprintf(&d.b, "%s:\n", title) }
+func (d *describer) section(title string) { fmt.Fprintf(&d.b, "%s:\n", Escape(title)) }
 
 func (d *describer) table(indent int, header []string, rows [][]string) {
 	if len(rows) == 0 {
@@ -93,9 +96,9 @@ func (d *describer) table(indent int, header []string, rows [][]string) {
 	}
 	tw := tabwriter.NewWriter(&d.b, 0, 8, 3, ' ', 0)
 	pre := strings.Repeat(" ", indent)
-	fmt.Fprintln(tw, pre+strings.Join(header, "\t"))
+	fmt.Fprintln(tw, pre+strings.Join(escapeAll(header), "\t"))
 	for _, r := range rows {
-		fmt.Fprintln(tw, pre+strings.Join(r, "\t"))
+		fmt.Fprintln(tw, pre+strings.Join(escapeAll(r), "\t"))
 	}
 	tw.Flush()
 }
@@ -229,7 +232,7 @@ func (d *describer) containers(cs map[string]*configs.ContainerSpec, status []ap
 	d.section("Containers")
 	for _, name := range slices.Sorted(maps.Keys(cs)) {
 		c := cs[name]
-		fmt.Fprintf(&d.b, "  %s:\n", name)
+		fmt.Fprintf(&d.b, "  %s:\n", Escape(name))
 		d.kv(4, "Image", c.Image)
 		if len(c.Command) > 0 {
 			d.kv(4, "Command", strings.Join(c.Command, " "))

@@ -204,7 +204,7 @@ func writeEvent(w io.Writer, kind, typ string, obj api.Object) error {
 	if err != nil {
 		return err
 	}
-	_, err = w.Write(append(b, '\n'))
+	_, err = w.Write(append(escapeJSON(b), '\n'))
 	return err
 }
 

@@ -113,7 +113,7 @@ func (o *Images) Pull(ctx context.Context, ref string) error {
 	if err != nil {
 		return oneLine(err)
 	}
-	_, err = fmt.Fprintf(o.Out, "pulled %s (%s, %s)\n", ref, shortDigest(imageDigest(img)), FormatBytes(img.Size))
+	_, err = fmt.Fprintf(o.Out, "pulled %s (%s, %s)\n", Escape(ref), shortDigest(imageDigest(img)), FormatBytes(img.Size))
 	return err
 }
 
@@ -137,7 +137,7 @@ func (o *Images) Import(ctx context.Context, path string) error {
 		if len(img.Refs) > 0 {
 			name = strings.Join(img.Refs, ", ")
 		}
-		if _, err := fmt.Fprintf(o.Out, "imported %s (%s, %s)\n", name, shortDigest(imageDigest(img)), FormatBytes(img.Size)); err != nil {
+		if _, err := fmt.Fprintf(o.Out, "imported %s (%s, %s)\n", Escape(name), shortDigest(imageDigest(img)), FormatBytes(img.Size)); err != nil {
 			return err
 		}
 	}
@@ -200,7 +200,7 @@ func (o *Images) Remove(ctx context.Context, ref string, force bool) error {
 	if err := st.Remove(ref); err != nil {
 		return oneLine(err)
 	}
-	_, err = fmt.Fprintf(o.Out, "removed %s\n", ref)
+	_, err = fmt.Fprintf(o.Out, "removed %s\n", Escape(ref))
 	return err
 }
 
@@ -302,6 +302,7 @@ func (p *progress) report(ev imgstore.Progress) {
 	default:
 		return // "done": the caller prints the result
 	}
+	line = Escape(line) // a registry's or an archive's names and digests
 	if p.tty {
 		fmt.Fprintf(p.w, "\r\x1b[K%s", line)
 		p.drawn = true

@@ -76,7 +76,7 @@ func RolloutStatus(ctx context.Context, c *client.Client, w io.Writer, app strin
 		done, line := RolloutDone(a)
 		if line != last {
 			last = line
-			if _, err := fmt.Fprintln(w, line); err != nil {
+			if _, err := fmt.Fprintln(w, Escape(line)); err != nil {
 				return false, err
 			}
 		}
@@ -171,7 +171,7 @@ func RolloutUndo(ctx context.Context, c *client.Client, w io.Writer, app, templa
 	}
 	msg := Ref(api.KindApp, app) + " rolled back"
 	if templateHash != "" {
-		msg += " to " + templateHash
+		msg += " to " + Escape(templateHash)
 	}
 	_, err := fmt.Fprintln(w, msg)
 	return err

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -275,13 +276,15 @@ func (t *Tables) age(since time.Time) string {
 }
 
 // WriteTable writes rows under header, aligned in columns (kubectl style).
+// Every cell goes through Escape: a tab or newline in a cell would break
+// the columns, a control character the terminal.
 func WriteTable(w io.Writer, header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
 	if header != nil {
-		fmt.Fprintln(tw, strings.Join(header, "\t"))
+		fmt.Fprintln(tw, strings.Join(escapeAll(header), "\t"))
 	}
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		fmt.Fprintln(tw, strings.Join(escapeAll(r), "\t"))
 	}
 	return tw.Flush()
 }
@@ -298,9 +301,9 @@ type StreamTable struct {
 // wide as those of the header and the first rows.
 func NewStreamTable(w io.Writer, header []string, first [][]string) *StreamTable {
 	s := &StreamTable{w: w}
-	s.grow(header)
+	s.grow(escapeAll(header))
 	for _, r := range first {
-		s.grow(r)
+		s.grow(escapeAll(r))
 	}
 	return s
 }
@@ -314,8 +317,9 @@ func (s *StreamTable) grow(r []string) {
 	}
 }
 
-// WriteRow writes one row.
+// WriteRow writes one row, its cells through Escape.
 func (s *StreamTable) WriteRow(r []string) error {
+	r = escapeAll(r)
 	s.grow(r)
 	var b strings.Builder
 	for i, c := range r {
@@ -329,11 +333,17 @@ func (s *StreamTable) WriteRow(r []string) error {
 	return err
 }
 
-// WriteJSON writes v as indented JSON.
+// WriteJSON writes v as indented JSON, its control characters escaped
+// (see escapeJSON).
 func WriteJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := w.Write(escapeJSON(b.Bytes()))
+	return err
 }
 
 // AppDesired returns an app's mode and desired replicas (-1 in per-node
