@@ -41,6 +41,8 @@ type NodeConfig struct {
 	NodeGrace Duration `toml:"node_grace" json:"node_grace,omitempty"`
 	Gossip    Gossip   `toml:"gossip" json:"gossip"`
 	Images    Images   `toml:"images" json:"images"`
+	// LB holds, on servers, the addresses load-balancer services may take.
+	LB LB `toml:"lb" json:"lb"`
 
 	// AllowUnconfined lets containers with seccomp = "unconfined" run on
 	// this node. Default true; false makes their start fail with a pod
@@ -232,6 +234,7 @@ func (c *NodeConfig) validate(e *errs) {
 			e.add(path{"host_volume_paths"}.index(i), `%s is not a clean absolute path like "/srv/"`, quoteShort(hp))
 		}
 	}
+	c.LB.validate(e)
 	if c.AdvertiseAddr != "" {
 		if a, err := netip.ParseAddr(c.AdvertiseAddr); err != nil || !a.Is4() || a.IsUnspecified() {
 			e.add(path{"advertise_addr"}, "%s is not an IPv4 address of this node", quoteShort(c.AdvertiseAddr))

@@ -146,6 +146,7 @@ func (s *server) openStore() error {
 func (s *server) listenAPI() error {
 	opts := apiserver.Options{ServiceCIDR: s.cfg.ServiceCIDR, ClusterCIDR: s.cfg.ClusterCIDR, Logger: s.logger}
 	opts.CheckHostPath = agent.HostPathPolicy(s.cfg).Check // host volumes: refused at apply time by this node's policy
+	opts.CheckExternalIP = s.cfg.LB.CheckExternalIP        // external_ip only from this server's [lb] pools
 	if err := opts.Limits.FromEnv(os.Getenv); err != nil {
 		return err
 	}

@@ -44,6 +44,10 @@ type Options struct {
 	// (agent.HostPathPolicy(node).Check); nil leaves the check to the
 	// nodes, which always make it at pod start.
 	CheckHostPath func(path string) error
+	// CheckExternalIP, if set, checks every service's external_ip at apply
+	// and PUT (nil: allowed). The server passes its node config's [lb]
+	// pools (configs.LB.CheckExternalIP).
+	CheckExternalIP func(ip string) error
 	// Limits bound connections, watch streams and log follows (see
 	// limits.go); zero fields mean their defaults.
 	Limits Limits

@@ -109,7 +109,7 @@ func (s *Server) putService(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	svc.Spec.SetDefaults()
-	if err := validateService(svc.Name, &svc.Spec); err != nil {
+	if err := s.validateService(svc.Name, &svc.Spec); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
