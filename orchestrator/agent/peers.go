@@ -140,26 +140,45 @@ func (a *Agent) listPeerNodes(ctx context.Context) ([]peerNode, error) {
 	return out, nil
 }
 
+// listWait is how long a sync waits for the node list it asked for before
+// it sets the routes from the last one; a list that comes later syncs the
+// routes again.
+const listWait = time.Second
+
 // followPeers syncs on every change of g's peers and every peerResync
-// until ctx ends (level-triggered). Each sync re-lists the server's nodes
-// with list (keeping the last list when the server does not answer), sets
-// the routes it makes with setRoutes (nw.SetPeers outside tests), warns
-// of gossip tags that disagree with it, and sets the nodes whose
-// endpoints this node's load balancer leaves out from the gossip.
+// until ctx ends (level-triggered). Each sync first sets, from the gossip,
+// the nodes whose endpoints this node's load balancer leaves out (at
+// once, whether or not a server answers), then asks for the server's
+// nodes with list (in the background: a server that does not answer
+// keeps the last list), sets the routes that list makes with setRoutes
+// (nw.SetPeers outside tests) and warns of gossip tags that disagree with
+// it.
 func (a *Agent) followPeers(ctx context.Context, g Gossip, list func(context.Context) ([]peerNode, error),
 	self, clusterCIDR *net.IPNet, setRoutes func([]netlb.Peer) error) {
 	t := time.NewTicker(peerResync)
 	defer t.Stop()
-	listFailing := false
+	relist := make(chan struct{}, 1)
+	listed := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() { a.listNodesLoop(ctx, list, relist, listed) })
+	wait := time.NewTimer(0)
+	defer wait.Stop()
+	ask := true
 	for {
-		if ns, err := list(ctx); err != nil {
-			if !listFailing && ctx.Err() == nil {
-				a.log.Warn("list nodes for peer routes; keeping the last list", "err", err)
+		ps := g.Peers()
+		a.SetDownNodes(failedPeers(a.name, ps))
+		if ask {
+			notify(relist)
+			wait.Reset(listWait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-listed:
+			case <-wait.C:
 			}
-			listFailing = true
-		} else {
-			listFailing = false
-			a.peers.setNodes(ns)
 		}
 		nodes := a.peers.snapshot()
 		if clusterCIDR != nil {
@@ -169,15 +188,50 @@ func (a *Agent) followPeers(ctx context.Context, g Gossip, list func(context.Con
 			}
 			a.warnRefused(refused)
 		}
-		ps := g.Peers()
 		a.warnTags(ps, nodes)
-		a.SetDownNodes(failedPeers(a.name, ps))
+		ask = true
 		select {
 		case <-ctx.Done():
 			return
 		case <-g.Changed():
 		case <-t.C:
+		case <-listed:
+			ask = false // a slow list came back: sync its routes, without asking again
 		}
+	}
+}
+
+// listNodesLoop lists the server's nodes with list on every relist and
+// says so on listed, until ctx ends. A list that fails keeps the last
+// one, with one warning until a list succeeds again.
+func (a *Agent) listNodesLoop(ctx context.Context, list func(context.Context) ([]peerNode, error), relist <-chan struct{}, listed chan<- struct{}) {
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-relist:
+		}
+		ns, err := list(ctx)
+		switch {
+		case err != nil:
+			if !failing && ctx.Err() == nil {
+				a.log.Warn("list nodes for peer routes; keeping the last list", "err", err)
+			}
+			failing = true
+		default:
+			failing = false
+			a.peers.setNodes(ns)
+		}
+		notify(listed)
+	}
+}
+
+// notify sends on a channel of one without blocking.
+func notify(ch chan<- struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
 	}
 }
 

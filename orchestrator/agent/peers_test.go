@@ -310,3 +310,45 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// TestDownNodesWhileServerHangs: a server that does not answer the node
+// list delays neither the down nodes nor the routes from the last list.
+func TestDownNodesWhileServerHangs(t *testing.T) {
+	g := &fakeGossip{t: t, changed: make(chan struct{}), peers: map[string]Peer{
+		"b": {Name: "b", IP: "10.0.0.2", PodCIDR: "10.88.1.0/24", Alive: true},
+	}}
+	a := &Agent{name: "self", log: slog.Default(), lb: newLB(slog.Default(), nil, nil)}
+	a.peers.setNodes([]peerNode{{Name: "b", Addr: "10.0.0.2", PodCIDR: "10.88.1.0/24"}}) // from the cache
+	hang := func(ctx context.Context) ([]peerNode, error) { <-ctx.Done(); return nil, ctx.Err() }
+	var routesMu sync.Mutex
+	routes := map[string]string{}
+	setRoutes := func(ps []netlb.Peer) error {
+		routesMu.Lock()
+		defer routesMu.Unlock()
+		routes = routeTable(ps)
+		return nil
+	}
+	_, self, _ := net.ParseCIDR("10.88.0.0/24")
+	_, clusterCIDR, _ := net.ParseCIDR("10.88.0.0/16")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.followPeers(ctx, g, hang, self, clusterCIDR, setRoutes) }()
+	defer func() { cancel(); <-done }()
+
+	start := time.Now()
+	g.set(Peer{Name: "b", IP: "10.0.0.2", PodCIDR: "10.88.1.0/24", Failed: true})
+	a.lb.mu.Lock()
+	down := maps.Clone(a.lb.down)
+	a.lb.mu.Unlock()
+	if !down["b"] {
+		t.Errorf("down nodes %v, want b", down)
+	}
+	if took := time.Since(start); took > 3*listWait {
+		t.Errorf("the failure took %s to apply", took)
+	}
+	routesMu.Lock()
+	defer routesMu.Unlock()
+	if want := map[string]string{"10.88.1.0/24": "10.0.0.2"}; !maps.Equal(routes, want) {
+		t.Errorf("routes %v, want %v (from the cached list)", routes, want)
+	}
+}
