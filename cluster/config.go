@@ -77,11 +77,17 @@ type Config struct {
 	// one of the two is required.
 	EncryptKey []byte
 
-	// KeyringFile is serf's keyring file (JSON list of base64 keys, primary
-	// first, mode 0600). It is created from EncryptKey on first start and
-	// kept by serf when keys change, so the ring survives restarts. Empty:
-	// the key lives in memory only.
+	// KeyringFile is the keyring file (serf's format: a JSON list of base64
+	// keys, primary first, mode 0600). It is created from EncryptKey on
+	// first start and rewritten by Member.SetKeys, so the ring survives
+	// restarts; serf itself is never given it, so that no member's key
+	// query persists a change. Empty: the keys live in memory only.
 	KeyringFile string
+
+	// KeyringGuardPeriod is how often the keyring guard restores the keys
+	// this member was given (besides at every member event and after every
+	// key query serf logs). Default DefaultKeyringGuardPeriod.
+	KeyringGuardPeriod time.Duration
 
 	// SnapshotPath is serf's snapshot file: the members seen and the Lamport
 	// clocks. A member restarted with it rejoins the members it knew by

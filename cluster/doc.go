@@ -52,9 +52,19 @@
 //
 // Gossip is always AES-256 encrypted. On first start the keyring file is
 // written from EncryptKey (mode 0600); later starts read the file, which
-// wins over EncryptKey, so a key rotated through Serf().KeyManager() (serf
-// rewrites the file) survives restarts. A member whose key differs is
-// refused: its Join fails with ErrGossipKey and the cluster never lists it.
+// wins over EncryptKey. Only this package writes the file (at first start
+// and in SetKeys, the one way to change the keys); serf is never given it.
+// A member whose key differs is refused: its Join fails with ErrGossipKey
+// and the cluster never lists it.
+//
+// Serf answers the key queries (_serf_install-key, _serf_use-key,
+// _serf_remove-key) of any member holding the key by itself, with no way
+// to turn them off. The keyring guard (keyguard.go) undoes them: right
+// after serf logs such a query, at every member event and every
+// Config.KeyringGuardPeriod (1 s), it restores the keys the member was
+// given and logs a warning naming the change. A query still takes effect
+// in memory until then (a few milliseconds when serf logs it, at most the
+// period otherwise), and is never persisted.
 //
 // # How the server and the agent use it
 //
@@ -74,8 +84,10 @@
 // the server) and the servers' gossip addresses. Then start a member with
 // role=agent, PodCIDR and labels in its tags, EncryptKey=<that key>, and
 // Join those addresses. Later starts present the certificate and read the
-// key from the keyring file. Routes to other nodes come from the pod_cidr
-// and ip tags of Members(). When its server is unreachable, an agent tries
+// key from the keyring file. Routes to other nodes come from the server's
+// node list, not from tags: any member holding the key can set any tag,
+// so the pod_cidr and ip tags are informational (and compared with the
+// node list) and the gossip is used for liveness only. When its server is unreachable, an agent tries
 // the others in m.Servers(). After a restart the snapshot rejoins the
 // cluster by itself; Join again anyway, it is harmless.
 package cluster

@@ -12,18 +12,24 @@ import (
 // memberlist print through their *log.Logger into slog records.
 type slogWriter struct {
 	logger *slog.Logger
+	// onLine, when set, sees every line (whatever the level), before it
+	// is logged.
+	onLine func(msg string)
 }
 
 // newStdLogger returns a *log.Logger for serf and memberlist that writes to
-// logger.
-func newStdLogger(logger *slog.Logger) *log.Logger {
-	return log.New(&slogWriter{logger: logger}, "", 0)
+// logger; onLine, when non-nil, sees every line.
+func newStdLogger(logger *slog.Logger, onLine func(msg string)) *log.Logger {
+	return log.New(&slogWriter{logger: logger, onLine: onLine}, "", 0)
 }
 
 // Write implements io.Writer: one call per log line.
 func (w *slogWriter) Write(p []byte) (int, error) {
 	line := string(bytes.TrimRight(p, "\n"))
 	level, msg := parseLevel(line)
+	if w.onLine != nil {
+		w.onLine(msg)
+	}
 	if !w.logger.Enabled(context.Background(), level) {
 		return len(p), nil
 	}

@@ -84,6 +84,8 @@ type Member struct {
 	stopOnce    sync.Once
 	keyringFile string
 	keyring     *memberlist.Keyring
+	// guard keeps keyring to the keys this node was given (keyguard.go).
+	guard *keyGuard
 }
 
 // Start validates cfg, loads or creates the keyring, and starts the serf
@@ -121,7 +123,13 @@ func Start(cfg Config) (*Member, error) {
 	}
 	ml.Keyring = ring
 	ml.Name = cfg.NodeName
-	stdLogger := newStdLogger(logger)
+	guard := newKeyGuard(ring, cfg.KeyringGuardPeriod, logger.Warn)
+	stdLogger := newStdLogger(logger, func(msg string) {
+		// serf logs each key query it received just before it acts on it.
+		if strings.HasPrefix(msg, "serf: Received ") && strings.HasSuffix(msg, "-key query") {
+			guard.poke()
+		}
+	})
 	ml.Logger = stdLogger
 	ml.LogOutput = nil
 
@@ -134,13 +142,18 @@ func Start(cfg Config) (*Member, error) {
 		tags:        cfg.Tags.clone(),
 		keyringFile: cfg.KeyringFile,
 		keyring:     ring,
+		guard:       guard,
 	}
 	conf.NodeName = cfg.NodeName
 	conf.Tags = cfg.Tags.Map()
 	conf.EventCh = m.serfEvents
 	conf.Logger = stdLogger
 	conf.LogOutput = nil
-	conf.KeyringFile = cfg.KeyringFile
+	// serf is not given the keyring file: it would persist the keyring
+	// changes that any member's key queries make. skiff writes the file
+	// itself (loadKeyring, SetKeys) and the guard reverts those changes
+	// in memory.
+	conf.KeyringFile = ""
 	conf.SnapshotPath = cfg.SnapshotPath
 	conf.RejoinAfterLeave = cfg.RejoinAfterLeave
 
@@ -150,14 +163,45 @@ func Start(cfg Config) (*Member, error) {
 	}
 	m.serf = s
 	go m.pump()
+	go guard.run(m.done)
 	logger.Info("gossip started", "node", cfg.NodeName, "addr", m.Addr(), "profile", cfg.Profile,
 		"probe_interval", ml.ProbeInterval, "suspicion_mult", ml.SuspicionMult)
 	return m, nil
 }
 
-// PrimaryKey is the gossip key this member encrypts with: a server hands
-// it to a node that joins, over the pinned TLS connection.
-func (m *Member) PrimaryKey() []byte { return m.keyring.GetPrimaryKey() }
+// PrimaryKey is the gossip key this member was given to encrypt with: a
+// server hands it to a node that joins, over the pinned TLS connection.
+// It is the guard's expected primary, not whatever a member's key query
+// made primary in the meantime.
+func (m *Member) PrimaryKey() []byte {
+	m.guard.mu.Lock()
+	defer m.guard.mu.Unlock()
+	return slices.Clone(m.guard.primary)
+}
+
+// Keys are the keys this member was given, the primary first.
+func (m *Member) Keys() [][]byte {
+	m.guard.mu.Lock()
+	defer m.guard.mu.Unlock()
+	return cloneKeys(m.guard.keys)
+}
+
+// SetKeys makes keys, with primary among them, this member's keyring:
+// the one way skiff's own code changes it (serf's KeyManager queries are
+// reverted by the guard). It writes the keyring file first, when one is
+// configured, so the ring survives a restart.
+func (m *Member) SetKeys(keys [][]byte, primary []byte) error {
+	var persist func([][]byte) error
+	if m.keyringFile != "" {
+		persist = func(ks [][]byte) error { return writeKeyringFile(m.keyringFile, ks) }
+	}
+	return m.guard.set(keys, primary, persist)
+}
+
+// CheckKeyring restores the keyring to the keys this member was given
+// now, rather than at the guard's next check, and reports whether it had
+// changed.
+func (m *Member) CheckKeyring() bool { return m.guard.restore() }
 
 // Name is this member's node name.
 func (m *Member) Name() string { return m.serf.LocalMember().Name }
@@ -306,7 +350,8 @@ func (m *Member) Shutdown() error {
 }
 
 // Serf returns the underlying serf instance, for what this package does not
-// wrap (key rotation through KeyManager, queries, the raft wiring).
+// wrap (queries, the raft wiring). Keyring changes through its KeyManager
+// are reverted by the keyring guard: use SetKeys.
 func (m *Member) Serf() *serf.Serf { return m.serf }
 
 // pump turns serf's events into Events without ever blocking serf.
@@ -322,6 +367,7 @@ func (m *Member) pump() {
 			if !ok {
 				continue // user events and queries are not used
 			}
+			m.guard.poke()
 			typ, ok := eventTypes[me.Type]
 			if !ok {
 				continue

@@ -9,8 +9,10 @@
 // TLS with the CA of cluster/pki and runs this node's gossip member
 // (cluster/); gossip.go starts the member and adapts it to what each part
 // reads: the node lifecycle (controller.MemberSource: failed members turn
-// into NotReady nodes), the agent (agent.Gossip: routes to every peer's pod
-// CIDR) and the API (apiserver.Membership: GET /v1/members, /v1/cluster).
+// into NotReady nodes), the agent (agent.Gossip: liveness of the peers, whose
+// endpoints leave the load balancer when they fail, and a change signal to
+// re-list the server's nodes, which the routes to their pod CIDRs come
+// from) and the API (apiserver.Membership: GET /v1/members, /v1/cluster).
 // RunAgent is the other side: it joins a node to a server with a join
 // token, which gives the node its own certificate (identity.go; renewed
 // without a restart), and runs its agent with the gossip (join.go).

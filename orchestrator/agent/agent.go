@@ -29,6 +29,8 @@ type Agent struct {
 
 	lb     *lb
 	events *eventQueue
+	// peers is the peer loop's node list (peers.go).
+	peers peerState
 	// pods is set by Run before any of its goroutines starts.
 	pods *pods
 
@@ -90,6 +92,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	svcRev, epRev, err := a.setUpNode(ctx, nw, offline, cached)
 	if err != nil {
 		return err
+	}
+	if cached != nil {
+		a.peers.setNodes(cached.Nodes) // the routes until a server answers
 	}
 	stopPeers := a.startPeers(ctx, podCIDR, nw)
 	defer stopPeers()

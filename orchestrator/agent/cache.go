@@ -23,7 +23,10 @@ type cache struct {
 	Services  []*api.Service   `json:"services"`
 	Endpoints []*api.Endpoints `json:"endpoints"`
 	// Pods are the pods bound to this node, as last seen.
-	Pods  []*api.Pod `json:"pods"`
+	Pods []*api.Pod `json:"pods"`
+	// Nodes are the cluster's nodes as the server last listed them: the
+	// peer routes while no server answers.
+	Nodes []peerNode `json:"nodes,omitempty"`
 	Saved time.Time  `json:"saved"`
 }
 
@@ -45,7 +48,7 @@ func (a *Agent) loadCache() *cache {
 
 // snapshot builds the cache from the agent's state.
 func (a *Agent) snapshot(podCIDR string) *cache {
-	c := &cache{PodCIDR: podCIDR, Saved: time.Now().UTC(), Pods: a.pods.snapshot()}
+	c := &cache{PodCIDR: podCIDR, Saved: time.Now().UTC(), Pods: a.pods.snapshot(), Nodes: a.peers.snapshot()}
 	c.Services, c.Endpoints = a.lb.snapshot()
 	return c
 }
