@@ -18,6 +18,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/skiff-edge/skiff/containers/images"
+	"github.com/skiff-edge/skiff/containers/internal/atomicfile"
 )
 
 // Runtime runs the pods of one node. Open one per state directory; it
@@ -192,7 +193,7 @@ func (r *Runtime) StartPod(ctx context.Context, pod PodConfig) error {
 		return err
 	}
 	b, _ := json.Marshal(rec)
-	if err := writeFileAtomic(filepath.Join(sdir, "pod.json"), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(sdir, "pod.json"), b); err != nil {
 		return fmt.Errorf("pod %s: %w", pod.Name, err)
 	}
 	r.pods[pod.Name] = rec
@@ -349,7 +350,7 @@ func (r *Runtime) ContainerStatus(pod, name string) (ContainerStatus, error) {
 
 func (r *Runtime) saveLocked(k *ctr) {
 	b, _ := json.Marshal(k.rec)
-	if err := writeFileAtomic(filepath.Join(r.ctrStateDir(k.id), "record.json"), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(r.ctrStateDir(k.id), "record.json"), b); err != nil {
 		r.log.Error("save container record", "container", k.id, "err", err)
 	}
 }

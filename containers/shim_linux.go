@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runs before Go in "init"
+	"github.com/skiff-edge/skiff/containers/internal/atomicfile"
 )
 
 // ShimArg is the first argument with which the binary is re-executed as a
@@ -180,7 +181,7 @@ func runShim(specPath string) error {
 	}
 	wg.Wait() // the pid namespace is gone, so are all writers of the pipes
 	eb, _ := json.Marshal(ex)
-	if err := writeFileAtomic(spec.ExitPath, eb); err != nil {
+	if err := atomicfile.Write(spec.ExitPath, eb); err != nil {
 		fmt.Fprintln(os.Stderr, "shim: write exit:", err)
 	}
 	if err := ctr.Destroy(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/skiff-edge/skiff/containers/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,7 +68,7 @@ func (r *Runtime) launch(k *ctr) error {
 		return err
 	}
 	specPath := filepath.Join(sdir, "shim.json")
-	if err := writeFileAtomic(specPath, b); err != nil {
+	if err := atomicfile.Write(specPath, b); err != nil {
 		return err
 	}
 	_ = os.Remove(spec.ExitPath)

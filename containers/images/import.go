@@ -17,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/skiff-edge/skiff/containers/internal/atomicfile"
 )
 
 // Import loads every image of an archive: a `docker save` tarball or an OCI
@@ -370,5 +371,5 @@ func (s *Store) saveImported(path string, ours importState) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, b)
+	return atomicfile.Write(path, b)
 }

@@ -26,6 +26,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/skiff-edge/skiff/containers/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,7 +118,7 @@ func (s *Store) save(imgs []Image) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.indexPath(), b)
+	return atomicfile.Write(s.indexPath(), b)
 }
 
 // NormalizeRef returns the canonical form of an image reference
@@ -534,22 +535,4 @@ func dirSize(dir string) int64 {
 		return nil
 	})
 	return n
-}
-
-// writeFileAtomic writes through a temporary file and a rename.
-func writeFileAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
