@@ -26,8 +26,11 @@ import (
 //     endpoints) and 1-2 request connections, so ~50 nodes fit with room
 //     for remote CLIs; a TLS connection costs a goroutine and ~40 KB of
 //     buffers, so 256 of them stay around 10 MB.
-//   - unix connections 64: the socket is root's alone (mode 0600); the
-//     local agent's streams and a few operators' CLIs need far fewer.
+//   - unix connections 1024: the socket is root's alone (mode 0600), so
+//     the cap only guards the process's file descriptors. A connection
+//     over it waits in the kernel's backlog, and root's scripts that make
+//     a client per call keep idle keep-alive connections for up to the
+//     idle timeout: 64 froze a test harness that polled the server.
 //   - watches per client 32: an agent needs 3, a `skiff get -w` 1; a
 //     node identity holding more is misbehaving. The unix socket is one
 //     client (every peer is root, so a bucket per uid would be one bucket).
@@ -38,7 +41,7 @@ import (
 // Defaults of the limits in Options.
 const (
 	DefaultMaxConnsTCP            = 256
-	DefaultMaxConnsUnix           = 64
+	DefaultMaxConnsUnix           = 1024
 	DefaultMaxWatchesPerClient    = 32
 	DefaultMaxWatches             = 256
 	DefaultMaxLogFollowsPerClient = 8

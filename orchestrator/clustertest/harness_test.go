@@ -49,8 +49,9 @@ type Cluster struct {
 	net3  string // first three octets of the node subnet, "10.99.17"
 	Nodes []*Node
 
-	mu    sync.Mutex // guards token
-	token string
+	mu      sync.Mutex // guards token and clients
+	clients map[int]*client.Client
+	token   string
 }
 
 // Node is one node of a Cluster.
@@ -227,12 +228,23 @@ profile = %q
 func (c *Cluster) Server() *Node { return c.Nodes[0] }
 
 // Client is an API client of node i's unix socket (agents may not serve
-// one: use node 0's for cluster-wide reads).
+// one: use node 0's for cluster-wide reads). It is made once per node and
+// reused: a client per call would leave a keep-alive connection each.
 func (c *Cluster) Client(i int) *client.Client {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl := c.clients[i]; cl != nil {
+		return cl
+	}
 	cl, err := client.New("unix://"+c.Nodes[i].Socket(), "")
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	if c.clients == nil {
+		c.clients = map[int]*client.Client{}
+	}
+	c.clients[i] = cl
+	c.t.Cleanup(cl.CloseIdleConnections)
 	return cl
 }
 
