@@ -221,3 +221,27 @@ func TestLimitListener(t *testing.T) {
 		})
 	}
 }
+
+// TestLimitsFromEnv: an operator raises a limit through the service's
+// environment; a value that is not a positive integer stops the start with
+// the variable's name, and unset variables keep what was there.
+func TestLimitsFromEnv(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	var l Limits
+	if err := l.FromEnv(env(map[string]string{
+		"SKIFF_API_MAX_CONNS_TCP":          "512",
+		"SKIFF_API_MAX_WATCHES_PER_CLIENT": "4",
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if l.MaxConnsTCP != 512 || l.MaxWatchesPerClient != 4 || l.MaxConnsUnix != 0 || l.MaxLogFollows != 0 {
+		t.Errorf("limits %+v, want only MaxConnsTCP 512 and MaxWatchesPerClient 4 set", l)
+	}
+	for _, bad := range []string{"0", "-3", "many", "1.5"} {
+		var l Limits
+		err := l.FromEnv(env(map[string]string{"SKIFF_API_MAX_LOG_FOLLOWS": bad}))
+		if err == nil || !strings.Contains(err.Error(), "SKIFF_API_MAX_LOG_FOLLOWS") {
+			t.Errorf("SKIFF_API_MAX_LOG_FOLLOWS=%q: %v, want an error naming the variable", bad, err)
+		}
+	}
+}
