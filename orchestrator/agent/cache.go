@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/skiff-edge/skiff/configs"
@@ -50,7 +52,19 @@ func (a *Agent) loadCache() *cache {
 func (a *Agent) snapshot(podCIDR string) *cache {
 	c := &cache{PodCIDR: podCIDR, Saved: time.Now().UTC(), Pods: a.pods.snapshot(), Nodes: a.peers.snapshot()}
 	c.Services, c.Endpoints = a.lb.snapshot()
+	c.sort()
 	return c
+}
+
+// sort orders the cache's lists by name. They come out of maps in random
+// order, and cacheLoop writes the file whenever its bytes differ: unsorted,
+// an idle node with a few pods rewrote it nearly every second (an SD card
+// wears out under that).
+func (c *cache) sort() {
+	slices.SortFunc(c.Pods, func(a, b *api.Pod) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(c.Services, func(a, b *api.Service) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(c.Endpoints, func(a, b *api.Endpoints) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(c.Nodes, func(a, b peerNode) int { return strings.Compare(a.Name, b.Name) })
 }
 
 // saveCache writes c atomically (a temporary file renamed into place).
