@@ -34,10 +34,10 @@ type Agent struct {
 	// pods is set by Run before any of its goroutines starts.
 	pods *pods
 
-	// mu protects rt and net, which Run sets once they are open.
-	mu  sync.Mutex
-	rt  *containers.Runtime
-	net *netlb.Network
+	// mu protects rt, which Run sets once it is open (logs and exec read
+	// it from other goroutines).
+	mu sync.Mutex
+	rt *containers.Runtime
 }
 
 // New checks cfg and returns an Agent; it touches nothing yet.
@@ -161,9 +161,6 @@ func (a *Agent) openNetwork(rt *containers.Runtime, podCIDR *net.IPNet) (*netlb.
 	if err != nil {
 		return nil, err
 	}
-	a.mu.Lock()
-	a.net = nw
-	a.mu.Unlock()
 	a.lb.net = nw
 	a.pods = a.newPods(rt, nw)
 	return nw, nil
