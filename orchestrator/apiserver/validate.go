@@ -15,53 +15,23 @@ import (
 // locally); its field paths match a manifest's ("app.web.replicas").
 
 func (s *Server) validateApp(name string, a *configs.AppSpec) error {
-	return s.withLimits(configs.ValidateApp(name, a), map[string]*configs.AppSpec{name: a})
+	return s.withLimits(configs.ValidateApp(name, a), map[string]*configs.AppSpec{name: a}, nil)
 }
 
 func (s *Server) validateService(name string, sv *configs.ServiceSpec) error {
-	return s.withServiceLimits(configs.ValidateService(name, sv), map[string]*configs.ServiceSpec{name: sv})
+	return s.withLimits(configs.ValidateService(name, sv), nil, map[string]*configs.ServiceSpec{name: sv})
 }
 
 func (s *Server) validateManifest(m *configs.Manifest) error {
-	err := s.withLimits(m.Validate(), m.Apps)
-	return s.withServiceLimits(err, m.Services)
+	return s.withLimits(m.Validate(), m.Apps, m.Services)
 }
 
-// withServiceLimits adds to err (nil, an ErrorList or an invalidFields
-// answer) the server's checks of services: an external_ip must be in the
-// server's [lb] pools (Options.CheckExternalIP), so that no manifest can
-// make every node capture traffic for an address on the LAN.
-func (s *Server) withServiceLimits(err error, svcs map[string]*configs.ServiceSpec) error {
-	var details []api.FieldDetail
-	for _, name := range slices.Sorted(maps.Keys(svcs)) {
-		sv := svcs[name]
-		if sv == nil || sv.ExternalIP == "" || s.opts.CheckExternalIP == nil {
-			continue
-		}
-		if cerr := s.opts.CheckExternalIP(sv.ExternalIP); cerr != nil {
-			details = append(details, api.FieldDetail{Field: "service." + name + ".external_ip", Message: cerr.Error()})
-		}
-	}
-	if len(details) == 0 {
-		return err
-	}
-	var l configs.ErrorList
-	var ae *apiError
-	switch {
-	case err == nil:
-	case errors.As(err, &l):
-		details = append(fieldDetails(l), details...)
-	case errors.As(err, &ae) && len(ae.details) > 0:
-		details = append(ae.details, details...)
-	default:
-		return err
-	}
-	return invalidFields(details)
-}
-
-// withLimits adds the server's own limits to configs' verdict err, so that
-// the answer still lists every field error.
-func (s *Server) withLimits(err error, apps map[string]*configs.AppSpec) error {
+// withLimits adds the server's own checks to configs' verdict err, so that
+// the answer still lists every field error: its replicas limit and its
+// node's host volume policy for apps, and for services an external_ip
+// inside the server's [lb] pools (Options.CheckExternalIP), so that no
+// manifest can make every node capture traffic for an address on the LAN.
+func (s *Server) withLimits(err error, apps map[string]*configs.AppSpec, svcs map[string]*configs.ServiceSpec) error {
 	var details []api.FieldDetail
 	var l configs.ErrorList
 	if errors.As(err, &l) {
@@ -76,6 +46,15 @@ func (s *Server) withLimits(err error, apps map[string]*configs.AppSpec) error {
 				Message: replicasMsg(*a.Replicas, s.opts.MaxReplicas)})
 		}
 		details = append(details, s.hostPathDetails("app."+name, apps[name])...)
+	}
+	for _, name := range slices.Sorted(maps.Keys(svcs)) {
+		sv := svcs[name]
+		if sv == nil || sv.ExternalIP == "" || s.opts.CheckExternalIP == nil {
+			continue
+		}
+		if cerr := s.opts.CheckExternalIP(sv.ExternalIP); cerr != nil {
+			details = append(details, api.FieldDetail{Field: "service." + name + ".external_ip", Message: cerr.Error()})
+		}
 	}
 	if len(details) == 0 {
 		return nil
