@@ -40,7 +40,7 @@ var explicitZero = map[zeroCheck]string{
 	{reflect.TypeFor[Probe](), "failure_threshold"}:      "must be >= 1",
 	{reflect.TypeFor[Probe](), "success_threshold"}:      "must be >= 1",
 	{reflect.TypeFor[UpdateSpec](), "progress_deadline"}: "must be > 0",
-	{reflect.TypeFor[VolumeSpec](), "type"}:              enumMsg("", "volume type", VolumeEmpty, VolumeMemory, VolumeHost),
+	{reflect.TypeFor[VolumeSpec](), "type"}:              enumMsg("", "volume type", VolumeEmpty, VolumeMemory, VolumeHost, VolumeConfig, VolumeSecret),
 	{reflect.TypeFor[ServiceSpec](), "protocol"}:         enumMsg("", "protocol", ProtocolTCP, ProtocolUDP),
 	{reflect.TypeFor[ServiceSpec](), "type"}:             enumMsg("", "service type", ServiceCluster, ServiceNodePort, ServiceLoadBalancer),
 	{reflect.TypeFor[ServiceSpec](), "affinity"}:         enumMsg("", "affinity", AffinityNone, AffinityClientIP),

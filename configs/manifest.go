@@ -65,6 +65,9 @@ func parseFile(name string, data []byte) (*parsedFile, ErrorList) {
 	d.decodeStruct(nil, tree, reflect.ValueOf(f.m).Elem())
 	decodeErrs := e.list
 	f.m.SetDefaults()
+	var r errs
+	resolveFromFile(&r, f.m, filepath.Dir(name))
+	decodeErrs = append(decodeErrs, r.list...)
 
 	var v errs
 	validateObjects(&v, f.m)
@@ -196,6 +199,22 @@ func LoadManifests(paths ...string) (*Manifest, error) {
 			}
 			merged.Services[n] = f.m.Services[n]
 		}
+		for kind, sets := range map[string]map[string]*FilesSpec{KindConfig: f.m.Configs, KindSecret: f.m.Secrets} {
+			for _, n := range sortedKeys(sets) {
+				if dup := mergeObject(f, origin, kind, n); dup != nil {
+					list = append(list, dup)
+					continue
+				}
+				dst := &merged.Configs
+				if kind == KindSecret {
+					dst = &merged.Secrets
+				}
+				if *dst == nil {
+					*dst = map[string]*FilesSpec{}
+				}
+				(*dst)[n] = sets[n]
+			}
+		}
 	}
 
 	var e errs
@@ -261,10 +280,17 @@ func validateObjects(e *errs, m *Manifest) {
 	for _, n := range sortedKeys(m.Services) {
 		validateService(e, n, m.Services[n])
 	}
+	for _, n := range sortedKeys(m.Configs) {
+		validateFiles(e, path{KindConfig, n}, n, m.Configs[n])
+	}
+	for _, n := range sortedKeys(m.Secrets) {
+		validateFiles(e, path{KindSecret, n}, n, m.Secrets[n])
+	}
 }
 
 // crossCheck checks what involves more than one object of m.
 func crossCheck(e *errs, m *Manifest) {
+	checkFileRefs(e, m)
 	nodePorts := map[int]string{}
 	clusterIPs := map[string]string{}
 	for _, n := range sortedKeys(m.Services) {
@@ -301,3 +327,52 @@ func crossCheck(e *errs, m *Manifest) {
 		}
 	}
 }
+
+// checkFileRefs checks that the configs and secrets an app of m uses are
+// in m, when m has any: a manifest without configs and secrets may use
+// those stored already, which the server checks.
+func checkFileRefs(e *errs, m *Manifest) {
+	if len(m.Configs) == 0 && len(m.Secrets) == 0 {
+		return
+	}
+	has := func(kind, name string) bool {
+		if kind == KindSecret {
+			return m.Secrets[name] != nil
+		}
+		return m.Configs[name] != nil
+	}
+	for _, an := range sortedKeys(m.Apps) {
+		a := m.Apps[an]
+		if a == nil {
+			continue
+		}
+		for _, vn := range sortedKeys(a.Volumes) {
+			v := a.Volumes[vn]
+			if v != nil && (v.Type == VolumeConfig || v.Type == VolumeSecret) && ValidName(v.Name) && !has(v.Type, v.Name) {
+				e.add(path{"app", an, "volume", vn, "name"}, "%s %q is not in the manifest", v.Type, v.Name)
+			}
+		}
+		for _, cn := range sortedKeys(a.Containers) {
+			c := a.Containers[cn]
+			if c == nil {
+				continue
+			}
+			for _, k := range sortedKeys(c.EnvFrom) {
+				r, err := ParseEnvRef(c.EnvFrom[k])
+				if err != nil {
+					continue
+				}
+				p := path{"app", an, "container", cn, "env_from", k}
+				switch {
+				case !has(r.Kind, r.Name):
+					e.add(p, "%s %q is not in the manifest", r.Kind, r.Name)
+				case r.Kind == KindConfig && m.Configs[r.Name].Files != nil && !hasFile(m.Configs[r.Name], r.File),
+					r.Kind == KindSecret && m.Secrets[r.Name].Files != nil && !hasFile(m.Secrets[r.Name], r.File):
+					e.add(p, "%s %q has no file %q", r.Kind, r.Name, r.File)
+				}
+			}
+		}
+	}
+}
+
+func hasFile(f *FilesSpec, name string) bool { _, ok := f.Files[name]; return ok }

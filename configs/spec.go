@@ -9,6 +9,10 @@ package configs
 type Manifest struct {
 	Apps     map[string]*AppSpec     `toml:"app" json:"apps,omitempty"`
 	Services map[string]*ServiceSpec `toml:"service" json:"services,omitempty"`
+	// Configs are named sets of files that apps mount or read (see
+	// files.go); Secrets the same, kept encrypted and never printed.
+	Configs map[string]*FilesSpec `toml:"config" json:"configs,omitempty"`
+	Secrets map[string]*FilesSpec `toml:"secret" json:"secrets,omitempty"`
 }
 
 // Restart policies of an app's containers.
@@ -57,6 +61,11 @@ type AppSpec struct {
 	// replaces every pod through a rolling update; an apply without one
 	// keeps the stored one.
 	RestartedAt string `toml:"-" json:"restarted_at,omitempty"`
+	// ContentHashes maps each config and secret the pod template uses
+	// ("config/NAME", "secret/NAME") to its content's version, set by the
+	// server, never by a manifest. It is part of the pod template, so that
+	// a changed config or secret rolls the apps that use it.
+	ContentHashes map[string]string `toml:"-" json:"content_hashes,omitempty"`
 }
 
 // ContainerSpec is one container of a pod.
@@ -67,6 +76,9 @@ type ContainerSpec struct {
 	Command []string          `toml:"command" json:"command,omitempty"`
 	Args    []string          `toml:"args" json:"args,omitempty"`
 	Env     map[string]string `toml:"env" json:"env,omitempty"`
+	// EnvFrom sets variables from a file of a config or a secret: variable
+	// -> "config:NAME/FILE" or "secret:NAME/FILE".
+	EnvFrom map[string]string `toml:"env_from" json:"env_from,omitempty"`
 	// Workdir replaces the image's working directory.
 	Workdir string `toml:"workdir" json:"workdir,omitempty"`
 	// User is "uid" or "uid:gid"; it replaces the image's user.
@@ -123,6 +135,8 @@ const (
 	VolumeEmpty  = "empty"  // a directory in the pod, removed with it
 	VolumeMemory = "memory" // a tmpfs, with an optional size limit
 	VolumeHost   = "host"   // a bind mount of Path on the node
+	VolumeConfig = "config" // the files of config Name, read-only
+	VolumeSecret = "secret" // the files of secret Name, read-only, in memory
 )
 
 // VolumeSpec is one pod volume.
@@ -130,6 +144,8 @@ type VolumeSpec struct {
 	Type string `toml:"type" json:"type"`
 	// Path on the node, for host volumes.
 	Path string `toml:"path" json:"path,omitempty"`
+	// Name of the config or secret, for config and secret volumes.
+	Name string `toml:"name" json:"name,omitempty"`
 	// Size limit of memory volumes; 0 means the kernel default.
 	Size Bytes `toml:"size" json:"size,omitempty"`
 	// ReadOnly mounts a host volume read-only in every container that

@@ -132,6 +132,17 @@ func validateContainer(e *errs, p path, name string, c *ContainerSpec, volumes m
 			e.add(p.with("env", k), "must not contain a NUL character")
 		}
 	}
+	for _, k := range sortedKeys(c.EnvFrom) {
+		if !validEnvName(k) {
+			e.addKey(p.with("env_from", k), "%s is not a valid environment variable name", quoteShort(k))
+		}
+		if _, dup := c.Env[k]; dup {
+			e.addKey(p.with("env_from", k), "%s is also set in env", quoteShort(k))
+		}
+		if _, err := ParseEnvRef(c.EnvFrom[k]); err != nil {
+			e.add(p.with("env_from", k), "%v", err)
+		}
+	}
 	if c.Workdir != "" && !filepath.IsAbs(c.Workdir) {
 		e.add(p.with("workdir"), "%s is not an absolute path", quoteShort(c.Workdir))
 	}
@@ -358,8 +369,18 @@ func validateVolume(e *errs, p path, name string, v *VolumeSpec) {
 	}
 	switch v.Type {
 	case "", VolumeEmpty, VolumeMemory, VolumeHost:
+		if v.Name != "" {
+			e.add(p.with("name"), `is only for volumes of type "config" or "secret"`)
+		}
+	case VolumeConfig, VolumeSecret:
+		switch {
+		case v.Name == "":
+			e.add(p.with("name"), "is required for %s volumes (the [%s.NAME] to mount)", v.Type, v.Type)
+		case !ValidName(v.Name):
+			e.add(p.with("name"), "%s", nameMsg(v.Name))
+		}
 	default:
-		e.add(p.with("type"), "%s", enumMsg(v.Type, "volume type", VolumeEmpty, VolumeMemory, VolumeHost))
+		e.add(p.with("type"), "%s", enumMsg(v.Type, "volume type", VolumeEmpty, VolumeMemory, VolumeHost, VolumeConfig, VolumeSecret))
 	}
 	switch {
 	case v.Type == VolumeHost && v.Path == "":
