@@ -150,6 +150,11 @@ func (s *server) listenAPI() error {
 	if err := opts.Limits.FromEnv(os.Getenv); err != nil {
 		return err
 	}
+	keys, err := apiserver.LoadSecretKeys(filepath.Join(s.cfg.DataDir, apiserver.SecretKeyFile))
+	if err != nil {
+		return err
+	}
+	opts.SecretKeys = keys
 	if err := opts.Validate(); err != nil {
 		return err
 	}

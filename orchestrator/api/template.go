@@ -21,6 +21,10 @@ type podTemplate struct {
 	// RestartedAt is omitted when empty, so that the hash of every
 	// template never restarted is what it was before the stamp existed.
 	RestartedAt string `json:"restarted_at,omitempty"`
+	// ContentHashes are the versions of the configs and secrets the
+	// template uses: a new version is a new template. Omitted when empty,
+	// so that the hash of a template without them is what it was before.
+	ContentHashes map[string]string `json:"content_hashes,omitempty"`
 }
 
 func templateOf(s *configs.AppSpec) podTemplate {
@@ -31,6 +35,7 @@ func templateOf(s *configs.AppSpec) podTemplate {
 		Containers:       s.Containers,
 		Volumes:          s.Volumes,
 		RestartedAt:      s.RestartedAt,
+		ContentHashes:    s.ContentHashes,
 	}
 }
 
@@ -56,4 +61,5 @@ func SetTemplate(to *configs.AppSpec, from *configs.AppSpec) {
 	to.Containers = from.Containers
 	to.Volumes = from.Volumes
 	to.RestartedAt = from.RestartedAt
+	to.ContentHashes = from.ContentHashes
 }

@@ -25,8 +25,8 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := &req.Manifest
-	if len(m.Apps) == 0 && len(m.Services) == 0 {
-		s.writeError(w, r, invalid("", "the manifest has no apps and no services"))
+	if len(m.Apps) == 0 && len(m.Services) == 0 && len(m.Configs) == 0 && len(m.Secrets) == 0 {
+		s.writeError(w, r, invalid("", "the manifest has no apps, services, configs or secrets"))
 		return
 	}
 	m.SetDefaults()
@@ -37,7 +37,28 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	var resp api.ApplyResponse
 	rev, err := s.st.Update(func(tx *store.Tx) error {
 		resp.Results = resp.Results[:0]
+		// Configs and secrets first: the apps of the same manifest take
+		// their versions.
+		for _, name := range slices.Sorted(maps.Keys(m.Configs)) {
+			var out api.Config
+			action, err := writeConfig(tx, name, m.Configs[name], 0, &out)
+			if err != nil {
+				return err
+			}
+			resp.Results = append(resp.Results, api.ApplyResult{Kind: api.KindConfig, Name: name, Action: action})
+		}
+		for _, name := range slices.Sorted(maps.Keys(m.Secrets)) {
+			var out api.Secret
+			action, err := s.writeSecret(tx, name, m.Secrets[name], 0, &out)
+			if err != nil {
+				return err
+			}
+			resp.Results = append(resp.Results, api.ApplyResult{Kind: api.KindSecret, Name: name, Action: action})
+		}
 		for _, name := range slices.Sorted(maps.Keys(m.Apps)) {
+			if err := fillContentHashes(tx, name, m.Apps[name]); err != nil {
+				return err
+			}
 			action, err := applyApp(tx, name, m.Apps[name])
 			if err != nil {
 				return err

@@ -94,6 +94,20 @@ var routeAccess = map[string]access{
 	"POST /v1/apps/{name}/scale":    {roles: adminOnly},
 	"POST /v1/apps/{name}/restart":  {roles: adminOnly},
 	"POST /v1/apps/{name}/rollback": {roles: adminOnly},
+
+	// Configs and secrets. Any node reads configs (they are not secret);
+	// a secret's files leave the server only to the node itself, and only
+	// for a secret that a pod bound to it uses (the handler checks that);
+	// everyone else sees names and sizes.
+	"GET /v1/configs":                       {roles: readers, node: anyNode},
+	"GET /v1/configs/{name}":                {roles: readers, node: anyNode},
+	"PUT /v1/configs/{name}":                {roles: adminOnly},
+	"DELETE /v1/configs/{name}":             {roles: adminOnly},
+	"GET /v1/secrets":                       {roles: readers},
+	"GET /v1/secrets/{name}":                {roles: readers},
+	"PUT /v1/secrets/{name}":                {roles: adminOnly},
+	"DELETE /v1/secrets/{name}":             {roles: adminOnly},
+	"GET /v1/nodes/{name}/secrets/{secret}": {node: ownNode},
 }
 
 // accessFor is pattern's entry of routeAccess, or the default.
@@ -111,8 +125,8 @@ func accessFor(pattern string) access {
 const (
 	readRule  = "a read token may only GET (everything but tokens; no exec, no writes)"
 	joinRule  = "a join token may only join (POST /v1/join)"
-	nodeRules = "a node may only register and update its own Node, read nodes, services, endpoints, " +
-		"members and the pods bound to it, and report the status of and events about its own pods"
+	nodeRules = "a node may only register and update its own Node, read nodes, services, endpoints, configs, " +
+		"members and the pods bound to it, fetch the secrets those pods use, and report the status of and events about its own pods"
 	anonRule = "without a token or a node certificate only /healthz and /readyz answer"
 )
 

@@ -48,6 +48,10 @@ type Options struct {
 	// and PUT (nil: allowed). The server passes its node config's [lb]
 	// pools (configs.LB.CheckExternalIP).
 	CheckExternalIP func(ip string) error
+	// SecretKeys seal the secrets in the store (LoadSecretKeys); nil: a
+	// random key held in memory, for tests (what it seals does not
+	// outlive the process).
+	SecretKeys *SecretKeys
 	// Limits bound connections, watch streams and log follows (see
 	// limits.go); zero fields mean their defaults.
 	Limits Limits
@@ -77,6 +81,8 @@ type Server struct {
 	// watches and follows bound the watch streams and the log follows
 	// (see limits.go).
 	watches, follows *streamLimit
+	// keys seal and open secrets (secretkeys.go).
+	keys *SecretKeys
 	// patterns are the routes registered, "METHOD PATH" (see authorized).
 	patterns []string
 }
@@ -129,7 +135,14 @@ func New(st *store.Store, opts Options) *Server {
 		watches: newStreamLimit("watch streams", lim.MaxWatchesPerClient, lim.MaxWatches, limitEnv.watchesPer, limitEnv.watches),
 		follows: newStreamLimit("log follows", lim.MaxLogFollowsPerClient, lim.MaxLogFollows, limitEnv.followsPer, limitEnv.follows),
 	}
+	s.keys = opts.SecretKeys
+	if s.keys == nil {
+		s.keys = newRandomKeys()
+	}
 	s.routes()
+	if err := s.resealSecrets(); err != nil {
+		s.log.Error("re-seal secrets with the active key", "err", err)
+	}
 	return s
 }
 
@@ -172,6 +185,11 @@ func (s *Server) routes() {
 	s.route("/v1/events", hs{"GET": s.listEvents, "POST": s.postEvent})
 	s.route("/v1/members", hs{"GET": s.listMembers})
 	s.route("/v1/cluster", hs{"GET": s.clusterInfo})
+	s.route("/v1/configs", hs{"GET": s.listConfigs})
+	s.route("/v1/configs/{name}", hs{"GET": s.getConfig, "PUT": s.putConfig, "DELETE": s.deleteConfig})
+	s.route("/v1/secrets", hs{"GET": s.listSecrets})
+	s.route("/v1/secrets/{name}", hs{"GET": s.getSecret, "PUT": s.putSecret, "DELETE": s.deleteSecret})
+	s.route("/v1/nodes/{name}/secrets/{secret}", hs{"GET": s.nodeSecret})
 	s.route("/healthz", hs{"GET": s.healthz})
 	s.route("/readyz", hs{"GET": s.healthz})
 	s.route("/metrics", hs{"GET": s.metrics})

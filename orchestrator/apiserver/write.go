@@ -71,6 +71,9 @@ func (s *Server) putApp(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	var out api.App
 	_, err := s.st.Update(func(tx *store.Tx) error {
+		if err := fillContentHashes(tx, app.Name, &app.Spec); err != nil {
+			return err
+		}
 		var old api.App
 		err := tx.Get(api.KindApp, app.Name, &old)
 		switch {
