@@ -18,9 +18,9 @@ import (
 // environment variables (env_from).
 
 // MaxFilesSize bounds the total size of the files of one config or secret:
-// they travel in API bodies, live in the store and, for secrets, in every
-// using node's memory.
-const MaxFilesSize = 1 << 20
+// they travel in API bodies (1 MiB by default, JSON-escaped), live in the
+// store and, for secrets, in every using node's memory.
+const MaxFilesSize = 512 << 10
 
 // MaxFiles bounds the number of files of one config or secret.
 const MaxFiles = 64
@@ -103,7 +103,7 @@ func validateFiles(e *errs, p path, name string, f *FilesSpec) {
 		}
 	}
 	if n := f.Size(); n > MaxFilesSize {
-		e.add(p.with("files"), "holds %d bytes, more than the limit of %d (1 MiB)", n, MaxFilesSize)
+		e.add(p.with("files"), "holds %d bytes, more than the limit of %d (512 KiB)", n, MaxFilesSize)
 	}
 }
 
@@ -134,7 +134,7 @@ func resolveFromFile(e *errs, m *Manifest, dir string) {
 				e.add(p, "%s is not a regular file", quoteShort(f.FromFile))
 				continue
 			case fi.Size() > MaxFilesSize:
-				e.add(p, "%s holds %d bytes, more than the limit of %d (1 MiB)", quoteShort(f.FromFile), fi.Size(), MaxFilesSize)
+				e.add(p, "%s holds %d bytes, more than the limit of %d (512 KiB)", quoteShort(f.FromFile), fi.Size(), MaxFilesSize)
 				continue
 			}
 			b, err := os.ReadFile(name)

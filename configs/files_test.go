@@ -83,7 +83,7 @@ files = { "../x" = "b" }
 		{"too big", `
 [secret.db]
 files = { a = "` + strings.Repeat("x", MaxFilesSize+1) + `" }
-`, `secret.db.files: holds 1048577 bytes, more than the limit`},
+`, `secret.db.files: holds 524289 bytes, more than the limit`},
 		{"from_file missing", `
 [config.c]
 from_file = "nope.txt"

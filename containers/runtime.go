@@ -180,6 +180,11 @@ func (r *Runtime) StartPod(ctx context.Context, pod PodConfig) error {
 			if err := mountTmpfs(dir, v.Size); err != nil {
 				return fmt.Errorf("pod %s: volume %s: %w", pod.Name, name, err)
 			}
+			for fn, b := range v.Files {
+				if err := os.WriteFile(filepath.Join(dir, fn), b, 0o444); err != nil {
+					return fmt.Errorf("pod %s: volume %s: %w", pod.Name, name, err)
+				}
+			}
 		case VolumeHost:
 			// Checked here so that a refused pod gets no sandbox, and
 			// again at every container start (sandboxOf), where it

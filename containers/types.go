@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -50,6 +51,10 @@ type Volume struct {
 	// ReadOnly mounts the volume read-only in every container of the pod
 	// that mounts it (see bindOptions).
 	ReadOnly bool `json:"read_only,omitempty"`
+	// Files are written (mode 0444) into a memory volume when the pod
+	// starts: file name (no '/') -> content. They stay in memory only:
+	// never in the pod's record on disk.
+	Files map[string][]byte `json:"-"`
 }
 
 // PodConfig is a pod sandbox: what its containers share.
@@ -182,6 +187,14 @@ func (p *PodConfig) Validate() error {
 		}
 		switch v.Type {
 		case VolumeEmpty, VolumeMemory:
+			if len(v.Files) > 0 && v.Type != VolumeMemory {
+				errs = append(errs, fmt.Errorf("volume %s: files only go into memory volumes: %w", name, ErrInvalid))
+			}
+			for fn := range v.Files {
+				if fn == "" || fn == "." || fn == ".." || strings.ContainsRune(fn, '/') {
+					errs = append(errs, fmt.Errorf("volume %s: file name %q: %w", name, fn, ErrInvalid))
+				}
+			}
 		case VolumeHost:
 			if v.Path == "" || v.Path[0] != '/' {
 				errs = append(errs, fmt.Errorf("volume %s: host path %q must be absolute: %w", name, v.Path, ErrInvalid))

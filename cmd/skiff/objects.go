@@ -80,7 +80,7 @@ func checkKind(s string, kinds ...string) error {
 func newGetCmd(g *globals) *cobra.Command {
 	var o cli.GetOptions
 	cmd := &cobra.Command{
-		Use:   "get nodes|apps|pods|services|endpoints|events [NAME]",
+		Use:   "get nodes|apps|pods|services|endpoints|events|configs|secrets [NAME]",
 		Short: "List objects as a table or JSON; -w follows changes",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if err := cobra.RangeArgs(1, 2)(cmd, args); err != nil {

@@ -169,7 +169,7 @@ func (a *Agent) openNetwork(rt *containers.Runtime, podCIDR *net.IPNet) (*netlb.
 // newPods returns the pod side of the agent, on runtime rt and network nw.
 func (a *Agent) newPods(rt *containers.Runtime, nw *netlb.Network) *pods {
 	return &pods{
-		node: a.name, log: a.log, api: a.c, events: a.events,
+		node: a.name, log: a.log, api: a.c, events: a.events, files: a.c,
 		images: rt.Images(), sandboxes: rt, containers: rt, probes: rt,
 		net: nw, lb: a.lb,
 		drainTimeout: a.cfg.LBDrainTimeout, now: time.Now,

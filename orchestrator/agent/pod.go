@@ -172,12 +172,29 @@ func (w *podWorker) ensure(ctx context.Context, p *api.Pod) error {
 		return errRetry
 	}
 
+	// Configs and secrets are fetched at every start: they stay in memory
+	// (the pod's tmpfs volumes, the containers' environment), never in
+	// the agent's cache. Only a pod with a container to start needs them:
+	// a running pod keeps running while the server is away.
+	files := &podFiles{}
+	var err error
+	if w.needsStart(names) {
+		files, err = w.p.fetchFiles(ctx, p)
+	}
+	if err != nil {
+		w.event(api.EventWarning, "FilesUnavailable", err.Error())
+		for _, name := range names {
+			waiting[name] = ctrView{waitReason: ReasonFilesUnavailable, waitMsg: err.Error()}
+		}
+		w.report(ctx, p, waiting)
+		return errRetry
+	}
 	path, ip, err := w.p.net.AddPod(ctx, w.name)
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
 	w.ip = ip.String()
-	if err := w.p.sandboxes.StartPod(ctx, podConfig(p, w.name, path)); err != nil {
+	if err := w.p.sandboxes.StartPod(ctx, podConfig(p, w.name, path, files)); err != nil {
 		// A host volume the node refuses (or lacks) fails the pod's start:
 		// said on the pod as a failed container start is.
 		w.event(api.EventWarning, "Failed", "start pod sandbox: "+err.Error())
@@ -193,7 +210,13 @@ func (w *podWorker) ensure(ctx context.Context, p *api.Pod) error {
 			continue
 		}
 		spec := p.Spec.Containers[name]
-		if _, err := w.p.containers.StartContainer(ctx, w.name, containerConfig(name, spec, p.Spec.Restart)); err != nil {
+		cc := containerConfig(name, spec, p.Spec.Restart)
+		if cc.Env, err = files.env(spec); err != nil {
+			waiting[name] = ctrView{waitReason: ReasonFilesUnavailable, waitMsg: err.Error()}
+			errs = append(errs, fmt.Errorf("container %s: %w", name, err))
+			continue
+		}
+		if _, err := w.p.containers.StartContainer(ctx, w.name, cc); err != nil {
 			w.event(api.EventWarning, "Failed", fmt.Sprintf("start container %s: %v", name, err))
 			waiting[name] = ctrView{waitReason: containers.ReasonStartFail, waitMsg: err.Error()}
 			errs = append(errs, fmt.Errorf("start container %s: %w", name, err))
@@ -204,6 +227,16 @@ func (w *podWorker) ensure(ctx context.Context, p *api.Pod) error {
 	w.ensureProbers(ctx, p)
 	w.report(ctx, p, waiting)
 	return errors.Join(errs...)
+}
+
+// needsStart reports whether a container of names is not in the runtime.
+func (w *podWorker) needsStart(names []string) bool {
+	for _, name := range names {
+		if _, err := w.p.containers.ContainerStatus(w.name, name); err != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // report writes the pod's status if it changed since the last report.
@@ -252,12 +285,17 @@ func (w *podWorker) write(ctx context.Context, p *api.Pod, s api.PodStatus) {
 	w.reported = &s
 }
 
-// podConfig maps a pod onto the runtime's sandbox config.
-func podConfig(p *api.Pod, name, netns string) containers.PodConfig {
+// podConfig maps a pod onto the runtime's sandbox config; config and
+// secret volumes become read-only tmpfs volumes holding files' files.
+func podConfig(p *api.Pod, name, netns string, files *podFiles) containers.PodConfig {
 	pc := containers.PodConfig{Name: name, NetNSPath: netns}
 	if len(p.Spec.Volumes) > 0 {
 		pc.Volumes = map[string]containers.Volume{}
 		for vn, v := range p.Spec.Volumes {
+			if v.Type == configs.VolumeConfig || v.Type == configs.VolumeSecret {
+				pc.Volumes[vn] = files.volume(v)
+				continue
+			}
 			pc.Volumes[vn] = containers.Volume{Type: containers.VolumeType(v.Type), Path: v.Path, Size: int64(v.Size), ReadOnly: v.ReadOnly}
 		}
 	}

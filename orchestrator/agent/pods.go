@@ -56,6 +56,8 @@ type pods struct {
 	log    *slog.Logger
 	api    podAPI
 	events *eventQueue
+	// files fetches the configs and secrets pods use; nil: none can be.
+	files fileAPI
 
 	images     imageStore
 	sandboxes  sandboxRuntime

@@ -14,6 +14,9 @@ const (
 	ReasonCreating         = "ContainerCreating"
 	ReasonImagePullBackOff = "ImagePullBackOff"
 	ReasonCrashLoopBackOff = "CrashLoopBackOff"
+	// ReasonFilesUnavailable: a config or secret the pod uses could not
+	// be fetched (missing, or the server unreachable).
+	ReasonFilesUnavailable = "FilesUnavailable"
 )
 
 // ctrView is what the agent knows of one container when it builds a

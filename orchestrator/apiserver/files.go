@@ -394,8 +394,12 @@ func (s *Server) deleteFiles(w http.ResponseWriter, r *http.Request, kind string
 	s.answer(w, r, err, http.StatusOK, &resp)
 }
 
-func (s *Server) deleteConfig(w http.ResponseWriter, r *http.Request) { s.deleteFiles(w, r, api.KindConfig) }
-func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) { s.deleteFiles(w, r, api.KindSecret) }
+func (s *Server) deleteConfig(w http.ResponseWriter, r *http.Request) {
+	s.deleteFiles(w, r, api.KindConfig)
+}
+func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) {
+	s.deleteFiles(w, r, api.KindSecret)
+}
 
 // nodeSecret gives node {name} the files of secret {secret} in clear, if a
 // pod bound to that node uses it: a node gets only the secrets its own pods

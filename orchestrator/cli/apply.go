@@ -19,6 +19,7 @@ import (
 var singular = map[string]string{
 	api.KindNode: "node", api.KindApp: "app", api.KindPod: "pod",
 	api.KindService: "service", api.KindEndpoints: "endpoints", api.KindEvent: "event",
+	api.KindConfig: "config", api.KindSecret: "secret",
 }
 
 // Ref formats an object reference as the CLI prints it: "app/web". The

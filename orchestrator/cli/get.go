@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
@@ -29,6 +30,10 @@ func NewObject(kind string) (api.Object, error) {
 		return new(api.Endpoints), nil
 	case api.KindEvent:
 		return new(api.Event), nil
+	case api.KindConfig:
+		return new(api.Config), nil
+	case api.KindSecret:
+		return new(api.Secret), nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", kind)
 }
@@ -76,6 +81,17 @@ func ListObjects(ctx context.Context, c *client.Client, kind string) ([]api.Obje
 		return ptrs(l.Items), l.Revision, err
 	case api.KindEvent:
 		l, err := c.ListEvents(ctx, "")
+		return ptrs(l.Items), l.Revision, err
+	case api.KindConfig:
+		l, err := c.ListConfigs(ctx)
+		return ptrs(l.Items), l.Revision, err
+	case api.KindSecret:
+		// The server answers names and sizes only; Sealed and Spec are
+		// cleared here too, so that nothing but those is ever printed.
+		l, err := c.ListSecrets(ctx)
+		for i := range l.Items {
+			l.Items[i].Sealed, l.Items[i].Spec = nil, configs.FilesSpec{}
+		}
 		return ptrs(l.Items), l.Revision, err
 	}
 	return nil, 0, fmt.Errorf("unknown kind %q", kind)

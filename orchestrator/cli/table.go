@@ -24,7 +24,8 @@ const (
 )
 
 // Kinds lists the kinds get knows, as typed on the command line.
-var Kinds = []string{api.KindNode, api.KindApp, api.KindPod, api.KindService, api.KindEndpoints, api.KindEvent}
+var Kinds = []string{api.KindNode, api.KindApp, api.KindPod, api.KindService, api.KindEndpoints, api.KindEvent,
+	api.KindConfig, api.KindSecret}
 
 // kindAliases maps what a user may type to a kind.
 var kindAliases = map[string]string{
@@ -34,6 +35,8 @@ var kindAliases = map[string]string{
 	"service": api.KindService, "services": api.KindService, "svc": api.KindService,
 	"endpoint": api.KindEndpoints, "endpoints": api.KindEndpoints, "ep": api.KindEndpoints,
 	"event": api.KindEvent, "events": api.KindEvent, "ev": api.KindEvent,
+	"config": api.KindConfig, "configs": api.KindConfig, "cm": api.KindConfig,
+	"secret": api.KindSecret, "secrets": api.KindSecret,
 }
 
 // ParseKind returns the kind a user typed ("pod", "svc", "nodes"...).
@@ -86,6 +89,9 @@ func (t *Tables) Header(kind string) []string {
 	case api.KindEvent:
 		h = []string{"LAST-SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"}
 		wide = []string{"SOURCE", "COUNT"}
+	case api.KindConfig, api.KindSecret:
+		h = []string{"NAME", "FILES", "SIZE", "AGE"}
+		wide = []string{"VERSION"}
 	}
 	if t.Wide {
 		h = append(h, wide...)
@@ -111,6 +117,10 @@ func (t *Tables) Row(obj api.Object) []string {
 		r, wide = t.endpointsRow(o)
 	case *api.Event:
 		r, wide = t.eventRow(o)
+	case *api.Config:
+		r, wide = t.filesRow(o.Name, o.Status, o.Created, false)
+	case *api.Secret:
+		r, wide = t.filesRow(o.Name, o.Status, o.Created, true)
 	default:
 		return []string{obj.GetMeta().Name}
 	}
@@ -401,4 +411,21 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// filesRow: FILES lists each file with its size; a secret's show as
+// "<redacted, N bytes>", never their content (which the API never sends
+// to the CLI anyway).
+func (t *Tables) filesRow(name string, st api.FilesStatus, created time.Time, secret bool) (r, wide []string) {
+	var files []string
+	for _, fn := range slices.Sorted(maps.Keys(st.Sizes)) {
+		if secret {
+			files = append(files, fn+"="+api.Redacted(st.Sizes[fn]))
+		} else {
+			files = append(files, fmt.Sprintf("%s (%d bytes)", fn, st.Sizes[fn]))
+		}
+	}
+	r = []string{name, dash(strings.Join(files, ", ")), FormatBytes(int64(st.Size())), t.age(created)}
+	wide = []string{dash(st.Version)}
+	return r, wide
 }
