@@ -43,6 +43,8 @@ type NodeConfig struct {
 	Images    Images   `toml:"images" json:"images"`
 	// LB holds, on servers, the addresses load-balancer services may take.
 	LB LB `toml:"lb" json:"lb"`
+	// DNS is the node's resolver for its pods.
+	DNS DNS `toml:"dns" json:"dns"`
 
 	// AllowUnconfined lets containers with seccomp = "unconfined" run on
 	// this node. Default true; false makes their start fail with a pod
@@ -65,6 +67,37 @@ type Reserved struct {
 	CPU    float64 `toml:"cpu" json:"cpu,omitempty"`
 	Memory Bytes   `toml:"memory" json:"memory,omitempty"`
 }
+
+// DNS configures the resolver every agent runs for its pods: service names
+// under Domain from the agent's view of the cluster, everything else
+// forwarded to Upstreams.
+type DNS struct {
+	// Disabled turns the resolver off: pods keep their image's
+	// resolv.conf.
+	Disabled bool `toml:"disabled" json:"disabled,omitempty"`
+	// Domain of service names (web.skiff). Default "skiff".
+	Domain string `toml:"domain" json:"domain,omitempty"`
+	// Upstreams ("IP" or "IP:PORT") answer every other name. Default: the
+	// nameservers of ResolvConf.
+	Upstreams []string `toml:"upstreams" json:"upstreams,omitempty"`
+	// ResolvConf is read for the upstreams when Upstreams is empty.
+	// Default /etc/resolv.conf.
+	ResolvConf string `toml:"resolv_conf" json:"resolv_conf,omitempty"`
+	// Port the resolver listens on, UDP and TCP, at the bridge's address.
+	// Default 53 (pods' resolvers always ask port 53; another port is for
+	// tests and benchmarks).
+	Port int `toml:"port" json:"port,omitempty"`
+	// CacheSize bounds the answers of upstreams kept. Default 1024.
+	CacheSize int `toml:"cache_size" json:"cache_size,omitempty"`
+}
+
+// DNS defaults.
+const (
+	DefaultDNSDomain     = "skiff"
+	DefaultDNSPort       = 53
+	DefaultDNSCacheSize  = 1024
+	DefaultDNSResolvConf = "/etc/resolv.conf"
+)
 
 // Gossip holds the serf/memberlist timings.
 type Gossip struct {
@@ -136,6 +169,7 @@ func DefaultNodeConfig() NodeConfig {
 		MaxPods:      DefaultMaxPods,
 		NodeGrace:    DefaultNodeGrace,
 		Gossip:       Gossip{Profile: GossipEdge},
+		DNS:          DNS{Domain: DefaultDNSDomain, Port: DefaultDNSPort, CacheSize: DefaultDNSCacheSize, ResolvConf: DefaultDNSResolvConf},
 		Images:       Images{MaxLayerBytes: DefaultMaxLayerBytes, MaxLayerEntries: DefaultMaxLayerEntries, MinFreeBytes: DefaultMinFreeBytes},
 		// Docker's default too: a manifest may opt a container out of
 		// the seccomp filter unless the node's owner says no.
@@ -289,6 +323,23 @@ func (c *NodeConfig) validate(e *errs) {
 	if c.Gossip.SuspicionMult < 0 {
 		e.add(path{"gossip", "suspicion_mult"}, "must be >= 0")
 	}
+	if d := c.DNS.Domain; d == "" || len(d) > 200 || !dnsDomainRE.MatchString(d) {
+		e.add(path{"dns", "domain"}, "%s is not a DNS domain (lower-case labels joined by '.', like \"skiff\" or \"site.internal\")", quoteShort(d))
+	}
+	if c.DNS.Port < 1 || c.DNS.Port > 65535 {
+		e.add(path{"dns", "port"}, "%s", portRangeMsg(int64(c.DNS.Port)))
+	}
+	if c.DNS.CacheSize < 1 {
+		e.add(path{"dns", "cache_size"}, "must be >= 1")
+	}
+	for i, u := range c.DNS.Upstreams {
+		if !validUpstream(u) {
+			e.add(path{"dns", "upstreams"}.index(i), "%s is not an address (use \"IP\" or \"IP:PORT\")", quoteShort(u))
+		}
+	}
+	if c.DNS.ResolvConf == "" {
+		e.add(path{"dns", "resolv_conf"}, "must not be empty")
+	}
 	if c.Images.MaxLayerBytes < 1<<20 {
 		e.add(path{"images", "max_layer_bytes"}, `must be at least 1Mi`)
 	}
@@ -358,4 +409,19 @@ func checkCIDR(e *errs, p path, s string, maxBits int) netip.Prefix {
 		return pfx
 	}
 	return netip.Prefix{}
+}
+
+var dnsDomainRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+// validUpstream reports whether s is "IP" or "IP:PORT".
+func validUpstream(s string) bool {
+	if net.ParseIP(s) != nil {
+		return true
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || net.ParseIP(host) == nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 1 && n <= 65535
 }

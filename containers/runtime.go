@@ -211,7 +211,7 @@ func (r *Runtime) StartPod(ctx context.Context, pod PodConfig) error {
 func (r *Runtime) sandboxOf(p *podRecord) (sandbox, error) {
 	ns := filepath.Join(r.podStateDir(p.Config.Name), "ns")
 	sb := sandbox{netns: p.NetNS, ipcns: filepath.Join(ns, "ipc"), utsns: filepath.Join(ns, "uts"),
-		volumes: map[string]string{}, readOnly: map[string]bool{}}
+		volumes: map[string]string{}, readOnly: map[string]bool{}, resolvConf: p.Config.ResolvConf}
 	for name, v := range p.Config.Volumes {
 		sb.readOnly[name] = v.ReadOnly
 		if v.Type != VolumeHost {

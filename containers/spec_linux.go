@@ -106,6 +106,7 @@ type sandbox struct {
 	netns, ipcns, utsns string
 	volumes             map[string]string // volume name -> directory on the node
 	readOnly            map[string]bool   // volume name -> mounted read-only (hostpath_linux.go)
+	resolvConf          string            // a file bind-mounted read-only at /etc/resolv.conf, if set
 }
 
 // maskedPaths are the paths Docker masks (moby's oci.DefaultLinuxSpec):
@@ -197,6 +198,11 @@ func buildConfig(cfg Config, id, rootfs string, c ContainerConfig, sb sandbox) (
 		spec.Mounts = append(spec.Mounts, specs.Mount{
 			Destination: c.Mounts[vol], Type: "bind", Source: src,
 			Options: bindOptions(sb.readOnly[vol]),
+		})
+	}
+	if sb.resolvConf != "" {
+		spec.Mounts = append(spec.Mounts, specs.Mount{
+			Destination: "/etc/resolv.conf", Type: "bind", Source: sb.resolvConf, Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"},
 		})
 	}
 	lcfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{

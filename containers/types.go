@@ -3,6 +3,7 @@ package containers
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -68,6 +69,9 @@ type PodConfig struct {
 	Hostname string `json:"hostname,omitempty"`
 	// Volumes by name; containers mount them by name.
 	Volumes map[string]Volume `json:"volumes,omitempty"`
+	// ResolvConf, if set, is a file on the node that every container of
+	// the pod sees read-only at /etc/resolv.conf.
+	ResolvConf string `json:"resolv_conf,omitempty"`
 }
 
 // ContainerConfig is one container of a pod. Image config (entrypoint, cmd,
@@ -180,6 +184,9 @@ func (p *PodConfig) Validate() error {
 	var errs []error
 	if err := validName("pod", p.Name); err != nil {
 		errs = append(errs, err)
+	}
+	if p.ResolvConf != "" && !filepath.IsAbs(p.ResolvConf) {
+		errs = append(errs, fmt.Errorf("resolv.conf %q must be an absolute path: %w", p.ResolvConf, ErrInvalid))
 	}
 	for name, v := range p.Volumes {
 		if err := validName("volume", name); err != nil {

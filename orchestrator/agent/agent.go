@@ -93,6 +93,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stopDNS := a.startDNS(podCIDR)
+	defer stopDNS()
 	if cached != nil {
 		a.peers.setNodes(cached.Nodes) // the routes until a server answers
 	}
@@ -277,4 +279,33 @@ ready:
 	if a.cfg.Ready != nil {
 		a.cfg.Ready()
 	}
+}
+
+// startDNS starts the node's resolver at the bridge's address (dns.go),
+// now that the bridge has it, and gives the pods its resolv.conf; the load
+// balancer's syncs keep its names. A resolver that cannot start is logged
+// and left out: pods then keep their images' resolv.conf. It returns the
+// resolver's stop.
+func (a *Agent) startDNS(podCIDR *net.IPNet) (stop func()) {
+	c := a.cfg.Node.DNS
+	if c.Disabled {
+		return func() {}
+	}
+	log := a.log.With("component", "dns")
+	r, err := newResolver(c, log)
+	if err == nil {
+		ip, addr := dnsAddr(podCIDR, c.Port)
+		if err = r.listen(addr); err == nil {
+			var path string
+			if path, err = writeResolvConf(a.cfg.Node.RunDir, ip, r.domain); err == nil {
+				a.pods.resolvConf = path
+				a.lb.names = r
+				a.lb.kick()
+				return r.stop
+			}
+			r.stop()
+		}
+	}
+	log.Error("node resolver not started: pods keep their images' resolv.conf", "err", err)
+	return func() {}
 }

@@ -44,6 +44,9 @@ type lb struct {
 	watcher watcher
 	// net is set by Agent.Run before the first sync.
 	net lbNetwork
+	// names, if set (by Agent.Run, before syncLoop starts), is the node's
+	// resolver: every sync hands it the services and endpoints too.
+	names *resolver
 
 	kickc chan struct{}
 
@@ -103,7 +106,11 @@ func (l *lb) syncLoop(ctx context.Context) {
 // sync programs netlb from the services and endpoints held.
 func (l *lb) sync() error {
 	l.mu.Lock()
-	svcs, eps, ips := lbState(l.services, withoutDown(l.eps, l.down))
+	up := withoutDown(l.eps, l.down)
+	svcs, eps, ips := lbState(l.services, up)
+	if l.names != nil {
+		l.names.setView(valuesOf(l.services), up)
+	}
 	l.mu.Unlock()
 	if err := l.net.Sync(svcs, eps); err != nil {
 		return err

@@ -194,7 +194,7 @@ func (w *podWorker) ensure(ctx context.Context, p *api.Pod) error {
 		return fmt.Errorf("pod network: %w", err)
 	}
 	w.ip = ip.String()
-	if err := w.p.sandboxes.StartPod(ctx, podConfig(p, w.name, path, files)); err != nil {
+	if err := w.p.sandboxes.StartPod(ctx, podConfig(p, w.name, path, w.p.resolvConf, files)); err != nil {
 		// A host volume the node refuses (or lacks) fails the pod's start:
 		// said on the pod as a failed container start is.
 		w.event(api.EventWarning, "Failed", "start pod sandbox: "+err.Error())
@@ -286,9 +286,10 @@ func (w *podWorker) write(ctx context.Context, p *api.Pod, s api.PodStatus) {
 }
 
 // podConfig maps a pod onto the runtime's sandbox config; config and
-// secret volumes become read-only tmpfs volumes holding files' files.
-func podConfig(p *api.Pod, name, netns string, files *podFiles) containers.PodConfig {
-	pc := containers.PodConfig{Name: name, NetNSPath: netns}
+// secret volumes become read-only tmpfs volumes holding files' files, and
+// resolvConf (if set) the containers' /etc/resolv.conf.
+func podConfig(p *api.Pod, name, netns, resolvConf string, files *podFiles) containers.PodConfig {
+	pc := containers.PodConfig{Name: name, NetNSPath: netns, ResolvConf: resolvConf}
 	if len(p.Spec.Volumes) > 0 {
 		pc.Volumes = map[string]containers.Volume{}
 		for vn, v := range p.Spec.Volumes {

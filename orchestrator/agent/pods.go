@@ -58,6 +58,10 @@ type pods struct {
 	events *eventQueue
 	// files fetches the configs and secrets pods use; nil: none can be.
 	files fileAPI
+	// resolvConf is the node resolver's resolv.conf that new pods get
+	// (dns.go); empty: pods keep their image's. Set before the workers
+	// start.
+	resolvConf string
 
 	images     imageStore
 	sandboxes  sandboxRuntime
