@@ -295,7 +295,7 @@ func (a *Agent) startDNS(podCIDR *net.IPNet) (stop func()) {
 	r, err := newResolver(c, log)
 	if err == nil {
 		ip, addr := dnsAddr(podCIDR, c.Port)
-		if err = r.listen(addr); err == nil {
+		if _, err = r.listen(addr); err == nil {
 			var path string
 			if path, err = writeResolvConf(a.cfg.Node.RunDir, ip, r.domain); err == nil {
 				a.pods.resolvConf = path

@@ -124,16 +124,17 @@ func (r *resolver) setView(services []*api.Service, eps map[string]*api.Endpoint
 }
 
 // listen serves on addr (UDP and TCP) until stop. It returns once both
-// sockets are bound.
-func (r *resolver) listen(addr string) error {
+// sockets are bound, with the UDP socket's address (port 0 picks one, the
+// same for TCP).
+func (r *resolver) listen(addr string) (string, error) {
 	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		return fmt.Errorf("dns: %w", err)
+		return "", fmt.Errorf("dns: %w", err)
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", pc.LocalAddr().String())
 	if err != nil {
 		pc.Close()
-		return fmt.Errorf("dns: %w", err)
+		return "", fmt.Errorf("dns: %w", err)
 	}
 	udp := &dns.Server{PacketConn: pc, Handler: r}
 	tcp := &dns.Server{Listener: ln, Handler: r}
@@ -147,8 +148,8 @@ func (r *resolver) listen(addr string) error {
 			}
 		}()
 	}
-	r.log.Info("dns resolver listening", "addr", addr, "domain", r.domain, "upstreams", r.upstreams)
-	return nil
+	r.log.Info("dns resolver listening", "addr", pc.LocalAddr().String(), "domain", r.domain, "upstreams", r.upstreams)
+	return pc.LocalAddr().String(), nil
 }
 
 // stop closes the servers.
