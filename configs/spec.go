@@ -196,10 +196,33 @@ type ServiceSpec struct {
 	// NodePort for node-port and load-balancer services; 0 picks one in
 	// 30000-32767.
 	NodePort int `toml:"node_port" json:"node_port,omitempty"`
-	// ExternalIP is the failover VIP of a load-balancer service.
+	// Address asks for a fixed LAN address (the failover VIP) of a
+	// load-balancer service; it must lie inside the server's [lb] pools.
+	// Empty: the server picks a free one from the pools.
+	Address string `toml:"address" json:"address,omitempty"`
+	// ExternalIP is the older name of Address, still accepted; a service
+	// may set one of the two, not both.
 	ExternalIP string `toml:"external_ip" json:"external_ip,omitempty"`
 	// Affinity is none (default) or client-ip.
 	Affinity string `toml:"affinity" json:"affinity,omitempty"`
 	// ClusterIP asks for a fixed virtual IP; empty lets skiff pick one.
 	ClusterIP string `toml:"cluster_ip" json:"cluster_ip,omitempty"`
+}
+
+// WantAddress is the LAN address the service asks for: Address, or its
+// older name ExternalIP; "" lets the server pick one from its pools.
+func (s *ServiceSpec) WantAddress() string {
+	if s.Address != "" {
+		return s.Address
+	}
+	return s.ExternalIP
+}
+
+// AddressField is the field that names the asked-for address ("address",
+// or "external_ip" when only the older name is set), for error paths.
+func (s *ServiceSpec) AddressField() string {
+	if s.Address == "" && s.ExternalIP != "" {
+		return "external_ip"
+	}
+	return "address"
 }

@@ -91,6 +91,7 @@ var routeAccess = map[string]access{
 	"POST /v1/apply":                {roles: adminOnly},
 	"PUT /v1/services/{name}":       {roles: adminOnly},
 	"DELETE /v1/services/{name}":    {roles: adminOnly},
+	"PUT /v1/services/{name}/holder": {roles: adminOnly, node: ownHolder},
 	"POST /v1/apps/{name}/scale":    {roles: adminOnly},
 	"POST /v1/apps/{name}/restart":  {roles: adminOnly},
 	"POST /v1/apps/{name}/rollback": {roles: adminOnly},
@@ -112,7 +113,8 @@ const (
 	readRule  = "a read token may only GET (everything but tokens; no exec, no writes)"
 	joinRule  = "a join token may only join (POST /v1/join)"
 	nodeRules = "a node may only register and update its own Node, read nodes, services, endpoints, " +
-		"members and the pods bound to it, and report the status of and events about its own pods"
+		"members and the pods bound to it, report the status of and events about its own pods, " +
+		"and report itself as the holder of a service's address"
 	anonRule = "without a token or a node certificate only /healthz and /readyz answer"
 )
 
@@ -285,6 +287,19 @@ func (s *Server) peekJSON(r *http.Request, v any) error {
 			return invalid("", "malformed JSON at byte %d: %v", syn.Offset, syn)
 		}
 		return invalid("", "bad request body: %v", err)
+	}
+	return nil
+}
+
+// ownHolder: a node may only name itself as the holder of a service's
+// address (it says what it does, never what another node does).
+func ownHolder(s *Server, r *http.Request, node string) error {
+	var body api.ServiceHolder
+	if err := s.peekJSON(r, &body); err != nil {
+		return err
+	}
+	if body.Holder != node {
+		return forbidden("%s may only report itself as the holder of a service's address (not %s)", pki.NodeCN(node), body.Holder)
 	}
 	return nil
 }
