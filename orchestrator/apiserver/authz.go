@@ -75,26 +75,29 @@ var routeAccess = map[string]access{
 
 	// Its own pods: read them, report their status (IPs from its own pod
 	// CIDR), remove them once stopped, read their logs, exec in them.
-	"GET /v1/pods":                   {roles: readers, node: ownPodList},
-	"GET /v1/pods/{name}":            {roles: readers, node: podRule("read")},
-	"PUT /v1/pods/{name}/status":     {roles: adminOnly, node: podStatus},
-	"DELETE /v1/pods/{name}":         {roles: adminOnly, node: podDelete},
-	"GET /v1/pods/{name}/logs":       {roles: readers, node: podRule("read the logs of")},
-	"POST /v1/pods/{name}/exec":      {roles: adminOnly, node: podRule("exec in")},
-	"POST /v1/events":                {roles: adminOnly, node: ownEvent},
-	"PUT /v1/pods/{name}":            {roles: adminOnly},
-	"GET /v1/events":                 {roles: readers},
-	"GET /v1/apps":                   {roles: readers},
-	"GET /v1/apps/{name}":            {roles: readers},
-	"PUT /v1/apps/{name}":            {roles: adminOnly},
-	"DELETE /v1/apps/{name}":         {roles: adminOnly},
-	"POST /v1/apply":                 {roles: adminOnly},
-	"PUT /v1/services/{name}":        {roles: adminOnly},
-	"DELETE /v1/services/{name}":     {roles: adminOnly},
+	"GET /v1/pods":                  {roles: readers, node: ownPodList},
+	"GET /v1/pods/{name}":           {roles: readers, node: podRule("read")},
+	"PUT /v1/pods/{name}/status":    {roles: adminOnly, node: podStatus},
+	"DELETE /v1/pods/{name}":        {roles: adminOnly, node: podDelete},
+	"GET /v1/pods/{name}/logs":      {roles: readers, node: podRule("read the logs of")},
+	"POST /v1/pods/{name}/exec":     {roles: adminOnly, node: podRule("exec in")},
+	"POST /v1/events":               {roles: adminOnly, node: ownEvent},
+	"PUT /v1/pods/{name}":           {roles: adminOnly},
+	"GET /v1/events":                {roles: readers},
+	"GET /v1/apps":                  {roles: readers},
+	"GET /v1/apps/{name}":           {roles: readers},
+	"PUT /v1/apps/{name}":           {roles: adminOnly},
+	"DELETE /v1/apps/{name}":        {roles: adminOnly},
+	"POST /v1/apply":                {roles: adminOnly},
+	"PUT /v1/services/{name}":       {roles: adminOnly},
+	"DELETE /v1/services/{name}":    {roles: adminOnly},
+	"POST /v1/apps/{name}/scale":    {roles: adminOnly},
+	"POST /v1/apps/{name}/restart":  {roles: adminOnly},
+	"POST /v1/apps/{name}/rollback": {roles: adminOnly},
+
+	// A load-balancer service's address: a node reports itself as the
+	// one that announces it.
 	"PUT /v1/services/{name}/holder": {roles: adminOnly, node: ownHolder},
-	"POST /v1/apps/{name}/scale":     {roles: adminOnly},
-	"POST /v1/apps/{name}/restart":   {roles: adminOnly},
-	"POST /v1/apps/{name}/rollback":  {roles: adminOnly},
 }
 
 // accessFor is pattern's entry of routeAccess, or the default.
