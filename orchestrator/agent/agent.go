@@ -28,6 +28,7 @@ type Agent struct {
 	name string
 
 	lb     *lb
+	vip    *vips
 	events *eventQueue
 	// peers is the peer loop's node list (peers.go).
 	peers peerState
@@ -46,14 +47,22 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("component", "agent", "node", cfg.Node.NodeName)
-	return &Agent{
+	a := &Agent{
 		cfg:    cfg,
 		log:    log,
 		c:      cfg.Client,
 		name:   cfg.Node.NodeName,
 		lb:     newLB(log, cfg.Client, cfg.Client),
+		vip:    newVIPs(cfg.Node.NodeName, log),
 		events: newEventQueue(cfg.Node.NodeName, log),
-	}, nil
+	}
+	a.lb.onChange = a.vip.kick
+	a.vip.source = a.lb.vipView
+	a.vip.report = func(ctx context.Context, service, addr string) error {
+		_, err := a.c.PutServiceHolder(ctx, service, addr, a.name)
+		return err
+	}
+	return a, nil
 }
 
 // SetDownNodes says which nodes the gossip reports failed: this node's load
@@ -96,6 +105,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if cached != nil {
 		a.peers.setNodes(cached.Nodes) // the routes until a server answers
 	}
+	a.openVIPLink()
 	stopPeers := a.startPeers(ctx, podCIDR, nw)
 	defer stopPeers()
 
@@ -107,6 +117,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.events.run(wctx, a.c) })
 	wg.Go(func() { a.heartbeat(wctx) })
 	wg.Go(func() { a.lb.syncLoop(wctx) })
+	wg.Go(func() { a.vip.run(wctx, a.cfg.Resync) })
 	wg.Go(func() { a.pods.exitLoop(wctx, rt.Events()) })
 	wg.Go(func() { a.cacheLoop(wctx, podCIDR.String(), time.Second) })
 
