@@ -1,0 +1,345 @@
+package clustertest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// vipManifest is the demo app on every node behind two load-balancer
+// services that ask for no address.
+func vipManifest() string {
+	return DemoManifest(3) + `
+[service.shop]
+app = "web"
+port = 80
+target_port = "http"
+type = "load-balancer"
+
+[service.office]
+app = "web"
+port = 81
+target_port = "http"
+type = "load-balancer"
+`
+}
+
+// vipPools are the [lb] pools of node 0: two addresses on the test bridge.
+func vipPools(net3 string) string {
+	return fmt.Sprintf("[lb]\npools = [\"%s.240-%s.241\"]\n", net3, net3)
+}
+
+// lanClient makes a netns on the test bridge, as a LAN client of the site
+// (address <net3>.200), and removes it at the end of the test.
+func (c *Cluster) lanClient(tb testing.TB) string {
+	tb.Helper()
+	ns := "skt-" + c.id + "-lan"
+	if err := ip("netns", "add", ns); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := ip("netns", "del", ns); err != nil {
+			tb.Errorf("lan client: %v", err)
+		}
+	})
+	for _, step := range []struct {
+		ns   string
+		args []string
+	}{
+		{ns, []string{"link", "set", "lo", "up"}},
+		{ns, []string{"link", "add", "eth0", "type", "veth", "peer", "name", "lan", "netns", c.sw}},
+		{ns, []string{"addr", "add", c.net3 + ".200/24", "dev", "eth0"}},
+		{ns, []string{"link", "set", "eth0", "up"}},
+		{c.sw, []string{"link", "set", "lan", "master", "br0"}},
+		{c.sw, []string{"link", "set", "lan", "up"}},
+	} {
+		if err := ipIn(step.ns, step.args...); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return "/run/netns/" + ns
+}
+
+// vipHolders lists the nodes whose eth0 carries addr.
+func (c *Cluster) vipHolders(addr string) ([]int, error) {
+	var out []int
+	for _, n := range c.Nodes {
+		o, err := c.ipOut(n.Name, "-o", "-4", "addr", "show", "dev", "eth0")
+		if err != nil {
+			return nil, err
+		}
+		if strings.Contains(o, " "+addr+"/32 ") {
+			out = append(out, n.Index)
+		}
+	}
+	return out, nil
+}
+
+// ipOut runs `ip -n ns args...` and returns its output.
+func (c *Cluster) ipOut(ns string, args ...string) (string, error) {
+	o, err := exec.Command("ip", append([]string{"-n", ns}, args...)...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("ip -n %s %s: %w: %s", ns, strings.Join(args, " "), err, strings.TrimSpace(string(o)))
+	}
+	return string(o), nil
+}
+
+// mac is the hardware address of eth0 in netns ns.
+func (c *Cluster) mac(ns string) (string, error) {
+	o, err := c.ipOut(ns, "-o", "link", "show", "eth0")
+	if err != nil {
+		return "", err
+	}
+	f := strings.Fields(o)
+	for i, w := range f {
+		if w == "link/ether" && i+1 < len(f) {
+			return f[i+1], nil
+		}
+	}
+	return "", fmt.Errorf("no link/ether in %q", o)
+}
+
+// neighMAC is the hardware address the LAN client's ARP cache has for
+// addr ("" if none).
+func (c *Cluster) neighMAC(addr string) (string, error) {
+	o, err := c.ipOut("skt-"+c.id+"-lan", "neigh", "show", addr, "dev", "eth0")
+	if err != nil {
+		return "", err
+	}
+	f := strings.Fields(o)
+	for i, w := range f {
+		if w == "lladdr" && i+1 < len(f) {
+			return f[i+1], nil
+		}
+	}
+	return "", nil
+}
+
+// serviceAddr waits until the service has an address and a holder in node
+// 0's API and returns them.
+func (c *Cluster) serviceAddr(svc string, timeout time.Duration) (addr, holder string) {
+	c.t.Helper()
+	c.WaitFor(svc+" address and holder", timeout, func() (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s, err := c.Client(0).GetService(ctx, svc)
+		if err != nil {
+			return false, err
+		}
+		addr, holder = s.Status.Address, s.Status.Holder
+		return addr != "" && holder != "", fmt.Errorf("status %+v", s.Status)
+	})
+	return addr, holder
+}
+
+// vipLoop GETs addr from the LAN client, one new connection at a time with
+// a short timeout, until stop is called, and records when each answer
+// came.
+type vipLoop struct {
+	mu      sync.Mutex
+	answers []time.Time // end of each answered request
+	starts  []time.Time // its start
+	fails   int
+	stop    func()
+	done    chan struct{}
+}
+
+func startVIPLoop(lan, addr string) *vipLoop {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &vipLoop{stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		for ctx.Err() == nil {
+			start := time.Now()
+			body, err := GetIn(lan, addr, 250*time.Millisecond)
+			l.mu.Lock()
+			if err == nil && strings.HasPrefix(body, "hello from") {
+				l.answers = append(l.answers, time.Now())
+				l.starts = append(l.starts, start)
+			} else {
+				l.fails++
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+// firstAfter is the end of the first answered request started after t.
+func (l *vipLoop) firstAfter(t time.Time) (time.Time, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, s := range l.starts {
+		if s.After(t) {
+			return l.answers[i], true
+		}
+	}
+	return time.Time{}, false
+}
+
+func (l *vipLoop) end() { l.stop(); <-l.done }
+
+// vipFailover kills the node holding addr (SIGKILL of its skiff and its
+// link cut) while the LAN client loops on addr:port, and returns the
+// victim, the new holder and the seconds from the kill to the first answer
+// of a request started after it. It checks that the client's ARP cache
+// then points at the new holder and that exactly one running node holds
+// the address.
+func (c *Cluster) vipFailover(tb testing.TB, lan, addr string, port int) (victim, next int, secs float64) {
+	tb.Helper()
+	var hs []int
+	c.WaitFor("one holder of "+addr, 30*time.Second, func() (bool, error) {
+		var err error
+		hs, err = c.vipHolders(addr)
+		return err == nil && len(hs) == 1, fmt.Errorf("holders %v, %v", hs, err)
+	})
+	victim = hs[0]
+	// The client has reached the address through the holder: its ARP
+	// cache has the holder's MAC.
+	vmac, err := c.mac(c.Nodes[victim].Name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.WaitFor("an answer through "+addr, 30*time.Second, func() (bool, error) {
+		_, err := GetIn(lan, fmt.Sprintf("%s:%d", addr, port), 2*time.Second)
+		return err == nil, err
+	})
+	if m, err := c.neighMAC(addr); err != nil || m != vmac {
+		tb.Fatalf("client's ARP entry for %s is %q (%v), want the holder %d's %s", addr, m, err, victim, vmac)
+	}
+	loop := startVIPLoop(lan, fmt.Sprintf("%s:%d", addr, port))
+	defer loop.end()
+	c.WaitFor("the loop answered", 10*time.Second, func() (bool, error) {
+		_, ok := loop.firstAfter(time.Time{})
+		return ok, nil
+	})
+	killed := time.Now()
+	c.Kill(victim)
+	c.Cut(victim)
+	var answered time.Time
+	c.WaitFor("an answer through "+addr+" after the kill", 30*time.Second, func() (bool, error) {
+		var ok bool
+		answered, ok = loop.firstAfter(killed)
+		return ok, nil
+	})
+	secs = answered.Sub(killed).Seconds()
+	next = -1
+	c.WaitFor("exactly one running node holds "+addr, 10*time.Second, func() (bool, error) {
+		hs, err := c.vipHolders(addr)
+		if err != nil {
+			return false, err
+		}
+		var running []int
+		for _, h := range hs {
+			if h != victim {
+				running = append(running, h)
+			}
+		}
+		if len(running) == 1 {
+			next = running[0]
+		}
+		return len(running) == 1, fmt.Errorf("holders %v (victim %d)", hs, victim)
+	})
+	nmac, err := c.mac(c.Nodes[next].Name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if m, err := c.neighMAC(addr); err != nil || m != nmac {
+		tb.Errorf("after the failover the client's ARP entry for %s is %q (%v), want the new holder %d's %s", addr, m, err, next, nmac)
+	}
+	return victim, next, secs
+}
+
+// TestLBVIP: a load-balancer service gets an address from node 0's pools
+// (two services, two addresses; a third is refused, an address outside the
+// pools is a 400 naming the field); exactly one node holds it and the
+// status names it; a LAN client reaches it; the holder is killed and cut
+// off: the client's loop is answered again through another node, its ARP
+// cache points at that node, exactly one running node holds the address;
+// the victim comes back and the address is still on exactly one node; a
+// deleted service's address leaves every node and returns to the pool.
+func TestLBVIP(t *testing.T) {
+	c := New(t, Options{Nodes: 3, ServerTables: vipPools})
+	lan := c.lanClient(t)
+	c.Apply(vipManifest())
+	c.WaitAppReady("web", 3, appTimeout)
+	shop, holder := c.serviceAddr("shop", 30*time.Second)
+	office, _ := c.serviceAddr("office", 30*time.Second)
+	if shop == office || !strings.HasPrefix(shop, c.net3+".24") || !strings.HasPrefix(office, c.net3+".24") {
+		t.Fatalf("addresses shop %s office %s: want two different ones from %s.240-241", shop, office, c.net3)
+	}
+	t.Logf("shop %s held by %s, office %s", shop, holder, office)
+
+	// The pool is full: a third service is refused, and one asking for an
+	// address outside the pools names the field.
+	f := filepath.Join(c.dir, "extra.toml")
+	for _, tt := range []struct{ extra, want string }{
+		{"", "service.extra.address"},
+		{fmt.Sprintf("address = \"%s.9\"\n", c.net3), "service.extra.address: " + c.net3 + ".9 is not in the server's [lb] pools"},
+	} {
+		m := "[service.extra]\napp = \"web\"\nport = 82\ntype = \"load-balancer\"\n" + tt.extra
+		if err := os.WriteFile(f, []byte(m), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := c.CLI(0, "apply", "-f", f); err == nil || !strings.Contains(out, tt.want) {
+			t.Errorf("apply extra (%q): %v\n%s\nwant an error with %q", tt.extra, err, out, tt.want)
+		}
+	}
+	if out, err := c.CLI(0, "get", "services"); err != nil || !strings.Contains(out, shop) || !strings.Contains(out, holder) {
+		t.Errorf("get services:\n%s (%v)\nwant %s held by %s", out, err, shop, holder)
+	}
+
+	victim, next, secs := c.vipFailover(t, lan, shop, 80)
+	t.Logf("holder %s killed: first answer through %s after %.2fs, from %s", c.Nodes[victim].Name, shop, secs, c.Nodes[next].Name)
+
+	// Bring the victim back: the address is on exactly one node again
+	// (the victim drops the copy its kill left, or takes it back and the
+	// other drops it).
+	c.Heal(victim)
+	c.Start(victim)
+	c.WaitFor("exactly one node holds "+shop+" after the victim's return", 30*time.Second, func() (bool, error) {
+		hs, err := c.vipHolders(shop)
+		return err == nil && len(hs) == 1, fmt.Errorf("holders %v, %v", hs, err)
+	})
+	c.WaitFor("the status names the node that holds "+shop, 30*time.Second, func() (bool, error) {
+		hs, err := c.vipHolders(shop)
+		if err != nil || len(hs) != 1 {
+			return false, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s, err := c.Client(0).GetService(ctx, "shop")
+		if err != nil {
+			return false, err
+		}
+		return s.Status.Holder == c.Nodes[hs[0]].Name, fmt.Errorf("status holder %s, link holder %d", s.Status.Holder, hs[0])
+	})
+	c.WaitFor("the client reaches "+shop, 30*time.Second, func() (bool, error) {
+		_, err := GetIn(lan, shop+":80", 2*time.Second)
+		return err == nil, err
+	})
+
+	// Delete shop: its address leaves every node and returns to the pool.
+	if out, err := c.CLI(0, "delete", "service", "shop"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	c.WaitFor(shop+" off every node", 30*time.Second, func() (bool, error) {
+		hs, err := c.vipHolders(shop)
+		return err == nil && len(hs) == 0, fmt.Errorf("holders %v, %v", hs, err)
+	})
+	if err := os.WriteFile(f, []byte("[service.extra]\napp = \"web\"\nport = 82\ntype = \"load-balancer\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := c.CLI(0, "apply", "-f", f); err != nil {
+		t.Fatalf("apply extra after shop's delete: %v\n%s", err, out)
+	}
+	if extra, _ := c.serviceAddr("extra", 30*time.Second); extra != shop {
+		t.Errorf("extra got %s, want shop's freed %s", extra, shop)
+	}
+}
