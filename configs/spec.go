@@ -168,6 +168,12 @@ const (
 	ServiceLoadBalancer = "load-balancer" // also an external VIP
 )
 
+// Announce policies of a load-balancer service.
+const (
+	AnnounceAnyNode   = "any-node"
+	AnnounceReadyNode = "ready-node"
+)
+
 // Protocols of a service.
 const (
 	ProtocolTCP = "tcp"
@@ -203,6 +209,13 @@ type ServiceSpec struct {
 	// ExternalIP is the older name of Address, still accepted; a service
 	// may set one of the two, not both.
 	ExternalIP string `toml:"external_ip" json:"external_ip,omitempty"`
+	// Announce says which nodes may announce the Address of a
+	// load-balancer service: any-node (default; the address moves only
+	// when its node fails or leaves, so connections survive rollouts) or
+	// ready-node (a node that runs a ready endpoint, when one is alive: no
+	// extra hop, but the address follows the pods, and a move breaks the
+	// connections open through the old node).
+	Announce string `toml:"announce" json:"announce,omitempty"`
 	// Affinity is none (default) or client-ip.
 	Affinity string `toml:"affinity" json:"affinity,omitempty"`
 	// ClusterIP asks for a fixed virtual IP; empty lets skiff pick one.

@@ -76,6 +76,14 @@ func validateService(e *errs, name string, s *ServiceSpec) {
 			e.add(p.with(f.name), `needs type "load-balancer"`)
 		}
 	}
+	switch s.Announce {
+	case "", AnnounceAnyNode, AnnounceReadyNode:
+		if s.Announce != "" && typ != ServiceLoadBalancer {
+			e.add(p.with("announce"), `needs type "load-balancer"`)
+		}
+	default:
+		e.add(p.with("announce"), "%s", enumMsg(s.Announce, "announce policy", AnnounceAnyNode, AnnounceReadyNode))
+	}
 	switch s.Affinity {
 	case "", AffinityNone, AffinityClientIP:
 	default:

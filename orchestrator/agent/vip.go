@@ -53,10 +53,11 @@ type vipWant struct {
 
 // vipHolders chooses, for the LAN address of every load-balancer service,
 // the node that announces it. The candidates are the nodes the server
-// lists (with an address) that the gossip reports alive; among them, those
-// that run a ready endpoint of the service are preferred (no extra hop),
-// and when none does, any candidate serves (the service rules of every
-// node forward to the pods wherever they are). Among the candidates the
+// lists (with an address) that the gossip reports alive; with the
+// service's announce = "ready-node", those among them that run a ready
+// endpoint of the service are preferred (no extra hop), and when none does,
+// any candidate serves (the service rules of every node forward to the
+// pods wherever they are). Among the candidates the
 // highest rendezvous hash of (address, node) wins: every agent that sees
 // the same members chooses the same node, and a node that comes or goes
 // moves only the addresses it wins or held. No candidate: no holder.
@@ -83,7 +84,7 @@ func vipHolders(services map[string]*api.Service, eps map[string]*api.Endpoints,
 			continue
 		}
 		cands := alive
-		if e := eps[name]; e != nil {
+		if e := eps[name]; e != nil && s.Spec.Announce == configs.AnnounceReadyNode {
 			var ready []string
 			for _, ep := range e.Endpoints {
 				if slices.Contains(alive, ep.Node) && !slices.Contains(ready, ep.Node) {

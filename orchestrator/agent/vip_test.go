@@ -75,14 +75,31 @@ func TestVIPHolders(t *testing.T) {
 			t.Errorf("%s moved from %s to %s though %s is alive", addr, w.node, after[addr].node, w.node)
 		}
 	}
-	// A ready endpoint on n3 only: n3 holds a's address.
-	eps := map[string]*api.Endpoints{"a": {Meta: api.Meta{Name: "a"}, Endpoints: []api.Endpoint{{Node: "n3", IP: "10.88.2.5", Port: 80}}}}
-	if got := vipHolders(svcs, eps, alivePeers("n1", "n2", "n3"), nodes)["192.0.2.240"].node; got != "n3" {
-		t.Errorf("a's holder %s, want n3 (its only ready endpoint)", got)
+	// A ready endpoint on the node that a does not pick by hash: the
+	// default policy (any-node) ignores it, ready-node follows it.
+	other := "n1"
+	if all["192.0.2.240"].node == "n1" {
+		other = "n3"
+	}
+	eps := map[string]*api.Endpoints{"a": {Meta: api.Meta{Name: "a"}, Endpoints: []api.Endpoint{{Node: other, IP: "10.88.2.5", Port: 80}}}}
+	if got := vipHolders(svcs, eps, alivePeers("n1", "n2", "n3"), nodes)["192.0.2.240"]; got != all["192.0.2.240"] {
+		t.Errorf("any-node: a's holder %v moved with its endpoint, want %v", got, all["192.0.2.240"])
+	}
+	ready := *svcs["a"]
+	ready.Spec.Announce = configs.AnnounceReadyNode
+	svcs["a"] = &ready
+	if got := vipHolders(svcs, eps, alivePeers("n1", "n2", "n3"), nodes)["192.0.2.240"].node; got != other {
+		t.Errorf("ready-node: a's holder %s, want %s (its only ready endpoint)", got, other)
 	}
 	// Its node failed: any alive node.
-	if got := vipHolders(svcs, eps, ps[:2], nodes)["192.0.2.240"].node; got != "n1" {
-		t.Errorf("a's holder %s with n3 unknown and n2 failed, want n1", got)
+	down := []Peer{{Name: other, Failed: true}}
+	for _, n := range []string{"n1", "n2", "n3"} {
+		if n != other {
+			down = append(down, Peer{Name: n, Alive: true})
+		}
+	}
+	if got := vipHolders(svcs, eps, down, nodes)["192.0.2.240"].node; got == other || got == "" {
+		t.Errorf("ready-node: a's holder %q with its endpoint's node failed, want another alive node", got)
 	}
 	// Alive but not listed by the server, or listed without an address:
 	// never a holder.

@@ -185,9 +185,9 @@ func (l *vipLoop) firstAfter(t time.Time) (time.Time, bool) {
 
 func (l *vipLoop) end() { l.stop(); <-l.done }
 
-// vipFailover kills the node holding addr (SIGKILL of its skiff and its
-// link cut) while the LAN client loops on addr:port, and returns the
-// victim, the new holder and the seconds from the kill to the first answer
+// vipFailover kills the node holding addr (its link cut, then SIGKILL of
+// its skiff) while the LAN client loops on addr:port, and returns the
+// victim, the new holder and the seconds from the cut to the first answer
 // of a request started after it. It checks that the client's ARP cache
 // then points at the new holder and that exactly one running node holds
 // the address.
@@ -219,9 +219,13 @@ func (c *Cluster) vipFailover(tb testing.TB, lan, addr string, port int) (victim
 		_, ok := loop.firstAfter(time.Time{})
 		return ok, nil
 	})
+	// The link goes first: a killed skiff leaves its pods and rules
+	// answering until the link is cut, so the clock starts once the cut
+	// is done (a request started while `ip` runs may still be answered by
+	// the victim).
+	c.Cut(victim)
 	killed := time.Now()
 	c.Kill(victim)
-	c.Cut(victim)
 	var answered time.Time
 	c.WaitFor("an answer through "+addr+" after the kill", 30*time.Second, func() (bool, error) {
 		var ok bool
@@ -256,6 +260,44 @@ func (c *Cluster) vipFailover(tb testing.TB, lan, addr string, port int) (victim
 	return victim, next, secs
 }
 
+// waitStatusHolder waits until exactly one node holds addr and service
+// svc's status names it; it returns that node's index.
+func (c *Cluster) waitStatusHolder(svc, addr string) int {
+	c.t.Helper()
+	h := -1
+	c.WaitFor("the status of "+svc+" names the one node that holds "+addr, 30*time.Second, func() (bool, error) {
+		hs, err := c.vipHolders(addr)
+		if err != nil || len(hs) != 1 {
+			return false, fmt.Errorf("holders %v, %v", hs, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s, err := c.Client(0).GetService(ctx, svc)
+		if err != nil {
+			return false, err
+		}
+		h = hs[0]
+		return s.Status.Holder == c.Nodes[h].Name, fmt.Errorf("status holder %s, link holder %d", s.Status.Holder, h)
+	})
+	return h
+}
+
+// logVIPEvents logs every node's "vip taken"/"vip released" lines: who
+// held what when.
+func (c *Cluster) logVIPEvents(tb testing.TB) {
+	for _, n := range c.Nodes {
+		b, err := os.ReadFile(n.Log)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "msg=\"vip ") {
+				tb.Logf("n%d: %s", n.Index, l)
+			}
+		}
+	}
+}
+
 // TestLBVIP: a load-balancer service gets an address from node 0's pools
 // (two services, two addresses; a third is refused, an address outside the
 // pools is a 400 naming the field); exactly one node holds it and the
@@ -267,6 +309,7 @@ func (c *Cluster) vipFailover(tb testing.TB, lan, addr string, port int) (victim
 func TestLBVIP(t *testing.T) {
 	c := New(t, Options{Nodes: 3, ServerTables: vipPools})
 	lan := c.lanClient(t)
+	t.Cleanup(func() { c.logVIPEvents(t) })
 	c.Apply(vipManifest())
 	c.WaitAppReady("web", 3, appTimeout)
 	shop, holder := c.serviceAddr("shop", 30*time.Second)
@@ -291,6 +334,10 @@ func TestLBVIP(t *testing.T) {
 			t.Errorf("apply extra (%q): %v\n%s\nwant an error with %q", tt.extra, err, out, tt.want)
 		}
 	}
+	// Endpoints that turn ready may move the address (a node with one is
+	// preferred) until every pod is ready: wait for the status to name the
+	// node that holds it.
+	holder = c.Nodes[c.waitStatusHolder("shop", shop)].Name
 	if out, err := c.CLI(0, "get", "services"); err != nil || !strings.Contains(out, shop) || !strings.Contains(out, holder) {
 		t.Errorf("get services:\n%s (%v)\nwant %s held by %s", out, err, shop, holder)
 	}
@@ -307,19 +354,7 @@ func TestLBVIP(t *testing.T) {
 		hs, err := c.vipHolders(shop)
 		return err == nil && len(hs) == 1, fmt.Errorf("holders %v, %v", hs, err)
 	})
-	c.WaitFor("the status names the node that holds "+shop, 30*time.Second, func() (bool, error) {
-		hs, err := c.vipHolders(shop)
-		if err != nil || len(hs) != 1 {
-			return false, err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		s, err := c.Client(0).GetService(ctx, "shop")
-		if err != nil {
-			return false, err
-		}
-		return s.Status.Holder == c.Nodes[hs[0]].Name, fmt.Errorf("status holder %s, link holder %d", s.Status.Holder, hs[0])
-	})
+	c.waitStatusHolder("shop", shop)
 	c.WaitFor("the client reaches "+shop, 30*time.Second, func() (bool, error) {
 		_, err := GetIn(lan, shop+":80", 2*time.Second)
 		return err == nil, err
