@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -458,6 +459,89 @@ address = %q
 	if h := c.waitStatusHolder("shop", addr); h != 0 {
 		t.Errorf("after the server's return n%d holds %s, want n0 (it wins the hash)", h, addr)
 	}
+	c.WaitFor("the client reaches "+addr, 30*time.Second, func() (bool, error) {
+		_, err := GetIn(lan, addr+":80", 2*time.Second)
+		return err == nil, err
+	})
+}
+
+// gossipRules drops (add) or lets through again (delete) every gossip
+// packet in and out of node i's netns, TCP and UDP on 7946: the node and
+// the others each see the other side fail while the LAN, the API and the
+// pods keep working (a split of the gossip alone, the worst case).
+func (c *Cluster) gossipRules(tb testing.TB, i int, op string) {
+	tb.Helper()
+	for _, r := range [][]string{
+		{"INPUT", "--dport"}, {"INPUT", "--sport"}, {"OUTPUT", "--dport"}, {"OUTPUT", "--sport"},
+	} {
+		for _, proto := range []string{"udp", "tcp"} {
+			out, err := exec.Command("nsenter", "--net="+c.Nodes[i].NetnsPath(), "iptables", op, r[0],
+				"-p", proto, r[1], "7946", "-j", "DROP").CombinedOutput()
+			if err != nil {
+				tb.Fatalf("iptables %s %s in node %d: %v: %s", op, r[0], i, err, out)
+			}
+		}
+	}
+}
+
+// TestLBVIPSplit: the holder's gossip is cut off from the others while the
+// LAN still reaches everyone. Each side sees the other fail: the others
+// choose a holder among themselves, the cut-off node keeps its address,
+// and for the split two nodes answer ARP for it (the LAN follows the last
+// gratuitous ARP; the client is still answered). When the gossip heals,
+// one node keeps the address, sends gratuitous ARP again, and the client's
+// ARP cache points at it.
+func TestLBVIPSplit(t *testing.T) {
+	c := New(t, Options{Nodes: 3, ServerTables: vipPools})
+	lan := c.lanClient(t)
+	t.Cleanup(func() { c.logVIPEvents(t) })
+	c.Apply(vipManifest())
+	c.WaitAppReady("web", 3, appTimeout)
+	addr, _ := c.serviceAddr("shop", 30*time.Second)
+	h := c.waitStatusHolder("shop", addr)
+	c.WaitFor("an answer through "+addr, 30*time.Second, func() (bool, error) {
+		_, err := GetIn(lan, addr+":80", 2*time.Second)
+		return err == nil, err
+	})
+	c.gossipRules(t, h, "-I")
+	healed := false
+	t.Cleanup(func() {
+		if !healed {
+			c.gossipRules(t, h, "-D")
+		}
+	})
+	c.WaitFor("two holders of "+addr+" during the split", 30*time.Second, func() (bool, error) {
+		hs, err := c.vipHolders(addr)
+		return err == nil && len(hs) == 2 && slices.Contains(hs, h), fmt.Errorf("holders %v, %v", hs, err)
+	})
+	hs, _ := c.vipHolders(addr)
+	t.Logf("split: %s held by %v (n%d cut off from the gossip)", addr, hs, h)
+	c.WaitFor("the client answered during the split", 30*time.Second, func() (bool, error) {
+		_, err := GetIn(lan, addr+":80", 2*time.Second)
+		return err == nil, err
+	})
+
+	c.gossipRules(t, h, "-D")
+	healed = true
+	var one int
+	c.WaitFor("one holder of "+addr+" after the heal", 60*time.Second, func() (bool, error) {
+		hs, err := c.vipHolders(addr)
+		if err == nil && len(hs) == 1 {
+			one = hs[0]
+		}
+		return err == nil && len(hs) == 1, fmt.Errorf("holders %v, %v", hs, err)
+	})
+	if one != h {
+		t.Errorf("after the heal n%d holds %s, want n%d (it wins the hash)", one, addr, h)
+	}
+	m, err := c.mac(c.Nodes[one].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor("the client's ARP entry for "+addr+" is the holder's", 10*time.Second, func() (bool, error) {
+		got, err := c.neighMAC(addr)
+		return err == nil && got == m, fmt.Errorf("entry %q, want %s (%v)", got, m, err)
+	})
 	c.WaitFor("the client reaches "+addr, 30*time.Second, func() (bool, error) {
 		_, err := GetIn(lan, addr+":80", 2*time.Second)
 		return err == nil, err
