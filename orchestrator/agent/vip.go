@@ -157,8 +157,13 @@ type vips struct {
 	nodes   []peerNode
 	members int // bumped by every setMembers: a change re-announces held addresses
 	wanted  map[string]bool
+	// bursts numbers, per address, the last announcement burst started:
+	// an older burst stops when a newer one starts.
+	bursts map[string]int
 
-	// The loop's own.
+	// The loop's own. periodic: the next sync is a resync tick's, which
+	// announces every address held once more.
+	periodic    bool
 	announcedAt int
 	reporting   map[string]bool
 	held        map[string]bool
@@ -167,7 +172,7 @@ type vips struct {
 func newVIPs(self string, log *slog.Logger) *vips {
 	return &vips{self: self, log: log.With("part", "vip"), kickc: make(chan struct{}, 1),
 		burst:     netlb.AnnounceBurst,
-		reporting: map[string]bool{}, held: map[string]bool{}, wanted: map[string]bool{}}
+		reporting: map[string]bool{}, held: map[string]bool{}, wanted: map[string]bool{}, bursts: map[string]int{}}
 }
 
 // kick asks for a sync; it never blocks.
@@ -183,11 +188,21 @@ func (v *vips) setMembers(ps []Peer, nodes []peerNode) {
 	v.kick()
 }
 
-// stillWanted reports whether the last sync chose this node for addr.
-func (v *vips) stillWanted(addr string) bool {
+// burstLive reports whether the last sync chose this node for addr and
+// burst n is the last one started for it.
+func (v *vips) burstLive(addr string, n int) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.wanted[addr]
+	return v.wanted[addr] && v.bursts[addr] == n
+}
+
+// startBurst starts an announcement burst for addr, ending the one before.
+func (v *vips) startBurst(ctx context.Context, wg *sync.WaitGroup, addr string) {
+	v.mu.Lock()
+	v.bursts[addr]++
+	n := v.bursts[addr]
+	v.mu.Unlock()
+	wg.Go(func() { v.announceBurst(ctx, addr, n) })
 }
 
 // run syncs on every kick and every resync until ctx ends, then takes this
@@ -209,6 +224,7 @@ func (v *vips) run(ctx context.Context, resync time.Duration) {
 			return
 		case <-v.kickc:
 		case <-t.C:
+			v.periodic = true
 		case name := <-reported:
 			delete(v.reporting, name)
 			continue
@@ -218,10 +234,12 @@ func (v *vips) run(ctx context.Context, resync time.Duration) {
 }
 
 // sync makes the link hold exactly the addresses chosen for this node,
-// sends gratuitous ARP for the ones it takes (and again for all it holds
-// when the membership changed: after a partition heals, the LAN hears from
-// the one holder left), and reports to the server the ones whose status
-// names another holder.
+// sends gratuitous ARP for the ones it takes, and again for all it holds
+// when the membership changed (a burst too: the node that held an address
+// before may have announced it once more just before it learnt that it
+// lost it, and after a partition heals the LAN must hear from the one
+// holder left) and at every resync tick (once), and reports to the server
+// the ones whose status names another holder.
 func (v *vips) sync(ctx context.Context, wg *sync.WaitGroup, reported chan<- string) {
 	svcs, eps := v.source()
 	v.mu.Lock()
@@ -268,6 +286,8 @@ func (v *vips) sync(ctx context.Context, wg *sync.WaitGroup, reported chan<- str
 	}
 	reannounce := gen != v.announcedAt
 	v.announcedAt = gen
+	periodic := v.periodic
+	v.periodic = false
 	for addr := range want {
 		ip := net.ParseIP(addr)
 		if !v.held[addr] {
@@ -277,8 +297,10 @@ func (v *vips) sync(ctx context.Context, wg *sync.WaitGroup, reported chan<- str
 			}
 			v.held[addr] = true
 			v.log.Info("vip taken", "address", addr, "service", holders[addr].service)
-			wg.Go(func() { v.announceBurst(ctx, addr) })
+			v.startBurst(ctx, wg, addr)
 		} else if reannounce {
+			v.startBurst(ctx, wg, addr)
+		} else if periodic {
 			if err := v.net.Announce(ip); err != nil {
 				v.log.Warn("gratuitous arp", "address", addr, "err", err)
 			}
@@ -302,11 +324,12 @@ func (v *vips) sync(ctx context.Context, wg *sync.WaitGroup, reported chan<- str
 }
 
 // announceBurst sends gratuitous ARP for addr now and after each delay of
-// v.burst, while this node is still chosen for it.
-func (v *vips) announceBurst(ctx context.Context, addr string) {
+// v.burst, while this node is still chosen for it and burst n is the
+// last one started.
+func (v *vips) announceBurst(ctx context.Context, addr string, n int) {
 	ip := net.ParseIP(addr)
 	for i := 0; ; i++ {
-		if !v.stillWanted(addr) {
+		if !v.burstLive(addr, n) {
 			return
 		}
 		if err := v.net.Announce(ip); err != nil {
