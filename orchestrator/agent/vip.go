@@ -179,8 +179,11 @@ func newVIPs(self string, log *slog.Logger) *vips {
 func (v *vips) kick() { notify(v.kickc) }
 
 // setMembers gives the gossip's members and the server's node list, and
-// kicks a sync.
+// kicks a sync. A nil v (an Agent made without New, in tests) ignores it.
 func (v *vips) setMembers(ps []Peer, nodes []peerNode) {
+	if v == nil {
+		return
+	}
 	v.mu.Lock()
 	v.peers, v.nodes = slices.Clone(ps), slices.Clone(nodes)
 	v.members++
