@@ -327,7 +327,9 @@ func (c *Cluster) logVIPEvents(tb testing.TB) {
 // off: the client's loop is answered again through another node, its ARP
 // cache points at that node, exactly one running node holds the address;
 // the victim comes back and the address is still on exactly one node; a
-// deleted service's address leaves every node and returns to the pool.
+// deleted service's address leaves every node and returns to the pool; a
+// stopped agent takes its address off (another node takes it), a killed
+// one leaves it and `skiff agent --cleanup` removes it.
 func TestLBVIP(t *testing.T) {
 	c := New(t, Options{Nodes: 3, ServerTables: vipPools})
 	lan := c.lanClient(t)
@@ -398,6 +400,35 @@ func TestLBVIP(t *testing.T) {
 	}
 	if extra, _ := c.serviceAddr("extra", 30*time.Second); extra != shop {
 		t.Errorf("extra got %s, want shop's freed %s", extra, shop)
+	}
+
+	// A stopped agent (SIGTERM) takes its addresses off and another node
+	// takes them; a killed one leaves them, and `skiff agent --cleanup`
+	// removes them.
+	var hs []int
+	c.WaitFor("one holder of "+office, 30*time.Second, func() (bool, error) {
+		var err error
+		hs, err = c.vipHolders(office)
+		return err == nil && len(hs) == 1, fmt.Errorf("holders %v, %v", hs, err)
+	})
+	stopped := hs[0]
+	c.Stop(stopped, 10*time.Second)
+	c.WaitFor(office+" moved off the stopped node", 30*time.Second, func() (bool, error) {
+		var err error
+		hs, err = c.vipHolders(office)
+		return err == nil && len(hs) == 1 && hs[0] != stopped, fmt.Errorf("holders %v (stopped n%d), %v", hs, stopped, err)
+	})
+	killed := hs[0]
+	c.Kill(killed)
+	if hs, err := c.vipHolders(office); err != nil || !slices.Contains(hs, killed) {
+		t.Fatalf("holders %v (%v) after a kill: want the address left on n%d", hs, err, killed)
+	}
+	n := c.Nodes[killed]
+	if out, err := exec.Command("nsenter", "--net="+n.NetnsPath(), bin.skiff, "agent", "--cleanup", "--config", n.Config).CombinedOutput(); err != nil {
+		t.Fatalf("skiff agent --cleanup: %v\n%s", err, out)
+	}
+	if o, err := c.ipOut(n.Name, "-o", "-4", "addr", "show"); err != nil || strings.Contains(o, ":skvip") {
+		t.Errorf("after --cleanup n%d has:\n%s (%v)\nwant no :skvip address", killed, o, err)
 	}
 }
 
