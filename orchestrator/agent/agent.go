@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiff-edge/skiff/containers"
 	"github.com/skiff-edge/skiff/netlb"
+	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
@@ -58,6 +59,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a.lb.onChange = a.vip.kick
 	a.vip.source = a.lb.vipView
+	a.vip.event = func(reason, msg string) { a.events.addNode(api.EventNormal, reason, msg) }
 	a.vip.report = func(ctx context.Context, service, addr string) error {
 		_, err := a.c.PutServiceHolder(ctx, service, addr, a.name)
 		return err

@@ -144,6 +144,8 @@ type vips struct {
 	source func() (map[string]*api.Service, map[string]*api.Endpoints)
 	// report tells the server that this node holds addr of service.
 	report func(ctx context.Context, service, addr string) error
+	// event, if set, records an event about this node (never blocks).
+	event func(reason, msg string)
 	// burst is the gratuitous ARP schedule after a takeover
 	// (netlb.AnnounceBurst).
 	burst   []time.Duration
@@ -285,6 +287,7 @@ func (v *vips) sync(ctx context.Context, wg *sync.WaitGroup, reported chan<- str
 			}
 			delete(v.held, addr)
 			v.log.Info("vip released", "address", addr, "holder", holders[addr].node)
+			v.record("AddressReleased", "released "+addr+" (now chosen: "+dashIfEmpty(holders[addr].node)+")")
 		}
 	}
 	reannounce := gen != v.announcedAt
@@ -300,6 +303,7 @@ func (v *vips) sync(ctx context.Context, wg *sync.WaitGroup, reported chan<- str
 			}
 			v.held[addr] = true
 			v.log.Info("vip taken", "address", addr, "service", holders[addr].service)
+			v.record("AddressTaken", "took "+addr+" of service "+holders[addr].service+" and sent gratuitous ARP")
 			v.startBurst(ctx, wg, addr)
 		} else if reannounce {
 			v.startBurst(ctx, wg, addr)
@@ -403,4 +407,17 @@ func (a *Agent) openVIPLink() {
 	if a.cfg.Gossip == nil {
 		a.vip.setMembers([]Peer{{Name: a.name, Alive: true}}, []peerNode{{Name: a.name, Addr: addr}})
 	}
+}
+
+func (v *vips) record(reason, msg string) {
+	if v.event != nil {
+		v.event(reason, msg)
+	}
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

@@ -379,6 +379,10 @@ func TestLBVIP(t *testing.T) {
 		return err == nil && len(hs) == 1, fmt.Errorf("holders %v, %v", hs, err)
 	})
 	c.waitStatusHolder("shop", shop)
+	c.WaitFor("an AddressTaken event", 30*time.Second, func() (bool, error) {
+		out, err := c.CLI(0, "get", "events")
+		return err == nil && strings.Contains(out, "AddressTaken") && strings.Contains(out, shop), fmt.Errorf("%v\n%s", err, out)
+	})
 	c.WaitFor("the client reaches "+shop, 30*time.Second, func() (bool, error) {
 		_, err := GetIn(lan, shop+":80", 2*time.Second)
 		return err == nil, err
