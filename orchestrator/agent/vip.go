@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -154,11 +155,14 @@ type vips struct {
 
 	// mu protects the fields below, which setMembers writes and the loop
 	// reads.
-	mu      sync.Mutex
-	peers   []Peer
-	nodes   []peerNode
-	members int // bumped by every setMembers: a change re-announces held addresses
-	wanted  map[string]bool
+	mu    sync.Mutex
+	peers []Peer
+	nodes []peerNode
+	// members is bumped when setMembers brings another membersKey: a
+	// change re-announces the addresses held.
+	members    int
+	membersKey string
+	wanted     map[string]bool
 	// bursts numbers, per address, the last announcement burst started:
 	// an older burst stops when a newer one starts.
 	bursts map[string]int
@@ -186,9 +190,13 @@ func (v *vips) setMembers(ps []Peer, nodes []peerNode) {
 	if v == nil {
 		return
 	}
+	key := membersKey(ps, nodes)
 	v.mu.Lock()
 	v.peers, v.nodes = slices.Clone(ps), slices.Clone(nodes)
-	v.members++
+	if key != v.membersKey {
+		v.membersKey = key
+		v.members++
+	}
 	v.mu.Unlock()
 	v.kick()
 }
@@ -420,4 +428,23 @@ func dashIfEmpty(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// membersKey sums up what the choice of holders depends on in the
+// membership: the alive members and the listed nodes with an address.
+func membersKey(ps []Peer, nodes []peerNode) string {
+	var alive, listed []string
+	for _, p := range ps {
+		if p.Alive {
+			alive = append(alive, p.Name)
+		}
+	}
+	for _, n := range nodes {
+		if n.Addr != "" {
+			listed = append(listed, n.Name)
+		}
+	}
+	slices.Sort(alive)
+	slices.Sort(listed)
+	return strings.Join(alive, ",") + "|" + strings.Join(listed, ",")
 }
