@@ -457,7 +457,9 @@ func rendezvousWinner(addr string, names []string) string {
 // (node 0, `skiff server --agent`): cut off and killed, the agents move the
 // address from the gossip alone, with no API to ask; the LAN client is
 // answered through another node, whose MAC its ARP cache then has. When
-// the server returns, the status names the node that holds the address.
+// the server returns, the status names the node that holds the address,
+// and the address it had picked for another service is unchanged (the
+// allocation was in its store before the kill -9).
 func TestLBVIPServerHolder(t *testing.T) {
 	c := New(t, Options{Nodes: 3, ServerTables: func(net3 string) string {
 		return fmt.Sprintf("[lb]\npools = [\"%s.224/28\"]\n", net3)
@@ -485,8 +487,15 @@ port = 80
 target_port = "http"
 type = "load-balancer"
 address = %q
+
+[service.auto]
+app = "web"
+port = 81
+target_port = "http"
+type = "load-balancer"
 `, addr))
 	c.WaitAppReady("web", 3, appTimeout)
+	auto, _ := c.serviceAddr("auto", 30*time.Second)
 	if h := c.waitStatusHolder("shop", addr); h != 0 {
 		t.Fatalf("holder n%d, want the server n0", h)
 	}
@@ -498,6 +507,10 @@ address = %q
 	c.Start(0)
 	if h := c.waitStatusHolder("shop", addr); h != 0 {
 		t.Errorf("after the server's return n%d holds %s, want n0 (it wins the hash)", h, addr)
+	}
+	// The address the server picked for auto survived its kill -9.
+	if got, _ := c.serviceAddr("auto", 30*time.Second); got != auto {
+		t.Errorf("auto has %s after the server's kill -9, had %s", got, auto)
 	}
 	c.WaitFor("the client reaches "+addr, 30*time.Second, func() (bool, error) {
 		_, err := GetIn(lan, addr+":80", 2*time.Second)
