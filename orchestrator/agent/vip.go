@@ -138,8 +138,9 @@ type vips struct {
 	self string
 	log  *slog.Logger
 	// net is this node's LAN link; nil when the node cannot announce (no
-	// Ethernet link holds its advertise address): it then only removes
-	// nothing and reports nothing.
+	// Ethernet link holds its advertise address): the loop then takes,
+	// drops and reports nothing. The other nodes may still choose it (they
+	// cannot tell), so every agent needs its advertise address on the LAN.
 	net vipNet
 	// source returns the services and endpoints the load balancer holds.
 	source func() (map[string]*api.Service, map[string]*api.Endpoints)
