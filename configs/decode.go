@@ -44,6 +44,7 @@ var explicitZero = map[zeroCheck]string{
 	{reflect.TypeFor[ServiceSpec](), "protocol"}:         enumMsg("", "protocol", ProtocolTCP, ProtocolUDP),
 	{reflect.TypeFor[ServiceSpec](), "type"}:             enumMsg("", "service type", ServiceCluster, ServiceNodePort, ServiceLoadBalancer),
 	{reflect.TypeFor[ServiceSpec](), "affinity"}:         enumMsg("", "affinity", AffinityNone, AffinityClientIP),
+	{reflect.TypeFor[ServiceSpec](), "announce"}:         enumMsg("", "announce policy", AnnounceAnyNode, AnnounceReadyNode),
 	{reflect.TypeFor[NodeConfig](), "node_name"}:         "must not be empty",
 	{reflect.TypeFor[NodeConfig](), "data_dir"}:          "must not be empty",
 	{reflect.TypeFor[NodeConfig](), "run_dir"}:           "must not be empty",

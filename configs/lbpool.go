@@ -75,3 +75,29 @@ func (l LB) CheckExternalIP(ip string) error {
 	}
 	return fmt.Errorf("%s is not in the server's [lb] pools %q", ip, l.Pools)
 }
+
+// FreeAddress returns the first address of the pools, in their order, that
+// used does not hold. A CIDR pool of /30 or wider leaves out its network
+// and broadcast addresses (some LAN clients refuse them); a range gives
+// every address it names. Pools that do not parse are skipped.
+func (l LB) FreeAddress(used map[string]bool) (string, error) {
+	if len(l.Pools) == 0 {
+		return "", fmt.Errorf("the server's node config has no [lb] pools")
+	}
+	for _, s := range l.Pools {
+		r, err := parsePool(s)
+		if err != nil {
+			continue
+		}
+		first, last := r.first, r.last
+		if p, err := netip.ParsePrefix(s); err == nil && p.Bits() <= 30 {
+			first, last = first.Next(), last.Prev()
+		}
+		for a := first; a.IsValid() && !last.Less(a); a = a.Next() {
+			if !used[a.String()] {
+				return a.String(), nil
+			}
+		}
+	}
+	return "", fmt.Errorf("every address of the server's [lb] pools %q is taken", l.Pools)
+}

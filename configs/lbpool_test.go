@@ -49,3 +49,40 @@ func TestLBPools(t *testing.T) {
 		})
 	}
 }
+
+// TestLBFreeAddress: the first free address in pool order; CIDR pools skip
+// their network and broadcast addresses; a full pool and no pools are
+// errors.
+func TestLBFreeAddress(t *testing.T) {
+	tests := []struct {
+		name  string
+		pools []string
+		used  []string
+		want  string // "" for an error
+	}{
+		{"first of a range", []string{"192.168.1.240-192.168.1.241"}, nil, "192.168.1.240"},
+		{"next of a range", []string{"192.168.1.240-192.168.1.241"}, []string{"192.168.1.240"}, "192.168.1.241"},
+		{"range full, next pool", []string{"192.168.1.240-192.168.1.240", "10.0.0.8/30"}, []string{"192.168.1.240"}, "10.0.0.9"},
+		{"cidr skips broadcast", []string{"10.0.0.8/30"}, []string{"10.0.0.9", "10.0.0.10"}, ""},
+		{"a /32 pool", []string{"10.0.0.5/32"}, nil, "10.0.0.5"},
+		{"no pools", nil, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			used := map[string]bool{}
+			for _, u := range tt.used {
+				used[u] = true
+			}
+			got, err := LB{Pools: tt.pools}.FreeAddress(used)
+			if tt.want == "" {
+				if err == nil {
+					t.Fatalf("got %s, want an error", got)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %q, %v; want %s", got, err, tt.want)
+			}
+		})
+	}
+}

@@ -184,6 +184,12 @@ const (
 	ServiceLoadBalancer = "load-balancer" // also an external VIP
 )
 
+// Announce policies of a load-balancer service.
+const (
+	AnnounceAnyNode   = "any-node"
+	AnnounceReadyNode = "ready-node"
+)
+
 // Protocols of a service.
 const (
 	ProtocolTCP = "tcp"
@@ -212,10 +218,40 @@ type ServiceSpec struct {
 	// NodePort for node-port and load-balancer services; 0 picks one in
 	// 30000-32767.
 	NodePort int `toml:"node_port" json:"node_port,omitempty"`
-	// ExternalIP is the failover VIP of a load-balancer service.
+	// Address asks for a fixed LAN address (the failover VIP) of a
+	// load-balancer service; it must lie inside the server's [lb] pools.
+	// Empty: the server picks a free one from the pools.
+	Address string `toml:"address" json:"address,omitempty"`
+	// ExternalIP is the older name of Address, still accepted; a service
+	// may set one of the two, not both.
 	ExternalIP string `toml:"external_ip" json:"external_ip,omitempty"`
+	// Announce says which nodes may announce the Address of a
+	// load-balancer service: any-node (default; the address moves only
+	// when its node fails or leaves, so connections survive rollouts) or
+	// ready-node (a node that runs a ready endpoint, when one is alive: no
+	// extra hop, but the address follows the pods, and a move breaks the
+	// connections open through the old node).
+	Announce string `toml:"announce" json:"announce,omitempty"`
 	// Affinity is none (default) or client-ip.
 	Affinity string `toml:"affinity" json:"affinity,omitempty"`
 	// ClusterIP asks for a fixed virtual IP; empty lets skiff pick one.
 	ClusterIP string `toml:"cluster_ip" json:"cluster_ip,omitempty"`
+}
+
+// WantAddress is the LAN address the service asks for: Address, or its
+// older name ExternalIP; "" lets the server pick one from its pools.
+func (s *ServiceSpec) WantAddress() string {
+	if s.Address != "" {
+		return s.Address
+	}
+	return s.ExternalIP
+}
+
+// AddressField is the field that names the asked-for address ("address",
+// or "external_ip" when only the older name is set), for error paths.
+func (s *ServiceSpec) AddressField() string {
+	if s.Address == "" && s.ExternalIP != "" {
+		return "external_ip"
+	}
+	return "address"
 }

@@ -63,12 +63,26 @@ func validateService(e *errs, name string, s *ServiceSpec) {
 			e.add(p.with("node_port"), `needs type "node-port" or "load-balancer"`)
 		}
 	}
-	if s.ExternalIP != "" {
-		if msg := ipv4Msg(s.ExternalIP); msg != "" {
-			e.add(p.with("external_ip"), "%s", msg)
-		} else if typ == ServiceCluster || typ == ServiceNodePort {
-			e.add(p.with("external_ip"), `needs type "load-balancer"`)
+	if s.Address != "" && s.ExternalIP != "" {
+		e.add(p.with("address"), "set address or external_ip (its older name), not both")
+	}
+	for _, f := range []struct{ name, val string }{{"address", s.Address}, {"external_ip", s.ExternalIP}} {
+		if f.val == "" {
+			continue
 		}
+		if msg := ipv4Msg(f.val); msg != "" {
+			e.add(p.with(f.name), "%s", msg)
+		} else if typ == ServiceCluster || typ == ServiceNodePort {
+			e.add(p.with(f.name), `needs type "load-balancer"`)
+		}
+	}
+	switch s.Announce {
+	case "", AnnounceAnyNode, AnnounceReadyNode:
+		if s.Announce != "" && typ != ServiceLoadBalancer {
+			e.add(p.with("announce"), `needs type "load-balancer"`)
+		}
+	default:
+		e.add(p.with("announce"), "%s", enumMsg(s.Announce, "announce policy", AnnounceAnyNode, AnnounceReadyNode))
 	}
 	switch s.Affinity {
 	case "", AffinityNone, AffinityClientIP:

@@ -147,6 +147,9 @@ func (s *server) listenAPI() error {
 	opts := apiserver.Options{ServiceCIDR: s.cfg.ServiceCIDR, ClusterCIDR: s.cfg.ClusterCIDR, Logger: s.logger}
 	opts.CheckHostPath = agent.HostPathPolicy(s.cfg).Check // host volumes: refused at apply time by this node's policy
 	opts.CheckExternalIP = s.cfg.LB.CheckExternalIP        // external_ip only from this server's [lb] pools
+	if len(s.cfg.LB.Pools) > 0 {
+		opts.FreeExternalIP = s.cfg.LB.FreeAddress // load-balancer addresses picked from the same pools
+	}
 	if err := opts.Limits.FromEnv(os.Getenv); err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/skiff-edge/skiff/containers"
 	"github.com/skiff-edge/skiff/netlb"
+	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
@@ -28,6 +29,7 @@ type Agent struct {
 	name string
 
 	lb     *lb
+	vip    *vips
 	events *eventQueue
 	// peers is the peer loop's node list (peers.go).
 	peers peerState
@@ -46,14 +48,23 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	log := cfg.Logger.With("component", "agent", "node", cfg.Node.NodeName)
-	return &Agent{
+	a := &Agent{
 		cfg:    cfg,
 		log:    log,
 		c:      cfg.Client,
 		name:   cfg.Node.NodeName,
 		lb:     newLB(log, cfg.Client, cfg.Client),
+		vip:    newVIPs(cfg.Node.NodeName, log),
 		events: newEventQueue(cfg.Node.NodeName, log),
-	}, nil
+	}
+	a.lb.onChange = a.vip.kick
+	a.vip.source = a.lb.vipView
+	a.vip.event = func(reason, msg string) { a.events.addNode(api.EventNormal, reason, msg) }
+	a.vip.report = func(ctx context.Context, service, addr string) error {
+		_, err := a.c.PutServiceHolder(ctx, service, addr, a.name)
+		return err
+	}
+	return a, nil
 }
 
 // SetDownNodes says which nodes the gossip reports failed: this node's load
@@ -98,6 +109,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if cached != nil {
 		a.peers.setNodes(cached.Nodes) // the routes until a server answers
 	}
+	a.openVIPLink()
 	stopPeers := a.startPeers(ctx, podCIDR, nw)
 	defer stopPeers()
 
@@ -109,6 +121,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.events.run(wctx, a.c) })
 	wg.Go(func() { a.heartbeat(wctx) })
 	wg.Go(func() { a.lb.syncLoop(wctx) })
+	wg.Go(func() { a.vip.run(wctx, a.cfg.Resync) })
 	wg.Go(func() { a.pods.exitLoop(wctx, rt.Events()) })
 	wg.Go(func() { a.cacheLoop(wctx, podCIDR.String(), time.Second) })
 

@@ -15,7 +15,8 @@ import (
 // Cleanup removes everything an agent with this node config made on the
 // node, for `skiff agent --cleanup`: every container, shim, mount and
 // cgroup (containers.Cleanup), every link, route, rule, netns and IP
-// (netlb's Cleanup). Images, the store and the token stay. It goes on past
+// (netlb's Cleanup) and every load-balancer address (VIP) it announced
+// (netlb.CleanupVIPs). Images, the store and the token stay. It goes on past
 // failures and returns them all; running it again is harmless. No agent
 // may run on these directories.
 func Cleanup(n configs.NodeConfig, log *slog.Logger) error {
@@ -35,6 +36,9 @@ func Cleanup(n configs.NodeConfig, log *slog.Logger) error {
 	}
 	if err != nil {
 		errs = append(errs, fmt.Errorf("network: %w", err))
+	}
+	if err := netlb.CleanupVIPs(); err != nil {
+		errs = append(errs, fmt.Errorf("load-balancer addresses: %w", err))
 	}
 	// The run dir goes if nothing else (an API socket) is left in it.
 	for _, d := range []string{filepath.Join(n.RunDir, "netns"), n.RunDir} {

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
@@ -37,6 +38,17 @@ func (q *eventQueue) add(pod, typ, reason, msg string) {
 	case q.c <- ev:
 	default:
 		q.log.Debug("event queue full: dropping event", "pod", pod, "reason", reason)
+	}
+}
+
+// addNode queues an event about this node (object nodes/<node>); it never
+// blocks.
+func (q *eventQueue) addNode(typ, reason, msg string) {
+	ev := api.Event{Object: api.KindNode + "/" + strings.TrimPrefix(q.source, "agent/"), Type: typ, Reason: reason, Message: msg, Source: q.source}
+	select {
+	case q.c <- ev:
+	default:
+		q.log.Debug("event queue full: dropping event", "reason", reason)
 	}
 }
 

@@ -49,6 +49,10 @@ type lb struct {
 	names *resolver
 
 	kickc chan struct{}
+	// onChange, if set, is called after every change of the services or
+	// endpoints held and every resync tick (the VIP loop's kick); it must
+	// not block.
+	onChange func()
 
 	// mu protects the fields below.
 	mu       sync.Mutex
@@ -151,8 +155,23 @@ func (l *lb) inLB(ip string) bool {
 	return false
 }
 
+func (l *lb) changed() {
+	if l.onChange != nil {
+		l.onChange()
+	}
+}
+
+// vipView returns the services and endpoints held, in maps of their own
+// (the objects are shared: they are replaced, never changed).
+func (l *lb) vipView() (map[string]*api.Service, map[string]*api.Endpoints) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.services), maps.Clone(l.eps)
+}
+
 // set replaces the services and endpoints held (from the local cache).
 func (l *lb) set(services []*api.Service, eps []*api.Endpoints) {
+	defer l.changed()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.services = map[string]*api.Service{}
@@ -192,6 +211,7 @@ func (l *lb) relist(ctx context.Context) (svcRev, epRev int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	defer l.changed()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.services = map[string]*api.Service{}
@@ -230,8 +250,10 @@ func (l *lb) run(ctx context.Context, svcRev, epRev int64, resync time.Duration)
 		case it := <-items:
 			l.apply(it)
 			l.kick()
+			l.changed()
 		case <-t.C:
 			l.kick()
+			l.changed()
 		}
 	}
 }

@@ -65,8 +65,8 @@ func lbState(services map[string]*api.Service, endpoints map[string]*api.Endpoin
 				ns.NodePort = s.Spec.NodePort
 			}
 		}
-		if s.Spec.Type == configs.ServiceLoadBalancer && s.Spec.ExternalIP != "" {
-			ns.ExternalIP = net.ParseIP(s.Spec.ExternalIP).To4()
+		if addr := vipAddress(s); addr != "" {
+			ns.ExternalIP = net.ParseIP(addr).To4()
 		}
 		svcs = append(svcs, ns)
 		if e := endpoints[name]; e != nil {

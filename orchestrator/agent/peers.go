@@ -170,6 +170,7 @@ func (a *Agent) followPeers(ctx context.Context, g Gossip, list func(context.Con
 	for {
 		ps := g.Peers()
 		a.SetDownNodes(failedPeers(a.name, ps))
+		a.vip.setMembers(ps, a.peers.snapshot()) // at once: the server may be the member that failed
 		if ask {
 			notify(relist)
 			wait.Reset(listWait)
@@ -181,6 +182,7 @@ func (a *Agent) followPeers(ctx context.Context, g Gossip, list func(context.Con
 			}
 		}
 		nodes := a.peers.snapshot()
+		a.vip.setMembers(ps, nodes)
 		if clusterCIDR != nil {
 			routes, refused := peerRoutes(a.name, self, clusterCIDR, nodes)
 			if err := setRoutes(routes); err != nil {

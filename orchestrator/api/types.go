@@ -216,6 +216,19 @@ type Service struct {
 type ServiceStatus struct {
 	ClusterIP string `json:"cluster_ip,omitempty"`
 	NodePort  int    `json:"node_port,omitempty"`
+	// Address is the LAN address (VIP) of a load-balancer service, taken
+	// from the server's [lb] pools in the same write as the service.
+	Address string `json:"address,omitempty"`
+	// Holder is the node that last reported announcing Address (PUT
+	// /v1/services/{name}/holder); "" until one did.
+	Holder string `json:"holder,omitempty"`
+}
+
+// ServiceHolder is the body of PUT /v1/services/{name}/holder: a node says
+// that it announces Address now.
+type ServiceHolder struct {
+	Address string `json:"address"`
+	Holder  string `json:"holder"`
 }
 
 // Endpoints lists the backends of the service of the same name.

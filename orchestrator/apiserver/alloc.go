@@ -22,12 +22,16 @@ func (s *Server) allocateService(tx *store.Tx, svc, old *api.Service) error {
 	}
 	ips := map[string]string{}
 	ports := map[int]string{}
+	lan := map[string]string{}
 	for _, o := range all {
 		if o.Name == svc.Name {
 			continue
 		}
 		if o.Status.ClusterIP != "" {
 			ips[o.Status.ClusterIP] = o.Name
+		}
+		if o.Status.Address != "" {
+			lan[o.Status.Address] = o.Name
 		}
 		if o.Status.NodePort != 0 {
 			ports[o.Status.NodePort] = o.Name
@@ -60,6 +64,10 @@ func (s *Server) allocateService(tx *store.Tx, svc, old *api.Service) error {
 		svc.Status.ClusterIP = ip
 	}
 
+	if err := s.allocateAddress(svc, prev, lan, field); err != nil {
+		return err
+	}
+
 	// Node port, for the types that have one.
 	svc.Status.NodePort = 0
 	if svc.Spec.Type != configs.ServiceNodePort && svc.Spec.Type != configs.ServiceLoadBalancer {
@@ -84,6 +92,48 @@ func (s *Server) allocateService(tx *store.Tx, svc, old *api.Service) error {
 			}
 		}
 		return conflict("no free node port in %d-%d", configs.NodePortMin, configs.NodePortMax)
+	}
+	return nil
+}
+
+// allocateAddress fills svc.Status.Address (and keeps Holder while the
+// address stays) for a load-balancer service: the address it asks for, the
+// one it had, or the first free one of the server's pools; used maps the
+// addresses other services hold to their names. An asked-for address that
+// another service holds is a 409; with no pools (Options.FreeExternalIP
+// nil, or the pools empty) a service that asks for none gets none, and a
+// full pool is a 409. The server sets FreeExternalIP only when it has
+// pools. The validation before the write has checked that an
+// asked-for address lies in the pools (a 400 naming the field).
+func (s *Server) allocateAddress(svc *api.Service, prev api.ServiceStatus, used map[string]string, field string) error {
+	svc.Status.Address, svc.Status.Holder = "", ""
+	if svc.Spec.Type != configs.ServiceLoadBalancer {
+		return nil
+	}
+	inPools := func(ip string) bool { return s.opts.CheckExternalIP == nil || s.opts.CheckExternalIP(ip) == nil }
+	switch want := svc.Spec.WantAddress(); {
+	case want != "":
+		if other, ok := used[want]; ok {
+			return conflict("%s: address %s is held by service %q", field+svc.Spec.AddressField(), want, other)
+		}
+		svc.Status.Address = want
+	case prev.Address != "" && used[prev.Address] == "" && inPools(prev.Address):
+		svc.Status.Address = prev.Address
+	case s.opts.FreeExternalIP == nil:
+		return nil
+	default:
+		taken := make(map[string]bool, len(used))
+		for ip := range used {
+			taken[ip] = true
+		}
+		ip, err := s.opts.FreeExternalIP(taken)
+		if err != nil {
+			return conflict("%s: %v", field+"address", err)
+		}
+		svc.Status.Address = ip
+	}
+	if svc.Status.Address == prev.Address {
+		svc.Status.Holder = prev.Holder
 	}
 	return nil
 }

@@ -108,6 +108,9 @@ var routeAccess = map[string]access{
 	"PUT /v1/secrets/{name}":                {roles: adminOnly},
 	"DELETE /v1/secrets/{name}":             {roles: adminOnly},
 	"GET /v1/nodes/{name}/secrets/{secret}": {node: ownNode},
+	// A load-balancer service's address: a node reports itself as the
+	// one that announces it.
+	"PUT /v1/services/{name}/holder": {roles: adminOnly, node: ownHolder},
 }
 
 // accessFor is pattern's entry of routeAccess, or the default.
@@ -126,7 +129,8 @@ const (
 	readRule  = "a read token may only GET (everything but tokens; no exec, no writes)"
 	joinRule  = "a join token may only join (POST /v1/join)"
 	nodeRules = "a node may only register and update its own Node, read nodes, services, endpoints, configs, " +
-		"members and the pods bound to it, fetch the secrets those pods use, and report the status of and events about its own pods"
+		"members and the pods bound to it, fetch the secrets those pods use, report the status of and events about its own pods, " +
+		"and report itself as the holder of a service's address"
 	anonRule = "without a token or a node certificate only /healthz and /readyz answer"
 )
 
@@ -299,6 +303,19 @@ func (s *Server) peekJSON(r *http.Request, v any) error {
 			return invalid("", "malformed JSON at byte %d: %v", syn.Offset, syn)
 		}
 		return invalid("", "bad request body: %v", err)
+	}
+	return nil
+}
+
+// ownHolder: a node may only name itself as the holder of a service's
+// address (it says what it does, never what another node does).
+func ownHolder(s *Server, r *http.Request, node string) error {
+	var body api.ServiceHolder
+	if err := s.peekJSON(r, &body); err != nil {
+		return err
+	}
+	if body.Holder != node {
+		return forbidden("%s may only report itself as the holder of a service's address (not %s)", pki.NodeCN(node), body.Holder)
 	}
 	return nil
 }

@@ -129,6 +129,9 @@ func TestAuthz(t *testing.T) {
 		{"edge-01", "PUT", "/v1/pods/web-a/status", `{"status":{"phase":"Running","ip":"10.88.0.7"}}`, 200, ""},
 		{"edge-01", "PUT", "/v1/nodes/edge-01", `{"spec":{"labels":{"site":"a"}}}`, 200, ""},
 		{"edge-01", "DELETE", "/v1/pods/web-c", "", 200, ""},
+		{"edge-02", "PUT", "/v1/services/web/holder", `{"address":"192.0.2.1","holder":"edge-01"}`, 403,
+			`node:edge-02 may only report itself as the holder of a service's address (not edge-01)`},
+		{"read", "PUT", "/v1/services/web/holder", `{"address":"192.0.2.1","holder":"edge-01"}`, 403, "a read token may only GET"},
 
 		// A join token.
 		{"join", "GET", "/v1/pods", "", 403, "the join token may not GET /v1/pods: a join token may only join (POST /v1/join)"},

@@ -52,6 +52,11 @@ type Options struct {
 	// random key held in memory, for tests (what it seals does not
 	// outlive the process).
 	SecretKeys *SecretKeys
+	// FreeExternalIP, if set, picks the address of a load-balancer
+	// service that asks for none: the first of the pools that used does
+	// not hold (configs.LB.FreeAddress). nil: such a service gets no
+	// address.
+	FreeExternalIP func(used map[string]bool) (string, error)
 	// Limits bound connections, watch streams and log follows (see
 	// limits.go); zero fields mean their defaults.
 	Limits Limits
@@ -180,6 +185,7 @@ func (s *Server) routes() {
 	s.route("/v1/pods/{name}/exec", hs{"POST": s.podExec})
 	s.route("/v1/services", hs{"GET": s.listServices})
 	s.route("/v1/services/{name}", hs{"GET": s.getService, "PUT": s.putService, "DELETE": s.deleteService})
+	s.route("/v1/services/{name}/holder", hs{"PUT": s.putServiceHolder})
 	s.route("/v1/endpoints", hs{"GET": s.listEndpoints})
 	s.route("/v1/endpoints/{name}", hs{"GET": s.getEndpoints})
 	s.route("/v1/events", hs{"GET": s.listEvents, "POST": s.postEvent})

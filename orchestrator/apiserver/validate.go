@@ -28,7 +28,7 @@ func (s *Server) validateManifest(m *configs.Manifest) error {
 
 // withLimits adds the server's own checks to configs' verdict err, so that
 // the answer still lists every field error: its replicas limit and its
-// node's host volume policy for apps, and for services an external_ip
+// node's host volume policy for apps, and for services an address
 // inside the server's [lb] pools (Options.CheckExternalIP), so that no
 // manifest can make every node capture traffic for an address on the LAN.
 func (s *Server) withLimits(err error, apps map[string]*configs.AppSpec, svcs map[string]*configs.ServiceSpec) error {
@@ -49,11 +49,11 @@ func (s *Server) withLimits(err error, apps map[string]*configs.AppSpec, svcs ma
 	}
 	for _, name := range slices.Sorted(maps.Keys(svcs)) {
 		sv := svcs[name]
-		if sv == nil || sv.ExternalIP == "" || s.opts.CheckExternalIP == nil {
+		if sv == nil || sv.WantAddress() == "" || s.opts.CheckExternalIP == nil {
 			continue
 		}
-		if cerr := s.opts.CheckExternalIP(sv.ExternalIP); cerr != nil {
-			details = append(details, api.FieldDetail{Field: "service." + name + ".external_ip", Message: cerr.Error()})
+		if cerr := s.opts.CheckExternalIP(sv.WantAddress()); cerr != nil {
+			details = append(details, api.FieldDetail{Field: "service." + name + "." + sv.AddressField(), Message: cerr.Error()})
 		}
 	}
 	if len(details) == 0 {

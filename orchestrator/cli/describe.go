@@ -370,8 +370,12 @@ func (d *describer) service(s *api.Service, ep *api.Endpoints) {
 	if np := max(s.Status.NodePort, s.Spec.NodePort); np != 0 {
 		d.kv(0, "Node port", np)
 	}
-	if s.Spec.ExternalIP != "" {
-		d.kv(0, "External IP", s.Spec.ExternalIP)
+	if typ == configs.ServiceLoadBalancer {
+		d.kv(0, "Address", dash(s.Status.Address))
+		d.kv(0, "Holder", dash(s.Status.Holder))
+		if want := s.Spec.WantAddress(); want != "" {
+			d.kv(0, "Address asked", want)
+		}
 	}
 	d.kv(0, "Affinity", dash(s.Spec.Affinity))
 	d.section("Endpoints")

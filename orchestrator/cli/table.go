@@ -81,8 +81,8 @@ func (t *Tables) Header(kind string) []string {
 		h = []string{"NAME", "APP", "NODE", "PHASE", "READY", "RESTARTS", "IP", "AGE"}
 		wide = []string{"TEMPLATE", "CONTAINERS", "REASON"}
 	case api.KindService:
-		h = []string{"NAME", "TYPE", "CLUSTER-IP", "PORT(S)", "NODE-PORT", "ENDPOINTS", "AGE"}
-		wide = []string{"APP", "TARGET-PORT", "EXTERNAL-IP", "AFFINITY"}
+		h = []string{"NAME", "TYPE", "CLUSTER-IP", "ADDRESS", "HOLDER", "PORT(S)", "NODE-PORT", "ENDPOINTS", "AGE"}
+		wide = []string{"APP", "TARGET-PORT", "AFFINITY"}
 	case api.KindEndpoints:
 		h = []string{"NAME", "ENDPOINTS", "AGE"}
 		wide = []string{"NODES"}
@@ -181,7 +181,10 @@ func (t *Tables) podRow(o *api.Pod) (r, wide []string) {
 
 // serviceRow: TYPE defaults to cluster; NODE-PORT is the one allocated,
 // else the one asked for; ENDPOINTS counts the service's endpoints ("-"
-// without an Endpoints object); TARGET-PORT defaults to the port.
+// without an Endpoints object); TARGET-PORT defaults to the port. ADDRESS
+// is a load-balancer service's LAN address ("<pending>" until the server
+// gave one: it has no [lb] pools) and HOLDER the node that last reported
+// announcing it ("<none>" until one did).
 func (t *Tables) serviceRow(o *api.Service) (r, wide []string) {
 	typ := o.Spec.Type
 	if typ == "" {
@@ -201,8 +204,18 @@ func (t *Tables) serviceRow(o *api.Service) (r, wide []string) {
 	if o.Spec.TargetPort.IsZero() {
 		target = strconv.Itoa(o.Spec.Port)
 	}
-	r = []string{o.Name, typ, dash(o.Status.ClusterIP), servicePorts(&o.Spec), nodePort, eps, t.age(o.Created)}
-	wide = []string{o.Spec.App, target, dash(o.Spec.ExternalIP), dash(o.Spec.Affinity)}
+	addr, holder := "-", "-"
+	if typ == configs.ServiceLoadBalancer {
+		addr, holder = "<pending>", "<none>"
+		if o.Status.Address != "" {
+			addr = o.Status.Address
+		}
+		if o.Status.Holder != "" {
+			holder = o.Status.Holder
+		}
+	}
+	r = []string{o.Name, typ, dash(o.Status.ClusterIP), addr, holder, servicePorts(&o.Spec), nodePort, eps, t.age(o.Created)}
+	wide = []string{o.Spec.App, target, dash(o.Spec.Affinity)}
 	return r, wide
 }
 

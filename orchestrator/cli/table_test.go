@@ -65,7 +65,13 @@ func fixtures() (nodes []api.Node, apps []api.App, pods []api.Pod, svcs []api.Se
 	}
 	svcs = []api.Service{{Meta: api.Meta{Name: "web", Created: ago(2 * time.Minute)},
 		Spec:   configs.ServiceSpec{App: "web", Port: 80, TargetPort: configs.PortRef{Name: "http"}, Type: configs.ServiceNodePort},
-		Status: api.ServiceStatus{ClusterIP: "10.96.0.10", NodePort: 30080}}}
+		Status: api.ServiceStatus{ClusterIP: "10.96.0.10", NodePort: 30080}},
+		{Meta: api.Meta{Name: "shop", Created: ago(2 * time.Minute)},
+			Spec:   configs.ServiceSpec{App: "web", Port: 443, Type: configs.ServiceLoadBalancer},
+			Status: api.ServiceStatus{ClusterIP: "10.96.0.11", NodePort: 30081, Address: "192.168.1.240", Holder: "edge-02"}},
+		{Meta: api.Meta{Name: "new", Created: ago(time.Minute)},
+			Spec:   configs.ServiceSpec{App: "web", Port: 80, Type: configs.ServiceLoadBalancer},
+			Status: api.ServiceStatus{ClusterIP: "10.96.0.12", NodePort: 30082}}}
 	eps = []api.Endpoints{{Meta: api.Meta{Name: "web", Created: ago(2 * time.Minute)},
 		Endpoints: []api.Endpoint{{Pod: "web-7d9c-a", Node: "edge-01", IP: "10.88.1.4", Port: 8080}}}}
 	return
@@ -117,8 +123,10 @@ NAME         APP   NODE      PHASE     READY   RESTARTS   IP          AGE   TEMP
 web-7d9c-a   web   edge-01   Running   1/1     2          10.88.1.4   9m    7d9c       http=echo:1.2   -
 `},
 		{"services", api.KindService, false, ptrs(svcs), `
-NAME   TYPE        CLUSTER-IP   PORT(S)   NODE-PORT   ENDPOINTS   AGE
-web    node-port   10.96.0.10   80/tcp    30080       1           2m
+NAME   TYPE            CLUSTER-IP   ADDRESS         HOLDER    PORT(S)   NODE-PORT   ENDPOINTS   AGE
+web    node-port       10.96.0.10   -               -         80/tcp    30080       1           2m
+shop   load-balancer   10.96.0.11   192.168.1.240   edge-02   443/tcp   30081       -           2m
+new    load-balancer   10.96.0.12   <pending>       <none>    80/tcp    30082       -           60s
 `},
 		{"endpoints wide", api.KindEndpoints, true, ptrs(eps), `
 NAME   ENDPOINTS        AGE   NODES

@@ -244,3 +244,14 @@ func (c *Client) Apply(ctx context.Context, m *configs.Manifest, dryRun bool) (a
 func (c *Client) Ready(ctx context.Context) error {
 	return c.do(ctx, request{method: http.MethodGet, path: "/readyz"}, nil)
 }
+
+// PutServiceHolder reports that node holder announces address, the LAN
+// address of service name (agents call it when they take an address over).
+func (c *Client) PutServiceHolder(ctx context.Context, name, address, holder string) (*api.Service, error) {
+	out := new(api.Service)
+	body := api.ServiceHolder{Address: address, Holder: holder}
+	if err := c.do(ctx, request{method: http.MethodPut, path: objPath(api.KindService, name) + "/holder", body: body}, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

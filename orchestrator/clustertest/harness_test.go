@@ -35,6 +35,10 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// ExtraConfig is appended to every node's config.toml.
 	ExtraConfig string
+	// ServerTables, if set, returns TOML tables (such as [lb]) appended
+	// to node 0's config.toml; net3 is the node subnet's first three
+	// octets ("10.99.17"), for addresses on the test bridge.
+	ServerTables func(net3 string) string
 }
 
 // Cluster is a test cluster; its methods fail the test on errors. It is
@@ -217,6 +221,9 @@ profile = %q
 	if c.opts.ExtraConfig != "" {
 		// Top-level keys must come before the [gossip] table.
 		cfg = c.opts.ExtraConfig + "\n" + cfg
+	}
+	if n.Index == 0 && c.opts.ServerTables != nil {
+		cfg += "\n" + c.opts.ServerTables(c.net3) + "\n"
 	}
 	if err := os.MkdirAll(n.Dir, 0o700); err != nil {
 		return err
