@@ -53,6 +53,7 @@ func newRootCmd() *cobra.Command {
 		newMembersCmd(g),
 		newTokenCmd(g),
 		newVersionCmd(),
+		newConfigCmd(),
 	)
 	return root
 }
