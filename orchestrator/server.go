@@ -20,6 +20,7 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 	"github.com/skiff-edge/skiff/orchestrator/controller"
+	"github.com/skiff-edge/skiff/orchestrator/metrics"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
@@ -77,7 +78,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		s.stop()
 		s.log.Info("server stopped")
 	}()
-	for _, start := range []func() error{s.openStore, s.listenAPI, s.startGossip, s.serveAPI, s.startControllers, s.startAgent} {
+	for _, start := range []func() error{s.openStore, s.listenAPI, s.startGossip, s.serveAPI, s.serveMetrics, s.startControllers, s.startAgent} {
 		if err := start(); err != nil {
 			return err
 		}
@@ -275,10 +276,35 @@ func (s *server) serveAPI() error {
 	return nil
 }
 
+// serveMetrics serves /metrics in plain HTTP, without authentication, on
+// the node config's metrics_addr when it is set (off by default: the API
+// listeners serve /metrics with the API's authentication).
+func (s *server) serveMetrics() error {
+	if s.cfg.MetricsAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics_addr: listen on %s: %w", s.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(s.api.Registry()))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.fail(fmt.Errorf("serve metrics on %s: %w", ln.Addr(), err))
+		}
+	}()
+	s.onStop(func() { hs.Close() })
+	s.log.Info("metrics in plain HTTP", "addr", ln.Addr().String())
+	return nil
+}
+
 // startControllers runs the scheduler and the controllers (with the
 // gossip's view of the nodes in cluster mode) and the housekeeping.
 func (s *server) startControllers() error {
 	ccfg := controller.ConfigFromNode(&s.cfg, s.logger)
+	ccfg.Metrics = s.api.Registry()
 	if s.gossip != nil {
 		ccfg.Members = s.gossip.lifecycleView()
 	}

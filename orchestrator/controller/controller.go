@@ -37,6 +37,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
@@ -69,6 +71,9 @@ type Config struct {
 	// NotReady at once, without waiting for HeartbeatTimeout (see
 	// nodes_gossip.go). Default nil: no gossip, only heartbeats count.
 	Members MemberSource
+	// Metrics, if set, gets the controllers' queue depths
+	// (skiff_controller_queue_depth) while RunConfig runs. Default nil.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -145,6 +150,13 @@ func RunConfig(ctx context.Context, st *store.Store, cfg Config) error {
 	}
 	cfg.fill()
 	c := newController(st, cfg)
+	if cfg.Metrics != nil {
+		qc := queueCollector{c.queue}
+		if err := cfg.Metrics.Register(qc); err != nil {
+			return fmt.Errorf("controller metrics: %w", err)
+		}
+		defer cfg.Metrics.Unregister(qc)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	since := st.Rev()
