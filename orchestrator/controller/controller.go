@@ -74,6 +74,10 @@ type Config struct {
 	// Metrics, if set, gets the controllers' queue depths
 	// (skiff_controller_queue_depth) while RunConfig runs. Default nil.
 	Metrics prometheus.Registerer
+	// Alive, if set, is called on every turn of the controllers' loop,
+	// idle ones included (at least every Resync): the process's systemd
+	// watchdog is fed only while it is called. It must not block.
+	Alive func()
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -200,6 +204,9 @@ func (c *controller) loop(ctx context.Context) {
 			c.queue.markAll()
 		case <-deadline.C:
 			c.queue.markAll()
+		}
+		if c.cfg.Alive != nil {
+			c.cfg.Alive()
 		}
 		wait := c.cfg.MinSyncInterval - time.Since(last)
 		if backoff > wait {
