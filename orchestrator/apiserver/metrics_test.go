@@ -42,6 +42,7 @@ func TestMetricsScrape(t *testing.T) {
 			t.Fatalf("GET a missing pod: %d", rec.Code)
 		}
 	}
+	e.s.SetMembership(fakeMembership{}) // s1 alive server, a1 failed agent
 	read := e.token(api.RoleRead, "1h")
 
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.ClientTLSConfig(pki.Token{CAHash: e.p.CAHash()})}}
@@ -112,6 +113,8 @@ func TestMetricsScrape(t *testing.T) {
 		{"skiff_store_write_bytes_total", nil, func(v float64) bool { return v > 100 }, "> 100"},
 		{"skiff_store_page_write_bytes_total", nil, func(v float64) bool { return v > 0 }, "> 0"},
 		{"skiff_store_revision", nil, func(v float64) bool { return v >= 2 }, ">= 2"},
+		{"skiff_gossip_members", map[string]string{"status": "alive", "role": "server"}, func(v float64) bool { return v == 1 }, "1"},
+		{"skiff_gossip_members", map[string]string{"status": "failed", "role": "agent"}, func(v float64) bool { return v == 1 }, "1"},
 		{"go_goroutines", nil, func(v float64) bool { return v > 0 }, "> 0"},
 		{"process_resident_memory_bytes", nil, func(v float64) bool { return v > 0 }, "> 0"},
 	}
