@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
-PKGS=${PKGS:-./configs ./orchestrator/api ./orchestrator/store ./orchestrator/controller ./orchestrator/client ./cluster/pki}
+PKGS=${PKGS:-./configs ./orchestrator/api ./orchestrator/store ./orchestrator/controller ./orchestrator/client ./orchestrator/metrics ./cluster/pki}
 archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(arm64 armv7)
 work=$(mktemp -d)
