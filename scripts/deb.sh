@@ -24,10 +24,10 @@ cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
 OUT=${OUT:-dist}
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
-# Debian versions start with a digit.
-debver=$VERSION
-[[ $debver =~ ^[0-9] ]] || debver=0.0~git${debver}
-debver=${debver#v}
+# A release tag (v1.2.3, 1.2.3-4-gabc) gives its version; a bare commit
+# hash (no tag) sorts below every release as 0.0~git<hash>.
+debver=${VERSION#v}
+[[ $debver =~ ^[0-9]+\.[0-9] ]] || debver=0.0~git${debver}
 archs=("$@")
 [ ${#archs[@]} -gt 0 ] || archs=(amd64 arm64 armv7)
 
