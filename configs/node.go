@@ -46,6 +46,16 @@ type NodeConfig struct {
 	// DNS is the node's resolver for its pods.
 	DNS DNS `toml:"dns" json:"dns"`
 
+	// ListenTCP is cluster mode (what --listen-tcp turns on): the server
+	// serves its TLS API on api_addr and gossips on gossip_addr. Default
+	// false: the API is the local unix socket only.
+	ListenTCP bool `toml:"listen_tcp" json:"listen_tcp,omitempty"`
+	// MetricsAddr, when set (say "127.0.0.1:9090"), also serves /metrics
+	// in plain HTTP, without authentication, on that address. Default
+	// empty: /metrics is served only on the API listeners, with the API's
+	// authentication.
+	MetricsAddr string `toml:"metrics_addr" json:"metrics_addr,omitempty"`
+
 	// AllowUnconfined lets containers with seccomp = "unconfined" run on
 	// this node. Default true; false makes their start fail with a pod
 	// event naming this key.
@@ -276,6 +286,9 @@ func (c *NodeConfig) validate(e *errs) {
 	}
 	checkListenAddr(e, path{"api_addr"}, c.APIAddr)
 	checkListenAddr(e, path{"gossip_addr"}, c.GossipAddr)
+	if c.MetricsAddr != "" {
+		checkListenAddr(e, path{"metrics_addr"}, c.MetricsAddr)
+	}
 	for i, s := range c.Servers {
 		if msg := hostPortMsg(s, false); msg != "" {
 			e.add(path{"servers"}.index(i), "%s", msg)

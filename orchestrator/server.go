@@ -17,9 +17,11 @@ import (
 	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/agent"
+	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 	"github.com/skiff-edge/skiff/orchestrator/controller"
+	"github.com/skiff-edge/skiff/orchestrator/metrics"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
@@ -52,6 +54,8 @@ type ServerConfig struct {
 	// Ready, if set, is called once when the API serves and, with Agent,
 	// once the agent converged its first sync.
 	Ready func()
+	// watchdogRounds, if set, gets each watchdog round's verdict (tests).
+	watchdogRounds chan<- []string
 	// CompactAfter is how many watch events the store keeps (see
 	// store.Options). Zero takes $SKIFF_STORE_COMPACT_AFTER if set (tests use
 	// it to reach compaction quickly), else the store's default.
@@ -72,12 +76,12 @@ const eventMaxAge = time.Hour
 // a few seconds, the store is closed. It returns an error if it cannot start
 // or a listener fails.
 func RunServer(ctx context.Context, cfg ServerConfig) error {
-	s := &server{node: newNode(ctx, withDirs(cfg.Node), cfg.Logger, "server"), sc: cfg}
+	s := &server{node: newNode(ctx, withDirs(cfg.Node), cfg.Logger, "server"), sc: cfg, live: newLiveness()}
 	defer func() {
 		s.stop()
 		s.log.Info("server stopped")
 	}()
-	for _, start := range []func() error{s.openStore, s.listenAPI, s.startGossip, s.serveAPI, s.startControllers, s.startAgent} {
+	for _, start := range []func() error{s.openStore, s.listenAPI, s.startGossip, s.serveAPI, s.serveMetrics, s.startControllers, s.startAgent, s.startWatchdog} {
 		if err := start(); err != nil {
 			return err
 		}
@@ -99,6 +103,8 @@ type server struct {
 	sockPath  string
 	listeners []apiListener
 	gossip    *gossip // nil without ServerConfig.TCP
+	// live is what the systemd watchdog looks at (see watchdog.go).
+	live *Liveness
 }
 
 // apiListener is a listener and the handler that serves it.
@@ -283,10 +289,36 @@ func (s *server) serveAPI() error {
 	return nil
 }
 
+// serveMetrics serves /metrics in plain HTTP, without authentication, on
+// the node config's metrics_addr when it is set (off by default: the API
+// listeners serve /metrics with the API's authentication).
+func (s *server) serveMetrics() error {
+	if s.cfg.MetricsAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics_addr: listen on %s: %w", s.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(s.api.Registry()))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.fail(fmt.Errorf("serve metrics on %s: %w", ln.Addr(), err))
+		}
+	}()
+	s.onStop(func() { hs.Close() })
+	s.log.Info("metrics in plain HTTP", "addr", ln.Addr().String())
+	return nil
+}
+
 // startControllers runs the scheduler and the controllers (with the
 // gossip's view of the nodes in cluster mode) and the housekeeping.
 func (s *server) startControllers() error {
 	ccfg := controller.ConfigFromNode(&s.cfg, s.logger)
+	ccfg.Metrics = s.api.Registry()
+	ccfg.Alive = s.live.Beat("controllers", max(controllerSilence, 6*ccfg.Resync)).Tick
 	if s.gossip != nil {
 		ccfg.Members = s.gossip.lifecycleView()
 	}
@@ -341,6 +373,30 @@ func (s *server) newLocalAgent() (*agent.Agent, error) {
 		acfg.Gossip = s.gossip.peersView()
 	}
 	return agent.New(acfg)
+}
+
+// controllerSilence is the longest the controllers' loop may go without a
+// turn before the watchdog stops feeding systemd: it turns at least every
+// resync (5s), a slow pass on an SD card included.
+const controllerSilence = 30 * time.Second
+
+// startWatchdog feeds systemd's watchdog (WatchdogSec= in the unit) while
+// the controllers turn, the API answers /healthz on its unix socket and
+// the store answers a read; without WATCHDOG_USEC it does nothing.
+func (s *server) startWatchdog() error {
+	s.live.Check("api", apiCheck(s.sockPath))
+	s.live.Check("store", within(func() error {
+		_, err := s.st.Count(api.KindNode)
+		return err
+	}))
+	wd, err := watchdogFromEnv(s.live, s.log.With("part", "watchdog"))
+	if err != nil || wd == nil {
+		return err
+	}
+	wd.rounds = s.sc.watchdogRounds
+	s.log.Info("systemd watchdog on", "interval", wd.interval)
+	s.goRun(func(ctx context.Context) error { wd.run(ctx); return nil })
+	return nil
 }
 
 // housekeeping prunes old events now and then.

@@ -22,6 +22,14 @@ declare -A need=(
 	[file]=file
 	[git]=git
 	[pkg-config]=pkg-config
+	# scripts/build.sh and crosstest.sh: arm64 and armv7 builds, their
+	# unit tests under qemu-user; deb.sh and debtest.sh: the packages.
+	[aarch64-linux-gnu-gcc]=gcc-aarch64-linux-gnu
+	[arm-linux-gnueabihf-gcc]=gcc-arm-linux-gnueabihf
+	[qemu-aarch64-static]=qemu-user-static
+	[qemu-arm-static]=qemu-user-static
+	[dpkg-deb]=dpkg
+	[chroot]=coreutils
 )
 missing=()
 for cmd in "${!need[@]}"; do
@@ -35,6 +43,15 @@ fi
 # libcontainer/seccomp against libseccomp (cgo, found through pkg-config):
 # the default seccomp profile of every container needs it.
 pkg-config --exists libseccomp 2>/dev/null || missing+=(libseccomp-dev)
+# The static libseccomp of each target architecture (Debian multiarch),
+# which scripts/build.sh links into the arm binaries.
+foreign=()
+for a in arm64:aarch64-linux-gnu armhf:arm-linux-gnueabihf; do
+	if [ ! -f "/usr/lib/${a#*:}/libseccomp.a" ]; then
+		missing+=("libseccomp-dev:${a%%:*}")
+		foreign+=("${a%%:*}")
+	fi
+done
 if [ ${#missing[@]} -gt 0 ] && [ "${DEPS_CHECK:-}" = 1 ]; then
 	echo "deps: missing after install: ${missing[*]} (commands: ${!need[*]})" >&2
 	exit 1
@@ -42,6 +59,9 @@ fi
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "installing: ${missing[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	for a in "${foreign[@]}"; do
+		dpkg --print-foreign-architectures | grep -qx "$a" || dpkg --add-architecture "$a"
+	done
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -22,3 +22,10 @@ go test -tags seccomp -run='^$' -fuzz=FuzzAPIBodies -fuzztime=15s ./orchestrator
 # every subset of an input's bytes: left on, it would spend the whole run
 # minimizing the first inputs that find new coverage.
 go test -run='^$' -fuzz=FuzzUnpack -fuzztime=15s -fuzzminimizetime=0 ./containers/images
+
+# Edge builds (docs/edge.md): the three architectures' static binaries,
+# the no-root packages' unit tests on arm64 and armv7 under qemu-user, and
+# the .deb installed, removed and purged in a dpkg --root chroot.
+bash scripts/build.sh
+bash scripts/crosstest.sh
+bash scripts/debtest.sh amd64

@@ -52,6 +52,8 @@ func newRootCmd() *cobra.Command {
 		newImagesCmd(g),
 		newMembersCmd(g),
 		newTokenCmd(g),
+		newVersionCmd(),
+		newConfigCmd(),
 	)
 	return root
 }

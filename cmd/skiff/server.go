@@ -25,10 +25,16 @@ func newServerCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// listen_tcp in the config turns cluster mode on (so that a
+			// unit reading /etc/skiff/config.toml can); --listen-tcp, when
+			// given, overrides it either way.
+			if cmd.Flags().Changed("listen-tcp") {
+				cfg.ListenTCP = listenTCP
+			}
 			return orchestrator.RunServer(cmd.Context(), orchestrator.ServerConfig{
 				Node:   cfg,
 				Agent:  agent,
-				TCP:    listenTCP,
+				TCP:    cfg.ListenTCP,
 				Logger: logger,
 				Ready:  sdReady(logger),
 			})
@@ -37,6 +43,6 @@ func newServerCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.BoolVar(&agent, "agent", false, "also run this node's agent (single-node default)")
 	nf.bind(f, true)
-	f.BoolVar(&listenTCP, "listen-tcp", false, "cluster mode: serve the API over TLS on api_addr for agents (join with the output of skiff token) and gossip on gossip_addr")
+	f.BoolVar(&listenTCP, "listen-tcp", false, "cluster mode (overrides listen_tcp): serve the API over TLS on api_addr for agents (join with the output of skiff token) and gossip on gossip_addr")
 	return cmd
 }

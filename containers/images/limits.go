@@ -164,7 +164,7 @@ func freeSpace(dir string) (free, blockSize int64, err error) {
 	if err := unix.Statfs(dir, &st); err != nil {
 		return 0, 0, fmt.Errorf("statfs %s: %w", dir, err)
 	}
-	return int64(st.Bavail) * st.Bsize, st.Bsize, nil
+	return int64(st.Bavail) * int64(st.Bsize), int64(st.Bsize), nil // Bsize is int32 on 32-bit arm
 }
 
 // humanBytes writes n with a binary unit: "4 GiB", "1.5 MiB", "512 B".

@@ -8,11 +8,14 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/metrics"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
@@ -62,6 +65,10 @@ type Options struct {
 	Limits Limits
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// Metrics is the registry /metrics serves, into which the API
+	// registers its metrics (see metrics.go); nil makes one (with the Go
+	// and process collectors). Registry returns it.
+	Metrics *prometheus.Registry
 }
 
 // Server serves the API. Create it with New.
@@ -73,9 +80,10 @@ type Server struct {
 	serviceCIDR *net.IPNet
 	clusterCIDR *net.IPNet
 
-	// metricsMu protects requests.
-	metricsMu sync.Mutex
-	requests  map[requestKey]uint64
+	// reg is the registry /metrics serves; m the API's own metrics.
+	reg            *prometheus.Registry
+	m              *apiMetrics
+	metricsHandler http.Handler
 
 	// podIO serves logs and exec (see SetPodIO); nil until an agent runs.
 	podIO atomic.Pointer[api.PodIO]
@@ -90,11 +98,6 @@ type Server struct {
 	keys *SecretKeys
 	// patterns are the routes registered, "METHOD PATH" (see authorized).
 	patterns []string
-}
-
-type requestKey struct {
-	method string
-	code   int
 }
 
 // Validate checks the CIDRs of o (empty ones mean the defaults).
@@ -135,7 +138,7 @@ func New(st *store.Store, opts Options) *Server {
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	lim := opts.Limits
-	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "apiserver"), requests: map[requestKey]uint64{},
+	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "apiserver"),
 		serviceCIDR: service, clusterCIDR: cluster,
 		watches: newStreamLimit("watch streams", lim.MaxWatchesPerClient, lim.MaxWatches, limitEnv.watchesPer, limitEnv.watches),
 		follows: newStreamLimit("log follows", lim.MaxLogFollowsPerClient, lim.MaxLogFollows, limitEnv.followsPer, limitEnv.follows),
@@ -144,6 +147,12 @@ func New(st *store.Store, opts Options) *Server {
 	if s.keys == nil {
 		s.keys = newRandomKeys()
 	}
+	s.reg = opts.Metrics
+	if s.reg == nil {
+		s.reg = newRegistry()
+	}
+	s.m = newAPIMetrics(s.reg, s)
+	s.metricsHandler = metrics.Handler(s.reg)
 	s.routes()
 	if err := s.resealSecrets(); err != nil {
 		s.log.Error("re-seal secrets with the active key", "err", err)
@@ -207,17 +216,10 @@ func (s *Server) routes() {
 
 // ServeHTTP serves one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-	s.mux.ServeHTTP(rw, r)
-	method := r.Method
-	switch method {
-	case "GET", "HEAD", "PUT", "POST", "DELETE":
-	default:
-		method = "other" // keep the metric's label set bounded
-	}
-	s.metricsMu.Lock()
-	s.requests[requestKey{method, rw.code}]++
-	s.metricsMu.Unlock()
+	s.mux.ServeHTTP(rw, r) // sets r.Pattern to the route that served it
+	s.m.observe(r, rw.code, time.Since(start))
 }
 
 // statusWriter remembers the status code; it passes Flush on for watches.

@@ -37,6 +37,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
@@ -69,6 +71,13 @@ type Config struct {
 	// NotReady at once, without waiting for HeartbeatTimeout (see
 	// nodes_gossip.go). Default nil: no gossip, only heartbeats count.
 	Members MemberSource
+	// Metrics, if set, gets the controllers' queue depths
+	// (skiff_controller_queue_depth) while RunConfig runs. Default nil.
+	Metrics prometheus.Registerer
+	// Alive, if set, is called on every turn of the controllers' loop,
+	// idle ones included (at least every Resync): the process's systemd
+	// watchdog is fed only while it is called. It must not block.
+	Alive func()
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -145,6 +154,13 @@ func RunConfig(ctx context.Context, st *store.Store, cfg Config) error {
 	}
 	cfg.fill()
 	c := newController(st, cfg)
+	if cfg.Metrics != nil {
+		qc := queueCollector{c.queue}
+		if err := cfg.Metrics.Register(qc); err != nil {
+			return fmt.Errorf("controller metrics: %w", err)
+		}
+		defer cfg.Metrics.Unregister(qc)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	since := st.Rev()
@@ -188,6 +204,9 @@ func (c *controller) loop(ctx context.Context) {
 			c.queue.markAll()
 		case <-deadline.C:
 			c.queue.markAll()
+		}
+		if c.cfg.Alive != nil {
+			c.cfg.Alive()
 		}
 		wait := c.cfg.MinSyncInterval - time.Since(last)
 		if backoff > wait {

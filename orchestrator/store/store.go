@@ -83,6 +83,9 @@ type Store struct {
 	// mu serialises Updates so that revisions are published in order.
 	mu  sync.Mutex
 	rev atomic.Int64
+	// commits and putBytes count the Updates that wrote and the bytes
+	// of keys and values they put (WriteStats).
+	commits, putBytes atomic.Int64
 
 	// watchMu protects watchers.
 	watchMu  sync.Mutex
@@ -176,10 +179,11 @@ var errNoWrites = errors.New("no writes")
 func (s *Store) Update(fn func(tx *Tx) error) (rev int64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var newRev int64
+	var newRev, written int64
 	err = s.db.Update(func(btx *bolt.Tx) error {
 		meta := btx.Bucket(bucketMeta)
 		tx := &Tx{btx: btx, rev: getInt(meta, keyRev) + 1, now: time.Now().UTC()}
+		defer func() { written = tx.bytes }()
 		if err := fn(tx); err != nil {
 			return err
 		}
@@ -202,6 +206,8 @@ func (s *Store) Update(fn func(tx *Tx) error) (rev int64, err error) {
 		return 0, err
 	}
 	s.rev.Store(newRev)
+	s.commits.Add(1)
+	s.putBytes.Add(written)
 	s.notifyWatchers()
 	return newRev, nil
 }
@@ -238,6 +244,17 @@ type Tx struct {
 	now      time.Time
 	seq      uint32 // events written so far
 	readOnly bool
+	bytes    int64 // bytes of objects and events put so far (WriteStats)
+}
+
+// WriteStats says what the store wrote since it opened: commits that
+// wrote something, bytes of keys and values put (objects and their watch
+// events), and pages bbolt wrote to the file with their size in bytes
+// (what reaches the disk, besides the meta page of each commit).
+func (s *Store) WriteStats() (commits, putBytes, pages, pageBytes int64) {
+	st := s.db.Stats()
+	pages = st.TxStats.GetWrite()
+	return s.commits.Load(), s.putBytes.Load(), pages, pages * int64(s.db.Info().PageSize)
 }
 
 // Rev is the revision this transaction's writes get (in Update), or the
@@ -397,6 +414,7 @@ func (tx *Tx) write(kind string, obj api.Object) error {
 	if err := b.Put([]byte(m.Name), v); err != nil {
 		return err
 	}
+	tx.bytes += int64(len(m.Name) + len(v))
 	return tx.appendEvent(api.EventPut, kind, v)
 }
 
@@ -432,6 +450,7 @@ func (tx *Tx) appendEvent(typ, kind string, obj []byte) error {
 	if err := tx.btx.Bucket(bucketLog).Put(logKey(tx.rev, tx.seq), v); err != nil {
 		return err
 	}
+	tx.bytes += int64(12 + len(v))
 	tx.seq++
 	return nil
 }
