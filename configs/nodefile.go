@@ -50,8 +50,15 @@ var nodeKeyDocs = map[string]nodeKeyDoc{
 	"images.max_layer_bytes":   {"The largest layer, uncompressed.", ""},
 	"images.max_layer_entries": {"The most files, directories and links in one layer.", ""},
 	"images.min_free_bytes":    {"Free space that unpacking leaves on data_dir's file system.", ""},
+	"dns":                      {"The resolver each agent runs for its pods (service names, everything else forwarded).", ""},
+	"dns.disabled":             {"No resolver: pods keep their images' /etc/resolv.conf.", ""},
+	"dns.domain":               {"The domain of service names (web.skiff); pods search it.", ""},
+	"dns.upstreams":            {"Where every other name goes, \"IP\" or \"IP:PORT\". Default: the nameservers of resolv_conf.", `["192.168.1.1"]`},
+	"dns.resolv_conf":          {"Read for the upstreams when upstreams is empty.", ""},
+	"dns.port":                 {"The resolver's UDP and TCP port on the bridge's address (pods always ask 53; another is for tests).", ""},
+	"dns.cache_size":           {"Upstream answers kept (each until its TTL, at most 60 s).", ""},
 	"lb":                       {"Servers: the LAN addresses load-balancer services may take.", ""},
-	"lb.pools":                 {"Ranges or CIDRs of IPv4 addresses. Default: none (no service may have an external_ip).", `["192.168.1.240-192.168.1.250"]`},
+	"lb.pools":                 {"Ranges or CIDRs of IPv4 addresses; a load-balancer service without address gets the first free one. Default: none (no service may have an address).", `["192.168.1.240-192.168.1.250"]`},
 }
 
 // DefaultNodeConfigFile returns the node config file that packages install
