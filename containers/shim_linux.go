@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -17,29 +18,45 @@ import (
 	"github.com/opencontainers/runc/libcontainer/configs"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runs before Go in "init"
 	"github.com/skiff-edge/skiff/containers/internal/atomicfile"
+	_ "github.com/skiff-edge/skiff/containers/internal/cshim" // the shim, in C, before Go starts
 )
 
 // ShimArg is the first argument with which the binary is re-executed as a
-// container's shim.
+// container's shim. The shim is C (package internal/cshim): a constructor
+// that takes the process over before the Go runtime starts.
 const ShimArg = "containers-shim"
+
+// The Go halves of the C shim, run for a moment at a container's start and
+// end, and the shim as it was before, all Go (goShimArg), which only the
+// benchmarks run now, as the baseline of the C shim's memory.
+const (
+	createArg  = "containers-create"
+	destroyArg = "containers-destroy"
+	goShimArg  = "containers-shim-go"
+)
 
 // Init must be called first thing in main (and in TestMain) of any binary
 // that uses this package. When the binary was re-executed as libcontainer's
-// init or as a container shim, Init runs that and never returns; otherwise
-// it returns at once.
+// init or as a part of a container's shim, Init runs that and never
+// returns; otherwise it returns at once. (The shim itself never reaches
+// Init: its C constructor runs before Go does.)
 func Init() {
 	if len(os.Args) < 2 {
 		return
 	}
-	switch os.Args[1] {
-	case "init":
+	run := map[string]func(string) error{createArg: runCreate, destroyArg: runDestroy, goShimArg: runShim}[os.Args[1]]
+	switch {
+	case os.Args[1] == "init":
 		libcontainer.Init() // never returns
-	case ShimArg:
+	case os.Args[1] == ShimArg:
+		fmt.Fprintln(os.Stderr, "shim: the C shim did not run: binary built without cgo?")
+		os.Exit(2)
+	case run != nil:
 		if len(os.Args) != 3 {
-			fmt.Fprintln(os.Stderr, "usage: containers-shim SPEC")
+			fmt.Fprintln(os.Stderr, "usage:", os.Args[1], "SPEC")
 			os.Exit(2)
 		}
-		if err := runShim(os.Args[2]); err != nil {
+		if err := run(os.Args[2]); err != nil {
 			fmt.Fprintln(os.Stderr, "shim:", err)
 			os.Exit(1)
 		}
@@ -76,24 +93,136 @@ type exitRecord struct {
 	FinishedAt time.Time `json:"finished_at"`
 }
 
-// runShim creates and runs the container, reports its pid to the runtime,
-// logs its output, waits for it, records its exit and destroys it.
-//
-// The shim, not the runtime, is the container's parent, in its own session:
-// the container's stdout and stderr are pipes into the shim, so the
-// container never writes into a dead process, its logs go on when the
-// runtime's process dies, and its exit status is waited for and recorded
-// where a later runtime finds it.
-func runShim(specPath string) error {
+// readSpec reads the spec the runtime wrote for a shim.
+func readSpec(path string) (shimSpec, error) {
+	var spec shimSpec
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return spec, err
+	}
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return spec, fmt.Errorf("parse spec: %w", err)
+	}
+	return spec, nil
+}
+
+// started is a container just started by startContainer.
+type started struct {
+	ctr       *libcontainer.Container
+	proc      *libcontainer.Process
+	pid       int
+	at        time.Time
+	memCgroup string
+}
+
+// startContainer creates and starts the container of spec with stdout and
+// stderr on the given pipes; the caller closes its ends of them.
+func startContainer(spec shimSpec, stdout, stderr *os.File) (started, error) {
+	// A container left over from a shim that died is in our way.
+	if old, err := libcontainer.Load(spec.StateRoot, spec.ID); err == nil {
+		_ = old.Signal(syscall.SIGKILL)
+		_ = old.Destroy()
+	}
+	c, err := libcontainer.Create(spec.StateRoot, spec.ID, spec.Config)
+	if err != nil {
+		return started{}, fmt.Errorf("create container: %w", err)
+	}
+	proc := &libcontainer.Process{
+		Args:             spec.Process.Args,
+		Env:              spec.Process.Env,
+		Cwd:              spec.Process.Cwd,
+		UID:              spec.Process.UID,
+		GID:              spec.Process.GID,
+		AdditionalGroups: spec.Process.Groups,
+		Stdout:           stdout,
+		Stderr:           stderr,
+		Init:             true,
+	}
+	if err := c.Run(proc); err != nil {
+		_ = c.Destroy()
+		return started{}, fmt.Errorf("start container: %w", err)
+	}
+	s := started{ctr: c, proc: proc, at: time.Now().UTC()}
+	s.pid, _ = proc.Pid()
+	if st, err := c.State(); err == nil {
+		s.memCgroup = st.CgroupPaths["memory"]
+	}
+	return s, nil
+}
+
+// runCreate is the Go half of the C shim's start: it creates and starts
+// the container with its stdout and stderr on fds 5 and 6 (pipes to the C
+// shim), and tells the C shim on fd 4 the container's pid, its start time,
+// its memory cgroup and where to log and record its exit, one line each.
+// It exits then; the container, orphaned, becomes the C shim's child (the C
+// shim is a child subreaper). A failure is reported to the runtime on fd 3
+// here, as the C shim cannot say it.
+func runCreate(specPath string) error {
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
-	report := os.NewFile(3, "report")
-	b, err := os.ReadFile(specPath)
+	var files [7]*os.File
+	for fd := 3; fd <= 6; fd++ {
+		// Not inherited by the container's processes.
+		syscall.CloseOnExec(fd)
+		files[fd] = os.NewFile(uintptr(fd), "shim-fd-"+strconv.Itoa(fd))
+	}
+	report, ctl, stdout, stderr := files[3], files[4], files[5], files[6]
+	fail := func(err error) error {
+		_ = json.NewEncoder(report).Encode(shimReport{Error: err.Error()})
+		return err
+	}
+	spec, err := readSpec(specPath)
+	if err != nil {
+		return fail(err)
+	}
+	// The C shim opens the log; opening it here first turns a log that
+	// cannot be written into a failed start, as it was with the Go shim.
+	logw, err := openLogWriter(spec.LogPath, spec.LogMaxSize, spec.LogMaxFiles)
+	if err != nil {
+		return fail(err)
+	}
+	logw.Close()
+	s, err := startContainer(spec, stdout, stderr)
+	if err != nil {
+		return fail(err)
+	}
+	stdout.Close()
+	stderr.Close()
+	msg := fmt.Sprintf("%d\n%s\n%s\n%s\n%d\n%d\n%s\n", s.pid, s.at.Format(time.RFC3339Nano), s.memCgroup,
+		spec.LogPath, spec.LogMaxSize, spec.LogMaxFiles, spec.ExitPath)
+	if _, err := ctl.WriteString(msg); err != nil {
+		_ = s.ctr.Signal(syscall.SIGKILL)
+		return fail(fmt.Errorf("tell the shim: %w", err))
+	}
+	return nil
+}
+
+// runDestroy is the Go half of the C shim's end: it removes the stopped
+// container's cgroups and libcontainer state, after the C shim recorded
+// its exit.
+func runDestroy(specPath string) error {
+	spec, err := readSpec(specPath)
 	if err != nil {
 		return err
 	}
-	var spec shimSpec
-	if err := json.Unmarshal(b, &spec); err != nil {
-		return fmt.Errorf("parse spec: %w", err)
+	c, err := libcontainer.Load(spec.StateRoot, spec.ID)
+	if err != nil {
+		return nil // destroyed already
+	}
+	return c.Destroy()
+}
+
+// runShim is the shim as it was before the C shim, all in Go: it creates
+// and runs the container, reports its pid to the runtime, logs its output,
+// waits for it, records its exit and destroys it. It costs a Go runtime
+// per container (about 4.6 MB PSS), which is why the C shim replaced it;
+// it stays as the baseline that bench/pss.sh measures the C shim against,
+// run when Config.goShim is set (tests and benchmarks only).
+func runShim(specPath string) error {
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	report := os.NewFile(3, "report")
+	spec, err := readSpec(specPath)
+	if err != nil {
+		return err
 	}
 	fail := func(err error) error {
 		_ = json.NewEncoder(report).Encode(shimReport{Error: err.Error()})
@@ -113,54 +242,29 @@ func runShim(specPath string) error {
 	if err != nil {
 		return fail(err)
 	}
-	// A container left over from a shim that died is in our way.
-	if old, err := libcontainer.Load(spec.StateRoot, spec.ID); err == nil {
-		_ = old.Signal(syscall.SIGKILL)
-		_ = old.Destroy()
-	}
-	ctr, err := libcontainer.Create(spec.StateRoot, spec.ID, spec.Config)
+	s, err := startContainer(spec, outW, errW)
 	if err != nil {
-		return fail(fmt.Errorf("create container: %w", err))
-	}
-	proc := &libcontainer.Process{
-		Args:             spec.Process.Args,
-		Env:              spec.Process.Env,
-		Cwd:              spec.Process.Cwd,
-		UID:              spec.Process.UID,
-		GID:              spec.Process.GID,
-		AdditionalGroups: spec.Process.Groups,
-		Stdout:           outW,
-		Stderr:           errW,
-		Init:             true,
-	}
-	if err := ctr.Run(proc); err != nil {
-		_ = ctr.Destroy()
-		return fail(fmt.Errorf("start container: %w", err))
+		return fail(err)
 	}
 	outW.Close()
 	errW.Close()
-	started := time.Now().UTC()
-	pid, _ := proc.Pid()
-	var memCgroup string
-	if st, err := ctr.State(); err == nil {
-		memCgroup = st.CgroupPaths["memory"]
-	}
-	_ = json.NewEncoder(report).Encode(shimReport{Pid: pid, StartedAt: started})
+	pid := s.pid
+	_ = json.NewEncoder(report).Encode(shimReport{Pid: pid, StartedAt: s.at})
 	report.Close()
 
 	var wg sync.WaitGroup
-	for _, s := range []struct {
+	for _, st := range []struct {
 		name string
 		r    *os.File
 	}{{"stdout", outR}, {"stderr", errR}} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = logw.copyLines(s.name, s.r)
+			_ = logw.copyLines(st.name, st.r)
 		}()
 	}
-	ps, werr := proc.Wait()
-	ex := exitRecord{Pid: pid, StartedAt: started, FinishedAt: time.Now().UTC(), ExitCode: -1}
+	ps, werr := s.proc.Wait()
+	ex := exitRecord{Pid: pid, StartedAt: s.at, FinishedAt: time.Now().UTC(), ExitCode: -1}
 	if ps != nil {
 		if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
 			switch {
@@ -174,8 +278,8 @@ func runShim(specPath string) error {
 	} else if werr != nil && !errors.As(werr, new(*exec.ExitError)) {
 		fmt.Fprintln(os.Stderr, "shim: wait:", werr)
 	}
-	if memCgroup != "" {
-		if n, err := fs.OOMKillCount(memCgroup); err == nil && n > 0 {
+	if s.memCgroup != "" {
+		if n, err := fs.OOMKillCount(s.memCgroup); err == nil && n > 0 {
 			ex.OOMKilled = true
 		}
 	}
@@ -184,7 +288,7 @@ func runShim(specPath string) error {
 	if err := atomicfile.Write(spec.ExitPath, eb); err != nil {
 		fmt.Fprintln(os.Stderr, "shim: write exit:", err)
 	}
-	if err := ctr.Destroy(); err != nil {
+	if err := s.ctr.Destroy(); err != nil {
 		fmt.Fprintln(os.Stderr, "shim: destroy:", err)
 	}
 	return nil
