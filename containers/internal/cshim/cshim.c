@@ -297,28 +297,33 @@ static int shim_main(const char *spec)
 	close(errp[1]);
 
 	/* The control message: pid, started_at, memory cgroup, log path,
-	 * log max size, log max files, exit path, each ending in a newline. */
+	 * log max size, log max files, exit path, each ending in a newline.
+	 * It is the helper's last word: the report goes out as soon as it is
+	 * whole, while the helper exits (it is reaped in the loop below). */
 	static char msg[4 * PATH_MAX_ + 256];
 	size_t mlen = 0;
-	for (;;) {
+	int nl = 0;
+	while (nl < 7 && mlen < sizeof msg - 1) {
 		ssize_t n = read(ctl[0], msg + mlen, sizeof msg - 1 - mlen);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
+		for (ssize_t i = 0; i < n; i++)
+			nl += msg[mlen + i] == '\n';
 		mlen += n;
 	}
 	msg[mlen] = 0;
 	close(ctl[0]);
 	int hst;
-	while (waitpid(helper, &hst, 0) < 0 && errno == EINTR)
-		;
 	char *p = msg;
 	char *f_pid = next_field(&p), *f_started = next_field(&p), *f_memcg = next_field(&p),
 	     *f_log = next_field(&p), *f_max = next_field(&p), *f_files = next_field(&p), *f_exit = next_field(&p);
 	if (!f_exit) {
 		/* The helper failed and said why on fd 3, or died: the runtime
 		 * reads its report or its end. */
+		while (waitpid(helper, &hst, 0) < 0 && errno == EINTR)
+			;
 		return 1;
 	}
 	pid_t cpid = atoi(f_pid);
