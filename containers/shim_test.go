@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,6 +65,18 @@ exit 7`
 	}
 	if err != nil || rec.ShimPID == 0 {
 		t.Fatalf("record of the started container: %+v, %v", rec, err)
+	}
+	// The shim is a subreaper: once its Go helper has exited and been
+	// reaped, its only child is the container (no zombie left behind).
+	eventually(t, 5*time.Second, "the container is the shim's only child", func() error {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", rec.ShimPID, rec.ShimPID))
+		if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
+			return fmt.Errorf("children of the shim: %q (%v), want %d", b, err, pid)
+		}
+		return nil
+	})
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", rec.ShimPID)); !strings.Contains(string(comm), "Threads:\t1\n") {
+		t.Errorf("the shim is not the single-threaded C shim: %s", comm)
 	}
 	logPath := filepath.Join(cfg.Root, "pods", pod, "logs", "ticker.log")
 	eventually(t, 5*time.Second, "first tick logged", func() error {
