@@ -277,6 +277,7 @@ static int shim_main(const char *spec)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
+	prctl(PR_SET_NAME, "skiff-shim", 0, 0, 0); /* in ps and top, not "exe" */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
 		die("become subreaper");
 	sigset_t chld, old;
