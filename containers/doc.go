@@ -26,27 +26,26 @@
 // and a Runtime opened later on the same state directory re-adopts running
 // containers and learns the exit of those that stopped meanwhile.
 //
-// The shim is written in C (package internal/cshim, compiled by cgo with
-// this package, so every build that links libcontainer, which needs cgo
-// anyway, has it): a constructor that takes the re-executed process over
-// before the Go runtime starts, so that a running container costs a
-// single-threaded C process of about 0.2 MB PSS (0.5 MB when alone: it
-// shares the binary's pages with the other shims) where the Go shim it
-// replaced cost 4-5 MB (19 MB alone); bench/pss.sh measures both. It makes
-// itself a child subreaper and runs the binary once more as
-// "containers-create", in Go, which creates and starts the container
-// through libcontainer with its stdout and stderr on pipes to the shim,
-// tells the shim the pid and where to log, and exits; the orphaned
-// container becomes the shim's child. At the end the shim records the exit
-// and runs "containers-destroy" (Go, a moment) to remove the container's
-// cgroups and libcontainer state. A shim per container rather than one
-// supervisor per node: a supervisor that owns every container's pipes
+// The shim starts in Go and lives in C. Re-executed as "containers-shim",
+// the binary creates and starts the container through libcontainer with
+// its stdout and stderr on pipes, then execs itself again as
+// "containers-shim-c": the exec keeps the pid, so the container stays the
+// shim's child, and drops the Go runtime. A cgo constructor (package
+// internal/cshim, compiled with this package, so every build that links
+// libcontainer, which needs cgo anyway, has it) takes that process over
+// before Go starts: a single-threaded C loop that writes the report, copies
+// the pipes into the log, waits for the container, records its exit and
+// runs "containers-destroy" (Go, for a moment) to remove the container's
+// cgroups and libcontainer state. A running container thus costs about
+// 0.2 MB PSS (0.5 MB for a lone shim, which shares the binary's pages with
+// no other) where the Go shim it replaced cost 4-5 MB (19 MB alone);
+// bench/pss.sh measures both. A shim per container rather than one
+// supervisor per node: a supervisor that owned every container's pipes
 // would be a single point whose crash loses every container's logs and
-// exit codes at once and would need its pipes handed over (by fd passing)
+// exit codes at once, and would need its pipes handed over (fd passing)
 // to survive its own restart; with one small shim each, a crash costs one
 // container, the runtime's contract (spec file, report, pidfd adoption,
-// exit file) stays as it was, and at 0.2 MB the shims of 100 containers
-// take 20 MB.
+// exit file) stays as it was, and the shims of 100 containers take 20 MB.
 //
 // A binary that uses this package must call Init first thing in main (and
 // tests in TestMain): it runs libcontainer's init and the shim when the

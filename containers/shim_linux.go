@@ -19,36 +19,41 @@ import (
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runs before Go in "init"
 	"github.com/skiff-edge/skiff/containers/internal/atomicfile"
 	_ "github.com/skiff-edge/skiff/containers/internal/cshim" // the shim, in C, before Go starts
+	"golang.org/x/sys/unix"
 )
 
 // ShimArg is the first argument with which the binary is re-executed as a
-// container's shim. The shim is C (package internal/cshim): a constructor
-// that takes the process over before the Go runtime starts.
+// container's shim. The shim starts in Go (runShimStart): it creates and
+// starts the container through libcontainer, then execs the binary again
+// as the C shim (cShimArg, package internal/cshim), a constructor that
+// takes the process over before the Go runtime starts and supervises the
+// container for the rest of its life in a few hundred KB.
 const ShimArg = "containers-shim"
 
-// The Go halves of the C shim, run for a moment at a container's start and
-// end, and the shim as it was before, all Go (goShimArg), which only the
-// benchmarks run now, as the baseline of the C shim's memory.
 const (
-	createArg  = "containers-create"
+	// cShimArg is the C shim's first argument; internal/cshim has the same.
+	cShimArg = "containers-shim-c"
+	// destroyArg runs the Go part of the C shim's end, for a moment.
 	destroyArg = "containers-destroy"
-	goShimArg  = "containers-shim-go"
+	// goShimArg is the shim as it was before the C shim, all Go, which
+	// only the benchmarks run now, as the baseline of the C shim's memory.
+	goShimArg = "containers-shim-go"
 )
 
 // Init must be called first thing in main (and in TestMain) of any binary
 // that uses this package. When the binary was re-executed as libcontainer's
-// init or as a part of a container's shim, Init runs that and never
-// returns; otherwise it returns at once. (The shim itself never reaches
-// Init: its C constructor runs before Go does.)
+// init or as a container's shim, Init runs that and never returns;
+// otherwise it returns at once. (The C shim never reaches Init: its
+// constructor runs before Go does.)
 func Init() {
 	if len(os.Args) < 2 {
 		return
 	}
-	run := map[string]func(string) error{createArg: runCreate, destroyArg: runDestroy, goShimArg: runShim}[os.Args[1]]
+	run := map[string]func(string) error{ShimArg: runShimStart, destroyArg: runDestroy, goShimArg: runShim}[os.Args[1]]
 	switch {
 	case os.Args[1] == "init":
 		libcontainer.Init() // never returns
-	case os.Args[1] == ShimArg:
+	case os.Args[1] == cShimArg:
 		fmt.Fprintln(os.Stderr, "shim: the C shim did not run: binary built without cgo?")
 		os.Exit(2)
 	case run != nil:
@@ -150,53 +155,78 @@ func startContainer(spec shimSpec, stdout, stderr *os.File) (started, error) {
 	return s, nil
 }
 
-// runCreate is the Go half of the C shim's start: it creates and starts
-// the container with its stdout and stderr on fds 5 and 6 (pipes to the C
-// shim), and tells the C shim on fd 4 the container's pid, its start time,
-// its memory cgroup and where to log and record its exit, one line each.
-// It exits then; the container, orphaned, becomes the C shim's child (the C
-// shim is a child subreaper). A failure is reported to the runtime on fd 3
-// here, as the C shim cannot say it.
-func runCreate(specPath string) error {
+// runShimStart is the shim's start, in Go: it creates and starts the
+// container with its stdout and stderr on pipes, then execs the binary as
+// the C shim, with the pipes' read ends on fds 3 and 4, the report pipe on
+// fd 5 and the rest as arguments (see internal/cshim). The exec keeps the
+// pid, so the container stays the shim's child, and the Go runtime's
+// memory is gone. A failure before the exec is reported here, on fd 3.
+func runShimStart(specPath string) error {
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
-	var files [7]*os.File
-	for fd := 3; fd <= 6; fd++ {
-		// Not inherited by the container's processes.
-		syscall.CloseOnExec(fd)
-		files[fd] = os.NewFile(uintptr(fd), "shim-fd-"+strconv.Itoa(fd))
-	}
-	report, ctl, stdout, stderr := files[3], files[4], files[5], files[6]
+	// Raw fds, not *os.File, for what crosses the exec: a File's finalizer
+	// could close an fd number that a dup has given a new meaning.
+	const reportFd = 3
+	unix.CloseOnExec(reportFd) // not inherited by the container's processes
+	report := reportFd         // where the report pipe is now
 	fail := func(err error) error {
-		_ = json.NewEncoder(report).Encode(shimReport{Error: err.Error()})
+		b, _ := json.Marshal(shimReport{Error: err.Error()})
+		_, _ = unix.Write(report, append(b, '\n'))
 		return err
 	}
 	spec, err := readSpec(specPath)
 	if err != nil {
 		return fail(err)
 	}
-	// The C shim opens the log; opening it here first turns a log that
-	// cannot be written into a failed start, as it was with the Go shim.
+	// The C shim opens the log again; opening it here first makes a log
+	// that cannot be written a failed start, before the container runs.
 	logw, err := openLogWriter(spec.LogPath, spec.LogMaxSize, spec.LogMaxFiles)
 	if err != nil {
 		return fail(err)
 	}
 	logw.Close()
-	s, err := startContainer(spec, stdout, stderr)
+	var outP, errP [2]int
+	if err := unix.Pipe2(outP[:], unix.O_CLOEXEC); err != nil {
+		return fail(err)
+	}
+	if err := unix.Pipe2(errP[:], unix.O_CLOEXEC); err != nil {
+		return fail(err)
+	}
+	outW, errW := os.NewFile(uintptr(outP[1]), "stdout"), os.NewFile(uintptr(errP[1]), "stderr")
+	s, err := startContainer(spec, outW, errW)
+	outW.Close()
+	errW.Close()
 	if err != nil {
 		return fail(err)
 	}
-	stdout.Close()
-	stderr.Close()
-	msg := fmt.Sprintf("%d\n%s\n%s\n%s\n%d\n%d\n%s\n", s.pid, s.at.Format(time.RFC3339Nano), s.memCgroup,
-		spec.LogPath, spec.LogMaxSize, spec.LogMaxFiles, spec.ExitPath)
-	if _, err := ctl.WriteString(msg); err != nil {
-		_ = s.ctr.Signal(syscall.SIGKILL)
-		return fail(fmt.Errorf("tell the shim: %w", err))
+	// Report, stdout and stderr above 9 first, so that no dup onto 3, 4
+	// or 5 closes one that is still to be moved.
+	var high [3]int
+	for i, fd := range []int{reportFd, outP[0], errP[0]} {
+		if high[i], err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 10); err != nil {
+			break
+		}
+		if i == 0 {
+			report = high[0]
+		}
 	}
-	return nil
+	for i, to := range []int{5, 3, 4} {
+		if err == nil {
+			err = unix.Dup3(high[i], to, 0) // without O_CLOEXEC: they cross the exec
+		}
+	}
+	if err == nil {
+		args := []string{"skiff-shim", cShimArg, specPath, strconv.Itoa(s.pid), s.at.Format(time.RFC3339Nano),
+			s.memCgroup, spec.LogPath, strconv.FormatInt(spec.LogMaxSize, 10), strconv.Itoa(spec.LogMaxFiles), spec.ExitPath}
+		err = unix.Exec("/proc/self/exe", args, os.Environ()) // returns only on failure
+	}
+	// The container must not run without its shim.
+	_ = s.ctr.Signal(syscall.SIGKILL)
+	_, _ = s.proc.Wait()
+	_ = s.ctr.Destroy()
+	return fail(fmt.Errorf("exec the C shim: %w", err))
 }
 
-// runDestroy is the Go half of the C shim's end: it removes the stopped
+// runDestroy is the Go part of the C shim's end: it removes the stopped
 // container's cgroups and libcontainer state, after the C shim recorded
 // its exit.
 func runDestroy(specPath string) error {

@@ -66,8 +66,8 @@ exit 7`
 	if err != nil || rec.ShimPID == 0 {
 		t.Fatalf("record of the started container: %+v, %v", rec, err)
 	}
-	// The shim is a subreaper: once its Go helper has exited and been
-	// reaped, its only child is the container (no zombie left behind).
+	// The shim is the C shim now (one thread, Go is gone), and its only
+	// child the container: nothing libcontainer started is left a zombie.
 	eventually(t, 5*time.Second, "the container is the shim's only child", func() error {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", rec.ShimPID, rec.ShimPID))
 		if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(pid) {

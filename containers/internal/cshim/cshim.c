@@ -2,22 +2,25 @@
 
 /*
  * skiff's container shim, small by construction. See package containers
- * (shim_linux.go) for the protocol; in short:
+ * (shim_linux.go) for the protocol; in short, the runtime runs
  *
  *   skiff containers-shim SPEC       (fd 3: the report pipe to the runtime)
  *
- * This constructor runs before the Go runtime of the binary starts. When
- * argv[1] is "containers-shim" it never returns to Go: it becomes a child
- * subreaper, runs "containers-create SPEC" (the same binary, Go, with
- * libcontainer) which creates and starts the container with its stdout and
- * stderr on pipes to this process, tells us on fd 4 the container's pid and
- * where to log, and exits. The container's init, orphaned, becomes our
- * child. We write the report to fd 3, copy the pipes into the rotating CRI
- * log, wait for the container, write its exit record atomically, run
- * "containers-destroy SPEC" (Go again, for a moment) and exit.
+ * which is Go: it creates and starts the container through libcontainer
+ * with its stdout and stderr on pipes, and then execs the same binary as
+ *
+ *   skiff containers-shim-c SPEC PID STARTED MEMCG LOG MAXSIZE MAXFILES EXIT
+ *
+ * with the pipes' read ends on fds 3 and 4 and the report pipe on fd 5.
+ * The exec keeps the pid, so the container stays our child. This
+ * constructor runs before the Go runtime of the binary starts; when
+ * argv[1] is "containers-shim-c" it never returns to Go: it writes the
+ * report, copies the pipes into the rotating CRI log, waits for the
+ * container, writes its exit record atomically, runs "containers-destroy
+ * SPEC" (Go again, for a moment) and exits.
  *
  * Single-threaded: one poll loop over the two pipes and a signalfd for
- * SIGCHLD. Nothing here allocates after startup.
+ * SIGCHLD. Nothing is allocated but a FILE to read the OOM count.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,7 +38,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SHIM_ARG "containers-shim"
+#define SHIM_ARG "containers-shim-c"
+#define NARGS 8 /* after SHIM_ARG: SPEC PID STARTED MEMCG LOG MAXSIZE MAXFILES EXIT */
 #define MAX_LINE (16 << 10) /* maxLogLine in logs.go */
 #define PATH_MAX_ 4096
 
@@ -230,127 +234,73 @@ static int write_atomic(const char *path, const char *b, size_t n)
 	return rename(tmp, path);
 }
 
-static pid_t spawn(const char *verb, const char *spec, const sigset_t *mask, int ctl, int out, int err)
+/* spawn runs "containers-VERB SPEC" (Go) with the default signal mask and
+ * dispositions. */
+static pid_t spawn(const char *verb, const char *spec)
 {
 	pid_t p = fork();
 	if (p != 0)
 		return p;
-	sigprocmask(SIG_SETMASK, mask, NULL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
 	signal(SIGHUP, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
 	signal(SIGPIPE, SIG_DFL);
-	if (ctl >= 0) {
-		/* Above 6 first, so that none is overwritten before it is moved. */
-		int fds[3] = {ctl, out, err};
-		for (int i = 0; i < 3; i++) {
-			fds[i] = fcntl(fds[i], F_DUPFD, 10);
-			if (fds[i] < 0)
-				_exit(127);
-		}
-		for (int i = 0; i < 3; i++)
-			if (dup2(fds[i], 4 + i) < 0)
-				_exit(127);
-	}
-	char arg[64];
+	char arg[64], name[64];
 	snprintf(arg, sizeof arg, "containers-%s", verb);
-	char name[64];
 	snprintf(name, sizeof name, "skiff-shim-%s", verb);
 	execl("/proc/self/exe", name, arg, spec, (char *)NULL);
 	fprintf(stderr, "shim: exec %s: %s\n", arg, strerror(errno));
 	_exit(127);
 }
 
-/* next_field returns the next newline-terminated field of the control
- * message, or NULL. */
-static char *next_field(char **p)
+static int shim_main(char **arg)
 {
-	char *s = *p, *nl = strchr(s, '\n');
-	if (!nl)
-		return NULL;
-	*nl = 0;
-	*p = nl + 1;
-	return s;
-}
-
-static int shim_main(const char *spec)
-{
+	const char *spec = arg[0], *f_started = arg[2], *f_memcg = arg[3], *f_exit = arg[7];
+	pid_t cpid = atoi(arg[1]);
+	const int out = 3, errp = 4, report = 5;
+	fcntl(out, F_SETFD, FD_CLOEXEC);
+	fcntl(errp, F_SETFD, FD_CLOEXEC);
+	prctl(PR_SET_NAME, "skiff-shim", 0, 0, 0); /* in ps and top, not "exe" */
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
-	prctl(PR_SET_NAME, "skiff-shim", 0, 0, 0); /* in ps and top, not "exe" */
-	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0)
-		die("become subreaper");
-	sigset_t chld, old;
+	sigset_t chld;
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &chld, &old);
+	sigprocmask(SIG_SETMASK, &chld, NULL);
 	int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (sfd < 0)
-		die("signalfd");
-	int ctl[2], out[2], errp[2];
-	if (pipe2(ctl, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)
-		die("pipe");
-	pid_t helper = spawn("create", spec, &old, ctl[1], out[1], errp[1]);
-	if (helper < 0)
-		die("fork");
-	close(ctl[1]);
-	close(out[1]);
-	close(errp[1]);
-
-	/* The control message: pid, started_at, memory cgroup, log path,
-	 * log max size, log max files, exit path, each ending in a newline.
-	 * It is the helper's last word: the report goes out as soon as it is
-	 * whole, while the helper exits (it is reaped in the loop below). */
-	static char msg[4 * PATH_MAX_ + 256];
-	size_t mlen = 0;
-	int nl = 0;
-	while (nl < 7 && mlen < sizeof msg - 1) {
-		ssize_t n = read(ctl[0], msg + mlen, sizeof msg - 1 - mlen);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		for (ssize_t i = 0; i < n; i++)
-			nl += msg[mlen + i] == '\n';
-		mlen += n;
-	}
-	msg[mlen] = 0;
-	close(ctl[0]);
-	int hst;
-	char *p = msg;
-	char *f_pid = next_field(&p), *f_started = next_field(&p), *f_memcg = next_field(&p),
-	     *f_log = next_field(&p), *f_max = next_field(&p), *f_files = next_field(&p), *f_exit = next_field(&p);
-	if (!f_exit) {
-		/* The helper failed and said why on fd 3, or died: the runtime
-		 * reads its report or its end. */
-		while (waitpid(helper, &hst, 0) < 0 && errno == EINTR)
+	if (sfd < 0) {
+		/* Without it the container could not be waited for. */
+		dprintf(report, "{\"error\":\"shim: signalfd: %s\"}\n", strerror(errno));
+		kill(cpid, SIGKILL);
+		int st;
+		while (waitpid(cpid, &st, 0) < 0 && errno == EINTR)
+			;
+		pid_t d = spawn("destroy", spec);
+		while (d > 0 && waitpid(d, &st, 0) < 0 && errno == EINTR)
 			;
 		return 1;
 	}
-	pid_t cpid = atoi(f_pid);
-	struct shimlog l = {.max_size = atoll(f_max), .files = atoi(f_files), .fd = -1};
-	snprintf(l.path, sizeof l.path, "%s", f_log);
+	struct shimlog l = {.max_size = atoll(arg[5]), .files = atoi(arg[6]), .fd = -1};
+	snprintf(l.path, sizeof l.path, "%s", arg[4]);
 	if (log_open(&l) < 0) {
-		char rep[PATH_MAX_ + 128];
-		int n = snprintf(rep, sizeof rep, "{\"error\":\"open log: %s\"}\n", strerror(errno));
-		write_all(3, rep, n);
-		close(3);
+		dprintf(report, "{\"error\":\"shim: open log: %s\"}\n", strerror(errno));
 		kill(cpid, SIGKILL);
 	} else {
-		char rep[256];
-		int n = snprintf(rep, sizeof rep, "{\"pid\":%d,\"started_at\":\"%s\"}\n", cpid, f_started);
-		write_all(3, rep, n);
-		close(3);
+		dprintf(report, "{\"pid\":%d,\"started_at\":\"%s\"}\n", cpid, f_started);
 	}
-	fcntl(out[0], F_SETFL, O_NONBLOCK);
-	fcntl(errp[0], F_SETFL, O_NONBLOCK);
+	close(report);
+	fcntl(out, F_SETFL, O_NONBLOCK);
+	fcntl(errp, F_SETFL, O_NONBLOCK);
 	static struct stream so = {.name = "stdout"}, se = {.name = "stderr"};
-	so.fd = out[0];
-	se.fd = errp[0];
+	so.fd = out;
+	se.fd = errp;
 	int reaped = 0, status = 0;
 	struct timespec finished = {0};
 	for (;;) {
-		/* Reap every child: the container, and the helper's leftovers. */
+		/* Reap every child: the container, and whatever libcontainer left. */
 		for (;;) {
 			int st;
 			pid_t w = waitpid(-1, &st, WNOHANG);
@@ -402,41 +352,48 @@ static int shim_main(const char *spec)
 	if (write_atomic(f_exit, ex, n) < 0)
 		fprintf(stderr, "shim: write exit: %s\n", strerror(errno));
 
-	pid_t d = spawn("destroy", spec, &old, -1, -1, -1);
+	pid_t d = spawn("destroy", spec);
 	if (d > 0) {
+		int hst;
 		while (waitpid(d, &hst, 0) < 0 && errno == EINTR)
 			;
 	}
 	return 0;
 }
 
-/* is_shim reads argv from /proc/self/cmdline (not every libc hands argv to
- * constructors) and returns the spec path when this process is a shim. */
-static int is_shim(char *spec, size_t n)
+/* shim_args reads argv from /proc/self/cmdline (not every libc hands argv
+ * to constructors) and, when this process is the C shim, points arg at
+ * the NARGS arguments after SHIM_ARG and returns 1. */
+static int shim_args(char **arg)
 {
-	static char buf[PATH_MAX_ + 128];
+	static char buf[4 * PATH_MAX_ + 512];
 	int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
-	ssize_t len = read(fd, buf, sizeof buf - 1);
+	ssize_t len = 0, n;
+	while ((n = read(fd, buf + len, sizeof buf - 1 - len)) > 0)
+		len += n;
 	close(fd);
-	if (len <= 0)
-		return 0;
 	buf[len] = 0;
-	char *a1 = buf + strlen(buf) + 1;
-	if (a1 >= buf + len || strcmp(a1, SHIM_ARG) != 0)
+	char *end = buf + len, *a = buf + strlen(buf) + 1; /* argv[1] */
+	if (a >= end || strcmp(a, SHIM_ARG) != 0)
 		return 0;
-	char *a2 = a1 + strlen(a1) + 1;
-	if (a2 >= buf + len)
-		return 0;
-	snprintf(spec, n, "%s", a2);
+	a += strlen(a) + 1;
+	for (int i = 0; i < NARGS; i++) {
+		if (a >= end) {
+			fprintf(stderr, "shim: usage: %s SPEC PID STARTED MEMCG LOG MAXSIZE MAXFILES EXIT\n", SHIM_ARG);
+			_exit(2);
+		}
+		arg[i] = a;
+		a += strlen(a) + 1;
+	}
 	return 1;
 }
 
 __attribute__((constructor)) static void skiff_shim(void)
 {
-	static char spec[PATH_MAX_];
-	if (!is_shim(spec, sizeof spec))
+	char *arg[NARGS];
+	if (!shim_args(arg))
 		return;
-	_exit(shim_main(spec));
+	_exit(shim_main(arg));
 }
