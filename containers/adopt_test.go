@@ -21,6 +21,10 @@ const helperEnv = "SKIFF_CONTAINERS_HELPER"
 
 type helperArgs struct {
 	Root, StateDir, CgroupParent, Image, Pod string
+	// Command, Restart and LogMaxSize, when set, replace the ticker's.
+	Command    []string
+	Restart    RestartPolicy
+	LogMaxSize int64
 }
 
 func runHelper() {
@@ -31,6 +35,14 @@ func runHelper() {
 	}
 	cfg := DefaultConfig()
 	cfg.Root, cfg.StateDir, cfg.CgroupParent = a.Root, a.StateDir, a.CgroupParent
+	if a.LogMaxSize > 0 {
+		cfg.LogMaxSize = a.LogMaxSize
+	}
+	c := ContainerConfig{Name: "ticker", Image: a.Image, Restart: RestartAlways,
+		Command: []string{"sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done"}}
+	if a.Command != nil {
+		c.Command, c.Restart = a.Command, a.Restart
+	}
 	ctx := context.Background()
 	r, err := Open(ctx, cfg)
 	if err == nil {
@@ -38,8 +50,7 @@ func runHelper() {
 	}
 	var st ContainerStatus
 	if err == nil {
-		st, err = r.StartContainer(ctx, a.Pod, ContainerConfig{Name: "ticker", Image: a.Image, Restart: RestartAlways,
-			Command: []string{"sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done"}})
+		st, err = r.StartContainer(ctx, a.Pod, c)
 	}
 	if err != nil {
 		fmt.Println("error", err)

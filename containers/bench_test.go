@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,8 +17,9 @@ import (
 // one-container pod whose image is present (from the StartPod call to the
 // container's process running, as StartContainer returns) against bare
 // `runc run -d` of the same root filesystem (Debian's /usr/sbin/runc),
-// alternating, 30 runs each. Run it with -benchtime=1x: the 30 pairs are
-// one iteration. It reports the median and p90 of each in ms. skiff's
+// and against the same start under the all-Go shim that the C shim
+// replaced, alternating, 30 runs each. Run it with -benchtime=1x: the 30
+// triples are one iteration. It reports the median and p90 of each in ms. skiff's
 // container runs under Docker's seccomp profile, which `runc spec`'s bundle
 // lacks: BenchmarkPodStart measures what that costs.
 func BenchmarkStartLatency(b *testing.B) {
@@ -33,6 +35,12 @@ func BenchmarkStartLatency(b *testing.B) {
 	ref := reg.Addr + "/busybox:1"
 	img, err := r.Images().Pull(ctx, ref, nil)
 	if err != nil {
+		b.Fatal(err)
+	}
+	gcfg := testConfig(b)
+	gcfg.goShim = true
+	rg := openRuntime(b, gcfg)
+	if _, err := rg.Images().Pull(ctx, ref, nil); err != nil {
 		b.Fatal(err)
 	}
 	// The bare runc bundle: the same unpacked layer as root (read-only, as
@@ -58,25 +66,35 @@ func BenchmarkStartLatency(b *testing.B) {
 
 	const runs = 30
 	for range b.N {
-		var skiff, bare []time.Duration
+		var skiff, goShim, bare []time.Duration
 		for i := range runs {
 			pod := fmt.Sprintf("bench-%d", i)
-			t0 := time.Now()
-			if err := r.StartPod(ctx, PodConfig{Name: pod}); err != nil {
-				b.Fatal(err)
+			order := []*Runtime{r, rg}
+			if i%2 == 1 { // neither shim always follows runc's delete
+				order = []*Runtime{rg, r}
 			}
-			if _, err := r.StartContainer(ctx, pod, ContainerConfig{Name: "c", Image: ref, Command: []string{"sleep", "600"}}); err != nil {
-				b.Fatal(err)
-			}
-			skiff = append(skiff, time.Since(t0))
-			if err := r.RemovePod(ctx, pod, 0); err != nil {
-				b.Fatal(err)
+			for _, rt := range order {
+				t0 := time.Now()
+				if err := rt.StartPod(ctx, PodConfig{Name: pod}); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := rt.StartContainer(ctx, pod, ContainerConfig{Name: "c", Image: ref, Command: []string{"sleep", "600"}}); err != nil {
+					b.Fatal(err)
+				}
+				if rt == r {
+					skiff = append(skiff, time.Since(t0))
+				} else {
+					goShim = append(goShim, time.Since(t0))
+				}
+				if err := rt.RemovePod(ctx, pod, 0); err != nil {
+					b.Fatal(err)
+				}
 			}
 
 			id := fmt.Sprintf("skiff-bench-%s-%d", randSuffix(), i)
 			cmd := exec.Command(runcBin, "--root", runcRoot, "run", "-d", "--bundle", bundle, id)
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
-			t0 = time.Now()
+			t0 := time.Now()
 			if err := cmd.Run(); err != nil {
 				b.Fatalf("runc run: %v", err)
 			}
@@ -87,13 +105,17 @@ func BenchmarkStartLatency(b *testing.B) {
 		}
 		sm, sp := medianP90(skiff)
 		bm, bp := medianP90(bare)
+		gm, gp := medianP90(goShim)
 		b.ReportMetric(ms(sm), "skiff-median-ms")
 		b.ReportMetric(ms(sp), "skiff-p90-ms")
+		b.ReportMetric(ms(gm), "goshim-median-ms")
+		b.ReportMetric(ms(gp), "goshim-p90-ms")
 		b.ReportMetric(ms(bm), "runc-median-ms")
 		b.ReportMetric(ms(bp), "runc-p90-ms")
 		b.ReportMetric(float64(sm)/float64(bm), "ratio-median")
-		b.Logf("%d runs each: skiff median %.1f ms p90 %.1f ms (min %.1f max %.1f); runc run -d median %.1f ms p90 %.1f ms (min %.1f max %.1f)",
-			runs, ms(sm), ms(sp), ms(slices.Min(skiff)), ms(slices.Max(skiff)), ms(bm), ms(bp), ms(slices.Min(bare)), ms(slices.Max(bare)))
+		b.ReportMetric(float64(sm)/float64(gm), "ratio-c-vs-goshim-median")
+		b.Logf("%d runs each: skiff (C shim) median %.1f ms p90 %.1f ms (min %.1f max %.1f); skiff with the Go shim median %.1f ms p90 %.1f ms; runc run -d median %.1f ms p90 %.1f ms (min %.1f max %.1f)",
+			runs, ms(sm), ms(sp), ms(slices.Min(skiff)), ms(slices.Max(skiff)), ms(gm), ms(gp), ms(bm), ms(bp), ms(slices.Min(bare)), ms(slices.Max(bare)))
 	}
 }
 
@@ -157,4 +179,103 @@ func medianP90(d []time.Duration) (time.Duration, time.Duration) {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[len(s)/2], s[(len(s)*9+9)/10-1]
+}
+
+// BenchmarkShimPSS measures what skiff adds per running container, the
+// memory of its shim, for the C shim and the all-Go shim it replaced, in
+// one run: for 1, 10 and 30 one-container pods (sleep 600) under each
+// shim in turn, it reads every shim's /proc/PID/smaps_rollup and reports
+// the median Pss (shared pages divided among the processes that map them,
+// so many identical shims share their text) and the median private memory
+// (Private_Clean + Private_Dirty), in KB. Run it with -benchtime=1x. The
+// shims are the test binary re-executed, unless SKIFF_BENCH_SHIM_PATH names
+// a skiff binary (bench/pss.sh builds one) to re-execute instead.
+func BenchmarkShimPSS(b *testing.B) {
+	requireRoot(b)
+	reg := startRegistry(b)
+	ctx := context.Background()
+	ref := reg.Addr + "/busybox:1"
+	runtimes := map[string]*Runtime{}
+	for _, shim := range []string{"go", "c"} {
+		cfg := testConfig(b)
+		cfg.goShim = shim == "go"
+		if p := os.Getenv("SKIFF_BENCH_SHIM_PATH"); p != "" {
+			cfg.ShimPath = p // a skiff binary: the shims as they run on a node
+		}
+		r := openRuntime(b, cfg)
+		if _, err := r.Images().Pull(ctx, ref, nil); err != nil {
+			b.Fatal(err)
+		}
+		runtimes[shim] = r
+	}
+	for range b.N {
+		for _, n := range []int{1, 10, 30} {
+			for _, shim := range []string{"go", "c"} {
+				r := runtimes[shim]
+				var pss, priv []int
+				for i := range n {
+					pod := fmt.Sprintf("pss-%d", i)
+					if err := r.StartPod(ctx, PodConfig{Name: pod}); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := r.StartContainer(ctx, pod, ContainerConfig{Name: "c", Image: ref, Command: []string{"sleep", "600"}}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				r.mu.Lock()
+				var shims []int
+				for _, k := range r.ctrs {
+					shims = append(shims, k.rec.ShimPID)
+				}
+				r.mu.Unlock()
+				for _, pid := range shims {
+					p, v, err := smapsRollup(pid)
+					if err != nil {
+						b.Fatal(err)
+					}
+					pss, priv = append(pss, p), append(priv, v)
+				}
+				slices.Sort(pss)
+				slices.Sort(priv)
+				sum := 0
+				for _, p := range pss {
+					sum += p
+				}
+				b.ReportMetric(float64(pss[len(pss)/2]), fmt.Sprintf("%s-n%d-pss-kB", shim, n))
+				b.ReportMetric(float64(priv[len(priv)/2]), fmt.Sprintf("%s-n%d-private-kB", shim, n))
+				b.Logf("%s shim, %2d containers: Pss per shim median %d kB (min %d, max %d), total %d kB; private median %d kB",
+					shim, n, pss[len(pss)/2], pss[0], pss[len(pss)-1], sum, priv[len(priv)/2])
+				for i := range n {
+					if err := r.RemovePod(ctx, fmt.Sprintf("pss-%d", i), 0); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// smapsRollup returns a process's Pss and private memory, in kB.
+func smapsRollup(pid int) (pss, private int, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		var key string
+		var v int
+		if n, _ := fmt.Sscanf(l, "%s %d kB", &key, &v); n != 2 {
+			continue
+		}
+		switch key {
+		case "Pss:":
+			pss = v
+		case "Private_Clean:", "Private_Dirty:":
+			private += v
+		}
+	}
+	if pss == 0 {
+		return 0, 0, fmt.Errorf("no Pss in /proc/%d/smaps_rollup", pid)
+	}
+	return pss, private, nil
 }

@@ -79,6 +79,10 @@ type Config struct {
 	// allow_unconfined). DefaultConfig sets it true. A Config built by
 	// hand without it forbids, the safe side of a forgotten field.
 	AllowUnconfined bool
+
+	// goShim runs containers under the all-Go shim that the C shim
+	// replaced, for the benchmarks that compare the two.
+	goShim bool
 }
 
 // DefaultConfig returns the defaults described on Config. Root and

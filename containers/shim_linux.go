@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -17,29 +18,50 @@ import (
 	"github.com/opencontainers/runc/libcontainer/configs"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runs before Go in "init"
 	"github.com/skiff-edge/skiff/containers/internal/atomicfile"
+	_ "github.com/skiff-edge/skiff/containers/internal/cshim" // the shim, in C, before Go starts
+	"golang.org/x/sys/unix"
 )
 
 // ShimArg is the first argument with which the binary is re-executed as a
-// container's shim.
+// container's shim. The shim starts in Go (runShimStart): it creates and
+// starts the container through libcontainer, then execs the binary again
+// as the C shim (cShimArg, package internal/cshim), a constructor that
+// takes the process over before the Go runtime starts and supervises the
+// container for the rest of its life in a few hundred KB.
 const ShimArg = "containers-shim"
+
+const (
+	// cShimArg is the C shim's first argument; internal/cshim has the same.
+	cShimArg = "containers-shim-c"
+	// destroyArg runs the Go part of the C shim's end, for a moment.
+	destroyArg = "containers-destroy"
+	// goShimArg is the shim as it was before the C shim, all Go, which
+	// only the benchmarks run now, as the baseline of the C shim's memory.
+	goShimArg = "containers-shim-go"
+)
 
 // Init must be called first thing in main (and in TestMain) of any binary
 // that uses this package. When the binary was re-executed as libcontainer's
-// init or as a container shim, Init runs that and never returns; otherwise
-// it returns at once.
+// init or as a container's shim, Init runs that and never returns;
+// otherwise it returns at once. (The C shim never reaches Init: its
+// constructor runs before Go does.)
 func Init() {
 	if len(os.Args) < 2 {
 		return
 	}
-	switch os.Args[1] {
-	case "init":
+	run := map[string]func(string) error{ShimArg: runShimStart, destroyArg: runDestroy, goShimArg: runShim}[os.Args[1]]
+	switch {
+	case os.Args[1] == "init":
 		libcontainer.Init() // never returns
-	case ShimArg:
+	case os.Args[1] == cShimArg:
+		fmt.Fprintln(os.Stderr, "shim: the C shim did not run: binary built without cgo?")
+		os.Exit(2)
+	case run != nil:
 		if len(os.Args) != 3 {
-			fmt.Fprintln(os.Stderr, "usage: containers-shim SPEC")
+			fmt.Fprintln(os.Stderr, "usage:", os.Args[1], "SPEC")
 			os.Exit(2)
 		}
-		if err := runShim(os.Args[2]); err != nil {
+		if err := run(os.Args[2]); err != nil {
 			fmt.Fprintln(os.Stderr, "shim:", err)
 			os.Exit(1)
 		}
@@ -76,24 +98,161 @@ type exitRecord struct {
 	FinishedAt time.Time `json:"finished_at"`
 }
 
-// runShim creates and runs the container, reports its pid to the runtime,
-// logs its output, waits for it, records its exit and destroys it.
-//
-// The shim, not the runtime, is the container's parent, in its own session:
-// the container's stdout and stderr are pipes into the shim, so the
-// container never writes into a dead process, its logs go on when the
-// runtime's process dies, and its exit status is waited for and recorded
-// where a later runtime finds it.
-func runShim(specPath string) error {
+// readSpec reads the spec the runtime wrote for a shim.
+func readSpec(path string) (shimSpec, error) {
+	var spec shimSpec
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return spec, err
+	}
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return spec, fmt.Errorf("parse spec: %w", err)
+	}
+	return spec, nil
+}
+
+// started is a container just started by startContainer.
+type started struct {
+	ctr       *libcontainer.Container
+	proc      *libcontainer.Process
+	pid       int
+	at        time.Time
+	memCgroup string
+}
+
+// startContainer creates and starts the container of spec with stdout and
+// stderr on the given pipes; the caller closes its ends of them.
+func startContainer(spec shimSpec, stdout, stderr *os.File) (started, error) {
+	// A container left over from a shim that died is in our way.
+	if old, err := libcontainer.Load(spec.StateRoot, spec.ID); err == nil {
+		_ = old.Signal(syscall.SIGKILL)
+		_ = old.Destroy()
+	}
+	c, err := libcontainer.Create(spec.StateRoot, spec.ID, spec.Config)
+	if err != nil {
+		return started{}, fmt.Errorf("create container: %w", err)
+	}
+	proc := &libcontainer.Process{
+		Args:             spec.Process.Args,
+		Env:              spec.Process.Env,
+		Cwd:              spec.Process.Cwd,
+		UID:              spec.Process.UID,
+		GID:              spec.Process.GID,
+		AdditionalGroups: spec.Process.Groups,
+		Stdout:           stdout,
+		Stderr:           stderr,
+		Init:             true,
+	}
+	if err := c.Run(proc); err != nil {
+		_ = c.Destroy()
+		return started{}, fmt.Errorf("start container: %w", err)
+	}
+	s := started{ctr: c, proc: proc, at: time.Now().UTC()}
+	s.pid, _ = proc.Pid()
+	if st, err := c.State(); err == nil {
+		s.memCgroup = st.CgroupPaths["memory"]
+	}
+	return s, nil
+}
+
+// runShimStart is the shim's start, in Go: it creates and starts the
+// container with its stdout and stderr on pipes, then execs the binary as
+// the C shim, with the pipes' read ends on fds 3 and 4, the report pipe on
+// fd 5 and the rest as arguments (see internal/cshim). The exec keeps the
+// pid, so the container stays the shim's child, and the Go runtime's
+// memory is gone. A failure before the exec is reported here, on fd 3.
+func runShimStart(specPath string) error {
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
-	report := os.NewFile(3, "report")
-	b, err := os.ReadFile(specPath)
+	// Raw fds, not *os.File, for what crosses the exec: a File's finalizer
+	// could close an fd number that a dup has given a new meaning.
+	const reportFd = 3
+	unix.CloseOnExec(reportFd) // not inherited by the container's processes
+	report := reportFd         // where the report pipe is now
+	fail := func(err error) error {
+		b, _ := json.Marshal(shimReport{Error: err.Error()})
+		_, _ = unix.Write(report, append(b, '\n'))
+		return err
+	}
+	spec, err := readSpec(specPath)
+	if err != nil {
+		return fail(err)
+	}
+	// The C shim opens the log again; opening it here first makes a log
+	// that cannot be written a failed start, before the container runs.
+	logw, err := openLogWriter(spec.LogPath, spec.LogMaxSize, spec.LogMaxFiles)
+	if err != nil {
+		return fail(err)
+	}
+	logw.Close()
+	var outP, errP [2]int
+	if err := unix.Pipe2(outP[:], unix.O_CLOEXEC); err != nil {
+		return fail(err)
+	}
+	if err := unix.Pipe2(errP[:], unix.O_CLOEXEC); err != nil {
+		return fail(err)
+	}
+	outW, errW := os.NewFile(uintptr(outP[1]), "stdout"), os.NewFile(uintptr(errP[1]), "stderr")
+	s, err := startContainer(spec, outW, errW)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		return fail(err)
+	}
+	// Report, stdout and stderr above 9 first, so that no dup onto 3, 4
+	// or 5 closes one that is still to be moved.
+	var high [3]int
+	for i, fd := range []int{reportFd, outP[0], errP[0]} {
+		if high[i], err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 10); err != nil {
+			break
+		}
+		if i == 0 {
+			report = high[0]
+		}
+	}
+	for i, to := range []int{5, 3, 4} {
+		if err == nil {
+			err = unix.Dup3(high[i], to, 0) // without O_CLOEXEC: they cross the exec
+		}
+	}
+	if err == nil {
+		args := []string{"skiff-shim", cShimArg, specPath, strconv.Itoa(s.pid), s.at.Format(time.RFC3339Nano),
+			s.memCgroup, spec.LogPath, strconv.FormatInt(spec.LogMaxSize, 10), strconv.Itoa(spec.LogMaxFiles), spec.ExitPath}
+		err = unix.Exec("/proc/self/exe", args, os.Environ()) // returns only on failure
+	}
+	// The container must not run without its shim.
+	_ = s.ctr.Signal(syscall.SIGKILL)
+	_, _ = s.proc.Wait()
+	_ = s.ctr.Destroy()
+	return fail(fmt.Errorf("exec the C shim: %w", err))
+}
+
+// runDestroy is the Go part of the C shim's end: it removes the stopped
+// container's cgroups and libcontainer state, after the C shim recorded
+// its exit.
+func runDestroy(specPath string) error {
+	spec, err := readSpec(specPath)
 	if err != nil {
 		return err
 	}
-	var spec shimSpec
-	if err := json.Unmarshal(b, &spec); err != nil {
-		return fmt.Errorf("parse spec: %w", err)
+	c, err := libcontainer.Load(spec.StateRoot, spec.ID)
+	if err != nil {
+		return nil // destroyed already
+	}
+	return c.Destroy()
+}
+
+// runShim is the shim as it was before the C shim, all in Go: it creates
+// and runs the container, reports its pid to the runtime, logs its output,
+// waits for it, records its exit and destroys it. It costs a Go runtime
+// per container (about 4.6 MB PSS), which is why the C shim replaced it;
+// it stays as the baseline that bench/pss.sh measures the C shim against,
+// run when Config.goShim is set (tests and benchmarks only).
+func runShim(specPath string) error {
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	report := os.NewFile(3, "report")
+	spec, err := readSpec(specPath)
+	if err != nil {
+		return err
 	}
 	fail := func(err error) error {
 		_ = json.NewEncoder(report).Encode(shimReport{Error: err.Error()})
@@ -113,54 +272,29 @@ func runShim(specPath string) error {
 	if err != nil {
 		return fail(err)
 	}
-	// A container left over from a shim that died is in our way.
-	if old, err := libcontainer.Load(spec.StateRoot, spec.ID); err == nil {
-		_ = old.Signal(syscall.SIGKILL)
-		_ = old.Destroy()
-	}
-	ctr, err := libcontainer.Create(spec.StateRoot, spec.ID, spec.Config)
+	s, err := startContainer(spec, outW, errW)
 	if err != nil {
-		return fail(fmt.Errorf("create container: %w", err))
-	}
-	proc := &libcontainer.Process{
-		Args:             spec.Process.Args,
-		Env:              spec.Process.Env,
-		Cwd:              spec.Process.Cwd,
-		UID:              spec.Process.UID,
-		GID:              spec.Process.GID,
-		AdditionalGroups: spec.Process.Groups,
-		Stdout:           outW,
-		Stderr:           errW,
-		Init:             true,
-	}
-	if err := ctr.Run(proc); err != nil {
-		_ = ctr.Destroy()
-		return fail(fmt.Errorf("start container: %w", err))
+		return fail(err)
 	}
 	outW.Close()
 	errW.Close()
-	started := time.Now().UTC()
-	pid, _ := proc.Pid()
-	var memCgroup string
-	if st, err := ctr.State(); err == nil {
-		memCgroup = st.CgroupPaths["memory"]
-	}
-	_ = json.NewEncoder(report).Encode(shimReport{Pid: pid, StartedAt: started})
+	pid := s.pid
+	_ = json.NewEncoder(report).Encode(shimReport{Pid: pid, StartedAt: s.at})
 	report.Close()
 
 	var wg sync.WaitGroup
-	for _, s := range []struct {
+	for _, st := range []struct {
 		name string
 		r    *os.File
 	}{{"stdout", outR}, {"stderr", errR}} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_ = logw.copyLines(s.name, s.r)
+			_ = logw.copyLines(st.name, st.r)
 		}()
 	}
-	ps, werr := proc.Wait()
-	ex := exitRecord{Pid: pid, StartedAt: started, FinishedAt: time.Now().UTC(), ExitCode: -1}
+	ps, werr := s.proc.Wait()
+	ex := exitRecord{Pid: pid, StartedAt: s.at, FinishedAt: time.Now().UTC(), ExitCode: -1}
 	if ps != nil {
 		if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
 			switch {
@@ -174,8 +308,8 @@ func runShim(specPath string) error {
 	} else if werr != nil && !errors.As(werr, new(*exec.ExitError)) {
 		fmt.Fprintln(os.Stderr, "shim: wait:", werr)
 	}
-	if memCgroup != "" {
-		if n, err := fs.OOMKillCount(memCgroup); err == nil && n > 0 {
+	if s.memCgroup != "" {
+		if n, err := fs.OOMKillCount(s.memCgroup); err == nil && n > 0 {
 			ex.OOMKilled = true
 		}
 	}
@@ -184,7 +318,7 @@ func runShim(specPath string) error {
 	if err := atomicfile.Write(spec.ExitPath, eb); err != nil {
 		fmt.Fprintln(os.Stderr, "shim: write exit:", err)
 	}
-	if err := ctr.Destroy(); err != nil {
+	if err := s.ctr.Destroy(); err != nil {
 		fmt.Fprintln(os.Stderr, "shim: destroy:", err)
 	}
 	return nil

@@ -108,7 +108,11 @@ func (r *Runtime) startShim(specPath, logPath string) (shimReport, *exec.Cmd, er
 		return rep, nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(r.cfg.ShimPath, ShimArg, specPath)
+	arg := ShimArg
+	if r.cfg.goShim {
+		arg = goShimArg
+	}
+	cmd := exec.Command(r.cfg.ShimPath, arg, specPath)
 	cmd.Args[0] = "skiff-shim"
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{wr}

@@ -20,9 +20,10 @@ import (
 
 func main() {
 	// The containers library re-executes this binary as the container's
-	// init process (os.Args[1] == "init") and as a container's log shim
-	// (os.Args[1] == "containers-shim"); Init runs those and never returns
-	// for them, so it must come before cobra parses anything.
+	// init process (os.Args[1] == "init") and as the Go parts of a
+	// container's shim (containers-shim, containers-destroy; the C part,
+	// containers-shim-c, never gets here); Init runs those and never
+	// returns for them, so it must come before cobra parses anything.
 	containers.Init()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
