@@ -279,6 +279,7 @@ func (s *server) serveAPI() error {
 // gossip's view of the nodes in cluster mode) and the housekeeping.
 func (s *server) startControllers() error {
 	ccfg := controller.ConfigFromNode(&s.cfg, s.logger)
+	ccfg.Leases = s.api.Leases()
 	if s.gossip != nil {
 		ccfg.Members = s.gossip.lifecycleView()
 	}

@@ -67,17 +67,33 @@ func (c *cache) sort() {
 	slices.SortFunc(c.Nodes, func(a, b peerNode) int { return strings.Compare(a.Name, b.Name) })
 }
 
-// saveCache writes c atomically (a temporary file renamed into place).
+// saveCache writes c atomically: a temporary file, synced, renamed into
+// place. It is written only when its content changed (cacheLoop), so the
+// sync costs little, and a power cut right after a save (the cold boot
+// this cache exists for) finds the old file or the new one, never an
+// empty one.
 func (a *Agent) saveCache(c *cache) error {
 	b, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
 	tmp := a.cachePath() + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
 		return fmt.Errorf("write agent cache: %w", err)
 	}
-	if err := os.Rename(tmp, a.cachePath()); err != nil {
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, a.cachePath())
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("write agent cache: %w", err)
 	}
 	return nil
