@@ -17,6 +17,7 @@ import (
 	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/agent"
+	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 	"github.com/skiff-edge/skiff/orchestrator/controller"
@@ -98,7 +99,8 @@ type server struct {
 	api       *apiserver.Server
 	sockPath  string
 	listeners []apiListener
-	gossip    *gossip // nil without ServerConfig.TCP
+	gossip    *gossip  // nil without ServerConfig.TCP
+	pki       *pki.PKI // nil without ServerConfig.TCP
 }
 
 // apiListener is a listener and the handler that serves it.
@@ -197,6 +199,7 @@ func (s *server) startGossip() error {
 			s.log.Warn("join the other servers", "servers", s.cfg.Servers, "err", err)
 		}
 	}
+	s.pki = p
 	s.gossip = newGossip(m, s.log)
 	s.goRun(func(ctx context.Context) error { s.gossip.run(ctx); return nil })
 	s.api.SetMembership(apiView{m})
@@ -297,6 +300,7 @@ func (s *server) startControllers() error {
 // ready then. Without, the server is ready now.
 func (s *server) startAgent() error {
 	if !s.sc.Agent {
+		s.setPodIO(nil)
 		s.log.Info("server ready", "socket", s.sockPath, "revision", s.st.Rev())
 		if s.sc.Ready != nil {
 			s.sc.Ready()
@@ -307,7 +311,7 @@ func (s *server) startAgent() error {
 	if err != nil {
 		return err
 	}
-	s.api.SetPodIO(ag)
+	s.setPodIO(ag)
 	s.goRun(func(ctx context.Context) error {
 		if err := ag.Run(ctx); err != nil && ctx.Err() == nil {
 			return fmt.Errorf("agent: %w", err)
@@ -316,6 +320,23 @@ func (s *server) startAgent() error {
 	})
 	s.log.Info("server ready; the agent reports ready after its first sync", "socket", s.sockPath, "revision", s.st.Rev())
 	return nil
+}
+
+// setPodIO serves logs and exec: in cluster mode for the pods of every
+// node (podIORouter: the local agent's own, the others' through their
+// agents), else through the local agent alone (nil: none).
+func (s *server) setPodIO(local *agent.Agent) {
+	var lio api.PodIO
+	if local != nil {
+		lio = local
+	}
+	if s.pki != nil {
+		s.api.SetPodIO(&podIORouter{st: s.st, pki: s.pki, localNode: s.cfg.NodeName, local: lio})
+		return
+	}
+	if lio != nil {
+		s.api.SetPodIO(lio)
+	}
 }
 
 // newLocalAgent makes the in-process agent of `skiff server --agent`; it

@@ -36,6 +36,7 @@ func (a *Agent) register(ctx context.Context) (*api.Node, error) {
 			n.Status.Capacity = capacity
 			n.Status.Allocatable = alloc
 			n.Status.Addresses = []string{addr}
+			n.Status.APIAddr = a.cfg.PodIOAddr
 			setReady(n, time.Now())
 		})
 		if err != nil {
