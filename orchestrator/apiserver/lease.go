@@ -46,6 +46,22 @@ func (l *Leases) forget(node string) {
 	l.mu.Unlock()
 }
 
+// overlay sets the LastHeartbeat of n's true Ready condition to its
+// lease's renewal when that is later (n is a copy read for an answer,
+// never written back by the server).
+func (l *Leases) overlay(n *api.Node) {
+	renewed := l.Renewed(n.Name)
+	if renewed.IsZero() {
+		return
+	}
+	for i := range n.Status.Conditions {
+		c := &n.Status.Conditions[i]
+		if c.Type == api.NodeReady && c.Status && renewed.After(c.LastHeartbeat) {
+			c.LastHeartbeat = renewed.UTC()
+		}
+	}
+}
+
 // Leases returns the server's node leases.
 func (s *Server) Leases() *Leases { return s.leases }
 

@@ -54,8 +54,23 @@ func TestNodeLease(t *testing.T) {
 	if n, err = c1.PutNode(ctx, n); err != nil {
 		t.Fatal(err)
 	}
-	if l, err := c1.RenewLease(ctx, "edge-01"); err != nil || !l.Ready {
+	l, err = c1.RenewLease(ctx, "edge-01")
+	if err != nil || !l.Ready {
 		t.Fatalf("renew after Ready: %+v %v", l, err)
+	}
+	// Reads show the lease as the Ready condition's last heartbeat; the
+	// stored object keeps the one the node wrote.
+	got, err := c1.GetNode(ctx, "edge-01")
+	if err != nil || !got.Status.Conditions[0].LastHeartbeat.Equal(l.Renewed) {
+		t.Fatalf("GET node after a renewal: heartbeat %v (err %v), want the lease's %v", got.Status.Conditions, err, l.Renewed)
+	}
+	nodes, err := c1.ListNodes(ctx)
+	if err != nil || len(nodes.Items) != 2 || !nodes.Items[0].Status.Conditions[0].LastHeartbeat.Equal(l.Renewed) {
+		t.Fatalf("list nodes after a renewal: %+v %v", nodes.Items, err)
+	}
+	var stored api.Node
+	if err := e.st.Get(api.KindNode, "edge-01", &stored); err != nil || !stored.Status.Conditions[0].LastHeartbeat.Equal(n.Status.Conditions[0].LastHeartbeat) {
+		t.Fatalf("stored heartbeat %v, want the one written %v", stored.Status.Conditions, n.Status.Conditions)
 	}
 	rev = e.st.Rev()
 	again := *n
