@@ -165,7 +165,7 @@ func (s *server) listenAPI() error {
 		ln.Close() // if it never served
 		os.Remove(s.sockPath)
 	})
-	s.listeners = append(s.listeners, apiListener{s.api.LimitUnix(ln), s.api})
+	s.listeners = append(s.listeners, apiListener{s.api.LimitUnix(ln), withPprof(s.api)})
 	return nil
 }
 
