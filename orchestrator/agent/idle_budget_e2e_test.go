@@ -262,6 +262,9 @@ service_cidr = "10.214.1.0/24"
 		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
 			t.Errorf("ip netns del %s: %v %s", ns, err, out)
 		}
+		if strings.Contains(n.log.String(), "WARNING: DATA RACE") {
+			t.Errorf("data race in skiff's log:\n%s", n.log.String())
+		}
 		if t.Failed() {
 			t.Logf("skiff log ends:\n%s", tail(n.log.String(), 40))
 		}
