@@ -206,9 +206,19 @@ func (j *joiner) runAgent() error {
 	acfg.Logger = j.logger
 	acfg.Ready = j.ac.Ready
 	acfg.Gossip = j.gossip.peersView()
+	ln, err := j.listenPodIO()
+	if err != nil {
+		return err
+	}
+	if ln != nil {
+		acfg.PodIOAddr = apiAdvertise(j.cfg, j.gossip.m.Tags().IP)
+	}
 	a, err := agent.New(acfg)
 	if err != nil {
 		return err
+	}
+	if ln != nil {
+		j.servePodIO(ln, a)
 	}
 	if err := a.Run(j.ctx); err != nil {
 		return err

@@ -102,7 +102,8 @@ type server struct {
 	api       *apiserver.Server
 	sockPath  string
 	listeners []apiListener
-	gossip    *gossip // nil without ServerConfig.TCP
+	gossip    *gossip  // nil without ServerConfig.TCP
+	pki       *pki.PKI // nil without ServerConfig.TCP
 	// live is what the systemd watchdog looks at (see watchdog.go).
 	live *Liveness
 }
@@ -177,7 +178,7 @@ func (s *server) listenAPI() error {
 		ln.Close() // if it never served
 		os.Remove(s.sockPath)
 	})
-	s.listeners = append(s.listeners, apiListener{s.api.LimitUnix(ln), s.api})
+	s.listeners = append(s.listeners, apiListener{s.api.LimitUnix(ln), withPprof(s.api)})
 	return nil
 }
 
@@ -211,6 +212,7 @@ func (s *server) startGossip() error {
 			s.log.Warn("join the other servers", "servers", s.cfg.Servers, "err", err)
 		}
 	}
+	s.pki = p
 	s.gossip = newGossip(m, s.log)
 	s.goRun(func(ctx context.Context) error { s.gossip.run(ctx); return nil })
 	s.api.SetMembership(apiView{m})
@@ -319,6 +321,7 @@ func (s *server) startControllers() error {
 	ccfg := controller.ConfigFromNode(&s.cfg, s.logger)
 	ccfg.Metrics = s.api.Registry()
 	ccfg.Alive = s.live.Beat("controllers", max(controllerSilence, 6*ccfg.Resync)).Tick
+	ccfg.Leases = s.api.Leases()
 	if s.gossip != nil {
 		ccfg.Members = s.gossip.lifecycleView()
 	}
@@ -336,6 +339,7 @@ func (s *server) startControllers() error {
 // ready then. Without, the server is ready now.
 func (s *server) startAgent() error {
 	if !s.sc.Agent {
+		s.setPodIO(nil)
 		s.log.Info("server ready", "socket", s.sockPath, "revision", s.st.Rev())
 		if s.sc.Ready != nil {
 			s.sc.Ready()
@@ -346,7 +350,7 @@ func (s *server) startAgent() error {
 	if err != nil {
 		return err
 	}
-	s.api.SetPodIO(ag)
+	s.setPodIO(ag)
 	s.goRun(func(ctx context.Context) error {
 		if err := ag.Run(ctx); err != nil && ctx.Err() == nil {
 			return fmt.Errorf("agent: %w", err)
@@ -355,6 +359,23 @@ func (s *server) startAgent() error {
 	})
 	s.log.Info("server ready; the agent reports ready after its first sync", "socket", s.sockPath, "revision", s.st.Rev())
 	return nil
+}
+
+// setPodIO serves logs and exec: in cluster mode for the pods of every
+// node (podIORouter: the local agent's own, the others' through their
+// agents), else through the local agent alone (nil: none).
+func (s *server) setPodIO(local *agent.Agent) {
+	var lio api.PodIO
+	if local != nil {
+		lio = local
+	}
+	if s.pki != nil {
+		s.api.SetPodIO(&podIORouter{st: s.st, pki: s.pki, localNode: s.cfg.NodeName, local: lio})
+		return
+	}
+	if lio != nil {
+		s.api.SetPodIO(lio)
+	}
 }
 
 // newLocalAgent makes the in-process agent of `skiff server --agent`; it

@@ -36,8 +36,8 @@ type Agent struct {
 	// pods is set by Run before any of its goroutines starts.
 	pods *pods
 
-	// mu protects rt, which Run sets once it is open (logs and exec read
-	// it from other goroutines).
+	// mu protects rt, which Run sets once it is open, and pods as the pod
+	// IO handler reads it (logs and exec come from other goroutines).
 	mu sync.Mutex
 	rt *containers.Runtime
 }
@@ -177,7 +177,10 @@ func (a *Agent) openNetwork(rt *containers.Runtime, podCIDR *net.IPNet) (*netlb.
 		return nil, err
 	}
 	a.lb.net = nw
-	a.pods = a.newPods(rt, nw)
+	ps := a.newPods(rt, nw)
+	a.mu.Lock()
+	a.pods = ps
+	a.mu.Unlock()
 	return nw, nil
 }
 

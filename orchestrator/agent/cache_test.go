@@ -35,3 +35,36 @@ func TestCacheBytesStable(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheFingerprint: the fingerprint the cache loop compares before it
+// encodes moves with every object's revision, the peers and the pod CIDR,
+// and is empty (compare the bytes) when an object has no revision.
+func TestCacheFingerprint(t *testing.T) {
+	mk := func(podRev, svcRev, epRev int64, peerAddr string) *cache {
+		c := &cache{PodCIDR: "10.88.0.0/24",
+			Pods:      []*api.Pod{{Meta: api.Meta{Name: "web-1", Revision: podRev}}},
+			Services:  []*api.Service{{Meta: api.Meta{Name: "web", Revision: svcRev}}},
+			Endpoints: []*api.Endpoints{{Meta: api.Meta{Name: "web", Revision: epRev}}},
+			Nodes:     []peerNode{{Name: "n1", Addr: peerAddr, PodCIDR: "10.88.1.0/24"}},
+		}
+		c.sort()
+		return c
+	}
+	base := mk(5, 6, 7, "10.0.0.2").fingerprint()
+	if base == "" || mk(5, 6, 7, "10.0.0.2").fingerprint() != base {
+		t.Fatalf("same content: fingerprints %q and %q", base, mk(5, 6, 7, "10.0.0.2").fingerprint())
+	}
+	for name, c := range map[string]*cache{
+		"pod changed":       mk(8, 6, 7, "10.0.0.2"),
+		"service changed":   mk(5, 8, 7, "10.0.0.2"),
+		"endpoints changed": mk(5, 6, 8, "10.0.0.2"),
+		"peer moved":        mk(5, 6, 7, "10.0.0.3"),
+	} {
+		if c.fingerprint() == base {
+			t.Errorf("%s: same fingerprint", name)
+		}
+	}
+	if got := mk(0, 6, 7, "10.0.0.2").fingerprint(); got != "" {
+		t.Errorf("an object without a revision: fingerprint %q, want none", got)
+	}
+}

@@ -50,6 +50,10 @@ type Config struct {
 	// ShimPath is the binary re-executed as the container shim and init;
 	// default /proc/self/exe (which must call containers.Init).
 	ShimPath string
+	// PodIOAddr, if set, is where this node serves its pods' logs and exec
+	// to the servers (PodIOHandler, behind pki.AgentPodIOTLS): the agent
+	// registers it as its Node's status.api_addr, where a server dials it.
+	PodIOAddr string
 	// Gossip, if set, is the cluster membership: once the node network is
 	// set up, Run announces the pod CIDR there, keeps routes to the other
 	// nodes' pod CIDRs and leaves failed nodes' endpoints out (peers.go).

@@ -36,6 +36,7 @@ func (a *Agent) register(ctx context.Context) (*api.Node, error) {
 			n.Status.Capacity = capacity
 			n.Status.Allocatable = alloc
 			n.Status.Addresses = []string{addr}
+			n.Status.APIAddr = a.cfg.PodIOAddr
 			setReady(n, time.Now())
 		})
 		if err != nil {
@@ -90,7 +91,12 @@ func setReady(n *api.Node, now time.Time) {
 	})
 }
 
-// heartbeat keeps the Ready condition's LastHeartbeat fresh.
+// heartbeat renews the node's lease every Heartbeat: the server keeps it
+// in memory, so a beat writes nothing to disk on either side. The Node
+// object is written only when its state changes: when the server says it
+// is not Ready (marked down while this agent was away or cut off) the
+// agent reports it Ready; when it no longer knows the node, the agent
+// registers it again.
 func (a *Agent) heartbeat(ctx context.Context) {
 	t := time.NewTicker(a.cfg.Heartbeat)
 	defer t.Stop()
@@ -100,13 +106,33 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			return
 		case <-t.C:
 			hctx, cancel := context.WithTimeout(ctx, a.cfg.Heartbeat)
-			_, err := a.updateNode(hctx, func(n *api.Node) { setReady(n, time.Now()) })
+			err := a.beat(hctx)
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				a.log.Warn("heartbeat", "err", err)
 			}
 		}
 	}
+}
+
+// beat renews the lease once, and writes the node's Ready condition when
+// the server does not have it Ready.
+func (a *Agent) beat(ctx context.Context) error {
+	lease, err := a.c.RenewLease(ctx, a.name)
+	switch {
+	case err == nil && lease.Ready:
+		return nil
+	case err == nil:
+		a.log.Info("the server has this node not ready; reporting it ready")
+	case client.IsNotFound(err):
+		a.log.Warn("the server does not know this node; registering it again")
+		_, err = a.register(ctx)
+		return err
+	default:
+		return err
+	}
+	_, err = a.updateNode(ctx, func(n *api.Node) { setReady(n, time.Now()) })
+	return err
 }
 
 // advertiseAddr is the configured address, or the source address of the

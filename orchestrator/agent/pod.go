@@ -45,9 +45,12 @@ type podWorker struct {
 	firstSync chan struct{}
 	firstOnce sync.Once
 
-	ip       string
-	probers  map[string]*prober
-	reported *api.PodStatus
+	ip string
+	// netChecked is when the pod's network and sandbox were last ensured
+	// (AddPod, StartPod); zero until they are up.
+	netChecked time.Time
+	probers    map[string]*prober
+	reported   *api.PodStatus
 	// The pull back-off per image (pull.go): no try before pullWait, the
 	// last delay, the last error.
 	pullWait  map[string]time.Time
@@ -154,9 +157,21 @@ func (w *podWorker) sync(ctx context.Context) (done bool, err error) {
 	return false, w.ensure(ctx, p)
 }
 
+// netRecheck is how often a running pod's network and sandbox are
+// ensured again (repaired if someone broke them). In between, a sync of a
+// pod whose containers all exist only reports its status: with 30 pods
+// probed every second, looking up the pod's IP, veth and netns on every
+// resync and probe verdict was a fifth of an idle node's CPU.
+const netRecheck = time.Minute
+
 // ensure starts what the pod lacks and reports its status.
 func (w *podWorker) ensure(ctx context.Context, p *api.Pod) error {
 	names := sortedNames(p.Spec.Containers)
+	if w.ip != "" && !w.netChecked.IsZero() && w.p.now().Sub(w.netChecked) < netRecheck && w.allExist(names) {
+		w.ensureProbers(ctx, p)
+		w.report(ctx, p, nil)
+		return nil
+	}
 	waiting := map[string]ctrView{}
 	for _, name := range names {
 		ref := p.Spec.Containers[name].Image
@@ -178,7 +193,7 @@ func (w *podWorker) ensure(ctx context.Context, p *api.Pod) error {
 	// a running pod keeps running while the server is away.
 	files := &podFiles{}
 	var err error
-	if w.needsStart(names) {
+	if !w.allExist(names) {
 		files, err = w.p.fetchFiles(ctx, p)
 	}
 	if err != nil {
@@ -204,6 +219,7 @@ func (w *podWorker) ensure(ctx context.Context, p *api.Pod) error {
 		w.report(ctx, p, waiting)
 		return fmt.Errorf("pod sandbox: %w", err)
 	}
+	w.netChecked = w.p.now()
 	var errs []error
 	for _, name := range names {
 		if _, err := w.p.containers.ContainerStatus(w.name, name); err == nil {
@@ -229,14 +245,14 @@ func (w *podWorker) ensure(ctx context.Context, p *api.Pod) error {
 	return errors.Join(errs...)
 }
 
-// needsStart reports whether a container of names is not in the runtime.
-func (w *podWorker) needsStart(names []string) bool {
+// allExist says whether every container of names exists in the runtime.
+func (w *podWorker) allExist(names []string) bool {
 	for _, name := range names {
 		if _, err := w.p.containers.ContainerStatus(w.name, name); err != nil {
-			return true
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // report writes the pod's status if it changed since the last report.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -117,6 +118,8 @@ func (pr *prober) loop(ctx context.Context, kind string, probe *configs.Probe, s
 	set := settingsOf(probe)
 	rt := pr.w.p.probes
 	var run probeRun
+	var hc httpConn // kept between the probes of this loop
+	defer hc.close()
 	for {
 		st, err := rt.ContainerStatus(pr.w.name, pr.ctr)
 		if err != nil || st.State != containers.StateRunning {
@@ -127,6 +130,7 @@ func (pr *prober) loop(ctx context.Context, kind string, probe *configs.Probe, s
 		}
 		if st.Pid != run.pid {
 			run = probeRun{pid: st.Pid}
+			hc.close() // a new run: a new connection
 			if d := time.Until(st.StartedAt.Add(probe.InitialDelay.D())); d > 0 && !sleep(ctx, d) {
 				return
 			}
@@ -137,7 +141,7 @@ func (pr *prober) loop(ctx context.Context, kind string, probe *configs.Probe, s
 			}
 			continue
 		}
-		err = pr.probeOnce(ctx, probe, spec, set.timeout)
+		err = pr.probeOnce(ctx, &hc, probe, spec, set.timeout)
 		if ctx.Err() != nil {
 			return
 		}
@@ -305,7 +309,7 @@ func (pr *prober) kill(pid int) {
 }
 
 // probeOnce runs the probe once; nil is a pass.
-func (pr *prober) probeOnce(ctx context.Context, probe *configs.Probe, spec *configs.ContainerSpec, timeout time.Duration) error {
+func (pr *prober) probeOnce(ctx context.Context, hc *httpConn, probe *configs.Probe, spec *configs.ContainerSpec, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	switch {
@@ -332,35 +336,108 @@ func (pr *prober) probeOnce(ctx context.Context, probe *configs.Probe, spec *con
 			}
 			return c.Close()
 		}
-		path := probe.HTTPGet
-		if path == "" || path[0] != '/' {
-			path = "/" + path
-		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := probeClient.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		resp.Body.Close()
-		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-			return fmt.Errorf("http %d", resp.StatusCode)
-		}
-		return nil
+		return hc.get(ctx, addr, probe.HTTPGet)
 	}
 	return errors.New("probe has no action")
 }
 
-// probeClient does not keep connections: a probe must see a fresh accept,
-// and idle connections to many pods would pile up.
-var probeClient = &http.Client{
-	Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
-	CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	},
+// httpConn is one probe loop's connection to its container, kept from
+// one probe to the next (HTTP keep-alive), spoken on in the loop's own
+// goroutine. A new TCP connection for every probe was most of an idle
+// node's CPU (connect through the bridge and netfilter, 30 times a second
+// for 30 pods), and net/http's Transport added three goroutines per
+// connection. A kept connection is dropped after maxAge, so that a server
+// that stopped accepting new connections fails its probes within that
+// time; a connection the server closed while idle is dialled again at
+// once. The zero value is ready; close it when the loop ends.
+type httpConn struct {
+	maxAge time.Duration // default freshConnEvery
+	addr   string
+	c      net.Conn
+	br     *bufio.Reader
+	dialed time.Time
+}
+
+// freshConnEvery is how long a probe keeps a connection before it dials a
+// new one.
+const freshConnEvery = 30 * time.Second
+
+func (h *httpConn) close() {
+	if h.c != nil {
+		h.c.Close()
+		h.c, h.br = nil, nil
+	}
+}
+
+// get GETs path from addr and passes on a 2xx or 3xx status (redirects
+// are not followed).
+func (h *httpConn) get(ctx context.Context, addr, path string) error {
+	if path == "" || path[0] != '/' {
+		path = "/" + path
+	}
+	maxAge := h.maxAge
+	if maxAge <= 0 {
+		maxAge = freshConnEvery
+	}
+	if h.c != nil && (h.addr != addr || time.Since(h.dialed) >= maxAge) {
+		h.close()
+	}
+	reused := h.c != nil
+	status, err := h.try(ctx, addr, path)
+	var ne net.Error
+	if err != nil && reused && ctx.Err() == nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		// The server may have closed the idle connection: once more on
+		// a new one.
+		status, err = h.try(ctx, addr, path)
+	}
+	if err != nil {
+		return err
+	}
+	if status < 200 || status >= 400 {
+		return fmt.Errorf("http %d", status)
+	}
+	return nil
+}
+
+// try sends one GET on the kept connection (dialled first if there is
+// none) and returns the answer's status; when the exchange fails the
+// connection is dropped.
+func (h *httpConn) try(ctx context.Context, addr, path string) (status int, err error) {
+	if h.c == nil {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return 0, err
+		}
+		h.c, h.br, h.addr, h.dialed = c, bufio.NewReaderSize(c, 4096), addr, time.Now()
+	}
+	defer func() {
+		if err != nil {
+			h.close()
+		}
+	}()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("User-Agent", "skiff-probe")
+	if dl, ok := ctx.Deadline(); ok {
+		_ = h.c.SetDeadline(dl)
+	}
+	if err := req.Write(h.c); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(h.br, req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	var more [1]byte
+	if n, _ := resp.Body.Read(more[:]); n > 0 || resp.Close {
+		h.close() // a longer body than we read, or the server closes
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
 
 // probePort resolves a probe's port (a number or a container port name).

@@ -81,7 +81,7 @@ func (w *podWorker) teardown(ctx context.Context, p *api.Pod) (bool, error) {
 	if err := w.p.net.RemovePod(w.name); err != nil {
 		return false, fmt.Errorf("remove pod network: %w", err)
 	}
-	w.ip = ""
+	w.ip, w.netChecked = "", time.Time{}
 	if p != nil && p.Spec.Deleting != nil {
 		if err := w.p.api.DeletePod(ctx, w.name); err != nil && !client.IsNotFound(err) {
 			return false, fmt.Errorf("delete pod object: %w", err)

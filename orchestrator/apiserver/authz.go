@@ -70,8 +70,10 @@ var routeAccess = map[string]access{
 	"GET /v1/cluster":          {roles: readers, node: anyNode},
 
 	// A node registers and reports itself, and nothing else.
-	"PUT /v1/nodes/{name}":    {roles: adminOnly, node: ownNode},
-	"DELETE /v1/nodes/{name}": {roles: adminOnly},
+	"PUT /v1/nodes/{name}": {roles: adminOnly, node: ownNode},
+	// Its heartbeat: its own lease only (kept in memory, see lease.go).
+	"POST /v1/nodes/{name}/lease": {roles: adminOnly, node: ownNode},
+	"DELETE /v1/nodes/{name}":     {roles: adminOnly},
 
 	// Its own pods: read them, report their status (IPs from its own pod
 	// CIDR), remove them once stopped, read their logs, exec in them.

@@ -120,12 +120,29 @@ func get[T any, P objectPtr[T]](s *Server, w http.ResponseWriter, r *http.Reques
 	writeJSON(w, http.StatusOK, P(&obj))
 }
 
+// listNodes and getNode show each Ready node's last heartbeat from its
+// lease (kept in memory, see lease.go) when it is later than the stored
+// one: the store is not written per beat, and `skiff describe node` should
+// still say when the node last spoke. A watch carries the stored objects.
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
-	list[api.Node](s, w, r, api.KindNode, nil)
+	if watch, _ := boolParam(r, "watch"); watch {
+		list[api.Node](s, w, r, api.KindNode, nil)
+		return
+	}
+	list[api.Node](s, w, r, api.KindNode, func(n *api.Node) bool {
+		s.leases.overlay(n)
+		return true
+	})
 }
 
 func (s *Server) getNode(w http.ResponseWriter, r *http.Request) {
-	get[api.Node](s, w, r, api.KindNode)
+	var n api.Node
+	if err := s.st.Get(api.KindNode, r.PathValue("name"), &n); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.leases.overlay(&n)
+	writeJSON(w, http.StatusOK, &n)
 }
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {

@@ -98,6 +98,8 @@ type Server struct {
 	keys *SecretKeys
 	// patterns are the routes registered, "METHOD PATH" (see authorized).
 	patterns []string
+	// leases are the nodes' heartbeats, in memory (lease.go).
+	leases *Leases
 }
 
 // Validate checks the CIDRs of o (empty ones mean the defaults).
@@ -139,7 +141,7 @@ func New(st *store.Store, opts Options) *Server {
 	opts.Limits = opts.Limits.withDefaults()
 	lim := opts.Limits
 	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "apiserver"),
-		serviceCIDR: service, clusterCIDR: cluster,
+		serviceCIDR: service, clusterCIDR: cluster, leases: newLeases(),
 		watches: newStreamLimit("watch streams", lim.MaxWatchesPerClient, lim.MaxWatches, limitEnv.watchesPer, limitEnv.watches),
 		follows: newStreamLimit("log follows", lim.MaxLogFollowsPerClient, lim.MaxLogFollows, limitEnv.followsPer, limitEnv.follows),
 	}
@@ -181,6 +183,7 @@ func (s *Server) routes() {
 	type hs = map[string]http.HandlerFunc
 	s.route("/v1/nodes", hs{"GET": s.listNodes})
 	s.route("/v1/nodes/{name}", hs{"GET": s.getNode, "PUT": s.putNode, "DELETE": s.deleteNode})
+	s.route("/v1/nodes/{name}/lease", hs{"POST": s.renewLease})
 	s.route("/v1/apps", hs{"GET": s.listApps})
 	s.route("/v1/apps/{name}", hs{"GET": s.getApp, "PUT": s.putApp, "DELETE": s.deleteApp})
 	s.route("/v1/apps/{name}/scale", hs{"POST": s.scaleApp})

@@ -193,7 +193,10 @@ func (s *Server) putNode(w http.ResponseWriter, r *http.Request) {
 		if err := s.allocatePodCIDR(tx, &node, prev); err != nil {
 			return err
 		}
-		return tx.Put(api.KindNode, &node)
+		// A node that says again what it said (an agent restarting)
+		// writes nothing: node status is written only on change.
+		_, err = tx.PutIfChanged(api.KindNode, &node)
+		return err
 	})
 	s.answer(w, r, err, status, &node)
 }
@@ -221,7 +224,8 @@ func (s *Server) putPodStatus(w http.ResponseWriter, r *http.Request) {
 			pod.Revision = body.Revision
 		}
 		pod.Status = body.Status
-		return tx.Put(api.KindPod, &pod)
+		_, err := tx.PutIfChanged(api.KindPod, &pod)
+		return err
 	})
 	s.answer(w, r, err, http.StatusOK, &pod)
 }

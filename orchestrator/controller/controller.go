@@ -25,8 +25,9 @@
 //   - A pod whose object is gone is stopped: pods of a node that was down
 //     longer than the grace are deleted outright and replaced elsewhere, so
 //     a node that comes back must drop them to keep one copy per replica.
-//   - The node's Ready condition carries LastHeartbeat; when it stops
-//     changing for Config.HeartbeatTimeout the controller sets Ready false.
+//   - The node's Ready condition carries LastHeartbeat, and its agent renews
+//     its lease (Config.Leases, in memory); when neither changes for
+//     Config.HeartbeatTimeout the controller sets Ready false.
 package controller
 
 import (
@@ -78,6 +79,19 @@ type Config struct {
 	// idle ones included (at least every Resync): the process's systemd
 	// watchdog is fed only while it is called. It must not block.
 	Alive func()
+	// Leases, if set, are the agents' heartbeats kept in the server's
+	// memory (apiserver.Leases): a node is alive while its lease or its
+	// Ready condition's LastHeartbeat moves, whichever is later, and
+	// neither costs a store write per beat. Default nil: LastHeartbeat
+	// only.
+	Leases LeaseSource
+}
+
+// LeaseSource tells when a node last renewed its lease, by the server's
+// clock (the zero time: not since the server started). Satisfied by
+// *apiserver.Leases.
+type LeaseSource interface {
+	Renewed(node string) time.Time
 }
 
 // DefaultConfig returns the defaults documented on Config.

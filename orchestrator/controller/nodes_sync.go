@@ -42,14 +42,14 @@ func (c *controller) planNodes(nodes []*api.Node, pods []*api.Pod, now time.Time
 		known[n.Name] = true
 		if n.Ready() {
 			delete(c.downSeen, n.Name)
-			cond := readyCondition(n)
-			dl := c.heartbeats.deadline(n.Name, cond.LastHeartbeat, now, hb)
+			beat := c.lastBeat(n)
+			dl := c.heartbeats.deadline(n.Name, beat, now, hb)
 			switch {
 			case dl.IsZero():
 			case now.Before(dl):
 				next = earliest(next, dl)
 			default:
-				plan.stale[n.Name] = observed{hb: cond.LastHeartbeat, at: dl}
+				plan.stale[n.Name] = observed{hb: beat, at: dl}
 				// The grace runs from the missed deadline.
 				next = earliest(next, dl.Add(c.cfg.NodeGrace))
 			}
@@ -90,6 +90,23 @@ func (c *controller) planNodes(nodes []*api.Node, pods []*api.Pod, now time.Time
 	return next, plan
 }
 
+// lastBeat is a Ready node's latest sign of life: its lease (in the
+// server's memory) once it renewed one since the server started, else its
+// Ready condition's LastHeartbeat (in the store, by the agent's clock).
+// Only whether it changes counts (see heartbeats), so the two clocks are
+// never compared.
+func (c *controller) lastBeat(n *api.Node) time.Time {
+	if c.cfg.Leases != nil {
+		if l := c.cfg.Leases.Renewed(n.Name); !l.IsZero() {
+			return l
+		}
+	}
+	if cond := readyCondition(n); cond != nil {
+		return cond.LastHeartbeat
+	}
+	return time.Time{}
+}
+
 // applyNodes writes a node plan.
 func (c *controller) applyNodes(plan nodePlan, now time.Time) error {
 	for name, o := range plan.stale {
@@ -115,7 +132,7 @@ func (c *controller) markNodeDown(name string, stale observed, now time.Time) er
 			return err
 		}
 		cond := readyCondition(&n)
-		if cond == nil || !cond.Status || !cond.LastHeartbeat.Equal(stale.hb) {
+		if cond == nil || !cond.Status || !c.lastBeat(&n).Equal(stale.hb) {
 			return nil
 		}
 		cond.Status = false

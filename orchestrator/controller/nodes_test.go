@@ -51,6 +51,7 @@ func TestPlanNodes(t *testing.T) {
 		nodes   []*api.Node
 		pods    []*api.Pod
 		seen    heartbeats
+		leases  fakeLeases
 		stale   []string
 		lost    []string
 		evict   bool
@@ -104,12 +105,41 @@ func TestPlanNodes(t *testing.T) {
 			stale: []string{"a"},
 			next:  t0.Add(-time.Second + grace),
 		},
+		{
+			// The agent renews its lease in memory: its stored heartbeat
+			// is old and never changes, yet the node is alive.
+			name:   "heartbeat in the store old, lease renewed",
+			nodes:  []*api.Node{withHB("a", t0.Add(-time.Hour))},
+			seen:   heartbeats{"a": {hb: t0.Add(-time.Hour), at: t0.Add(-41 * time.Second)}},
+			leases: fakeLeases{"a": t0.Add(-2 * time.Second)},
+			next:   t0.Add(timeout),
+		},
+		{
+			name:   "lease not renewed for the timeout",
+			nodes:  []*api.Node{withHB("a", t0.Add(-time.Hour))},
+			seen:   heartbeats{"a": {hb: t0.Add(-50 * time.Second), at: t0.Add(-41 * time.Second)}},
+			leases: fakeLeases{"a": t0.Add(-50 * time.Second)},
+			stale:  []string{"a"},
+			next:   t0.Add(-time.Second + grace),
+		},
+		{
+			// A lease by the server's clock while the stored heartbeat
+			// (the agent's clock) is ahead: only a change counts.
+			name:   "agent clock ahead of the server's",
+			nodes:  []*api.Node{withHB("a", t0.Add(time.Hour))},
+			seen:   heartbeats{"a": {hb: t0.Add(-6 * time.Second), at: t0.Add(-6 * time.Second)}},
+			leases: fakeLeases{"a": t0.Add(-time.Second)},
+			next:   t0.Add(timeout),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.Logger = slog.New(slog.DiscardHandler)
 			cfg.NodeGrace, cfg.HeartbeatTimeout = grace, timeout
+			if tt.leases != nil {
+				cfg.Leases = tt.leases
+			}
 			c := newController(nil, cfg)
 			c.started = t0.Add(-time.Hour)
 			if !tt.started.IsZero() {
@@ -149,3 +179,8 @@ func TestConfigFromNode(t *testing.T) {
 		t.Fatalf("unset node grace gave %v", c.NodeGrace)
 	}
 }
+
+// fakeLeases are leases renewed at fixed times.
+type fakeLeases map[string]time.Time
+
+func (f fakeLeases) Renewed(node string) time.Time { return f[node] }

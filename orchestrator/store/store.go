@@ -10,6 +10,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -392,6 +393,28 @@ func (tx *Tx) Put(kind string, obj api.Object) error {
 		m.Created = tx.Now()
 	}
 	return tx.write(kind, obj)
+}
+
+// PutIfChanged is Put, except that when obj is the stored object unchanged
+// it writes nothing (no new revision, no watch event, no disk write), sets
+// obj's Revision and Created to the stored ones and returns false. Reports
+// that repeat themselves (a node registering again, a status sent twice)
+// then cost an SD card nothing.
+func (tx *Tx) PutIfChanged(kind string, obj api.Object) (bool, error) {
+	m := obj.GetMeta()
+	raw, cur, err := tx.current(kind, m.Name)
+	if err != nil {
+		return false, err
+	}
+	if raw != nil && (m.Revision == 0 || m.Revision == cur.Revision) {
+		was, wasCreated := m.Revision, m.Created
+		m.Revision, m.Created = cur.Revision, cur.Created
+		if v, err := json.Marshal(obj); err == nil && bytes.Equal(v, raw) {
+			return false, nil
+		}
+		m.Revision, m.Created = was, wasCreated
+	}
+	return true, tx.Put(kind, obj)
 }
 
 func (tx *Tx) write(kind string, obj api.Object) error {

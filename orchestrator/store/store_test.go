@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -453,5 +455,49 @@ func TestWatchKindFilterIgnoresObjectText(t *testing.T) {
 	got := collect(t, ch, 1)
 	if got[0].Revision != rev || got[0].Kind != api.KindApp {
 		t.Fatalf("apps watch got %+v first, want the app at revision %d", got[0], rev)
+	}
+}
+
+// TestPutIfChanged: the same object again writes nothing (no revision,
+// no watch event, no bbolt commit: the file does not grow or change); a
+// changed one, or a stale revision, behaves as Put.
+func TestPutIfChanged(t *testing.T) {
+	s, path := openTest(t, Options{})
+	rev1 := mustUpdate(t, s, func(tx *Tx) error { return tx.Put(api.KindNode, node("a")) })
+	fileBefore, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rev := range []int64{0, rev1} {
+		n := node("a")
+		n.Revision = rev
+		var wrote bool
+		got, err := s.Update(func(tx *Tx) (err error) {
+			wrote, err = tx.PutIfChanged(api.KindNode, n)
+			return err
+		})
+		if err != nil || wrote || got != rev1 || s.Rev() != rev1 {
+			t.Fatalf("same node at revision %d: wrote %v, err %v, store at %d, want %d", rev, wrote, err, s.Rev(), rev1)
+		}
+		if n.Revision != rev1 || n.Created.IsZero() {
+			t.Fatalf("same node: answered revision %d created %v, want %d and the stored time", n.Revision, n.Created, rev1)
+		}
+	}
+	if fileAfter, err := os.ReadFile(path); err != nil || !bytes.Equal(fileBefore, fileAfter) {
+		t.Fatalf("the store file changed on an unchanged put (err %v)", err)
+	}
+	changed := node("a")
+	changed.Spec.Labels["n"] = "b"
+	var wrote bool
+	if rev := mustUpdate(t, s, func(tx *Tx) (err error) {
+		wrote, err = tx.PutIfChanged(api.KindNode, changed)
+		return err
+	}); !wrote || rev != rev1+1 {
+		t.Fatalf("changed node: wrote %v at %d, want a write at %d", wrote, rev, rev1+1)
+	}
+	stale := node("a")
+	stale.Revision = rev1
+	if _, err := s.Update(func(tx *Tx) error { _, err := tx.PutIfChanged(api.KindNode, stale); return err }); !errors.Is(err, ErrConflict) {
+		t.Fatalf("stale revision: %v, want ErrConflict", err)
 	}
 }

@@ -1,0 +1,139 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/skiff-edge/skiff/cluster/pki"
+	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/store"
+)
+
+// podIORouter serves the API's logs and exec (api.PodIO) for pods on any
+// node: those of the server's own node through its agent in the process,
+// the others through their node's agent, which the server dials at the
+// status.api_addr the node registered (see listenPodIO), over TLS with its
+// serving certificate, accepting only that node's certificate.
+type podIORouter struct {
+	st        *store.Store
+	pki       *pki.PKI
+	localNode string
+	local     api.PodIO // nil without --agent
+}
+
+var _ api.PodIO = (*podIORouter)(nil)
+
+// podIODialTimeout bounds the connection to a node's agent; a followed log
+// then runs as long as the client stays.
+const podIODialTimeout = 5 * time.Second
+
+// Logs streams a container's log from the pod's node.
+func (r *podIORouter) Logs(ctx context.Context, p *api.Pod, container string, tail int, follow bool) (io.ReadCloser, error) {
+	if r.local != nil && p.Spec.Node == r.localNode {
+		return r.local.Logs(ctx, p, container, tail, follow)
+	}
+	q := url.Values{}
+	if container != "" {
+		q.Set("container", container)
+	}
+	if tail >= 0 {
+		q.Set("tail", strconv.Itoa(tail))
+	}
+	if follow {
+		q.Set("follow", "1")
+	}
+	resp, err := r.call(ctx, p, http.MethodGet, "/logs?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
+}
+
+// Exec runs cmd in a container on the pod's node and copies its output to
+// out.
+func (r *podIORouter) Exec(ctx context.Context, p *api.Pod, container string, cmd []string, out io.Writer) (int, error) {
+	if r.local != nil && p.Spec.Node == r.localNode {
+		return r.local.Exec(ctx, p, container, cmd, out)
+	}
+	body, err := json.Marshal(api.ExecRequest{Container: container, Command: cmd})
+	if err != nil {
+		return 0, err
+	}
+	resp, err := r.call(ctx, p, http.MethodPost, "/exec", body)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(out, resp.Body); err != nil {
+		return 0, fmt.Errorf("exec on node %s: %w", p.Spec.Node, err)
+	}
+	code, err := strconv.Atoi(resp.Trailer.Get(api.ExecExitHeader))
+	if err != nil {
+		return 0, fmt.Errorf("exec on node %s: no exit code", p.Spec.Node)
+	}
+	return code, nil
+}
+
+// call sends one request about pod p to its node's agent and returns the
+// 200 answer; any other answer is turned into the error the API maps to
+// the same status.
+func (r *podIORouter) call(ctx context.Context, p *api.Pod, method, suffix string, body []byte) (*http.Response, error) {
+	node := p.Spec.Node
+	var n api.Node
+	if err := r.st.Get(api.KindNode, node, &n); err != nil {
+		return nil, fmt.Errorf("node %s of pod %s: %v: %w", node, p.Name, err, api.ErrOtherNode)
+	}
+	if n.Status.APIAddr == "" {
+		return nil, fmt.Errorf("node %s serves no logs or exec (its agent registered no address): %w", node, api.ErrOtherNode)
+	}
+	u := "https://" + n.Status.APIAddr + "/pods/" + url.PathEscape(p.Name) + suffix
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	// A client per call: the TLS config names the node whose certificate
+	// is accepted. Logs and exec are rare; no pool to keep.
+	tr := &http.Transport{Proxy: nil, TLSClientConfig: r.pki.PodIOClientTLS(node),
+		TLSHandshakeTimeout: podIODialTimeout, ResponseHeaderTimeout: 30 * time.Second, DisableKeepAlives: true}
+	tr.DialContext = (&net.Dialer{Timeout: podIODialTimeout}).DialContext
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("node %s's agent at %s: %v: %w", node, n.Status.APIAddr, err, api.ErrOtherNode)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	var eb struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&eb)
+	msg := eb.Error.Message
+	if msg == "" {
+		msg = resp.Status
+	}
+	switch resp.StatusCode {
+	case http.StatusNotFound:
+		return nil, fmt.Errorf("node %s: %s: %w", node, msg, api.ErrNoContainer)
+	case http.StatusBadRequest:
+		return nil, fmt.Errorf("node %s: %s: %w", node, msg, api.ErrChooseContainer)
+	case http.StatusConflict:
+		return nil, fmt.Errorf("node %s: %s: %w", node, msg, api.ErrNotRunning)
+	}
+	return nil, errors.New("node " + node + ": " + msg)
+}
