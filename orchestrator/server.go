@@ -21,6 +21,7 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/client"
 	"github.com/skiff-edge/skiff/orchestrator/controller"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/ui"
 )
 
 // ServerConfig configures RunServer.
@@ -77,7 +78,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		s.stop()
 		s.log.Info("server stopped")
 	}()
-	for _, start := range []func() error{s.openStore, s.listenAPI, s.startGossip, s.serveAPI, s.startControllers, s.startAgent} {
+	for _, start := range []func() error{s.openStore, s.listenAPI, s.startConsole, s.startGossip, s.serveAPI, s.startControllers, s.startAgent} {
 		if err := start(); err != nil {
 			return err
 		}
@@ -164,6 +165,29 @@ func (s *server) listenAPI() error {
 		os.Remove(s.sockPath)
 	})
 	s.listeners = append(s.listeners, apiListener{s.api.LimitUnix(ln), s.api})
+	return nil
+}
+
+// startConsole mounts the web console at /ui/ of the API and, if ui_addr
+// is set, serves it alone on that loopback address over plain HTTP (see
+// docs/ui.md).
+func (s *server) startConsole() error {
+	con, err := ui.New(ui.Config{API: s.api, Store: s.st, Logger: s.logger})
+	if err != nil {
+		return err
+	}
+	s.api.SetConsole(con)
+	s.goRun(func(ctx context.Context) error { con.Run(ctx); return nil })
+	if s.cfg.UIAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.UIAddr)
+	if err != nil {
+		return fmt.Errorf("listen on ui_addr %s: %w", s.cfg.UIAddr, err)
+	}
+	s.onStop(func() { ln.Close() }) // if it never served
+	s.listeners = append(s.listeners, apiListener{s.api.LimitTCP(ln), con.Handler()})
+	s.log.Info("web console on plain HTTP (loopback only)", "addr", ln.Addr().String())
 	return nil
 }
 

@@ -96,7 +96,8 @@ func forbidden(format string, args ...any) *apiError {
 func (s *Server) TCPHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var id Identity // anonymous: health checks only (see authz.go)
-		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+		// The console (/ui/) signs its users in with a session of its own.
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !isConsolePath(r.URL.Path) {
 			var err *apiError
 			if id, err = s.authenticate(r); err != nil {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="skiff"`)
