@@ -22,6 +22,7 @@ declare -A need=(
 	[file]=file
 	[git]=git
 	[pkg-config]=pkg-config
+	[chromium]=chromium # the web console's browser tests (orchestrator/ui, chromedp)
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -106,11 +106,13 @@ func (c *Console) Run(ctx context.Context) { c.hub.run(ctx, c.log) }
 // ServeHTTP serves /ui/ and below.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
-	// Pages are never framed, sniffed, cached or sent a referrer; scripts
-	// and styles come from the console only.
+	// Pages are never framed, sniffed or cached, and send a referrer to
+	// the console only ("no-referrer" would make browsers send "Origin:
+	// null" with the forms, which sameOrigin refuses); scripts and styles
+	// come from the console only.
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'")
 	if !strings.HasPrefix(r.URL.Path, "/ui/static/") {
 		h.Set("Cache-Control", "no-store")
