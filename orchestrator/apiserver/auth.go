@@ -24,7 +24,8 @@ import (
 // request an Identity or answers 401: a node's client certificate (CN
 // node:<name>, signed by the CA, not expired, not revoked), a bearer token
 // made by `skiff token create` (<id>.<secret>, not expired), or the join
-// secret (role join). /healthz and /readyz need nothing.
+// secret (role join). /healthz and /readyz need nothing; /ui/ is the web
+// console's, which signs its users in itself (see console.go).
 
 // Identity is who a request comes from.
 type Identity struct {

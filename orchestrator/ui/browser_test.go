@@ -157,6 +157,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	t.Run("admin scales 3 to 5, seen live", func(t *testing.T) {
 		login(t, admin, base, adminTok)
 		screenshot(t, admin, "ui-overview.png")
+		// A figure, not an assertion: the overview's first contentful paint.
+		fcp := eval[float64](t, admin, `(performance.getEntriesByName("first-contentful-paint")[0] || {startTime: -1}).startTime`)
+		t.Logf("overview first contentful paint: %.0f ms after navigation start", fcp)
 		run(t, admin, "open the app page", chromedp.Navigate(base+"/ui/apps/web"), chromedp.WaitVisible(chromedp.ID("replicas")))
 		screenshot(t, admin, "ui-app.png")
 		run(t, admin, "scale to 5",

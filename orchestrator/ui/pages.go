@@ -142,12 +142,16 @@ func (s *snapshot) appRow(a *api.App) appRow {
 	if row.PerNode {
 		row.Desired = row.Running
 	}
-	row.Rolling = a.Status.Rollout != nil
+	// A rollout is under way while it has a progress time; once no older
+	// pod is left the controller keeps it with none (complete).
+	ro := a.Status.Rollout
+	row.Rolling = ro != nil && !ro.Progressed.IsZero()
 	updated := a.Status.Updated
-	if a.Status.Rollout != nil {
-		updated = a.Status.Rollout.ReadyUpdated
+	if row.Rolling {
+		updated = ro.ReadyUpdated
 	}
 	row.Progress = newBar(float64(updated), float64(max(row.Desired, 1)), fmt.Sprintf("%d of %d updated", updated, row.Desired))
+	row.Progress.Warn = false // a full rollout bar is good news
 	row.Healthy = row.Ready == row.Desired && !row.Rolling
 	return row
 }
