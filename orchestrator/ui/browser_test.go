@@ -237,6 +237,35 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("ui_addr serves the console alone, over plain HTTP", func(t *testing.T) {
+		plain := "http://" + n.uiAddr
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.PostForm(plain+"/ui/login", map[string][]string{"token": {adminTok}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		var sess *http.Cookie
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "skiff_session" {
+				sess = ck
+			}
+		}
+		if resp.StatusCode != http.StatusSeeOther || sess == nil || sess.Secure || !sess.HttpOnly {
+			t.Errorf("sign-in on ui_addr: %d, cookie %+v; want 303 and an HttpOnly cookie without Secure (no TLS)", resp.StatusCode, sess)
+		}
+		for path, want := range map[string]int{"/v1/apps": http.StatusNotFound, "/healthz": http.StatusNotFound, "/": http.StatusSeeOther} {
+			resp, err := c.Get(plain + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("GET %s on ui_addr: %d, want %d", path, resp.StatusCode, want)
+			}
+		}
+	})
+
 	t.Run("a revoked token ends its session", func(t *testing.T) {
 		run(t, reader, "open the overview", chromedp.Navigate(base+"/ui/"), chromedp.WaitVisible(chromedp.ID("nodes")))
 		until(t, reader, "the live stream", `document.body.dataset.live === "1"`, 30*time.Second)
