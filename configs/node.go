@@ -60,6 +60,11 @@ type NodeConfig struct {
 	// this node. Default true; false makes their start fail with a pod
 	// event naming this key.
 	AllowUnconfined bool `toml:"allow_unconfined" json:"allow_unconfined"`
+
+	// UIAddr, if set, serves the web console (and only it) over plain
+	// HTTP on this loopback address, for a browser on the box itself.
+	// Empty (the default) serves the console only at /ui/ of the TLS API.
+	UIAddr string `toml:"ui_addr" json:"ui_addr,omitempty"`
 }
 
 // Images bounds what unpacking an image layer may take of the node.
@@ -289,6 +294,9 @@ func (c *NodeConfig) validate(e *errs) {
 	if c.MetricsAddr != "" {
 		checkListenAddr(e, path{"metrics_addr"}, c.MetricsAddr)
 	}
+	if c.UIAddr != "" {
+		checkUIAddr(e, c.UIAddr)
+	}
 	for i, s := range c.Servers {
 		if msg := hostPortMsg(s, false); msg != "" {
 			e.add(path{"servers"}.index(i), "%s", msg)
@@ -379,6 +387,21 @@ func checkListenAddr(e *errs, p path, s string) {
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		e.add(p, "%s is not a port number", quoteShort(port))
+	}
+}
+
+// checkUIAddr: the console's plain-HTTP port carries session cookies and
+// tokens in clear, so it may listen on a loopback address only.
+func checkUIAddr(e *errs, s string) {
+	p := path{"ui_addr"}
+	host, _, err := net.SplitHostPort(s)
+	switch a, perr := netip.ParseAddr(host); {
+	case err != nil:
+		checkListenAddr(e, p, s)
+	case host == "" || perr != nil || !a.IsLoopback():
+		e.add(p, "%s is not a loopback address like \"127.0.0.1:7480\": the console's plain-HTTP port serves this box only (from elsewhere use /ui/ of the TLS API)", quoteShort(s))
+	default:
+		checkListenAddr(e, p, s)
 	}
 }
 

@@ -38,6 +38,7 @@ var nodeKeyDocs = map[string]nodeKeyDoc{
 	"node_grace":               {"How long a failed node's pods wait before they are replaced elsewhere.", ""},
 	"listen_tcp":               {"Cluster mode (servers): the TLS API on api_addr and gossip on gossip_addr. --listen-tcp overrides it.", ""},
 	"metrics_addr":             {"Also serve /metrics over plain HTTP, WITHOUT authentication, on this address. Default: off (/metrics is on the API, with its authentication).", `"127.0.0.1:9090"`},
+	"ui_addr":                  {"Also serve the web console (only it) over plain HTTP on this loopback address. Default: off (the console is at /ui/ of the TLS API).", `"127.0.0.1:8080"`},
 	"allow_unconfined":         {`Whether containers with seccomp = "unconfined" may run here.`, ""},
 	"reserved":                 {"What the node keeps back from pods. Default: nothing.", ""},
 	"reserved.cpu":             {"Cores.", "0.1"},

@@ -23,6 +23,7 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/controller"
 	"github.com/skiff-edge/skiff/orchestrator/metrics"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/ui"
 )
 
 // ServerConfig configures RunServer.
@@ -81,7 +82,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		s.stop()
 		s.log.Info("server stopped")
 	}()
-	for _, start := range []func() error{s.openStore, s.listenAPI, s.startGossip, s.serveAPI, s.serveMetrics, s.startControllers, s.startAgent, s.startWatchdog} {
+	for _, start := range []func() error{s.openStore, s.listenAPI, s.startConsole, s.startGossip, s.serveAPI, s.serveMetrics, s.startControllers, s.startAgent, s.startWatchdog} {
 		if err := start(); err != nil {
 			return err
 		}
@@ -179,6 +180,29 @@ func (s *server) listenAPI() error {
 		os.Remove(s.sockPath)
 	})
 	s.listeners = append(s.listeners, apiListener{s.api.LimitUnix(ln), withPprof(s.api)})
+	return nil
+}
+
+// startConsole mounts the web console at /ui/ of the API and, if ui_addr
+// is set, serves it alone on that loopback address over plain HTTP (see
+// docs/ui.md).
+func (s *server) startConsole() error {
+	con, err := ui.New(ui.Config{API: s.api, Store: s.st, Logger: s.logger})
+	if err != nil {
+		return err
+	}
+	s.api.SetConsole(con)
+	s.goRun(func(ctx context.Context) error { con.Run(ctx); return nil })
+	if s.cfg.UIAddr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.UIAddr)
+	if err != nil {
+		return fmt.Errorf("listen on ui_addr %s: %w", s.cfg.UIAddr, err)
+	}
+	s.onStop(func() { ln.Close() }) // if it never served
+	s.listeners = append(s.listeners, apiListener{s.api.LimitTCP(ln), con.Handler()})
+	s.log.Info("web console on plain HTTP (loopback only)", "addr", ln.Addr().String())
 	return nil
 }
 

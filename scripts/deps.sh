@@ -30,6 +30,7 @@ declare -A need=(
 	[qemu-arm-static]=qemu-user-static
 	[dpkg-deb]=dpkg
 	[chroot]=coreutils
+	[chromium]=chromium # the web console's browser tests (orchestrator/ui, chromedp)
 )
 missing=()
 for cmd in "${!need[@]}"; do

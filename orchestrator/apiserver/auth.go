@@ -24,7 +24,8 @@ import (
 // request an Identity or answers 401: a node's client certificate (CN
 // node:<name>, signed by the CA, not expired, not revoked), a bearer token
 // made by `skiff token create` (<id>.<secret>, not expired), or the join
-// secret (role join). /healthz and /readyz need nothing.
+// secret (role join). /healthz and /readyz need nothing; /ui/ is the web
+// console's, which signs its users in itself (see console.go).
 
 // Identity is who a request comes from.
 type Identity struct {
@@ -96,7 +97,8 @@ func forbidden(format string, args ...any) *apiError {
 func (s *Server) TCPHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var id Identity // anonymous: health checks only (see authz.go)
-		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" {
+		// The console (/ui/) signs its users in with a session of its own.
+		if r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && !isConsolePath(r.URL.Path) {
 			var err *apiError
 			if id, err = s.authenticate(r); err != nil {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="skiff"`)

@@ -96,6 +96,8 @@ type Server struct {
 	watches, follows *streamLimit
 	// keys seal and open secrets (secretkeys.go).
 	keys *SecretKeys
+	// console serves /ui/ (see SetConsole); nil without one.
+	console atomic.Pointer[http.Handler]
 	// patterns are the routes registered, "METHOD PATH" (see authorized).
 	patterns []string
 	// leases are the nodes' heartbeats, in memory (lease.go).
@@ -212,6 +214,9 @@ func (s *Server) routes() {
 	s.route("/readyz", hs{"GET": s.healthz})
 	s.route("/metrics", hs{"GET": s.metrics})
 	s.authRoutes()
+	// The web console signs its users in itself (see console.go).
+	s.mux.HandleFunc(ConsolePath, s.serveConsole)
+	s.mux.Handle("/ui", http.RedirectHandler(ConsolePath, http.StatusSeeOther))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errBody("not_found", "no such path: "+r.URL.Path))
 	})

@@ -1,0 +1,343 @@
+package ui_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/skiff-edge/skiff/cluster/pki"
+	"github.com/skiff-edge/skiff/containers/images/imagetest"
+	"github.com/skiff-edge/skiff/orchestrator/client"
+)
+
+// The real-pod tests run a real `skiff server --agent --listen-tcp` with
+// the demo image (as orchestrator/agent's e2e tests do) and drive the
+// console with a real headless Chromium (Debian's chromium, scripts/deps.sh).
+
+const demoRef = "localhost/skiff-demo:1"
+
+var (
+	buildOnce sync.Once
+	skiffBin  string
+	demoTar   string
+	buildDir  string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+// needs fails (in CI) or skips the test when root or a tool is missing.
+func needs(t testing.TB, root bool, tools ...string) {
+	t.Helper()
+	missing := func(msg string) {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg + " (CI must have it: scripts/deps.sh)")
+		}
+		t.Skip(msg)
+	}
+	if root && os.Geteuid() != 0 {
+		missing("needs root")
+	}
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing(tool + " not found: apt-get install " + tool)
+		}
+	}
+}
+
+// build builds skiff and the demo image archive once per test binary.
+func build(t testing.TB) {
+	t.Helper()
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "skiff-ui-e2e-"); buildErr != nil {
+			return
+		}
+		skiffBin = filepath.Join(buildDir, "skiff")
+		cmd := exec.Command("go", "build", "-tags", "seccomp", "-o", skiffBin, "./cmd/skiff") // pods need the seccomp filter
+		cmd.Dir = "../.."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build skiff: %v\n%s", err, out)
+			return
+		}
+		demo := filepath.Join(buildDir, "demo")
+		if buildErr = imagetest.BuildGo("../..", "./examples/demo", demo); buildErr != nil {
+			return
+		}
+		img, err := imagetest.BinaryImage(demo)
+		if err != nil {
+			buildErr = err
+			return
+		}
+		demoTar = filepath.Join(buildDir, "demo.tar")
+		buildErr = imagetest.WriteOCIArchive(demoTar, demoRef, img)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+}
+
+// node is one `skiff server --agent --listen-tcp` in the host's network
+// namespace, with its own dirs, bridge, CIDRs and cgroup parent.
+type node struct {
+	t        testing.TB
+	name     string
+	dir      string
+	cfgFile  string
+	runDir   string
+	apiAddr  string
+	uiAddr   string
+	nodePort int
+	c        *client.Client
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	log      *lockedBuf
+}
+
+type lockedBuf struct {
+	mu sync.Mutex // protects b
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func randN(n uint32) uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint32(b[:]) % n
+}
+
+func freePort(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// hostLock serialises with the other tests that run a node in the host's
+// network namespace (orchestrator/agent's e2e tests take the same lock):
+// the SKIFF-* chains are the namespace's.
+func hostLock(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "skiff-agent-e2e.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+}
+
+// startNode starts a node and waits until it is Ready. Its clean-up kills
+// it and runs `skiff agent --cleanup`.
+func startNode(t testing.TB) *node {
+	t.Helper()
+	needs(t, true, "iptables-save", "ip")
+	build(t)
+	hostLock(t)
+	id := fmt.Sprintf("%06x", randN(1<<24))
+	dir, err := os.MkdirTemp("", "skiff-ui-"+id+"-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{t: t, name: "ui-" + id, dir: dir, runDir: filepath.Join(dir, "run"), apiAddr: freePort(t), uiAddr: freePort(t),
+		nodePort: 30000 + int(randN(2700)), log: &lockedBuf{}, exited: make(chan struct{})}
+	net3 := randN(250)
+	n.cfgFile = filepath.Join(dir, "config.toml")
+	cfg := fmt.Sprintf(`node_name = %q
+data_dir = %q
+run_dir = %q
+advertise_addr = "127.0.0.1"
+api_addr = %q
+gossip_addr = %q
+ui_addr = %q
+bridge = "sku%s"
+cgroup_parent = "skiff-ui-%s"
+cluster_cidr = "10.215.%d.0/24"
+service_cidr = "10.216.%d.0/24"
+`, n.name, filepath.Join(dir, "data"), n.runDir, n.apiAddr, freePort(t), n.uiAddr, id, id, net3, net3)
+	if err := os.WriteFile(n.cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	images := filepath.Join(dir, "data", "images")
+	if err := os.MkdirAll(images, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(demoTar, filepath.Join(images, "demo.tar")); err != nil {
+		t.Fatal(err)
+	}
+	if n.c, err = client.New("unix://"+filepath.Join(n.runDir, "skiff.sock"), ""); err != nil {
+		t.Fatal(err)
+	}
+	n.cmd = exec.Command(skiffBin, "server", "--agent", "--listen-tcp", "--config", n.cfgFile)
+	n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { n.cmd.Wait(); close(n.exited) }()
+	t.Cleanup(func() {
+		_ = n.cmd.Process.Kill()
+		<-n.exited
+		if out, err := exec.Command(skiffBin, "agent", "--cleanup", "--config", n.cfgFile).CombinedOutput(); err != nil {
+			t.Errorf("skiff agent --cleanup: %v\n%s", err, out)
+		}
+		if t.Failed() {
+			log := n.log.String()
+			t.Logf("skiff log (end):\n%s", log[max(0, len(log)-6000):])
+		}
+		os.RemoveAll(dir)
+	})
+	n.waitFor("the node to be Ready", 90*time.Second, func() bool {
+		nd, err := n.c.GetNode(context.Background(), n.name)
+		return err == nil && nd.Ready()
+	})
+	return n
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func (n *node) waitFor(what string, timeout time.Duration, cond func() bool) {
+	n.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		select {
+		case <-n.exited:
+			n.t.Fatalf("skiff exited while waiting for %s", what)
+		default:
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// skiff runs the CLI against the node's socket.
+func (n *node) skiff(args ...string) (string, error) {
+	out, err := exec.Command(skiffBin, append([]string{"--api", "unix://" + filepath.Join(n.runDir, "skiff.sock")}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// token makes a token of role with `skiff token create`: the whole token
+// and its id.
+func (n *node) token(role string) (full, id string) {
+	n.t.Helper()
+	out, err := n.skiff("token", "create", "--role", role)
+	if err != nil {
+		n.t.Fatalf("skiff token create: %v\n%s", err, out)
+	}
+	tok, err := pki.ParseToken(strings.TrimSpace(out))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	id, _, _ = strings.Cut(tok.Secret, ".")
+	return strings.TrimSpace(out), id
+}
+
+// readyPods counts the app's pods that are Running, ready and not being
+// deleted.
+func (n *node) readyPods(app string) int {
+	l, err := n.c.ListPods(context.Background(), app, "")
+	if err != nil {
+		return -1
+	}
+	k := 0
+	for _, p := range l.Items {
+		if p.Spec.Deleting == nil && p.Status.Ready {
+			k++
+		}
+	}
+	return k
+}
+
+// readyPod names a Running, ready pod of app that is not being deleted.
+func (n *node) readyPod(app string) string {
+	n.t.Helper()
+	l, err := n.c.ListPods(context.Background(), app, "")
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	for _, p := range l.Items {
+		if p.Spec.Deleting == nil && p.Status.Ready {
+			return p.Name
+		}
+	}
+	n.t.Fatalf("no ready pod of %s", app)
+	return ""
+}
+
+// newBrowser starts a headless Chromium with a fresh profile; every
+// newTab of it is its own browser context (its own cookies).
+func newBrowser(t testing.TB) context.Context {
+	t.Helper()
+	needs(t, false, "chromium")
+	path, _ := exec.LookPath("chromium")
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("ignore-certificate-errors", true), // the server's certificate is its own CA's
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelB := chromedp.NewContext(actx)
+	if err := chromedp.Do(bctx); err != nil { // start the browser
+		cancelB()
+		cancelA()
+		t.Fatalf("start chromium: %v", err)
+	}
+	t.Cleanup(func() { cancelB(); cancelA() })
+	return bctx
+}
+
+// newTab opens a tab in a browser context of its own.
+func newTab(t testing.TB, browser context.Context) context.Context {
+	t.Helper()
+	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	t.Cleanup(cancel)
+	// The first run opens the tab, which lives as long as the context of
+	// that run: open it here, not under a step's deadline.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("open a tab: %v", err)
+	}
+	return ctx
+}

@@ -1,0 +1,231 @@
+package ui
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/store"
+)
+
+// hub runs one watch of the store for every open page and tells each
+// page's stream which kinds changed. A subscriber's channel holds one
+// pending set of kinds: a slow browser gets the changes merged, never a
+// growing queue.
+type hub struct {
+	st  *store.Store
+	max int
+
+	mu   sync.Mutex // protects subs
+	subs map[*sub]struct{}
+}
+
+// sub is one open stream.
+type sub struct {
+	ch     chan struct{} // capacity 1: "kinds has news"
+	mu     sync.Mutex    // protects kinds
+	kinds  map[string]bool
+	tokens bool // a token changed: re-check the session
+}
+
+func newHub(st *store.Store, max int) *hub {
+	return &hub{st: st, max: max, subs: map[*sub]struct{}{}}
+}
+
+var errTooManyStreams = errors.New("too many open console pages")
+
+func (h *hub) subscribe() (*sub, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.subs) >= h.max {
+		return nil, errTooManyStreams
+	}
+	s := &sub{ch: make(chan struct{}, 1), kinds: map[string]bool{}}
+	h.subs[s] = struct{}{}
+	return s, nil
+}
+
+func (h *hub) unsubscribe(s *sub) {
+	h.mu.Lock()
+	delete(h.subs, s)
+	h.mu.Unlock()
+}
+
+// take returns the kinds changed since the last take.
+func (s *sub) take() (kinds []string, tokens bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.kinds {
+		kinds = append(kinds, k)
+	}
+	clear(s.kinds)
+	tokens, s.tokens = s.tokens, false
+	return kinds, tokens
+}
+
+// liveKinds are the kinds the pages show.
+var liveKinds = map[string]bool{api.KindNode: true, api.KindApp: true, api.KindPod: true,
+	api.KindService: true, api.KindEndpoints: true, api.KindEvent: true, api.KindToken: true}
+
+func (h *hub) publish(kind string) {
+	if !liveKinds[kind] {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		s.mu.Lock()
+		if kind == api.KindToken {
+			s.tokens = true
+		} else {
+			s.kinds[kind] = true
+		}
+		s.mu.Unlock()
+		select {
+		case s.ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// run watches every kind from the current revision until ctx ends,
+// watching again after a compaction or a store hiccup.
+func (h *hub) run(ctx context.Context, log *slog.Logger) {
+	for ctx.Err() == nil {
+		wctx, cancel := context.WithCancel(ctx)
+		ch, err := h.st.Watch(wctx, "", h.st.Rev())
+		if err != nil {
+			cancel()
+			log.Warn("watch the store", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for ev := range ch {
+			h.publish(ev.Kind)
+		}
+		cancel()
+		// The watch ended (compacted past us or the store closed): the
+		// pages may have missed something, so every one refreshes.
+		h.publish(api.KindEvent)
+	}
+}
+
+// live streams "change" events (data: the kinds that changed) to an open
+// page, which then fetches its live part again. A token change re-checks
+// the session: a revoked token ends the stream with a "signout" event.
+func (c *Console) live(w http.ResponseWriter, r *http.Request, u *user) {
+	s, err := c.hub.subscribe()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusTooManyRequests)
+		return
+	}
+	defer c.hub.unsubscribe(s)
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	if _, err := fmt.Fprintf(w, "retry: 2000\nevent: hello\ndata: %d\n\n", c.st.Rev()); err != nil {
+		return
+	}
+	if rc.Flush() != nil {
+		return
+	}
+	keepalive := time.NewTicker(25 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-keepalive.C:
+			if _, err := fmt.Fprint(w, ": keepalive\n\n"); err != nil || rc.Flush() != nil {
+				return
+			}
+			continue
+		case <-s.ch:
+		}
+		kinds, tokens := s.take()
+		if tokens {
+			if nu, _ := c.user(r); nu == nil {
+				fmt.Fprint(w, "event: signout\ndata: revoked\n\n")
+				_ = rc.Flush()
+				return
+			}
+		}
+		if len(kinds) == 0 {
+			continue
+		}
+		if _, err := fmt.Fprintf(w, "event: change\ndata: %s\n\n", strings.Join(kinds, " ")); err != nil || rc.Flush() != nil {
+			return
+		}
+	}
+}
+
+// sseLines turns a log stream written by the API into server-sent events,
+// one per line ("data: <line>"); JSON errors of the API (a status other
+// than 200) become one "error" event with the API's message.
+type sseLines struct {
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	header http.Header
+	status int
+	part   []byte
+	errBuf []byte
+}
+
+func (s *sseLines) Header() http.Header { return s.header }
+
+func (s *sseLines) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+}
+
+func (s *sseLines) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	if s.status != http.StatusOK {
+		s.errBuf = append(s.errBuf, p...)
+		return len(p), nil
+	}
+	s.part = append(s.part, p...)
+	for {
+		i := strings.IndexByte(string(s.part), '\n')
+		if i < 0 {
+			break
+		}
+		line := strings.TrimRight(string(s.part[:i]), "\r")
+		s.part = s.part[i+1:]
+		if _, err := fmt.Fprintf(s.w, "data: %s\n\n", line); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), s.rc.Flush()
+}
+
+func (s *sseLines) Flush() {}
+
+// finish sends what is left: a last partial line or the API's error.
+func (s *sseLines) finish() {
+	if s.status != 0 && s.status != http.StatusOK {
+		var body api.ErrorBody
+		msg := strings.TrimSpace(string(s.errBuf))
+		if json.Unmarshal(s.errBuf, &body) == nil && body.Error.Message != "" {
+			msg = body.Error.Message
+		}
+		fmt.Fprintf(s.w, "event: error\ndata: %s\n\n", strings.ReplaceAll(msg, "\n", " "))
+	} else if len(s.part) > 0 {
+		fmt.Fprintf(s.w, "data: %s\n\n", strings.TrimRight(string(s.part), "\r"))
+	}
+	_ = s.rc.Flush()
+}
