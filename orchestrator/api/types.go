@@ -109,6 +109,9 @@ type AppStatus struct {
 	History []AppRevision `json:"history,omitempty"`
 	// Rollout is where the change to the current template stands.
 	Rollout *RolloutStatus `json:"rollout,omitempty"`
+	// Autoscale is the autoscaler's state, for apps with autoscale set
+	// (see load.go).
+	Autoscale *AutoscaleStatus `json:"autoscale,omitempty"`
 }
 
 // RolloutStatus is where the change to an app's current pod template

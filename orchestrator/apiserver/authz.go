@@ -94,6 +94,12 @@ var routeAccess = map[string]access{
 	"POST /v1/apps/{name}/scale":    {roles: adminOnly},
 	"POST /v1/apps/{name}/restart":  {roles: adminOnly},
 	"POST /v1/apps/{name}/rollback": {roles: adminOnly},
+
+	// Load: a node reports what its own load balancer and pods saw (the
+	// handler drops pods not bound to it); readers get the sums.
+	"PUT /v1/nodes/{name}/load":     {roles: adminOnly, node: ownNode},
+	"GET /v1/services/{name}/stats": {roles: readers},
+	"GET /v1/stats":                 {roles: readers},
 }
 
 // accessFor is pattern's entry of routeAccess, or the default.
@@ -112,7 +118,7 @@ const (
 	readRule  = "a read token may only GET (everything but tokens; no exec, no writes)"
 	joinRule  = "a join token may only join (POST /v1/join)"
 	nodeRules = "a node may only register and update its own Node, read nodes, services, endpoints, " +
-		"members and the pods bound to it, and report the status of and events about its own pods"
+		"members and the pods bound to it, report the status of and events about its own pods, and report its own load"
 	anonRule = "without a token or a node certificate only /healthz and /readyz answer"
 )
 

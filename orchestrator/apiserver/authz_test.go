@@ -129,6 +129,11 @@ func TestAuthz(t *testing.T) {
 		{"edge-01", "PUT", "/v1/pods/web-a/status", `{"status":{"phase":"Running","ip":"10.88.0.7"}}`, 200, ""},
 		{"edge-01", "PUT", "/v1/nodes/edge-01", `{"spec":{"labels":{"site":"a"}}}`, 200, ""},
 		{"edge-01", "DELETE", "/v1/pods/web-c", "", 200, ""},
+		{"edge-02", "PUT", "/v1/nodes/edge-01/load", `{"interval":2}`, 403, "node:edge-02 may only register and update its own Node (not edge-01)"},
+		{"edge-02", "PUT", "/v1/nodes/edge-02/load", `{"interval":0}`, 400, "interval must be"},
+		{"edge-02", "PUT", "/v1/nodes/edge-02/load", `{"interval":2,"services":[{"service":"web","new_per_sec":-1,"active":0}]}`, 400, "services[0].new_per_sec"},
+		{"edge-02", "PUT", "/v1/nodes/edge-02/load", `{"interval":2,"services":[{"service":"web","new_per_sec":5,"active":1}]}`, 204, ""},
+		{"edge-02", "GET", "/v1/services/web/stats", "", 403, "node:edge-02 may not GET /v1/services/web/stats"},
 
 		// A join token.
 		{"join", "GET", "/v1/pods", "", 403, "the join token may not GET /v1/pods: a join token may only join (POST /v1/join)"},
@@ -144,6 +149,9 @@ func TestAuthz(t *testing.T) {
 		{"read", "GET", "/v1/pods/web-a", "", 200, ""},
 		{"read", "GET", "/v1/events", "", 200, ""},
 		{"read", "GET", "/metrics", "", 200, ""},
+		{"read", "GET", "/v1/services/web/stats", "", 200, ""},
+		{"read", "GET", "/v1/stats", "", 200, ""},
+		{"read", "PUT", "/v1/nodes/edge-01/load", `{"interval":2}`, 403, "a read token may only GET"},
 		{"read", "GET", "/v1/pods/web-a/logs", "", 503, "no agent on this node"},
 		{"read", "POST", "/v1/pods/web-a/exec", `{"command":["sh"]}`, 403, "may not POST /v1/pods/web-a/exec: a read token may only GET"},
 		{"read", "POST", "/v1/apply", `{"apps":{}}`, 403, "may not POST /v1/apply: a read token may only GET"},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/loadstats"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
@@ -53,6 +54,9 @@ type Options struct {
 	Limits Limits
 	// Logger; default slog.Default().
 	Logger *slog.Logger
+	// Load keeps the nodes' load reports (in memory); nil makes a new one.
+	// The server shares it with the autoscaler.
+	Load *loadstats.Registry
 }
 
 // Server serves the API. Create it with New.
@@ -63,6 +67,8 @@ type Server struct {
 	mux         *http.ServeMux
 	serviceCIDR *net.IPNet
 	clusterCIDR *net.IPNet
+	// load holds the nodes' load reports (load.go).
+	load *loadstats.Registry
 
 	// metricsMu protects requests.
 	metricsMu sync.Mutex
@@ -122,10 +128,13 @@ func New(st *store.Store, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Load == nil {
+		opts.Load = loadstats.New(0, nil)
+	}
 	opts.Limits = opts.Limits.withDefaults()
 	lim := opts.Limits
 	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "apiserver"), requests: map[requestKey]uint64{},
-		serviceCIDR: service, clusterCIDR: cluster,
+		serviceCIDR: service, clusterCIDR: cluster, load: opts.Load,
 		watches: newStreamLimit("watch streams", lim.MaxWatchesPerClient, lim.MaxWatches, limitEnv.watchesPer, limitEnv.watches),
 		follows: newStreamLimit("log follows", lim.MaxLogFollowsPerClient, lim.MaxLogFollows, limitEnv.followsPer, limitEnv.follows),
 	}
@@ -175,6 +184,9 @@ func (s *Server) routes() {
 	s.route("/healthz", hs{"GET": s.healthz})
 	s.route("/readyz", hs{"GET": s.healthz})
 	s.route("/metrics", hs{"GET": s.metrics})
+	s.route("/v1/nodes/{name}/load", hs{"PUT": s.putNodeLoad})
+	s.route("/v1/services/{name}/stats", hs{"GET": s.serviceStats})
+	s.route("/v1/stats", hs{"GET": s.listStats})
 	s.authRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errBody("not_found", "no such path: "+r.URL.Path))
