@@ -109,6 +109,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.lb.syncLoop(wctx) })
 	wg.Go(func() { a.pods.exitLoop(wctx, rt.Events()) })
 	wg.Go(func() { a.cacheLoop(wctx, podCIDR.String(), time.Second) })
+	if a.cfg.LoadInterval > 0 {
+		wg.Go(func() { a.loadLoop(wctx, nw, a.cfg.LoadInterval) })
+	}
 
 	var podRev int64
 	if offline {
