@@ -416,6 +416,14 @@ func validateAutoscale(e *errs, p path, a *AppSpec) {
 	}
 	if as.Max < as.Min {
 		e.add(p.with("max"), "must be >= min (%d)", as.Min)
+	} else if as.Max > MaxReplicas {
+		e.add(p.with("max"), "%d is too large (at most %d)", as.Max, MaxReplicas)
+	}
+	if as.ScaleDownWindow < 0 {
+		e.add(p.with("scale_down_window"), "must be >= 0")
+	}
+	if math.IsNaN(as.Tolerance) || as.Tolerance < 0 || as.Tolerance >= 1 {
+		e.add(p.with("tolerance"), "must be >= 0 and < 1 (a fraction: 0.1 is ±10%%)")
 	}
 	rpsOK := !math.IsNaN(as.TargetRPS) && !math.IsInf(as.TargetRPS, 0) && as.TargetRPS >= 0
 	if !rpsOK {

@@ -69,6 +69,18 @@ type Config struct {
 	// NotReady at once, without waiting for HeartbeatTimeout (see
 	// nodes_gossip.go). Default nil: no gossip, only heartbeats count.
 	Members MemberSource
+	// Load, if set, is the nodes' load reports: the autoscaler runs and
+	// sets the replicas of apps with autoscale (autoscale.go). Default nil:
+	// no autoscaler, autoscaled apps keep where they start.
+	Load LoadSource
+	// AutoscaleInterval is how often the autoscaler looks at the load.
+	// Default 1s.
+	AutoscaleInterval time.Duration
+	// MaxReversals bounds the autoscaler's direction changes within
+	// ReversalWindow: past it, scale downs after a scale up wait (scale
+	// ups never do). Default 3 in 10 minutes.
+	MaxReversals   int
+	ReversalWindow time.Duration
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -80,6 +92,10 @@ func DefaultConfig() Config {
 		HeartbeatTimeout: 40 * time.Second,
 		MinSyncInterval:  50 * time.Millisecond,
 		Now:              time.Now,
+
+		AutoscaleInterval: defaultAutoscaleInterval,
+		MaxReversals:      defaultMaxReversals,
+		ReversalWindow:    defaultReversalWindow,
 	}
 }
 
@@ -125,6 +141,15 @@ func (c *Config) fill() {
 	if c.MaxRetryDelay <= 0 {
 		c.MaxRetryDelay = c.Resync
 	}
+	if c.AutoscaleInterval <= 0 {
+		c.AutoscaleInterval = d.AutoscaleInterval
+	}
+	if c.MaxReversals <= 0 {
+		c.MaxReversals = d.MaxReversals
+	}
+	if c.ReversalWindow <= 0 {
+		c.ReversalWindow = d.ReversalWindow
+	}
 }
 
 // Run runs the scheduler and every controller with the default config until
@@ -160,6 +185,13 @@ func RunConfig(ctx context.Context, st *store.Store, cfg Config) error {
 		go func() {
 			defer wg.Done()
 			c.followGossip(ctx, cfg.Members)
+		}()
+	}
+	if cfg.Load != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.runAutoscaler(ctx)
 		}()
 	}
 	c.loop(ctx)
