@@ -1,12 +1,18 @@
 package apiserver
 
 import (
+	"net/http/httptest"
+	"strings"
+
 	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/skiff-edge/skiff/configs"
+	"github.com/skiff-edge/skiff/orchestrator/store"
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
 )
@@ -42,3 +48,43 @@ func TestNodeLoadOwnPodsOnly(t *testing.T) {
 		t.Errorf("GET /v1/services/web/stats: %+v", st)
 	}
 }
+
+// TestScaleAutoscaledApp: skiff scale on an autoscaled app is refused with
+// a message that says how to change its count; an apply with another
+// replicas keeps the autoscaler's state.
+func TestScaleAutoscaledApp(t *testing.T) {
+	s, st := newTestServer(t, "10.96.0.0/24")
+	app := &api.App{Meta: api.Meta{Name: "web"}, Spec: configs.AppSpec{Replicas: intPtr(2),
+		Autoscale:  &configs.AutoscaleSpec{Min: 1, Max: 8, TargetRPS: 100},
+		Containers: map[string]*configs.ContainerSpec{"http": {Image: "echo"}}},
+		Status: api.AppStatus{Autoscale: &api.AutoscaleStatus{Desired: 5}}}
+	if _, err := st.Update(func(tx *store.Tx) error { return tx.Put(api.KindApp, app) }); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/v1/apps/web/scale", strings.NewReader(`{"replicas":3}`))
+	s.ServeHTTP(rec, req.WithContext(withIdentity(req.Context(), Identity{Local: true})))
+	if rec.Code != 400 || !strings.Contains(rec.Body.String(), `app \"web\" is autoscaled between 1 and 8 replicas: change min and max in [app.web.autoscale]`) {
+		t.Errorf("scale of an autoscaled app: %d %s", rec.Code, rec.Body)
+	}
+	// An apply of the manifest with replicas 1 keeps the status.
+	m := &configs.Manifest{Apps: map[string]*configs.AppSpec{"web": {Replicas: intPtr(1),
+		Autoscale:  &configs.AutoscaleSpec{Min: 1, Max: 8, TargetRPS: 100},
+		Containers: map[string]*configs.ContainerSpec{"http": {Image: "echo"}}}}}
+	body, _ := json.Marshal(m)
+	rec = httptest.NewRecorder()
+	req = httptest.NewRequest("POST", "/v1/apply", bytes.NewReader(body))
+	s.ServeHTTP(rec, req.WithContext(withIdentity(req.Context(), Identity{Local: true})))
+	if rec.Code != 200 {
+		t.Fatalf("apply: %d %s", rec.Code, rec.Body)
+	}
+	var got api.App
+	if err := st.Get(api.KindApp, "web", &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Autoscale == nil || got.Status.Autoscale.Desired != 5 {
+		t.Errorf("after apply: autoscale status %+v, want desired 5 kept", got.Status.Autoscale)
+	}
+}
+
+func intPtr(n int) *int { return &n }
