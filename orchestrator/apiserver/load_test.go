@@ -1,20 +1,18 @@
 package apiserver
 
 import (
-	"net/http/httptest"
-	"strings"
-
 	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/skiff-edge/skiff/configs"
-	"github.com/skiff-edge/skiff/orchestrator/store"
-
 	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
 // TestNodeLoadOwnPodsOnly: a node's report counts the CPU of its own pods
