@@ -1,0 +1,237 @@
+package agent_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/skiff-edge/skiff/orchestrator/api"
+)
+
+// autoscaleManifest: one replica's target is 25 new connections/s, and the
+// window down is short so that the test stays short.
+const autoscaleManifest = `
+[app.web]
+replicas = 1
+termination_grace = "2s"
+
+[app.web.autoscale]
+min = 1
+max = 4
+target_rps = 25
+scale_down_window = "8s"
+
+[app.web.container.http]
+image = "localhost/skiff-demo:1"
+args = ["-listen", ":8080"]
+ports = { http = 8080 }
+cpu = 0.1
+memory = "32Mi"
+
+[app.web.container.http.readiness]
+http_get = "/healthz"
+port = "http"
+period = "1s"
+
+[service.web]
+app = "web"
+port = 80
+target_port = "http"
+`
+
+// loadGen sends GETs, each on a new connection, at a rate it can change,
+// and counts the answers per pod and the failures.
+type loadGen struct {
+	url    string
+	perSec atomic.Int64
+	ok     atomic.Int64
+	failed atomic.Int64
+	mu     sync.Mutex
+	byPod  map[string]int
+	errs   []string
+	stop   chan struct{}
+	done   sync.WaitGroup
+}
+
+func startLoad(url string, perSec int) *loadGen {
+	g := &loadGen{url: url, byPod: map[string]int{}, stop: make(chan struct{})}
+	g.perSec.Store(int64(perSec))
+	g.done.Add(1)
+	go func() {
+		defer g.done.Done()
+		next := time.Now()
+		for {
+			r := g.perSec.Load()
+			if r <= 0 {
+				r = 1
+			}
+			next = next.Add(time.Second / time.Duration(r))
+			select {
+			case <-g.stop:
+				return
+			case <-time.After(time.Until(next)):
+			}
+			if g.perSec.Load() == 0 {
+				continue
+			}
+			g.done.Add(1)
+			go func() {
+				defer g.done.Done()
+				body, err := get(g.url)
+				g.mu.Lock()
+				defer g.mu.Unlock()
+				if err != nil {
+					g.failed.Add(1)
+					if len(g.errs) < 5 {
+						g.errs = append(g.errs, err.Error())
+					}
+					return
+				}
+				g.ok.Add(1)
+				g.byPod[strings.TrimSpace(strings.TrimPrefix(body, "hello from "))]++
+			}()
+		}
+	}()
+	return g
+}
+
+func (g *loadGen) close() {
+	close(g.stop)
+	g.done.Wait()
+}
+
+// since returns the answers per pod since the last call.
+func (g *loadGen) take() map[string]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := g.byPod
+	g.byPod = map[string]int{}
+	return out
+}
+
+func autoscaleStatus(t *testing.T, n *node) *api.AutoscaleStatus {
+	a, err := n.c.GetApp(context.Background(), "web")
+	if err != nil || a.Status.Autoscale == nil {
+		return &api.AutoscaleStatus{}
+	}
+	return a.Status.Autoscale
+}
+
+// TestAutoscaleE2E: real pods, real traffic through the node's load
+// balancer. A step to 60 new connections/s (2.4x one replica's target)
+// brings the app to 3 ready replicas and the load spreads over them; when
+// the load falls to a trickle, the app returns to 1 after the window and
+// not before, without a failed request; a restart of the server and agent
+// (kill -9) keeps the count and makes no decision from the counters'
+// history.
+func TestAutoscaleE2E(t *testing.T) {
+	n := newNode(t)
+	n.start()
+	manifest := filepath.Join(n.dir, "autoscale.toml")
+	if err := os.WriteFile(manifest, []byte(autoscaleManifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n.skiff("apply", "-f", manifest); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	n.waitReady("web", "web", 1, 60*time.Second)
+	url := "http://" + n.vip("web") + "/"
+	n.waitFor("the VIP to answer", 10*time.Second, func() (bool, error) {
+		_, err := get(url)
+		return err == nil, nil
+	})
+
+	// Step load.
+	step := time.Now()
+	g := startLoad(url, 60)
+	defer g.close()
+	n.waitReady("web", "web", 3, 30*time.Second)
+	toReady := time.Since(step)
+	st := autoscaleStatus(t, n)
+	t.Logf("step 1 → 3 replicas ready in %v (decision: %v)", toReady.Round(10*time.Millisecond), st.Decisions)
+	if st.Desired != 3 {
+		t.Errorf("desired %d under 60 req/s with target 25, want 3", st.Desired)
+	}
+	if toReady > 10*time.Second {
+		t.Errorf("3 replicas took %v, want within 10s", toReady)
+	}
+	// Spread: every pod answers once the endpoints include it.
+	g.take()
+	n.waitFor("all 3 pods to answer", 10*time.Second, func() (bool, error) {
+		return len(g.take()) == 3, nil
+	})
+	// The per-endpoint rates show the spread too, once a report covers it.
+	n.waitFor("per-endpoint rates of 3 endpoints", 10*time.Second, func() (bool, error) {
+		s, err := n.c.ServiceStats(context.Background(), "web")
+		if err != nil || len(s.Endpoints) != 3 {
+			return false, err
+		}
+		for _, e := range s.Endpoints {
+			if e.NewPerSec == 0 {
+				return false, nil
+			}
+		}
+		t.Logf("service stats under load: %.1f new conn/s over %+v", s.NewPerSec, s.Endpoints)
+		return true, nil
+	})
+
+	// Load falls to a trickle: 1 after the window, not before.
+	failedBefore := g.failed.Load()
+	g.perSec.Store(5)
+	drop := time.Now()
+	n.waitFor("scale down to 1", 40*time.Second, func() (bool, error) {
+		return autoscaleStatus(t, n).Desired == 1, nil
+	})
+	st = autoscaleStatus(t, n)
+	last := st.Decisions[len(st.Decisions)-1]
+	t.Logf("scale down decided %v after the load fell (window 8s): %s", last.Time.Sub(drop).Round(10*time.Millisecond), last.Message)
+	if last.Time.Sub(drop) < 8*time.Second {
+		t.Errorf("scaled down %v after the load fell, before the 8s window", last.Time.Sub(drop))
+	}
+	n.waitReady("web", "web", 1, 30*time.Second)
+	if f := g.failed.Load(); f != 0 {
+		g.mu.Lock()
+		t.Errorf("%d failed requests (%d before the scale down): %v", f, failedBefore, g.errs)
+		g.mu.Unlock()
+	}
+	decisions := len(st.Decisions)
+
+	// kill -9 and restart under the trickle: the count holds and the
+	// counters' history makes no rate, so no decision.
+	n.kill()
+	n.start()
+	if got := autoscaleStatus(t, n).Desired; got != 1 {
+		t.Errorf("after a restart desired %d, want 1 (from the store)", got)
+	}
+	n.waitFor("load reports after the restart", 15*time.Second, func() (bool, error) {
+		s, err := n.c.ServiceStats(context.Background(), "web")
+		return err == nil && s.Nodes > 0, nil
+	})
+	// Two reporting intervals and a few autoscaler passes.
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		s, err := n.c.ServiceStats(context.Background(), "web")
+		if err == nil && s.NewPerSec > 25*1.1 {
+			t.Errorf("after a restart the service reports %.1f new conn/s under a 5/s trickle", s.NewPerSec)
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if st := autoscaleStatus(t, n); len(st.Decisions) != decisions || st.Desired != 1 {
+		t.Errorf("after a restart: desired %d, decisions %d → %d: %v", st.Desired, decisions, len(st.Decisions), st.Decisions[decisions:])
+	}
+	out, err := n.skiff("get", "apps")
+	if err != nil || !strings.Contains(out, "[1-4]") {
+		t.Errorf("skiff get apps: %v\n%s", err, out)
+	}
+	t.Logf("skiff get apps:\n%s", out)
+	out, err = n.skiff("describe", "app", "web")
+	if err != nil || !strings.Contains(out, "scaled 1 → 3") {
+		t.Errorf("skiff describe app web: %v\n%s", err, out)
+	}
+}
