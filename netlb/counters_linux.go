@@ -20,8 +20,9 @@ import (
 // table only ever sees the first packet of a connection (later packets
 // follow conntrack), so the packet counter of the DNAT rule in an
 // endpoint's SKIFF-SEP-* chain is the number of connections this node sent
-// to that endpoint. Reading it costs one `iptables-save -c -t nat` per
-// sample and nothing per packet: no extra rule, no conntrack mark, no
+// to that endpoint. Reading it costs one netlink dump of the nat table's
+// rules per sample with the nft backend (`iptables-save -c -t nat` with
+// legacy) and nothing per packet: no extra rule, no conntrack mark, no
 // NFLOG. Conntrack could give the same count only by dumping the whole
 // table (every flow, every sample) or by events (a message per connection,
 // which costs the most exactly under load); it is used here only for the
@@ -55,8 +56,9 @@ type ServiceCount struct {
 }
 
 // Counts reads the new-connection counters of every service with
-// endpoints, keyed by service name. It forks one iptables-save and holds
-// the sync lock while it runs, so that the generations it returns match
+// endpoints, keyed by service name. It reads the kernel's counters once
+// (a netlink dump with the nft backend, an iptables-save with legacy) and
+// holds the sync lock meanwhile, so that the generations it returns match
 // the counters.
 func (n *Network) Counts() (map[string]*ServiceCount, error) {
 	n.mu.Lock()
@@ -64,14 +66,22 @@ func (n *Network) Counts() (map[string]*ServiceCount, error) {
 	if n.last == nil {
 		return map[string]*ServiceCount{}, nil
 	}
-	var stderr bytes.Buffer
-	c := exec.Command(n.saveCmd, "-c", "-t", "nat")
-	c.Stderr = &stderr
-	out, err := c.Output()
-	if err != nil {
-		return nil, fmt.Errorf("counters: %s: %w: %s", filepath.Base(n.saveCmd), err, strings.TrimSpace(stderr.String()))
+	var packets map[string]uint64
+	if n.cfg.Backend == BackendNFT {
+		var err error
+		if packets, err = nftSEPCounters("nat"); err != nil {
+			return nil, fmt.Errorf("counters: %w", err)
+		}
+	} else {
+		var stderr bytes.Buffer
+		c := exec.Command(n.saveCmd, "-c", "-t", "nat")
+		c.Stderr = &stderr
+		out, err := c.Output()
+		if err != nil {
+			return nil, fmt.Errorf("counters: %s: %w: %s", filepath.Base(n.saveCmd), err, strings.TrimSpace(stderr.String()))
+		}
+		packets = parseDNATCounters(out)
 	}
-	packets := parseDNATCounters(out)
 	res := make(map[string]*ServiceCount, len(n.last.svcs))
 	for _, sr := range n.last.svcs {
 		if len(sr.eps) == 0 {

@@ -80,3 +80,19 @@ func TestCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestParseDNATCounters reads the legacy backend's iptables-save -c text.
+func TestParseDNATCounters(t *testing.T) {
+	out := []byte(`*nat
+:SKIFF-SEP-AAAAAAAAAAAAAAAA - [0:0]
+[3:180] -A SKIFF-SEP-AAAAAAAAAAAAAAAA -s 10.88.0.2/32 -j SKIFF-MARK-MASQ
+[41:2460] -A SKIFF-SEP-AAAAAAAAAAAAAAAA -p tcp -m tcp -j DNAT --to-destination 10.88.0.2:8080
+[7:420] -A SKIFF-SVC-BBBBBBBBBBBBBBBB -j SKIFF-SEP-AAAAAAAAAAAAAAAA
+[9:540] -A OTHER -p tcp -j DNAT --to-destination 1.2.3.4:80
+COMMIT
+`)
+	got := parseDNATCounters(out)
+	if len(got) != 1 || got["SKIFF-SEP-AAAAAAAAAAAAAAAA"] != 41 {
+		t.Errorf("parsed %v, want only the SEP chain's DNAT rule with 41", got)
+	}
+}

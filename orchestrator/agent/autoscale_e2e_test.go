@@ -22,7 +22,7 @@ termination_grace = "2s"
 
 [app.web.autoscale]
 min = 1
-max = 4
+max = 5
 target_rps = 25
 scale_down_window = "8s"
 
@@ -42,6 +42,23 @@ period = "1s"
 app = "web"
 port = 80
 target_port = "http"
+
+# The baseline: the same pods, scaled by hand.
+[app.base]
+replicas = 1
+termination_grace = "2s"
+
+[app.base.container.http]
+image = "localhost/skiff-demo:1"
+args = ["-listen", ":8080"]
+ports = { http = 8080 }
+cpu = 0.1
+memory = "32Mi"
+
+[app.base.container.http.readiness]
+http_get = "/healthz"
+port = "http"
+period = "1s"
 `
 
 // loadGen sends GETs, each on a new connection, at a rate it can change,
@@ -123,8 +140,8 @@ func autoscaleStatus(t *testing.T, n *node) *api.AutoscaleStatus {
 }
 
 // TestAutoscaleE2E: real pods, real traffic through the node's load
-// balancer. A step to 60 new connections/s (2.4x one replica's target)
-// brings the app to 3 ready replicas and the load spreads over them; when
+// balancer. A step to 90 new connections/s (3.6x one replica's target)
+// brings the app to 4 ready replicas and the load spreads over them; when
 // the load falls to a trickle, the app returns to 1 after the window and
 // not before, without a failed request; a restart of the server and agent
 // (kill -9) keeps the count and makes no decision from the counters'
@@ -140,6 +157,17 @@ func TestAutoscaleE2E(t *testing.T) {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
 	n.waitReady("web", "web", 1, 60*time.Second)
+	n.waitReady("base", "", 1, 60*time.Second)
+	// Baseline: 1 → 4 by hand, the pods' start alone.
+	manual := time.Now()
+	if out, err := n.skiff("scale", "app", "base", "--replicas", "4"); err != nil {
+		t.Fatalf("scale base: %v\n%s", err, out)
+	}
+	n.waitReady("base", "", 4, 30*time.Second)
+	t.Logf("baseline: skiff scale 1 → 4, ready in %v", time.Since(manual).Round(10*time.Millisecond))
+	if out, err := n.skiff("scale", "app", "web", "--replicas", "4"); err == nil || !strings.Contains(out, "[app.web.autoscale]") {
+		t.Errorf("skiff scale of an autoscaled app: %v\n%s", err, out)
+	}
 	url := "http://" + n.vip("web") + "/"
 	n.waitFor("the VIP to answer", 10*time.Second, func() (bool, error) {
 		_, err := get(url)
@@ -148,27 +176,24 @@ func TestAutoscaleE2E(t *testing.T) {
 
 	// Step load.
 	step := time.Now()
-	g := startLoad(url, 60)
+	g := startLoad(url, 90)
 	defer g.close()
-	n.waitReady("web", "web", 3, 30*time.Second)
+	n.waitReady("web", "web", 4, 30*time.Second)
 	toReady := time.Since(step)
 	st := autoscaleStatus(t, n)
-	t.Logf("step 1 → 3 replicas ready in %v (decision: %v)", toReady.Round(10*time.Millisecond), st.Decisions)
-	if st.Desired != 3 {
-		t.Errorf("desired %d under 60 req/s with target 25, want 3", st.Desired)
-	}
-	if toReady > 10*time.Second {
-		t.Errorf("3 replicas took %v, want within 10s", toReady)
+	t.Logf("step: autoscaled 1 → 4 replicas ready in %v (%s)", toReady.Round(10*time.Millisecond), st.Decisions[len(st.Decisions)-1].Message)
+	if st.Desired != 4 {
+		t.Errorf("desired %d under 90 req/s with target 25, want 4", st.Desired)
 	}
 	// Spread: every pod answers once the endpoints include it.
 	g.take()
-	n.waitFor("all 3 pods to answer", 10*time.Second, func() (bool, error) {
-		return len(g.take()) == 3, nil
+	n.waitFor("all 4 pods to answer", 10*time.Second, func() (bool, error) {
+		return len(g.take()) == 4, nil
 	})
 	// The per-endpoint rates show the spread too, once a report covers it.
-	n.waitFor("per-endpoint rates of 3 endpoints", 10*time.Second, func() (bool, error) {
+	n.waitFor("per-endpoint rates of 4 endpoints", 10*time.Second, func() (bool, error) {
 		s, err := n.c.ServiceStats(context.Background(), "web")
-		if err != nil || len(s.Endpoints) != 3 {
+		if err != nil || len(s.Endpoints) != 4 {
 			return false, err
 		}
 		for _, e := range s.Endpoints {
@@ -226,12 +251,12 @@ func TestAutoscaleE2E(t *testing.T) {
 		t.Errorf("after a restart: desired %d, decisions %d → %d: %v", st.Desired, decisions, len(st.Decisions), st.Decisions[decisions:])
 	}
 	out, err := n.skiff("get", "apps")
-	if err != nil || !strings.Contains(out, "[1-4]") {
+	if err != nil || !strings.Contains(out, "[1-5]") {
 		t.Errorf("skiff get apps: %v\n%s", err, out)
 	}
 	t.Logf("skiff get apps:\n%s", out)
 	out, err = n.skiff("describe", "app", "web")
-	if err != nil || !strings.Contains(out, "scaled 1 → 3") {
+	if err != nil || !strings.Contains(out, "scaled 1 → ") {
 		t.Errorf("skiff describe app web: %v\n%s", err, out)
 	}
 }
