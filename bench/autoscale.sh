@@ -19,13 +19,16 @@ export PATH=$PATH:/usr/local/go/bin
 runs=${1:-3}
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+lines=$(mktemp)
+trap 'rm -f "$out" "$lines"' EXIT
 for i in $(seq "$runs"); do
 	go test -tags seccomp -count=1 -run '^TestAutoscaleE2E$' -v ./orchestrator/agent/ >"$out" 2>&1 || { tail -40 "$out"; exit 1; }
 	grep -o 'baseline: skiff scale 1 → 4, ready in [0-9.]*m\?s' "$out" | sed "s/^/run $i: /"
 	grep -o 'step: autoscaled 1 → 4 replicas ready in [0-9.]*m\?s' "$out" | sed "s/^/run $i: /"
 	grep -o 'scale down decided [0-9.]*m\?s after the load fell' "$out" | sed "s/^/run $i: /"
-done | tee /dev/stderr | awk '
+done >"$lines"
+cat "$lines"
+awk '
 	function secs(v) { return v ~ /ms$/ ? substr(v, 1, length(v)-2)/1000 : substr(v, 1, length(v)-1) }
 	/baseline/ { b[nb++] = secs($NF) }
 	/step:/    { s[ns++] = secs($NF) }
@@ -35,6 +38,6 @@ done | tee /dev/stderr | awk '
 		print "step load to 4 ready replicas (autoscaled): " med(s, ns)
 		print "baseline, skiff scale 1 -> 4 by hand:         " med(b, nb)
 		print "scale down decision after the load fell (window 8s): " med(d, nd)
-	}' 2>&1
+	}' "$lines"
 go test -tags seccomp -count=1 -run "^$" -bench BenchmarkLoadSample -benchtime 3s ./netlb/ | grep -E "Benchmark|ok"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -260,3 +260,70 @@ func TestAutoscaleE2E(t *testing.T) {
 		t.Errorf("skiff describe app web: %v\n%s", err, out)
 	}
 }
+
+const cpuManifest = `
+[app.burn]
+replicas = 1
+termination_grace = "2s"
+
+[app.burn.autoscale]
+min = 1
+max = 3
+target_cpu = 0.5
+scale_down_window = "5s"
+
+[app.burn.container.http]
+image = "localhost/skiff-demo:1"
+args = ["-listen", ":8080"]
+ports = { http = 8080 }
+cpu = 0.1
+memory = "32Mi"
+
+[app.burn.container.http.readiness]
+http_get = "/healthz"
+port = "http"
+period = "1s"
+
+[service.burn]
+app = "burn"
+port = 80
+target_port = "http"
+`
+
+// TestAutoscaleCPUE2E: an app with a CPU target only scales on its pods'
+// CPU, read from their cgroups: requests that spin the CPU past half of
+// the requested 0.1 core bring more replicas, and the decision names the
+// cores.
+func TestAutoscaleCPUE2E(t *testing.T) {
+	n := newNode(t)
+	n.start()
+	manifest := filepath.Join(n.dir, "cpu.toml")
+	if err := os.WriteFile(manifest, []byte(cpuManifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n.skiff("apply", "-f", manifest); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	n.waitReady("burn", "burn", 1, 60*time.Second)
+	url := "http://" + n.vip("burn") + "/burn?ms=100"
+	n.waitFor("the VIP to answer", 10*time.Second, func() (bool, error) {
+		_, err := get(url)
+		return err == nil, nil
+	})
+	g := startLoad(url, 20)
+	defer g.close()
+	var st *api.AutoscaleStatus
+	n.waitFor("a scale up on cpu", 40*time.Second, func() (bool, error) {
+		a, err := n.c.GetApp(context.Background(), "burn")
+		if err != nil || a.Status.Autoscale == nil {
+			return false, err
+		}
+		st = a.Status.Autoscale
+		return st.Desired >= 2, nil
+	})
+	d := st.Decisions[len(st.Decisions)-1]
+	t.Logf("cpu: %s", d.Message)
+	if !strings.Contains(d.Message, "cores over") || strings.Contains(d.Message, "req/s") {
+		t.Errorf("decision %q: want one on cores alone", d.Message)
+	}
+}
