@@ -27,7 +27,8 @@ func TestAutoscaleKeys(t *testing.T) {
 		{"tolerance too large", "min = 1\nmax = 2\ntarget_rps = 5\ntolerance = 1.5\n", "app.a.autoscale.tolerance"},
 		{"negative window", "min = 1\nmax = 2\ntarget_rps = 5\nscale_down_window = \"-1s\"\n", "app.a.autoscale.scale_down_window"},
 		{"max too large", "min = 1\nmax = 20000\ntarget_rps = 5\n", "app.a.autoscale.max"},
-		{"min 0 not yet", "min = 0\nmax = 2\ntarget_rps = 5\n", "app.a.autoscale.min"},
+		{"min 0 without target_rps", "min = 0\nmax = 2\ntarget_cpu = 0.5\n", "app.a.autoscale.min"},
+		{"negative idle window", "min = 0\nmax = 2\ntarget_rps = 5\nidle_window = \"-1s\"\n", "app.a.autoscale.idle_window"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

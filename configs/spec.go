@@ -169,12 +169,16 @@ type AutoscaleSpec struct {
 	// Tolerance is the band around the target, as a fraction, inside which
 	// the load changes nothing (0.1: ±10%). Default 0.1.
 	Tolerance float64 `toml:"tolerance" json:"tolerance,omitempty"`
+	// IdleWindow is, with Min 0, how long the app must have had no
+	// connection (new or open) before it goes to zero pods. Default 5m.
+	IdleWindow Duration `toml:"idle_window" json:"idle_window,omitempty"`
 }
 
 // Autoscale defaults.
 const (
 	DefaultScaleDownWindow = Duration(60e9)
 	DefaultTolerance       = 0.1
+	DefaultIdleWindow      = Duration(300e9)
 )
 
 // Service types.

@@ -339,6 +339,8 @@ func fingerprint(s Service, eps []Endpoint) string {
 	b = append(b, '|')
 	b = strconv.AppendBool(b, s.Affinity)
 	b = strconv.AppendInt(b, int64(s.AffinityTimeout), 10)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(s.Activator), 10)
 	for _, e := range eps {
 		b = append(b, '|')
 		b = append(b, e.IP.To16()...)
@@ -373,6 +375,14 @@ func buildService(c *Config, s Service, rawEps []Endpoint) (*svcRules, error) {
 		sr.chains = append(sr.chains, svcChainRules{name: name, rules: rules, text: chainText(rules)})
 	}
 
+	if len(eps) == 0 && s.Activator != 0 && s.proto() == TCP {
+		// No endpoints, but the app scales up on demand: new connections
+		// to the cluster IP go to the agent's activator on this node,
+		// which holds them until an endpoint is ready.
+		sr.services = append(sr.services, "-A "+chainServices+" -d "+host(s.ClusterIP)+match(s.Port)+
+			" -j REDIRECT --to-ports "+strconv.Itoa(s.Activator))
+		return sr, nil
+	}
 	if len(eps) == 0 {
 		// No endpoints: reject at once in the filter table, so that a
 		// client gets "connection refused" instead of a timeout.

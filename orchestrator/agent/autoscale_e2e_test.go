@@ -2,8 +2,13 @@ package agent_test
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -325,5 +330,112 @@ func TestAutoscaleCPUE2E(t *testing.T) {
 	t.Logf("cpu: %s", d.Message)
 	if !strings.Contains(d.Message, "cores over") || strings.Contains(d.Message, "req/s") {
 		t.Errorf("decision %q: want one on cores alone", d.Message)
+	}
+}
+
+const zeroManifest = `
+[app.zero]
+replicas = 1
+termination_grace = "2s"
+
+[app.zero.autoscale]
+min = 0
+max = 2
+target_rps = 25
+scale_down_window = "2s"
+idle_window = "3s"
+
+[app.zero.container.http]
+image = "localhost/skiff-demo:1"
+args = ["-listen", ":8080"]
+ports = { http = 8080 }
+cpu = 0.1
+memory = "32Mi"
+
+[app.zero.container.http.readiness]
+http_get = "/healthz"
+port = "http"
+period = "1s"
+
+[service.zero]
+app = "zero"
+port = 80
+target_port = "http"
+`
+
+// TestScaleToZeroE2E: an idle app goes to zero pods after its idle window;
+// then 50 concurrent requests to its cluster IP are held by the node's
+// activator, which wakes the app, and all of them succeed once its pod is
+// ready. It reports the first and last response's latency.
+func TestScaleToZeroE2E(t *testing.T) {
+	n := newNode(t)
+	n.start()
+	manifest := filepath.Join(n.dir, "zero.toml")
+	if err := os.WriteFile(manifest, []byte(zeroManifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n.skiff("apply", "-f", manifest); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	n.waitReady("zero", "zero", 1, 60*time.Second)
+	vip := n.vip("zero")
+	n.waitFor("zero pods after the idle window", 60*time.Second, func() (bool, error) {
+		all, err := n.c.ListPods(context.Background(), "zero", "")
+		return err == nil && len(all.Items) == 0, err
+	})
+	n.waitFor("the activator's redirect for the service", 10*time.Second, func() (bool, error) {
+		out, err := exec.Command("iptables-save", "-t", "nat").Output()
+		ip := strings.Split(vip, ":")[0]
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, ip+"/32") && strings.Contains(l, "REDIRECT") {
+				return true, nil
+			}
+		}
+		return false, err
+	})
+
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	const conc = 50
+	start := time.Now()
+	lat := make([]time.Duration, conc)
+	errs := make([]error, conc)
+	var wg sync.WaitGroup
+	for i := range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Get("http://" + vip + "/")
+			if err == nil {
+				_, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode != 200 {
+					err = fmt.Errorf("http %d", resp.StatusCode)
+				}
+			}
+			lat[i], errs[i] = time.Since(start), err
+		}()
+	}
+	wg.Wait()
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			t.Logf("request failed: %v", err)
+		}
+	}
+	slices.Sort(lat)
+	t.Logf("cold start from zero: %d concurrent requests, first answer after %v, last after %v, %d failed",
+		conc, lat[0].Round(time.Millisecond), lat[conc-1].Round(time.Millisecond), failed)
+	if failed > 0 {
+		t.Errorf("%d of %d requests failed", failed, conc)
+	}
+	a, err := n.c.GetApp(context.Background(), "zero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Status.Autoscale; st == nil || st.Desired < 1 {
+		t.Errorf("after the wake: %+v", a.Status.Autoscale)
+	} else {
+		t.Logf("decisions: %v", st.Decisions)
 	}
 }

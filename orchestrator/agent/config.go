@@ -58,6 +58,9 @@ type Config struct {
 	// counters and its pods' CPU and reports the rates to the server
 	// (load.go). Default 2s; negative turns measuring off.
 	LoadInterval time.Duration
+	// Activator bounds the connections held for apps scaled to zero
+	// (activator.go).
+	Activator ActivatorConfig
 }
 
 // DefaultConfig returns the defaults documented on Config for node.

@@ -225,6 +225,11 @@ type ServiceStatus struct {
 type Endpoints struct {
 	Meta
 	Endpoints []Endpoint `json:"endpoints"`
+	// Activate is set while the service's app may scale to zero (autoscale
+	// min 0): a node's load balancer then sends new connections, while
+	// there are no endpoints, to its agent's activator, which wakes the
+	// app and holds them until an endpoint is ready (see load.go).
+	Activate bool `json:"activate,omitempty"`
 }
 
 // Endpoint is one ready pod behind a service.

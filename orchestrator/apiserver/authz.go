@@ -100,6 +100,9 @@ var routeAccess = map[string]access{
 	"PUT /v1/nodes/{name}/load":     {roles: adminOnly, node: ownNode},
 	"GET /v1/services/{name}/stats": {roles: readers},
 	"GET /v1/stats":                 {roles: readers},
+	// Scale to zero: a node's activator wakes a service's app, 0 -> 1
+	// only (the handler refuses anything else).
+	"POST /v1/services/{name}/wake": {roles: adminOnly, node: anyNode},
 }
 
 // accessFor is pattern's entry of routeAccess, or the default.

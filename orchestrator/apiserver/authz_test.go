@@ -134,6 +134,8 @@ func TestAuthz(t *testing.T) {
 		{"edge-02", "PUT", "/v1/nodes/edge-02/load", `{"interval":2,"services":[{"service":"web","new_per_sec":-1,"active":0}]}`, 400, "services[0].new_per_sec"},
 		{"edge-02", "PUT", "/v1/nodes/edge-02/load", `{"interval":2,"services":[{"service":"web","new_per_sec":5,"active":1}]}`, 204, ""},
 		{"edge-02", "GET", "/v1/services/web/stats", "", 403, "node:edge-02 may not GET /v1/services/web/stats"},
+		{"edge-02", "POST", "/v1/services/web/wake", `{}`, 400, `its app \"web\" does not scale to zero`},
+		{"edge-02", "POST", "/v1/services/nope/wake", `{}`, 404, "not found"},
 
 		// A join token.
 		{"join", "GET", "/v1/pods", "", 403, "the join token may not GET /v1/pods: a join token may only join (POST /v1/join)"},
@@ -151,6 +153,7 @@ func TestAuthz(t *testing.T) {
 		{"read", "GET", "/metrics", "", 200, ""},
 		{"read", "GET", "/v1/services/web/stats", "", 200, ""},
 		{"read", "GET", "/v1/stats", "", 200, ""},
+		{"read", "POST", "/v1/services/web/wake", `{}`, 403, "a read token may only GET"},
 		{"read", "PUT", "/v1/nodes/edge-01/load", `{"interval":2}`, 403, "a read token may only GET"},
 		{"read", "GET", "/v1/pods/web-a/logs", "", 503, "no agent on this node"},
 		{"read", "POST", "/v1/pods/web-a/exec", `{"command":["sh"]}`, 403, "may not POST /v1/pods/web-a/exec: a read token may only GET"},

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"fmt"
 	"math"
 	"net/http"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/loadstats"
+	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
 // Load reports. Agents PUT a small summary of what their load balancer and
@@ -149,6 +151,70 @@ func (s *Server) listStats(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, a := range apps {
 		out.Apps[a.Name] = s.load.App(a.Name, byApp[a.Name])
+	}
+	writeJSON(w, http.StatusOK, &out)
+}
+
+// wakeResponse answers POST /v1/services/{name}/wake.
+type wakeResponse struct {
+	App   string `json:"app"`
+	Woken bool   `json:"woken"`
+}
+
+// wakeService answers POST /v1/services/{name}/wake: a node's activator
+// holds a connection to the service, whose app is at zero replicas. It sets
+// the app's autoscaled count from 0 to 1, and nothing else: a node may ask
+// it of any service (every node's load balancer serves every service), but
+// only for an app that scales to zero and only while it is at zero, so it
+// can never set a count of its own choosing.
+func (s *Server) wakeService(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	who := identityOf(r.Context()).String()
+	var out wakeResponse
+	_, err := s.st.Update(func(tx *store.Tx) error {
+		var svc api.Service
+		if err := tx.Get(api.KindService, name, &svc); err != nil {
+			return err
+		}
+		var app api.App
+		if err := tx.Get(api.KindApp, svc.Spec.App, &app); err != nil {
+			return err
+		}
+		out = wakeResponse{App: app.Name}
+		as := app.Spec.Autoscale
+		if as == nil || as.Min != 0 {
+			return invalid("", "service %q: its app %q does not scale to zero (autoscale min 0)", name, app.Name)
+		}
+		st := app.Status.Autoscale
+		if st != nil && st.Desired > 0 {
+			return nil // awake already, or being woken
+		}
+		now := time.Now().UTC()
+		next := api.AutoscaleStatus{}
+		if st != nil {
+			next = *st
+			next.Reversals = append([]time.Time(nil), st.Reversals...)
+			next.Decisions = append([]api.ScaleDecision(nil), st.Decisions...)
+		}
+		if next.LastDirection < 0 {
+			next.Reversals = append(next.Reversals, now)
+		}
+		msg := fmt.Sprintf("scaled 0 → 1: a connection to service %s held by %s", name, who)
+		next.Desired, next.LastScale, next.LastDirection = 1, now, 1
+		next.Decisions = append(next.Decisions, api.ScaleDecision{Time: now, From: 0, To: 1, Message: msg})
+		if len(next.Decisions) > 10 {
+			next.Decisions = next.Decisions[len(next.Decisions)-10:]
+		}
+		app.Status.Autoscale = &next
+		if err := tx.Put(api.KindApp, &app); err != nil {
+			return err
+		}
+		out.Woken = true
+		return tx.RecordEvent(api.KindApp+"/"+app.Name, api.EventNormal, "Autoscaled", msg, eventSource)
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, &out)
 }

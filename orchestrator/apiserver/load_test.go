@@ -86,3 +86,41 @@ func TestScaleAutoscaledApp(t *testing.T) {
 }
 
 func intPtr(n int) *int { return &n }
+
+// TestWakeService: a wake sets an app that scaled to zero to one replica,
+// once, with an event; it never touches an app at more than zero.
+func TestWakeService(t *testing.T) {
+	s, st := newTestServer(t, "10.96.0.0/24")
+	app := &api.App{Meta: api.Meta{Name: "web"}, Spec: configs.AppSpec{Replicas: intPtr(1),
+		Autoscale:  &configs.AutoscaleSpec{Min: 0, Max: 4, TargetRPS: 100},
+		Containers: map[string]*configs.ContainerSpec{"http": {Image: "echo"}}},
+		Status: api.AppStatus{Autoscale: &api.AutoscaleStatus{Desired: 0, LastDirection: -1}}}
+	if _, err := st.Update(func(tx *store.Tx) error { return tx.Put(api.KindApp, app) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := putSvc(s, st, "web", configs.ServiceSpec{App: "web", Port: 80}); err != nil {
+		t.Fatal(err)
+	}
+	wake := func() string {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/v1/services/web/wake", strings.NewReader(`{}`))
+		s.ServeHTTP(rec, req.WithContext(withIdentity(req.Context(), Identity{Local: true})))
+		if rec.Code != 200 {
+			t.Fatalf("wake: %d %s", rec.Code, rec.Body)
+		}
+		return rec.Body.String()
+	}
+	if got := wake(); !strings.Contains(got, `"woken":true`) {
+		t.Errorf("first wake: %s", got)
+	}
+	if got := wake(); !strings.Contains(got, `"woken":false`) {
+		t.Errorf("second wake: %s, want not woken (at 1 already)", got)
+	}
+	var a api.App
+	if err := st.Get(api.KindApp, "web", &a); err != nil {
+		t.Fatal(err)
+	}
+	if as := a.Status.Autoscale; as.Desired != 1 || len(as.Reversals) != 1 || len(as.Decisions) != 1 {
+		t.Errorf("after wakes: %+v", as)
+	}
+}

@@ -187,6 +187,7 @@ func (s *Server) routes() {
 	s.route("/v1/nodes/{name}/load", hs{"PUT": s.putNodeLoad})
 	s.route("/v1/services/{name}/stats", hs{"GET": s.serviceStats})
 	s.route("/v1/stats", hs{"GET": s.listStats})
+	s.route("/v1/services/{name}/wake", hs{"POST": s.wakeService})
 	s.authRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errBody("not_found", "no such path: "+r.URL.Path))

@@ -401,7 +401,7 @@ func AppDesired(a *api.App) (string, int) {
 	}
 	if as := a.Spec.Autoscale; as != nil {
 		// The autoscaler's count, which the app controller keeps.
-		if st := a.Status.Autoscale; st != nil && st.Desired > 0 {
+		if st := a.Status.Autoscale; st != nil {
 			n = st.Desired
 		}
 		n = min(max(n, as.Min), max(as.Max, as.Min))

@@ -29,3 +29,14 @@ func (c *Client) Stats(ctx context.Context) (*api.StatsList, error) {
 	}
 	return out, nil
 }
+
+// WakeService asks the server to wake the app of a service that scaled to
+// zero (a node's activator): 0 -> 1 replica. It reports whether this call
+// woke it.
+func (c *Client) WakeService(ctx context.Context, name string) (bool, error) {
+	var out struct {
+		Woken bool `json:"woken"`
+	}
+	err := c.do(ctx, request{method: http.MethodPost, path: objPath(api.KindService, name) + "/wake", body: struct{}{}}, &out)
+	return out.Woken, err
+}

@@ -58,7 +58,7 @@ const (
 // for an autoscaled app, the spec's otherwise.
 func desiredReplicas(app *api.App) int {
 	if as := app.Spec.Autoscale; as != nil {
-		if st := app.Status.Autoscale; st != nil && st.Desired > 0 {
+		if st := app.Status.Autoscale; st != nil {
 			return clampReplicas(st.Desired, as)
 		}
 		return startReplicas(&app.Spec)
@@ -81,6 +81,13 @@ func tolerance(as *configs.AutoscaleSpec) float64 {
 		return as.Tolerance
 	}
 	return configs.DefaultTolerance
+}
+
+func idleWindow(as *configs.AutoscaleSpec) time.Duration {
+	if as.IdleWindow > 0 {
+		return as.IdleWindow.D()
+	}
+	return configs.DefaultIdleWindow.D()
 }
 
 func downWindow(as *configs.AutoscaleSpec) time.Duration {
@@ -137,6 +144,15 @@ func recommend(as *configs.AutoscaleSpec, cur int, l api.AppLoad, reqCPU float64
 	if !ok {
 		return 0, "", false
 	}
+	if as.Min == 0 {
+		// Scale to zero: only an app with no connection at all may go to
+		// zero (after the idle window, see decide); any traffic keeps one.
+		if l.RPS > 0 || l.Active > 0 {
+			n = max(n, 1)
+		} else {
+			n = 0
+		}
+	}
 	return clampReplicas(n, as), why, true
 }
 
@@ -160,6 +176,8 @@ type recommendation struct {
 type appScaler struct {
 	recs  []recommendation
 	since time.Time
+	// busy is the last time a recommendation was above zero.
+	busy time.Time
 }
 
 // observe records n at now, or a gap when ok is false, and drops what is
@@ -171,6 +189,9 @@ func (s *appScaler) observe(n int, ok bool, now time.Time, window time.Duration)
 	}
 	if s.since.IsZero() {
 		s.since = now
+	}
+	if n > 0 {
+		s.busy = now
 	}
 	cut := now.Add(-window)
 	keep := s.recs[:0]
@@ -184,7 +205,7 @@ func (s *appScaler) observe(n int, ok bool, now time.Time, window time.Duration)
 
 // decide returns the count to scale to from cur, or cur with a reason to
 // hold. st is the app's autoscale status (reversals, last direction).
-func (s *appScaler) decide(cur int, now time.Time, window time.Duration, st *api.AutoscaleStatus, maxRev int, revWindow time.Duration) (to int, held string) {
+func (s *appScaler) decide(cur int, now time.Time, window, idle time.Duration, st *api.AutoscaleStatus, maxRev int, revWindow time.Duration) (to int, held string) {
 	if len(s.recs) == 0 {
 		return cur, "no data"
 	}
@@ -201,6 +222,15 @@ func (s *appScaler) decide(cur int, now time.Time, window time.Duration, st *api
 	to = 0
 	for _, r := range s.recs {
 		to = max(to, r.n)
+	}
+	if to == 0 {
+		// To zero only after the idle window without a connection, counted
+		// from the last busy recommendation, the start of the data and the
+		// last change (a wake-up).
+		quiet := min(now.Sub(s.busy), now.Sub(s.since), now.Sub(st.LastScale))
+		if quiet < idle {
+			to = 1
+		}
 	}
 	if to >= cur {
 		return cur, ""
@@ -283,7 +313,7 @@ func (c *controller) autoscalePass(scalers map[string]*appScaler) error {
 		window := downWindow(as)
 		n, why, ok := recommend(as, cur, c.cfg.Load.App(app.Name, byApp[app.Name]), requestedCPU(&app.Spec))
 		sc.observe(n, ok, now, window)
-		to, held := sc.decide(cur, now, window, st, c.cfg.MaxReversals, c.cfg.ReversalWindow)
+		to, held := sc.decide(cur, now, window, idleWindow(as), st, c.cfg.MaxReversals, c.cfg.ReversalWindow)
 		if to == cur {
 			if held != "" && ok && n != cur {
 				c.log.Debug("autoscale held", "app", app.Name, "want", n, "replicas", cur, "why", held)
@@ -370,4 +400,23 @@ func sameAutoscale(a, b *api.AutoscaleStatus) bool {
 		return a == b
 	}
 	return a.Desired == b.Desired && a.LastScale.Equal(b.LastScale) && a.LastDirection == b.LastDirection
+}
+
+// scalesToZero reports whether svc's app may scale to zero (autoscale with
+// min 0): the nodes' load balancers then hold its new connections in the
+// activator while it has no endpoints. TCP only: the activator forwards
+// streams.
+func scalesToZero(tx txn, svc *api.Service) (bool, error) {
+	if svc.Spec.Protocol == configs.ProtocolUDP {
+		return false, nil
+	}
+	var app api.App
+	switch err := tx.Get(api.KindApp, svc.Spec.App, &app); {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	as := app.Spec.Autoscale
+	return as != nil && as.Min == 0 && app.Spec.Mode != configs.ModePerNode, nil
 }

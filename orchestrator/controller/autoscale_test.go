@@ -61,7 +61,7 @@ func TestScalerWindow(t *testing.T) {
 	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
 	step := func(sec, rec, cur int) (int, string) {
 		s.observe(rec, true, at(sec), window)
-		return s.decide(cur, at(sec), window, st, 3, 10*time.Minute)
+		return s.decide(cur, at(sec), window, time.Hour, st, 3, 10*time.Minute)
 	}
 	if to, _ := step(0, 4, 1); to != 4 {
 		t.Fatalf("up: %d, want 4 at once", to)
@@ -105,27 +105,69 @@ func TestScalerReversals(t *testing.T) {
 		s.observe(1, true, t0.Add(time.Duration(sec)*time.Second), window)
 	}
 	now := t0.Add(20 * time.Second)
-	if to, held := s.decide(4, now, window, st, 3, 10*time.Minute); to != 4 || !strings.Contains(held, "direction changes") {
+	if to, held := s.decide(4, now, window, time.Hour, st, 3, 10*time.Minute); to != 4 || !strings.Contains(held, "direction changes") {
 		t.Errorf("a 4th reversal within 10 min: %d (%s), want held at 4", to, held)
 	}
-	if to, _ := s.decide(4, now, window, st, 4, 10*time.Minute); to != 1 {
+	if to, _ := s.decide(4, now, window, time.Hour, st, 4, 10*time.Minute); to != 1 {
 		t.Errorf("with a bound of 4: %d, want 1", to)
 	}
-	if to, _ := s.decide(4, now.Add(time.Minute), window, st, 3, 10*time.Minute); to != 4 {
+	if to, _ := s.decide(4, now.Add(time.Minute), window, time.Hour, st, 3, 10*time.Minute); to != 4 {
 		t.Errorf("a minute later the 3 reversals are still within 10 min: %d, want 4 (held)", to)
 	}
-	if to, _ := s.decide(4, now.Add(10*time.Minute), window, st, 3, 10*time.Minute); to != 1 {
+	if to, _ := s.decide(4, now.Add(10*time.Minute), window, time.Hour, st, 3, 10*time.Minute); to != 1 {
 		t.Errorf("once the old reversals leave the window: %d, want 1", to)
 	}
 	// Down after down is no reversal.
 	st.LastDirection = -1
-	if to, _ := s.decide(4, now, window, st, 3, 10*time.Minute); to != 1 {
+	if to, _ := s.decide(4, now, window, time.Hour, st, 3, 10*time.Minute); to != 1 {
 		t.Errorf("down after down: %d, want 1", to)
 	}
 	// Up is never held.
 	st.LastDirection = -1
 	s.observe(6, true, now.Add(time.Second), window)
-	if to, _ := s.decide(4, now.Add(time.Second), window, st, 0, 10*time.Minute); to != 6 {
+	if to, _ := s.decide(4, now.Add(time.Second), window, time.Hour, st, 0, 10*time.Minute); to != 6 {
 		t.Errorf("up with the bound used up: %d, want 6", to)
+	}
+}
+
+// TestScalerToZero: with min 0, an app without connections goes to zero
+// only after the idle window, counted from its last traffic and from its
+// last change (a wake-up); any traffic keeps one replica.
+func TestScalerToZero(t *testing.T) {
+	as := &configs.AutoscaleSpec{Min: 0, Max: 4, TargetRPS: 100}
+	if n, _, _ := recommend(as, 1, api.AppLoad{RPS: 0.5, Nodes: 1}, 0); n != 1 {
+		t.Errorf("a trickle: %d, want 1", n)
+	}
+	if n, _, _ := recommend(as, 1, api.AppLoad{Active: 1, Nodes: 1}, 0); n != 1 {
+		t.Errorf("one open connection: %d, want 1", n)
+	}
+	if n, _, _ := recommend(as, 1, api.AppLoad{Nodes: 1}, 0); n != 0 {
+		t.Errorf("idle: %d, want 0", n)
+	}
+	t0 := time.Unix(1000, 0)
+	const window, idle = 5 * time.Second, 30 * time.Second
+	st := &api.AutoscaleStatus{Desired: 1, LastScale: t0, LastDirection: 1} // woken at t0
+	var s appScaler
+	for sec := 0; sec <= 29; sec++ {
+		s.observe(0, true, t0.Add(time.Duration(sec)*time.Second), window)
+		if to, _ := s.decide(1, t0.Add(time.Duration(sec)*time.Second), window, idle, st, 3, time.Hour); to != 1 {
+			t.Fatalf("%ds after a wake-up without traffic: %d, want 1 until the idle window", sec, to)
+		}
+	}
+	s.observe(0, true, t0.Add(30*time.Second), window)
+	if to, _ := s.decide(1, t0.Add(30*time.Second), window, idle, st, 3, time.Hour); to != 0 {
+		t.Errorf("after the idle window: %d, want 0", to)
+	}
+	// Traffic at 31 s restarts the idle window.
+	s.observe(1, true, t0.Add(31*time.Second), window)
+	for sec := 32; sec < 61; sec++ {
+		s.observe(0, true, t0.Add(time.Duration(sec)*time.Second), window)
+		if to, _ := s.decide(1, t0.Add(time.Duration(sec)*time.Second), window, idle, st, 3, time.Hour); to != 1 {
+			t.Fatalf("%ds: %d, want 1 (busy at 31s)", sec, to)
+		}
+	}
+	s.observe(0, true, t0.Add(61*time.Second), window)
+	if to, _ := s.decide(1, t0.Add(61*time.Second), window, idle, st, 3, time.Hour); to != 0 {
+		t.Errorf("30s after the last traffic: %d, want 0", to)
 	}
 }
