@@ -375,20 +375,20 @@ func buildService(c *Config, s Service, rawEps []Endpoint) (*svcRules, error) {
 		sr.chains = append(sr.chains, svcChainRules{name: name, rules: rules, text: chainText(rules)})
 	}
 
-	if len(eps) == 0 && s.Activator != 0 && s.proto() == TCP {
-		// No endpoints, but the app scales up on demand: new connections
-		// to the cluster IP go to the agent's activator on this node,
-		// which holds them until an endpoint is ready.
-		sr.services = append(sr.services, "-A "+chainServices+" -d "+host(s.ClusterIP)+match(s.Port)+
-			" -j REDIRECT --to-ports "+strconv.Itoa(s.Activator))
-		return sr, nil
-	}
 	if len(eps) == 0 {
 		// No endpoints: reject at once in the filter table, so that a
 		// client gets "connection refused" instead of a timeout.
 		reject := " -j REJECT --reject-with icmp-port-unreachable"
 		add := func(r string) { sr.filter = append(sr.filter, "-A "+chainFilter+" "+r) }
-		add("-d " + host(s.ClusterIP) + match(s.Port) + reject)
+		if s.Activator != 0 && s.proto() == TCP {
+			// The app scales up on demand: new connections to the cluster
+			// IP go to the agent's activator on this node, which holds
+			// them until an endpoint is ready.
+			sr.services = append(sr.services, "-A "+chainServices+" -d "+host(s.ClusterIP)+match(s.Port)+
+				" -j REDIRECT --to-ports "+strconv.Itoa(s.Activator))
+		} else {
+			add("-d " + host(s.ClusterIP) + match(s.Port) + reject)
+		}
 		if s.ExternalIP != nil {
 			add("-d " + host(s.ExternalIP) + match(s.Port) + reject)
 		}
