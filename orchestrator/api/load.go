@@ -91,8 +91,6 @@ type AutoscaleStatus struct {
 	// Reversals holds the times of recent direction changes (up after
 	// down or down after up), for the bound on flapping.
 	Reversals []time.Time `json:"reversals,omitempty"`
-	// LastActive is the last time the app had traffic (for scale to zero).
-	LastActive time.Time `json:"last_active,omitzero"`
 	// Decisions are the most recent scaling decisions, newest last.
 	Decisions []ScaleDecision `json:"decisions,omitempty"`
 }
