@@ -166,16 +166,36 @@ type UpdateSpec struct {
 	ProgressDeadline Duration `toml:"progress_deadline" json:"progress_deadline,omitempty"`
 }
 
-// AutoscaleSpec scales an app with traffic or CPU.
+// AutoscaleSpec scales an app with traffic or CPU. With it set, the
+// autoscaler owns the app's replica count: the app's replicas key is only
+// the count to start from (clamped to min..max).
 type AutoscaleSpec struct {
 	Min int `toml:"min" json:"min"`
 	Max int `toml:"max" json:"max"`
-	// TargetRPS is requests per second per replica, measured at the load
-	// balancer.
+	// TargetRPS is new connections (requests, for clients that open a
+	// connection per request) per second per replica, measured at the load
+	// balancers of every node.
 	TargetRPS float64 `toml:"target_rps" json:"target_rps,omitempty"`
 	// TargetCPU is a fraction of the requested CPU (0.7).
 	TargetCPU float64 `toml:"target_cpu" json:"target_cpu,omitempty"`
+	// ScaleDownWindow is how long the load must have asked for fewer
+	// replicas before the autoscaler removes any: it scales down to the
+	// largest count asked for within the window. Default 60s.
+	ScaleDownWindow Duration `toml:"scale_down_window" json:"scale_down_window,omitempty"`
+	// Tolerance is the band around the target, as a fraction, inside which
+	// the load changes nothing (0.1: ±10%). Default 0.1.
+	Tolerance float64 `toml:"tolerance" json:"tolerance,omitempty"`
+	// IdleWindow is, with Min 0, how long the app must have had no
+	// connection (new or open) before it goes to zero pods. Default 5m.
+	IdleWindow Duration `toml:"idle_window" json:"idle_window,omitempty"`
 }
+
+// Autoscale defaults.
+const (
+	DefaultScaleDownWindow = Duration(60e9)
+	DefaultTolerance       = 0.1
+	DefaultIdleWindow      = Duration(300e9)
+)
 
 // Service types.
 const (

@@ -432,11 +432,24 @@ func validateAutoscale(e *errs, p path, a *AppSpec) {
 	if a.Mode == ModePerNode {
 		e.add(p, `cannot be used with mode "per-node"`)
 	}
-	if as.Min < 1 {
-		e.add(p.with("min"), "must be >= 1")
+	if as.Min < 0 {
+		e.add(p.with("min"), "must be >= 0")
+	} else if as.Min == 0 && !(as.TargetRPS > 0) {
+		e.add(p.with("min"), "0 (scale to zero) needs target_rps: a new connection is what wakes the app")
+	}
+	if as.IdleWindow < 0 {
+		e.add(p.with("idle_window"), "must be >= 0")
 	}
 	if as.Max < as.Min {
 		e.add(p.with("max"), "must be >= min (%d)", as.Min)
+	} else if as.Max > MaxReplicas {
+		e.add(p.with("max"), "%d is too large (at most %d)", as.Max, MaxReplicas)
+	}
+	if as.ScaleDownWindow < 0 {
+		e.add(p.with("scale_down_window"), "must be >= 0")
+	}
+	if math.IsNaN(as.Tolerance) || as.Tolerance < 0 || as.Tolerance >= 1 {
+		e.add(p.with("tolerance"), "must be >= 0 and < 1 (a fraction: 0.1 is ±10%%)")
 	}
 	rpsOK := !math.IsNaN(as.TargetRPS) && !math.IsInf(as.TargetRPS, 0) && as.TargetRPS >= 0
 	if !rpsOK {

@@ -183,6 +183,12 @@ type Service struct {
 	Affinity bool
 	// AffinityTimeout defaults to 3 hours when Affinity is set.
 	AffinityTimeout time.Duration
+	// Activator, when non-zero and the service (TCP) has no endpoints, is a
+	// port on this node to which new connections to ClusterIP:Port are
+	// redirected instead of rejected: the agent's activator holds them
+	// while the app scales up from zero. SO_ORIGINAL_DST tells it which
+	// service a connection was for.
+	Activator int
 }
 
 // Endpoint is one ready backend of a service.
@@ -224,6 +230,8 @@ func (s Service) validate(c *Config) error {
 		return bad("port %d", s.Port)
 	case s.NodePort < 0 || s.NodePort > 65535:
 		return bad("node port %d", s.NodePort)
+	case s.Activator < 0 || s.Activator > 65535:
+		return bad("activator port %d", s.Activator)
 	case s.proto() != TCP && s.proto() != UDP:
 		return bad("protocol %q: want tcp or udp", s.Protocol)
 	case s.ExternalIP != nil && s.ExternalIP.To4() == nil:

@@ -50,6 +50,9 @@ type Network struct {
 	// ones: conntrack clean-up compares against it, and SetupNode re-syncs
 	// it.
 	last *ruleSet
+	// gens counts, per SKIFF-SEP-* chain, the restores that wrote it (and
+	// so reset its counters); see counters_linux.go.
+	gens map[string]uint64
 	// Sync, for conntrack clean-up and for SetupNode's own sync.
 }
 

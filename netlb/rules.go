@@ -339,6 +339,8 @@ func fingerprint(s Service, eps []Endpoint) string {
 	b = append(b, '|')
 	b = strconv.AppendBool(b, s.Affinity)
 	b = strconv.AppendInt(b, int64(s.AffinityTimeout), 10)
+	b = append(b, '|')
+	b = strconv.AppendInt(b, int64(s.Activator), 10)
 	for _, e := range eps {
 		b = append(b, '|')
 		b = append(b, e.IP.To16()...)
@@ -378,7 +380,15 @@ func buildService(c *Config, s Service, rawEps []Endpoint) (*svcRules, error) {
 		// client gets "connection refused" instead of a timeout.
 		reject := " -j REJECT --reject-with icmp-port-unreachable"
 		add := func(r string) { sr.filter = append(sr.filter, "-A "+chainFilter+" "+r) }
-		add("-d " + host(s.ClusterIP) + match(s.Port) + reject)
+		if s.Activator != 0 && s.proto() == TCP {
+			// The app scales up on demand: new connections to the cluster
+			// IP go to the agent's activator on this node, which holds
+			// them until an endpoint is ready.
+			sr.services = append(sr.services, "-A "+chainServices+" -d "+host(s.ClusterIP)+match(s.Port)+
+				" -j REDIRECT --to-ports "+strconv.Itoa(s.Activator))
+		} else {
+			add("-d " + host(s.ClusterIP) + match(s.Port) + reject)
+		}
 		if s.ExternalIP != nil {
 			add("-d " + host(s.ExternalIP) + match(s.Port) + reject)
 		}

@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func goldenConfig() Config {
 	c := DefaultConfig()
-	c.PodCIDR = mustCIDR("10.88.1.0/24")
+	_, c.PodCIDR, _ = net.ParseCIDR("10.88.1.0/24")
 	// Never used by the rules; Validate wants them.
 	c.StateDir, c.RunDir = "/nonexistent/state", "/nonexistent/run"
 	return c
@@ -187,5 +187,34 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want ok=%v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// TestActivatorRedirect: a service that scales to zero and has no
+// endpoints sends its cluster IP's new connections to the activator port
+// and is not rejected; with endpoints it is balanced as usual.
+func TestActivatorRedirect(t *testing.T) {
+	c := DefaultConfig()
+	c.PodCIDR = mustCIDR("10.88.1.0/24")
+	svc := Service{Name: "zero", ClusterIP: net.ParseIP("10.96.0.20"), Port: 80, Activator: 41234}
+	rs, err := buildRules(&c, []Service{svc}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "-A SKIFF-SERVICES -d 10.96.0.20/32 -p tcp -m comment --comment zero -m tcp --dport 80 -j REDIRECT --to-ports 41234"
+	if got := rs.rules("nat", chainServices); len(got) == 0 || got[0] != want {
+		t.Errorf("SKIFF-SERVICES: %q, want %q first", got, want)
+	}
+	if got := rs.rules("filter", chainFilter); len(got) != 0 {
+		t.Errorf("filter rejects %q, want none", got)
+	}
+	rs, err = buildRules(&c, []Service{svc}, map[string][]Endpoint{"zero": {{IP: net.ParseIP("10.88.1.5"), Port: 8080}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs.rules("nat", chainServices) {
+		if strings.Contains(r, "REDIRECT") {
+			t.Errorf("with an endpoint: %q", r)
+		}
 	}
 }

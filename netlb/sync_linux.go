@@ -90,8 +90,11 @@ func (n *Network) syncOnce(services []Service, endpoints map[string][]Endpoint) 
 	if data != nil {
 		if err := runRestore(n.restoreCmd, data); err != nil {
 			n.applied = nil
+			// A failed restore may have committed the nat table.
+			n.noteWritten(data)
 			return fmt.Errorf("sync: %w", err)
 		}
+		n.noteWritten(data)
 	}
 	if full {
 		if err := n.ensureJumps(jumps); err != nil {

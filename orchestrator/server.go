@@ -21,6 +21,7 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
 	"github.com/skiff-edge/skiff/orchestrator/client"
 	"github.com/skiff-edge/skiff/orchestrator/controller"
+	"github.com/skiff-edge/skiff/orchestrator/loadstats"
 	"github.com/skiff-edge/skiff/orchestrator/metrics"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 	"github.com/skiff-edge/skiff/orchestrator/ui"
@@ -101,6 +102,7 @@ type server struct {
 
 	st        *store.Store
 	api       *apiserver.Server
+	load      *loadstats.Registry // the nodes' load reports, shared by the API and the autoscaler
 	sockPath  string
 	listeners []apiListener
 	gossip    *gossip  // nil without ServerConfig.TCP
@@ -152,7 +154,8 @@ func (s *server) openStore() error {
 
 // listenAPI makes the API and listens on its unix socket.
 func (s *server) listenAPI() error {
-	opts := apiserver.Options{ServiceCIDR: s.cfg.ServiceCIDR, ClusterCIDR: s.cfg.ClusterCIDR, Logger: s.logger}
+	s.load = loadstats.New(0, nil)
+	opts := apiserver.Options{ServiceCIDR: s.cfg.ServiceCIDR, ClusterCIDR: s.cfg.ClusterCIDR, Logger: s.logger, Load: s.load}
 	opts.CheckHostPath = agent.HostPathPolicy(s.cfg).Check // host volumes: refused at apply time by this node's policy
 	opts.CheckExternalIP = s.cfg.LB.CheckExternalIP        // external_ip only from this server's [lb] pools
 	if len(s.cfg.LB.Pools) > 0 {
@@ -346,6 +349,9 @@ func (s *server) startControllers() error {
 	ccfg.Metrics = s.api.Registry()
 	ccfg.Alive = s.live.Beat("controllers", max(controllerSilence, 6*ccfg.Resync)).Tick
 	ccfg.Leases = s.api.Leases()
+	if s.load != nil {
+		ccfg.Load = s.load
+	}
 	if s.gossip != nil {
 		ccfg.Members = s.gossip.lifecycleView()
 	}

@@ -2,7 +2,8 @@
 // in containers. It answers GET / with "hello from <hostname>" (the pod's
 // name), GET /healthz with 200 while healthy, and lets a probe test make it
 // unhealthy with POST /fail-health (or by creating the file named by
-// -fail-file). POST /heal makes it healthy again. It uses the standard library
+// -fail-file). POST /heal makes it healthy again. GET /burn?ms=N spins the
+// CPU for N milliseconds (at most 1000), for the CPU autoscaling tests. It uses the standard library
 // only and is built static (CGO_ENABLED=0) so that it runs in an image of one
 // file.
 package main
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -46,6 +48,18 @@ func main() {
 	mux.HandleFunc("POST /heal", func(w http.ResponseWriter, r *http.Request) {
 		unhealthy.Store(false)
 		fmt.Fprintln(w, "healthy")
+	})
+	mux.HandleFunc("GET /burn", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 0 || ms > 1000 {
+			http.Error(w, "ms: want 0 to 1000", http.StatusBadRequest)
+			return
+		}
+		n := 0
+		for end := time.Now().Add(time.Duration(ms) * time.Millisecond); time.Now().Before(end); {
+			n++
+		}
+		fmt.Fprintf(w, "burned %dms in %s\n", ms, host)
 	})
 	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 

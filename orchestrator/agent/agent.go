@@ -100,6 +100,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The activator listens before the first sync, whose rules name its port.
+	act, err := newActivator(a.log, a.cfg.Activator)
+	if err != nil {
+		return err
+	}
+	defer act.ln.Close() // serve closes it too; this covers an early return
+	act.wake = func(ctx context.Context, svc string) error { _, err := a.c.WakeService(ctx, svc); return err }
+	act.lookup, act.endpoints = a.lb.activatorLookup, a.lb.readyEndpoints
+	a.lb.mu.Lock()
+	a.lb.activator = act.port()
+	a.lb.mu.Unlock()
 	svcRev, epRev, err := a.setUpNode(ctx, nw, offline, cached)
 	if err != nil {
 		return err
@@ -124,6 +135,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.vip.run(wctx, a.cfg.Resync) })
 	wg.Go(func() { a.pods.exitLoop(wctx, rt.Events()) })
 	wg.Go(func() { a.cacheLoop(wctx, podCIDR.String(), time.Second) })
+	wg.Go(func() { act.serve(wctx) })
+	if a.cfg.LoadInterval > 0 {
+		wg.Go(func() { a.loadLoop(wctx, nw, a.cfg.LoadInterval) })
+	}
 
 	var podRev int64
 	if offline {

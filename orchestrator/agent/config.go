@@ -58,6 +58,13 @@ type Config struct {
 	// set up, Run announces the pod CIDR there, keeps routes to the other
 	// nodes' pod CIDRs and leaves failed nodes' endpoints out (peers.go).
 	Gossip Gossip
+	// LoadInterval is how often the agent samples its load balancer's
+	// counters and its pods' CPU and reports the rates to the server
+	// (load.go). Default 2s; negative turns measuring off.
+	LoadInterval time.Duration
+	// Activator bounds the connections held for apps scaled to zero
+	// (activator.go).
+	Activator ActivatorConfig
 }
 
 // DefaultConfig returns the defaults documented on Config for node.
@@ -71,6 +78,7 @@ func DefaultConfig(node configs.NodeConfig, c *client.Client) Config {
 		LBDrainTimeout:   2 * time.Second,
 		FirstSyncTimeout: 60 * time.Second,
 		OfflineAfter:     time.Second,
+		LoadInterval:     2 * time.Second,
 	}
 }
 
@@ -94,6 +102,9 @@ func (c *Config) Validate() error {
 	}
 	if c.OfflineAfter <= 0 {
 		c.OfflineAfter = d.OfflineAfter
+	}
+	if c.LoadInterval == 0 {
+		c.LoadInterval = d.LoadInterval
 	}
 	if c.Client == nil {
 		return errors.New("agent: a client is required")

@@ -63,6 +63,9 @@ type lb struct {
 	// down are nodes the gossip says failed (setDown): their endpoints are
 	// left out of this node's load balancer.
 	down map[string]bool
+	// activator is the activator's port (0: none), where services that
+	// scale to zero send new connections while they have no endpoints.
+	activator int
 }
 
 func newLB(log *slog.Logger, c serviceAPI, w watcher) *lb {
@@ -114,6 +117,13 @@ func (l *lb) sync() error {
 	svcs, eps, ips := lbState(l.services, up)
 	if l.names != nil {
 		l.names.setView(valuesOf(l.services), up)
+	}
+	if l.activator != 0 {
+		for i := range svcs {
+			if e := l.eps[svcs[i].Name]; e != nil && e.Activate {
+				svcs[i].Activator = l.activator
+			}
+		}
 	}
 	l.mu.Unlock()
 	if err := l.net.Sync(svcs, eps); err != nil {

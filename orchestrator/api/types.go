@@ -109,6 +109,9 @@ type AppStatus struct {
 	History []AppRevision `json:"history,omitempty"`
 	// Rollout is where the change to the current template stands.
 	Rollout *RolloutStatus `json:"rollout,omitempty"`
+	// Autoscale is the autoscaler's state, for apps with autoscale set
+	// (see load.go).
+	Autoscale *AutoscaleStatus `json:"autoscale,omitempty"`
 }
 
 // RolloutStatus is where the change to an app's current pod template
@@ -235,6 +238,11 @@ type ServiceHolder struct {
 type Endpoints struct {
 	Meta
 	Endpoints []Endpoint `json:"endpoints"`
+	// Activate is set while the service's app may scale to zero (autoscale
+	// min 0): a node's load balancer then sends new connections, while
+	// there are no endpoints, to its agent's activator, which wakes the
+	// app and holds them until an endpoint is ready (see load.go).
+	Activate bool `json:"activate,omitempty"`
 }
 
 // Endpoint is one ready pod behind a service.

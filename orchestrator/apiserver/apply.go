@@ -138,6 +138,12 @@ func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request) {
 		if app.Spec.Mode == configs.ModePerNode {
 			return invalid("replicas", "app %q runs one pod per node: it has no replicas to scale", name)
 		}
+		if as := app.Spec.Autoscale; as != nil {
+			// Refused, not clamped: a count set by hand would last only
+			// until the autoscaler's next pass.
+			return invalid("replicas", "app %q is autoscaled between %d and %d replicas: change min and max in [app.%s.autoscale] "+
+				"and apply, or remove [app.%s.autoscale] to set replicas by hand", name, as.Min, as.Max, name, name)
+		}
 		before := 0
 		if app.Spec.Replicas != nil {
 			before = *app.Spec.Replicas

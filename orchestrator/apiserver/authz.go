@@ -113,6 +113,14 @@ var routeAccess = map[string]access{
 	// A load-balancer service's address: a node reports itself as the
 	// one that announces it.
 	"PUT /v1/services/{name}/holder": {roles: adminOnly, node: ownHolder},
+	// Load: a node reports what its own load balancer and pods saw (the
+	// handler drops pods not bound to it); readers get the sums.
+	"PUT /v1/nodes/{name}/load":     {roles: adminOnly, node: ownNode},
+	"GET /v1/services/{name}/stats": {roles: readers},
+	"GET /v1/stats":                 {roles: readers},
+	// Scale to zero: a node's activator wakes a service's app, 0 -> 1
+	// only (the handler refuses anything else).
+	"POST /v1/services/{name}/wake": {roles: adminOnly, node: anyNode},
 }
 
 // accessFor is pattern's entry of routeAccess, or the default.
@@ -132,7 +140,7 @@ const (
 	joinRule  = "a join token may only join (POST /v1/join)"
 	nodeRules = "a node may only register and update its own Node, read nodes, services, endpoints, configs, " +
 		"members and the pods bound to it, fetch the secrets those pods use, report the status of and events about its own pods, " +
-		"and report itself as the holder of a service's address"
+		"report itself as the holder of a service's address, and report its own load"
 	anonRule = "without a token or a node certificate only /healthz and /readyz answer"
 )
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/loadstats"
 	"github.com/skiff-edge/skiff/orchestrator/metrics"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
@@ -69,6 +70,9 @@ type Options struct {
 	// registers its metrics (see metrics.go); nil makes one (with the Go
 	// and process collectors). Registry returns it.
 	Metrics *prometheus.Registry
+	// Load keeps the nodes' load reports (in memory); nil makes a new one.
+	// The server shares it with the autoscaler.
+	Load *loadstats.Registry
 }
 
 // Server serves the API. Create it with New.
@@ -79,6 +83,8 @@ type Server struct {
 	mux         *http.ServeMux
 	serviceCIDR *net.IPNet
 	clusterCIDR *net.IPNet
+	// load holds the nodes' load reports (load.go).
+	load *loadstats.Registry
 
 	// reg is the registry /metrics serves; m the API's own metrics.
 	reg            *prometheus.Registry
@@ -140,10 +146,13 @@ func New(st *store.Store, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Load == nil {
+		opts.Load = loadstats.New(0, nil)
+	}
 	opts.Limits = opts.Limits.withDefaults()
 	lim := opts.Limits
 	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "apiserver"),
-		serviceCIDR: service, clusterCIDR: cluster, leases: newLeases(),
+		serviceCIDR: service, clusterCIDR: cluster, leases: newLeases(), load: opts.Load,
 		watches: newStreamLimit("watch streams", lim.MaxWatchesPerClient, lim.MaxWatches, limitEnv.watchesPer, limitEnv.watches),
 		follows: newStreamLimit("log follows", lim.MaxLogFollowsPerClient, lim.MaxLogFollows, limitEnv.followsPer, limitEnv.follows),
 	}
@@ -213,6 +222,10 @@ func (s *Server) routes() {
 	s.route("/healthz", hs{"GET": s.healthz})
 	s.route("/readyz", hs{"GET": s.healthz})
 	s.route("/metrics", hs{"GET": s.metrics})
+	s.route("/v1/nodes/{name}/load", hs{"PUT": s.putNodeLoad})
+	s.route("/v1/services/{name}/stats", hs{"GET": s.serviceStats})
+	s.route("/v1/stats", hs{"GET": s.listStats})
+	s.route("/v1/services/{name}/wake", hs{"POST": s.wakeService})
 	s.authRoutes()
 	// The web console signs its users in itself (see console.go).
 	s.mux.HandleFunc(ConsolePath, s.serveConsole)

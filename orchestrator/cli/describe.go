@@ -195,7 +195,13 @@ func (d *describer) app(a *api.App, pods []api.Pod) {
 			intOr(u.MaxSurge, "default"), intOr(u.MaxUnavailable, "default"), u.AutoRollback, durOr(u.ProgressDeadline)))
 	}
 	if s := a.Spec.Autoscale; s != nil {
-		d.kv(0, "Autoscale", fmt.Sprintf("min %d, max %d, target_rps %g, target_cpu %g", s.Min, s.Max, s.TargetRPS, s.TargetCPU))
+		window, tol := durOr(s.ScaleDownWindow), "default"
+		if s.Tolerance > 0 {
+			tol = fmt.Sprintf("%g", s.Tolerance)
+		}
+		d.kv(0, "Autoscale", fmt.Sprintf("min %d, max %d, target_rps %g, target_cpu %g, scale_down_window %s, tolerance %s",
+			s.Min, s.Max, s.TargetRPS, s.TargetCPU, window, tol))
+		d.kv(0, "Scaled", AutoscaleCell(a))
 	}
 	d.containers(a.Spec.Containers, nil)
 	d.volumes(a.Spec.Volumes)
@@ -206,6 +212,15 @@ func (d *describer) app(a *api.App, pods []api.Pod) {
 		rows = append(rows, []string{p.Name, dash(p.Spec.Node), PodPhase(p), strconv.FormatBool(p.Status.Ready), dash(p.Spec.TemplateHash), dash(p.Status.IP)})
 	}
 	d.table(2, []string{"NAME", "NODE", "PHASE", "READY", "TEMPLATE", "IP"}, rows)
+	if st := a.Status.Autoscale; a.Spec.Autoscale != nil && st != nil {
+		d.section("Scaling decisions")
+		rows = [][]string{}
+		for i := len(st.Decisions) - 1; i >= 0; i-- {
+			dec := st.Decisions[i]
+			rows = append(rows, []string{d.ago(dec.Time), fmt.Sprintf("%d → %d", dec.From, dec.To), dec.Message})
+		}
+		d.table(2, []string{"WHEN", "REPLICAS", "WHY"}, rows)
+	}
 	d.section("History")
 	rows = [][]string{}
 	for i, h := range a.Status.History {

@@ -207,6 +207,12 @@ func related(ctx context.Context, c *client.Client, kind string, t *Tables) erro
 			return err
 		}
 		t.Endpoints = l.Items
+	case api.KindApp:
+		// The measured load is a nice-to-have: a server without the stats
+		// route still lists its apps (LOAD "-").
+		if st, err := c.Stats(ctx); err == nil {
+			t.Load = st.Apps
+		}
 	}
 	return nil
 }

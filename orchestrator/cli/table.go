@@ -65,6 +65,8 @@ type Tables struct {
 	Now       time.Time
 	Pods      []api.Pod
 	Endpoints []api.Endpoints
+	// Load is the apps' measured load (GET /v1/stats); nil shows "-".
+	Load map[string]api.AppLoad
 }
 
 // Header returns the column names of kind.
@@ -75,7 +77,7 @@ func (t *Tables) Header(kind string) []string {
 		h = []string{"NAME", "STATUS", "ADDRESS", "POD-CIDR", "PODS", "CPU", "MEMORY", "AGE"}
 		wide = []string{"CPU-CAPACITY", "MEMORY-CAPACITY", "LABELS"}
 	case api.KindApp:
-		h = []string{"NAME", "MODE", "READY", "UP-TO-DATE", "AGE"}
+		h = []string{"NAME", "MODE", "READY", "UP-TO-DATE", "AUTOSCALE", "LOAD", "AGE"}
 		wide = []string{"TEMPLATE", "IMAGES"}
 	case api.KindPod:
 		h = []string{"NAME", "APP", "NODE", "PHASE", "READY", "RESTARTS", "IP", "AGE"}
@@ -159,9 +161,50 @@ func (t *Tables) appRow(o *api.App) (r, wide []string) {
 	if desired >= 0 {
 		ready += "/" + strconv.Itoa(desired)
 	}
-	r = []string{o.Name, mode, ready, strconv.Itoa(o.Status.Updated), t.age(o.Created)}
+	r = []string{o.Name, mode, ready, strconv.Itoa(o.Status.Updated), AutoscaleCell(o), t.loadCell(o), t.age(o.Created)}
 	wide = []string{dash(o.Status.TemplateHash), images(o.Spec.Containers)}
 	return r, wide
+}
+
+// AutoscaleCell is "current→desired [min-max]" for an autoscaled app
+// ("3→5 [1-8]", or "3 [1-8]" when they agree), "-" otherwise.
+func AutoscaleCell(a *api.App) string {
+	as := a.Spec.Autoscale
+	if as == nil {
+		return "-"
+	}
+	_, desired := AppDesired(a)
+	cur := strconv.Itoa(a.Status.Replicas)
+	if a.Status.Replicas != desired {
+		cur += "→" + strconv.Itoa(desired)
+	}
+	return fmt.Sprintf("%s [%d-%d]", cur, as.Min, as.Max)
+}
+
+// loadCell is the app's measured load: requests per second over its
+// services, and the CPU of its pods when it has a CPU target.
+func (t *Tables) loadCell(a *api.App) string {
+	l, ok := t.Load[a.Name]
+	if !ok || l.Nodes == 0 {
+		return "-"
+	}
+	s := FormatRate(l.RPS) + " req/s"
+	if as := a.Spec.Autoscale; as != nil && as.TargetCPU > 0 {
+		s += fmt.Sprintf(", %.2f cpu", l.CPU)
+	}
+	return s
+}
+
+// FormatRate prints a rate with 3 significant digits at most ("0.5",
+// "41.2", "412", "4120").
+func FormatRate(v float64) string {
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
 }
 
 // podRow: READY is ready containers out of the spec's, RESTARTS their sum.
@@ -378,6 +421,13 @@ func AppDesired(a *api.App) (string, int) {
 	n := 1
 	if a.Spec.Replicas != nil {
 		n = *a.Spec.Replicas
+	}
+	if as := a.Spec.Autoscale; as != nil {
+		// The autoscaler's count, which the app controller keeps.
+		if st := a.Status.Autoscale; st != nil {
+			n = st.Desired
+		}
+		n = min(max(n, as.Min), max(as.Max, as.Min))
 	}
 	return configs.ModeReplicas, n
 }

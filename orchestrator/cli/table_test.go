@@ -105,12 +105,12 @@ edge-01   Ready      10.0.0.5   10.88.1.0/24   1/110   1.9   1.9Gi    5d
 edge-02   NotReady   -          -              0       0     0        60m
 `},
 		{"apps", api.KindApp, false, ptrs(apps), `
-NAME   MODE       READY   UP-TO-DATE   AGE
-web    replicas   2/3     3            10m
+NAME   MODE       READY   UP-TO-DATE   AUTOSCALE   LOAD   AGE
+web    replicas   2/3     3            -           -      10m
 `},
 		{"apps wide", api.KindApp, true, ptrs(apps), `
-NAME   MODE       READY   UP-TO-DATE   AGE   TEMPLATE   IMAGES
-web    replicas   2/3     3            10m   7d9c       http=echo:1.2
+NAME   MODE       READY   UP-TO-DATE   AUTOSCALE   LOAD   AGE   TEMPLATE   IMAGES
+web    replicas   2/3     3            -           -      10m   7d9c       http=echo:1.2
 `},
 		{"pods", api.KindPod, false, ptrs(pods), `
 NAME         APP   NODE      PHASE         READY   RESTARTS   IP          AGE
@@ -220,5 +220,22 @@ func TestPrintError(t *testing.T) {
 				t.Errorf("got %q, want %q", b.String(), tt.want)
 			}
 		})
+	}
+}
+
+// TestAutoscaledAppRow: an autoscaled app shows current→desired [min-max]
+// and its measured load.
+func TestAutoscaledAppRow(t *testing.T) {
+	a := &api.App{Meta: api.Meta{Name: "api"},
+		Spec: configs.AppSpec{Replicas: ptr(1), Autoscale: &configs.AutoscaleSpec{Min: 1, Max: 8, TargetRPS: 100, TargetCPU: 0.7},
+			Containers: map[string]*configs.ContainerSpec{"http": {Image: "echo", CPU: 0.25}}},
+		Status: api.AppStatus{Replicas: 3, Ready: 3, Updated: 3, Autoscale: &api.AutoscaleStatus{Desired: 5}}}
+	tb := &Tables{Now: time.Now(), Load: map[string]api.AppLoad{"api": {RPS: 412.4, CPU: 1.234, Nodes: 3}}}
+	row := tb.Row(a)
+	want := []string{"api", "replicas", "3/5", "3", "3→5 [1-8]", "412 req/s, 1.23 cpu"}
+	for i, w := range want {
+		if row[i] != w {
+			t.Errorf("column %s: %q, want %q", tb.Header(api.KindApp)[i], row[i], w)
+		}
 	}
 }

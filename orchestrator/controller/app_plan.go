@@ -74,7 +74,7 @@ func planApp(app *api.App, hash string, pods []*api.Pod, nv *nodeView, cl *clust
 }
 
 func planReplicas(plan *appPlan, app *api.App, hash string, live []*api.Pod, nv *nodeView) {
-	want := replicasOf(&app.Spec)
+	want := desiredReplicas(app)
 	cur, old := splitByTemplate(live, hash)
 	readyCur := countReady(cur, nv)
 	if len(old) == 0 {

@@ -174,6 +174,7 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 	}
 	plan.status.History = app.Status.History
 	plan.status.Rollout = ro
+	plan.status.Autoscale = app.Status.Autoscale // the autoscaler's (autoscale.go)
 	if !histChanged && sameStatus(before, plan.status) {
 		return res, nil
 	}

@@ -137,11 +137,16 @@ func (c *controller) endpointsIn(tx txn, names map[string]bool, nodes []*api.Nod
 			continue
 		}
 		eps := endpointsFor(&svc, pods, nv)
-		if epErr == nil && sameEndpoints(ep.Endpoints, eps) {
+		activate, err := scalesToZero(tx, &svc)
+		if err != nil {
+			return err
+		}
+		if epErr == nil && sameEndpoints(ep.Endpoints, eps) && ep.Activate == activate {
 			continue
 		}
 		ep.Name = name
 		ep.Endpoints = eps
+		ep.Activate = activate
 		if err := tx.Put(api.KindEndpoints, &ep); err != nil {
 			return err
 		}

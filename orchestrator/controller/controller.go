@@ -85,6 +85,18 @@ type Config struct {
 	// neither costs a store write per beat. Default nil: LastHeartbeat
 	// only.
 	Leases LeaseSource
+	// Load, if set, is the nodes' load reports: the autoscaler runs and
+	// sets the replicas of apps with autoscale (autoscale.go). Default nil:
+	// no autoscaler, autoscaled apps keep where they start.
+	Load LoadSource
+	// AutoscaleInterval is how often the autoscaler looks at the load.
+	// Default 1s.
+	AutoscaleInterval time.Duration
+	// MaxReversals bounds the autoscaler's direction changes within
+	// ReversalWindow: past it, scale downs after a scale up wait (scale
+	// ups never do). Default 3 in 10 minutes.
+	MaxReversals   int
+	ReversalWindow time.Duration
 }
 
 // LeaseSource tells when a node last renewed its lease, by the server's
@@ -103,6 +115,10 @@ func DefaultConfig() Config {
 		HeartbeatTimeout: 40 * time.Second,
 		MinSyncInterval:  50 * time.Millisecond,
 		Now:              time.Now,
+
+		AutoscaleInterval: defaultAutoscaleInterval,
+		MaxReversals:      defaultMaxReversals,
+		ReversalWindow:    defaultReversalWindow,
 	}
 }
 
@@ -148,6 +164,15 @@ func (c *Config) fill() {
 	if c.MaxRetryDelay <= 0 {
 		c.MaxRetryDelay = c.Resync
 	}
+	if c.AutoscaleInterval <= 0 {
+		c.AutoscaleInterval = d.AutoscaleInterval
+	}
+	if c.MaxReversals <= 0 {
+		c.MaxReversals = d.MaxReversals
+	}
+	if c.ReversalWindow <= 0 {
+		c.ReversalWindow = d.ReversalWindow
+	}
 }
 
 // Run runs the scheduler and every controller with the default config until
@@ -190,6 +215,13 @@ func RunConfig(ctx context.Context, st *store.Store, cfg Config) error {
 		go func() {
 			defer wg.Done()
 			c.followGossip(ctx, cfg.Members)
+		}()
+	}
+	if cfg.Load != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.runAutoscaler(ctx)
 		}()
 	}
 	c.loop(ctx)
