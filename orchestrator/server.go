@@ -190,7 +190,7 @@ func (s *server) listenAPI() error {
 // is set, serves it alone on that loopback address over plain HTTP (see
 // docs/ui.md).
 func (s *server) startConsole() error {
-	con, err := ui.New(ui.Config{API: s.api, Store: s.st, Logger: s.logger})
+	con, err := ui.New(ui.Config{API: s.api, Store: s.st, Logger: s.logger, ServiceRates: s.serviceRates})
 	if err != nil {
 		return err
 	}
@@ -207,6 +207,17 @@ func (s *server) startConsole() error {
 	s.listeners = append(s.listeners, apiListener{s.api.LimitTCP(ln), con.Handler()})
 	s.log.Info("web console on plain HTTP (loopback only)", "addr", ln.Addr().String())
 	return nil
+}
+
+// serviceRates is every service's new connections/s over the nodes that
+// reported in the last seconds (the autoscaler's figures), for the
+// console's charts.
+func (s *server) serviceRates() map[string]float64 {
+	rates := map[string]float64{}
+	for name, st := range s.load.Services() {
+		rates[name] = st.NewPerSec
+	}
+	return rates
 }
 
 // startGossip, in cluster mode, starts the server's gossip member (the

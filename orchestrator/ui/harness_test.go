@@ -34,7 +34,7 @@ type inproc struct {
 	srv *httptest.Server
 }
 
-func newInproc(t testing.TB) *inproc {
+func newInproc(t testing.TB, opts ...func(*ui.Config)) *inproc {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
 	if err != nil {
@@ -43,7 +43,11 @@ func newInproc(t testing.TB) *inproc {
 	t.Cleanup(func() { st.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a := apiserver.New(st, apiserver.Options{Logger: quiet})
-	con, err := ui.New(ui.Config{API: a, Store: st, Logger: quiet})
+	cfg := ui.Config{API: a, Store: st, Logger: quiet}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	con, err := ui.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
+	"github.com/skiff-edge/skiff/orchestrator/cli"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
@@ -127,9 +128,7 @@ type appRow struct {
 
 func (s *snapshot) appRow(a *api.App) appRow {
 	row := appRow{App: a, PerNode: a.Spec.Mode == "per-node"}
-	if a.Spec.Replicas != nil {
-		row.Desired = *a.Spec.Replicas
-	}
+	_, row.Desired = cli.AppDesired(a) // the autoscaler's count for an autoscaled app
 	for _, p := range s.Pods {
 		if p.Spec.App != a.Name || p.Spec.Deleting != nil {
 			continue
@@ -171,10 +170,8 @@ func (c *Console) serviceRows(s *snapshot) []serviceRow {
 		if e := s.Endpoints[svc.Name]; e != nil {
 			row.Endpoints = e.Endpoints
 		}
-		if c.cfg.RequestRates != nil {
-			if pts, ok := c.cfg.RequestRates(svc.Name); ok {
-				row.Rate = newRateChart(pts)
-			}
+		if c.cfg.ServiceRates != nil {
+			row.Rate = newRateChart(c.hist.service(svc.Name))
 		}
 		rows = append(rows, row)
 	}
@@ -237,7 +234,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, u *user) {
 			d.Warnings = append(d.Warnings, e)
 		}
 	}
-	c.render(w, r, "overview", http.StatusOK, &page{Title: "Overview", Nav: "overview", User: u, Data: d, Rev: s.Rev, Live: true, RateOK: c.cfg.RequestRates != nil})
+	c.render(w, r, "overview", http.StatusOK, &page{Title: "Overview", Nav: "overview", User: u, Data: d, Rev: s.Rev, Live: true, RateOK: c.cfg.ServiceRates != nil})
 }
 
 // eventsOf returns the events of object ("kind/name"), newest first, at
@@ -300,10 +297,13 @@ func (c *Console) nodePage(w http.ResponseWriter, r *http.Request, u *user) {
 }
 
 type appData struct {
-	Row     appRow
-	Pods    []*api.Pod
-	Events  []*api.Event
-	History []historyRow
+	Row appRow
+	// Replicas is the app's ready pods over the last hour (the console's
+	// own samples); nil before the first.
+	Replicas *rateChart
+	Pods     []*api.Pod
+	Events   []*api.Event
+	History  []historyRow
 }
 
 type historyRow struct {
@@ -329,7 +329,7 @@ func (c *Console) appPage(w http.ResponseWriter, r *http.Request, u *user) {
 		return
 	}
 	a := s.Apps[i]
-	d := appData{Row: s.appRow(a)}
+	d := appData{Row: s.appRow(a), Replicas: newRateChart(c.hist.app(name))}
 	objs := []string{api.KindApp + "/" + name}
 	for _, p := range s.Pods {
 		if p.Spec.App == name {
@@ -426,7 +426,7 @@ func (c *Console) servicesPage(w http.ResponseWriter, r *http.Request, u *user) 
 		c.fail(w, r, u, err)
 		return
 	}
-	c.render(w, r, "services", http.StatusOK, &page{Title: "Services", Nav: "services", User: u, Data: c.serviceRows(s), Rev: s.Rev, Live: true, RateOK: c.cfg.RequestRates != nil})
+	c.render(w, r, "services", http.StatusOK, &page{Title: "Services", Nav: "services", User: u, Data: c.serviceRows(s), Rev: s.Rev, Live: true, RateOK: c.cfg.ServiceRates != nil})
 }
 
 type eventsData struct {

@@ -48,12 +48,17 @@ type Config struct {
 	// MaxStreams bounds the live-update streams open at once (each open
 	// page holds one). Default DefaultMaxStreams.
 	MaxStreams int
-	// RequestRates, if set, gives a service's request rate per second
-	// over the last hour, oldest first, one point a minute (ok false when
-	// there is none). The pages draw it as a small chart; nil (the
-	// default) leaves the column out. This is the hook for the
-	// autoscaler's per-service rates.
-	RequestRates func(service string) (perMinute []float64, ok bool)
+	// ServiceRates, if set, gives every service's request rate now (new
+	// connections per second through the nodes' load balancers, as the
+	// autoscaler sees them; apiserver's load reports). The console samples
+	// it every ChartStep and draws the last ChartPoints as a small chart
+	// per service; nil (the default) leaves the rate column out.
+	ServiceRates func() map[string]float64
+	// ChartStep and ChartPoints shape the charts of request rates and
+	// ready replicas: a point every ChartStep, the last ChartPoints kept,
+	// in memory. Defaults DefaultChartStep, DefaultChartPoints (an hour).
+	ChartStep   time.Duration
+	ChartPoints int
 	// Logger; default slog.Default().
 	Logger *slog.Logger
 }
@@ -69,6 +74,7 @@ type Console struct {
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
 	hub      *hub
+	hist     *history
 }
 
 // New returns a Console.
@@ -88,10 +94,16 @@ func New(cfg Config) (*Console, error) {
 	if cfg.MaxStreams <= 0 {
 		cfg.MaxStreams = DefaultMaxStreams
 	}
+	if cfg.ChartStep <= 0 {
+		cfg.ChartStep = DefaultChartStep
+	}
+	if cfg.ChartPoints <= 0 {
+		cfg.ChartPoints = DefaultChartPoints
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "ui"), api: cfg.API, st: cfg.Store,
+	c := &Console{hist: newHistory(cfg.ChartPoints), cfg: cfg, log: cfg.Logger.With("component", "ui"), api: cfg.API, st: cfg.Store,
 		sessions: newSessions(cfg.MaxSessions, cfg.SessionTTL, cfg.SessionIdle), hub: newHub(cfg.Store, cfg.MaxStreams)}
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
@@ -100,8 +112,12 @@ func New(cfg Config) (*Console, error) {
 	return c, nil
 }
 
-// Run feeds the live updates from the store's watch until ctx ends.
-func (c *Console) Run(ctx context.Context) { c.hub.run(ctx, c.log) }
+// Run feeds the live updates from the store's watch, and samples the
+// charts, until ctx ends.
+func (c *Console) Run(ctx context.Context) {
+	go c.sampleLoop(ctx)
+	c.hub.run(ctx, c.log)
+}
 
 // ServeHTTP serves /ui/ and below.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
