@@ -267,6 +267,29 @@ func TestExecAndStats(t *testing.T) {
 	if _, err := r.Stats(pod, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("stats of a missing container: %v", err)
 	}
+	// CPUNanos (one file) agrees with Stats (libcontainer) and grows: the
+	// container runs `yes`.
+	n1, err := r.CPUNanos(pod, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := r.Stats(pod, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n1 < s1.CPUNanos || n1 > s2.CPUNanos {
+		t.Errorf("CPUNanos %d, want between the Stats before (%d) and after (%d)", n1, s1.CPUNanos, s2.CPUNanos)
+	}
+	eventually(t, 10*time.Second, "cpu usage grows", func() error {
+		n2, err := r.CPUNanos(pod, "c")
+		if err != nil || n2 <= s2.CPUNanos {
+			return fmt.Errorf("CPUNanos %d (err %v), not above %d", n2, err, s2.CPUNanos)
+		}
+		return nil
+	})
+	if _, err := r.CPUNanos(pod, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("cpu usage of a missing container: %v", err)
+	}
 }
 
 func TestStopGraceAndSecurityDefaults(t *testing.T) {

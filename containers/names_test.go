@@ -30,6 +30,7 @@ func TestEntryPointsRefuseBadNames(t *testing.T) {
 			},
 			"Signal":          func() error { return r.Signal(b.pod, b.ctr, syscall.SIGTERM) },
 			"Stats":           func() error { _, err := r.Stats(b.pod, b.ctr); return err },
+			"CPUNanos":        func() error { _, err := r.CPUNanos(b.pod, b.ctr); return err },
 			"ContainerStatus": func() error { _, err := r.ContainerStatus(b.pod, b.ctr); return err },
 			"StopContainer":   func() error { return r.StopContainer(ctx, b.pod, b.ctr, 0) },
 			"StartContainer": func() error {
