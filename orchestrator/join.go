@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/agent"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
+	"github.com/skiff-edge/skiff/orchestrator/metrics"
 )
 
 // AgentConfig configures RunAgent.
@@ -31,6 +34,9 @@ type AgentConfig struct {
 	Logger *slog.Logger
 	// Ready, if set, is called once the agent converged its first sync.
 	Ready func()
+
+	// watchdogRounds, if set, gets each watchdog round's verdict (tests).
+	watchdogRounds chan<- []string
 }
 
 // ErrJoinRefused is wrapped by the errors of a join the server refused,
@@ -206,6 +212,12 @@ func (j *joiner) runAgent() error {
 	acfg.Logger = j.logger
 	acfg.Ready = j.ac.Ready
 	acfg.Gossip = j.gossip.peersView()
+	if err := j.serveMetrics(&acfg); err != nil {
+		return err
+	}
+	if err := j.startWatchdog(&acfg); err != nil {
+		return err
+	}
 	ln, err := j.listenPodIO()
 	if err != nil {
 		return err
@@ -224,6 +236,50 @@ func (j *joiner) runAgent() error {
 		return err
 	}
 	return refusal(j.ctx)
+}
+
+// serveMetrics gives the agent a registry and serves it in plain HTTP,
+// without authentication, on the node config's metrics_addr when it is set
+// (as the server does); without it the agent records no metrics.
+func (j *joiner) serveMetrics(acfg *agent.Config) error {
+	if j.cfg.MetricsAddr == "" {
+		return nil
+	}
+	reg := metrics.NewRegistry()
+	acfg.Metrics = reg
+	ln, err := net.Listen("tcp", j.cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics_addr: listen on %s: %w", j.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(reg))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			j.log.Error("stopping the agent", "err", err)
+			j.cancel(fmt.Errorf("serve metrics on %s: %w", ln.Addr(), err))
+		}
+	}()
+	j.onStop(func() { hs.Close() })
+	j.log.Info("metrics in plain HTTP", "addr", ln.Addr().String())
+	return nil
+}
+
+// startWatchdog feeds systemd's watchdog (WatchdogSec= in the unit) while
+// the agent's main loops turn (its pod loop, its load balancer's sync loop
+// and its cache loop, each registered as it starts); without
+// WATCHDOG_USEC it does nothing.
+func (j *joiner) startWatchdog(acfg *agent.Config) error {
+	live := newLiveness()
+	acfg.Beat = func(name string, silence time.Duration) func() { return live.Beat(name, silence).Tick }
+	wd, err := watchdogFromEnv(live, j.log.With("part", "watchdog"))
+	if err != nil || wd == nil {
+		return err
+	}
+	wd.rounds = j.ac.watchdogRounds
+	j.log.Info("systemd watchdog on", "interval", wd.interval)
+	j.goRun(func(ctx context.Context) error { wd.run(ctx); return nil })
+	return nil
 }
 
 // refusal is the join refusal that ended ctx, if one did.

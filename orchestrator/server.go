@@ -431,6 +431,8 @@ func (s *server) newLocalAgent() (*agent.Agent, error) {
 	acfg := agent.DefaultConfig(s.cfg, c)
 	acfg.Logger = s.logger
 	acfg.Ready = s.sc.Ready
+	acfg.Metrics = s.api.Registry()
+	acfg.Beat = func(name string, silence time.Duration) func() { return s.live.Beat(name, silence).Tick }
 	if s.gossip != nil {
 		acfg.Gossip = s.gossip.peersView()
 	}

@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/skiff-edge/skiff/containers"
 	"github.com/skiff-edge/skiff/netlb"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
+	"github.com/skiff-edge/skiff/orchestrator/metrics"
 )
 
 // Agent runs the pods of one node. Create it with New, then Run it.
@@ -40,6 +42,12 @@ type Agent struct {
 	// IO handler reads it (logs and exec come from other goroutines).
 	mu sync.Mutex
 	rt *containers.Runtime
+
+	// metrics records probe results and load balancer syncs (nil: none).
+	metrics *metrics.Agent
+	// rates are the new connections per second by service of the load
+	// sampler's last window (load.go), for skiff_service_connections_per_second.
+	rates atomic.Pointer[map[string]float64]
 }
 
 // New checks cfg and returns an Agent; it touches nothing yet.
@@ -56,6 +64,16 @@ func New(cfg Config) (*Agent, error) {
 		lb:     newLB(log, cfg.Client, cfg.Client),
 		vip:    newVIPs(cfg.Node.NodeName, log),
 		events: newEventQueue(cfg.Node.NodeName, log),
+	}
+	if cfg.Metrics != nil {
+		m, err := metrics.NewAgent(cfg.Metrics)
+		if err != nil {
+			return nil, fmt.Errorf("agent metrics: %w", err)
+		}
+		if err := metrics.RegisterServiceRates(cfg.Metrics, a); err != nil {
+			return nil, fmt.Errorf("agent metrics: %w", err)
+		}
+		a.metrics, a.lb.metrics = m, m
 	}
 	a.lb.onChange = a.vip.kick
 	a.vip.source = a.lb.vipView
@@ -131,10 +149,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancelWorkers()
 	wg.Go(func() { a.events.run(wctx, a.c) })
 	wg.Go(func() { a.heartbeat(wctx) })
-	wg.Go(func() { a.lb.syncLoop(wctx) })
+	lbTick := a.loopBeat("agent lb sync")
+	wg.Go(func() { a.lb.syncLoop(wctx, lbTick) })
 	wg.Go(func() { a.vip.run(wctx, a.cfg.Resync) })
 	wg.Go(func() { a.pods.exitLoop(wctx, rt.Events()) })
-	wg.Go(func() { a.cacheLoop(wctx, podCIDR.String(), time.Second) })
+	cacheTick := a.loopBeat("agent cache")
+	wg.Go(func() { a.cacheLoop(wctx, podCIDR.String(), time.Second, cacheTick) })
 	wg.Go(func() { act.serve(wctx) })
 	if a.cfg.LoadInterval > 0 {
 		wg.Go(func() { a.loadLoop(wctx, nw, a.cfg.LoadInterval) })
@@ -154,12 +174,40 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 
 	wg.Go(func() { a.lb.run(wctx, svcRev, epRev, a.cfg.Resync) })
-	wg.Go(func() { a.pods.run(wctx, a.c, podRev, a.cfg.Resync) })
+	podTick := a.loopBeat("agent pods")
+	wg.Go(func() { a.pods.run(wctx, a.c, podRev, a.cfg.Resync, podTick) })
 	a.log.Info("agent running", "pod_cidr", podCIDR.String())
 	<-ctx.Done()
 	cancelWorkers()
 	a.log.Info("agent stopping; containers keep running")
 	return nil
+}
+
+// Rates returns the new connections per second by service over the load
+// sampler's last window (nil before the first one, and after a failed
+// sample): metrics.ServiceRates.
+func (a *Agent) Rates() map[string]float64 {
+	if r := a.rates.Load(); r != nil {
+		return *r
+	}
+	return nil
+}
+
+// loopSilence is the longest one of the agent's main loops may go without
+// a turn before the watchdog stops feeding systemd. Each turns at least
+// every resync (10s by default: the pod and load balancer loops on their
+// resync ticker, the cache loop every second).
+const loopSilence = 30 * time.Second
+
+// loopBeat registers one of the agent's main loops with Config.Beat and
+// returns its tick (a no-op without).
+func (a *Agent) loopBeat(name string) func() {
+	if a.cfg.Beat == nil {
+		return func() {}
+	}
+	silence := max(loopSilence, 3*a.cfg.Resync)
+	a.log.Debug("loop watched by the watchdog", "loop", name, "silence", silence)
+	return a.cfg.Beat(name, silence)
 }
 
 // openRuntime opens the container runtime and keeps it for logs and exec
@@ -204,7 +252,7 @@ func (a *Agent) newPods(rt *containers.Runtime, nw *netlb.Network) *pods {
 	return &pods{
 		node: a.name, log: a.log, api: a.c, events: a.events, files: a.c,
 		images: rt.Images(), sandboxes: rt, containers: rt, probes: rt,
-		net: nw, lb: a.lb,
+		net: nw, lb: a.lb, metrics: a.metrics,
 		drainTimeout: a.cfg.LBDrainTimeout, now: time.Now,
 		workers: map[string]*podWorker{}, done: make(chan *podWorker, 64),
 	}

@@ -134,13 +134,14 @@ func (a *Agent) saveCache(c *cache) error {
 }
 
 // cacheLoop saves the cache every interval when it changed.
-func (a *Agent) cacheLoop(ctx context.Context, podCIDR string, every time.Duration) {
+func (a *Agent) cacheLoop(ctx context.Context, podCIDR string, every time.Duration, tick func()) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var last []byte
 	var lastPrint string
 	a.log.Debug("agent cache loop started", "path", a.cachePath())
 	for {
+		tick() // for the watchdog: every turn, a snapshot takes the agent's locks
 		select {
 		case <-ctx.Done():
 			return

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/containers"
 	"github.com/skiff-edge/skiff/containers/images"
@@ -65,6 +67,17 @@ type Config struct {
 	// Activator bounds the connections held for apps scaled to zero
 	// (activator.go).
 	Activator ActivatorConfig
+	// Metrics, if set, is the registry the agent's metrics go into: probe
+	// results, load balancer sync durations and, while LoadInterval
+	// measures, skiff_service_connections_per_second{service} (see
+	// orchestrator/metrics). Nil: none are recorded.
+	Metrics prometheus.Registerer
+	// Beat, if set, registers one of the agent's main loops with the
+	// systemd watchdog (orchestrator.Liveness.Beat): the loop calls the
+	// returned tick on every turn, and is stuck when it does not for
+	// longer than silence. The agent registers its pod loop, its load
+	// balancer's sync loop and its cache loop as each starts.
+	Beat func(name string, silence time.Duration) (tick func())
 }
 
 // DefaultConfig returns the defaults documented on Config for node.

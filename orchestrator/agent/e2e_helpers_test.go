@@ -112,6 +112,8 @@ type node struct {
 	cmd        *exec.Cmd
 	exited     chan struct{}
 	log        *lockedBuf
+	// notes are the sd_notify messages of the last start, one a line.
+	notes *lockedBuf
 }
 
 type lockedBuf struct {
@@ -220,8 +222,11 @@ func (n *node) start() {
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	defer notify.Close()
+	// Kept open for the test (WATCHDOG=1 comes later); closed at its end.
+	n.t.Cleanup(func() { notify.Close() })
 	readyc := make(chan string, 1)
+	notes := &lockedBuf{}
+	n.notes = notes
 	go func() {
 		buf := make([]byte, 4096)
 		for {
@@ -229,9 +234,12 @@ func (n *node) start() {
 			if err != nil {
 				return
 			}
+			notes.Write(append(buf[:k:k], '\n'))
 			if strings.Contains(string(buf[:k]), "READY=1") {
-				readyc <- string(buf[:k])
-				return
+				select {
+				case readyc <- string(buf[:k]):
+				default:
+				}
 			}
 		}
 	}()

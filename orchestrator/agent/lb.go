@@ -11,6 +11,7 @@ import (
 	"github.com/skiff-edge/skiff/netlb"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
+	"github.com/skiff-edge/skiff/orchestrator/metrics"
 )
 
 // lbNetwork programs the node's load balancer from the whole desired set
@@ -47,6 +48,8 @@ type lb struct {
 	// names, if set (by Agent.Run, before syncLoop starts), is the node's
 	// resolver: every sync hands it the services and endpoints too.
 	names *resolver
+	// metrics records sync durations (nil: none).
+	metrics *metrics.Agent
 
 	kickc chan struct{}
 	// onChange, if set, is called after every change of the services or
@@ -87,10 +90,12 @@ func (l *lb) kick() {
 }
 
 // syncLoop syncs netlb whenever kicked, coalescing bursts, and retries a
-// failed sync.
-func (l *lb) syncLoop(ctx context.Context) {
+// failed sync. It calls tick after every sync, failed or not: run kicks it
+// every resync, so a loop that stops ticking is stuck (or run is).
+func (l *lb) syncLoop(ctx context.Context, tick func()) {
 	var retry <-chan time.Time
 	for {
+		tick()
 		select {
 		case <-ctx.Done():
 			return
@@ -126,9 +131,11 @@ func (l *lb) sync() error {
 		}
 	}
 	l.mu.Unlock()
+	start := time.Now()
 	if err := l.net.Sync(svcs, eps); err != nil {
 		return err
 	}
+	l.metrics.LBSynced(time.Since(start).Seconds())
 	l.mu.Lock()
 	l.ips = ips
 	l.mu.Unlock()

@@ -145,12 +145,18 @@ func (a *Agent) loadLoop(ctx context.Context, nw *netlb.Network, interval time.D
 		}
 		l, err := s.sample()
 		if err != nil {
+			a.rates.Store(nil) // no figures rather than stale ones
 			a.log.Debug("load sample failed", "err", err)
 			continue
 		}
 		if l == nil {
 			continue
 		}
+		rates := make(map[string]float64, len(l.Services))
+		for _, sl := range l.Services {
+			rates[sl.Service] = sl.NewPerSec
+		}
+		a.rates.Store(&rates)
 		sctx, cancel := context.WithTimeout(ctx, interval)
 		err = a.c.PutNodeLoad(sctx, a.name, l)
 		cancel()

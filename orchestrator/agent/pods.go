@@ -13,6 +13,7 @@ import (
 	"github.com/skiff-edge/skiff/netlb"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/client"
+	"github.com/skiff-edge/skiff/orchestrator/metrics"
 )
 
 // podAPI is what the pod side asks of the server: the pods bound to the
@@ -69,6 +70,8 @@ type pods struct {
 	probes     probeRuntime
 	net        podNetwork
 	lb         balancer
+	// metrics records probe results (nil: none).
+	metrics *metrics.Agent
 
 	// drainTimeout bounds how long a deleted pod waits for the load
 	// balancers to drop it (Config.LBDrainTimeout).
@@ -91,7 +94,7 @@ func (ps *pods) wait() { ps.wg.Wait() }
 
 // run watches the node's pods from rev on and hands every change to its
 // worker until ctx ends; every resync tick kicks every worker.
-func (ps *pods) run(ctx context.Context, w watcher, rev int64, resync time.Duration) {
+func (ps *pods) run(ctx context.Context, w watcher, rev int64, resync time.Duration, tick func()) {
 	items := make(chan watchItem, 64)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -103,6 +106,7 @@ func (ps *pods) run(ctx context.Context, w watcher, rev int64, resync time.Durat
 	t := time.NewTicker(resync)
 	defer t.Stop()
 	for {
+		tick() // for the watchdog: at least every resync
 		select {
 		case <-ctx.Done():
 			return

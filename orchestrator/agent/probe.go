@@ -145,6 +145,7 @@ func (pr *prober) loop(ctx context.Context, kind string, probe *configs.Probe, s
 		if ctx.Err() != nil {
 			return
 		}
+		pr.w.p.metrics.ProbeResult(kind, err == nil)
 		pass, fail := run.tally(err, set)
 		pr.verdict(kind, run.pid, pass, fail, run.failRow, err)
 		run.proven = run.proven || pr.passed(kind, run.pid)
