@@ -410,6 +410,7 @@ func (s *server) setPodIO(local *agent.Agent) {
 	if local != nil {
 		lio = local
 	}
+	s.api.SetNodeImages(&imagesRouter{st: s.st, pki: s.pki, localNode: s.cfg.NodeName, local: local}) // images_proxy.go
 	if s.pki != nil {
 		s.api.SetPodIO(&podIORouter{st: s.st, pki: s.pki, localNode: s.cfg.NodeName, local: lio})
 		return
