@@ -198,8 +198,8 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) {
 // imageError is a node's error on one line.
 func imageError(err error) string {
 	msg := strings.Join(strings.Fields(err.Error()), " ")
-	if errors.Is(err, api.ErrNodeUnreachable) && !strings.Contains(msg, "not reachable") {
-		msg = "node not reachable: " + msg
+	if errors.Is(err, api.ErrNodeUnreachable) {
+		msg = "node not reachable: " + strings.TrimSuffix(msg, ": "+api.ErrNodeUnreachable.Error())
 	}
 	return msg
 }
