@@ -28,6 +28,7 @@ func (c *Client) ListImages(ctx context.Context, nodes api.NodeSelector) (api.No
 		q.Set("nodes", strings.Join(nodes.Names, ","))
 	}
 	var out api.NodeImageResults
-	err := c.do(ctx, request{method: http.MethodGet, path: "/v1/images", query: q}, &out)
+	// No client timeout: the server bounds each node's answer.
+	err := c.do(ctx, request{method: http.MethodGet, path: "/v1/images", query: q, stream: true}, &out)
 	return out, err
 }
