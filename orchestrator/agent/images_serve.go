@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 
@@ -86,7 +85,7 @@ func (a *Agent) servePullImage(w http.ResponseWriter, r *http.Request) {
 	}
 	img, err := a.PullImage(r.Context(), req.Ref)
 	if err != nil {
-		podIOError(w, http.StatusBadGateway, api.CodeInternal, fmt.Sprintf("pull %s: %v", req.Ref, err))
+		podIOError(w, http.StatusBadGateway, api.CodeInternal, err.Error()) // "pull REF: ..."
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

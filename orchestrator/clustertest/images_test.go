@@ -86,10 +86,12 @@ func TestImagesAcrossNodes(t *testing.T) {
 
 	// A tag the registry lacks, on node 1 alone: its error, the registry's words.
 	out, err = c.CLI(0, "images", "pull", ref+"-missing", "--nodes", n1)
-	if err == nil || !strings.Contains(out, n1+": ") || !strings.Contains(out, "MANIFEST_UNKNOWN") ||
+	if err == nil || !strings.Contains(out, n1+": pull "+ref+"-missing: ") || strings.Count(out, "pull "+ref+"-missing:") != 1 ||
+		!strings.Contains(out, "MANIFEST_UNKNOWN") ||
 		!strings.Contains(out, "failed on 1 of 1 nodes") {
 		t.Errorf("pull of a missing tag on %s: %v\n%s", n1, err, out)
 	}
+	t.Logf("images pull of a missing tag:\n%s", out)
 	// An unknown node, a bad reference: 400s naming the field.
 	out, err = c.CLI(0, "images", "pull", ref, "--nodes", n0+",nope")
 	if err == nil || !strings.Contains(out, "nodes: no node nope") {
