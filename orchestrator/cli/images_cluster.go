@@ -63,7 +63,8 @@ func (o *ClusterImages) List(ctx context.Context, nodes string) error {
 }
 
 // write prints the table NODE IMAGE DIGEST SIZE of the nodes that
-// answered, then each failed node and its error on Err.
+// answered (no table when none did), then each failed node and its error
+// on Err.
 func (o *ClusterImages) write(res api.NodeImageResults, what string) error {
 	var rows [][]string
 	failed := 0
@@ -86,8 +87,10 @@ func (o *ClusterImages) write(res api.NodeImageResults, what string) error {
 			}
 		}
 	}
-	if err := WriteTable(o.Out, []string{"NODE", "IMAGE", "DIGEST", "SIZE"}, rows); err != nil {
-		return err
+	if len(rows) > 0 || failed == 0 {
+		if err := WriteTable(o.Out, []string{"NODE", "IMAGE", "DIGEST", "SIZE"}, rows); err != nil {
+			return err
+		}
 	}
 	for _, r := range res.Items {
 		if !r.OK {
