@@ -410,6 +410,9 @@ func (s *server) setPodIO(local *agent.Agent) {
 	if local != nil {
 		lio = local
 	}
+	if local != nil || s.pki != nil { // else the image routes answer 503 (images_proxy.go)
+		s.api.SetNodeImages(&imagesRouter{st: s.st, pki: s.pki, localNode: s.cfg.NodeName, local: local})
+	}
 	if s.pki != nil {
 		s.api.SetPodIO(&podIORouter{st: s.st, pki: s.pki, localNode: s.cfg.NodeName, local: lio})
 		return

@@ -17,6 +17,15 @@ import (
 func newImagesCmd(g *globals) *cobra.Command {
 	var configFile, dataDir, runDir string
 	var force bool
+	var nodes string
+	// cluster is the API's images of --nodes (images pull|ls --nodes).
+	cluster := func(cmd *cobra.Command) (*cli.ClusterImages, error) {
+		c, err := g.client()
+		if err != nil {
+			return nil, err
+		}
+		return &cli.ClusterImages{API: c, Out: cmd.OutOrStdout(), Err: cmd.ErrOrStderr()}, nil
+	}
 	// images builds the options from the node config and the flags.
 	images := func(cmd *cobra.Command) (*cli.Images, error) {
 		path := ""
@@ -49,7 +58,7 @@ func newImagesCmd(g *globals) *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "images pull|import|ls|rm",
-		Short: "Manage this node's images (run on the node, as root)",
+		Short: "Manage this node's images (run on the node, as root), or any node's with --nodes (through the API)",
 		Args:  cobra.NoArgs,
 	}
 	cmd.PersistentFlags().StringVar(&configFile, "config", defaultConfigFile, "node config file (TOML): data_dir, insecure_registries, node_name")
@@ -68,19 +77,50 @@ func newImagesCmd(g *globals) *cobra.Command {
 		}),
 	}
 	rm.Flags().BoolVar(&force, "force", false, "remove it even if a container or pod of this node uses it")
-	cmd.AddCommand(
-		&cobra.Command{
-			Use:   "pull REF",
-			Short: "Pull an image from a registry",
-			Args:  cobra.ExactArgs(1),
-			RunE: run(func(cmd *cobra.Command, args []string) error {
-				o, err := images(cmd)
+	pull := &cobra.Command{
+		Use:   "pull REF",
+		Short: "Pull an image from a registry (on this node; with --nodes on those nodes, through the API)",
+		Args:  cobra.ExactArgs(1),
+		RunE: run(func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("nodes") {
+				o, err := cluster(cmd)
 				if err != nil {
 					return err
 				}
-				return o.Pull(cmd.Context(), args[0])
-			}),
-		},
+				return o.Pull(cmd.Context(), args[0], nodes)
+			}
+			o, err := images(cmd)
+			if err != nil {
+				return err
+			}
+			return o.Pull(cmd.Context(), args[0])
+		}),
+	}
+	ls := &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List images (of this node; with --nodes of those nodes, through the API)",
+		Args:    cobra.NoArgs,
+		RunE: run(func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("nodes") {
+				o, err := cluster(cmd)
+				if err != nil {
+					return err
+				}
+				return o.List(cmd.Context(), nodes)
+			}
+			o, err := images(cmd)
+			if err != nil {
+				return err
+			}
+			return o.List(cmd.Context(), time.Now())
+		}),
+	}
+	for _, c := range []*cobra.Command{pull, ls} {
+		c.Flags().StringVar(&nodes, "nodes", "", `"all" (every Ready node) or node names separated by commas: work through the API (--api) on those nodes' agents`)
+	}
+	cmd.AddCommand(
+		pull,
 		&cobra.Command{
 			Use:   "import FILE",
 			Short: "Import an OCI-layout or docker-save archive",
@@ -93,19 +133,7 @@ func newImagesCmd(g *globals) *cobra.Command {
 				return o.Import(cmd.Context(), args[0])
 			}),
 		},
-		&cobra.Command{
-			Use:     "ls",
-			Aliases: []string{"list"},
-			Short:   "List images",
-			Args:    cobra.NoArgs,
-			RunE: run(func(cmd *cobra.Command, _ []string) error {
-				o, err := images(cmd)
-				if err != nil {
-					return err
-				}
-				return o.List(cmd.Context(), time.Now())
-			}),
-		},
+		ls,
 		rm,
 	)
 	return cmd

@@ -565,6 +565,8 @@ func TestUsage(t *testing.T) {
 		{"rollout bad kind", []string{"rollout", "status", "service", "web"}, 2},
 		{"bad api address", []string{"--api", "tcp://x", "get", "pods"}, 1},
 		{"images without a data dir", []string{"images", "ls", "--data-dir", "/nonexistent"}, 1},
+		{"images with an empty node name", []string{"images", "pull", "busybox", "--nodes", "a,,b"}, 1},
+		{"images --nodes without a server", []string{"--api", "unix:///nonexistent/skiff.sock", "images", "ls", "--nodes", "all"}, 1},
 		{"token without server", []string{"token", "--data-dir", "/nonexistent"}, 1},
 		{"help", []string{"get", "--help"}, 0},
 	}

@@ -20,6 +20,8 @@ import (
 //	GET  /pods/{name}/logs?container=&tail=N&follow=1   the plain log lines
 //	POST /pods/{name}/exec  api.ExecRequest             output, then the
 //	                                                    Skiff-Exit-Code trailer
+//	POST /images/pull  {"ref": REF}                      the image pulled
+//	GET  /images                                         this node's images
 //
 // The pod is this agent's own view of it: a pod it does not run is a 404,
 // whatever the caller says. Errors are the API's error bodies.
@@ -27,6 +29,8 @@ func (a *Agent) PodIOHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /pods/{name}/logs", a.serveLogs)
 	mux.HandleFunc("POST /pods/{name}/exec", a.serveExec)
+	mux.HandleFunc("POST /images/pull", a.servePullImage) // images_serve.go
+	mux.HandleFunc("GET /images", a.serveListImages)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		podIOError(w, http.StatusNotFound, api.CodeNotFound, "no such path: "+r.URL.Path)
 	})

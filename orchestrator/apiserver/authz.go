@@ -121,6 +121,9 @@ var routeAccess = map[string]access{
 	// Scale to zero: a node's activator wakes a service's app, 0 -> 1
 	// only (the handler refuses anything else).
 	"POST /v1/services/{name}/wake": {roles: adminOnly, node: anyNode},
+	// Images across the cluster (images.go): readers list, admins pull.
+	"GET /v1/images":       {roles: readers},
+	"POST /v1/images/pull": {roles: adminOnly},
 }
 
 // accessFor is pattern's entry of routeAccess, or the default.

@@ -138,6 +138,17 @@ func TestAuthz(t *testing.T) {
 		{"edge-02", "PUT", "/v1/nodes/edge-02/load", `{"interval":2,"services":[{"service":"web","new_per_sec":5,"active":1}]}`, 204, ""},
 		{"edge-02", "GET", "/v1/services/web/stats", "", 403, "node:edge-02 may not GET /v1/services/web/stats"},
 		{"edge-02", "POST", "/v1/services/web/wake", `{}`, 400, `its app \"web\" does not scale to zero`},
+		// Images across the cluster: readers list, admins pull, nodes neither.
+		{"read", "POST", "/v1/images/pull", `{"ref":"busybox","nodes":"all"}`, 403, "a read token may only GET"},
+		{"edge-02", "POST", "/v1/images/pull", `{"ref":"busybox","nodes":["edge-02"]}`, 403, "node:edge-02 may not POST /v1/images/pull"},
+		{"edge-02", "GET", "/v1/images?nodes=all", "", 403, "node:edge-02 may not GET /v1/images"},
+		{"admin", "POST", "/v1/images/pull", `{"ref":"busybox","nodes":["nope"]}`, 400, "nodes: no node nope"},
+		{"admin", "POST", "/v1/images/pull", `{"ref":"busybox","nodes":["edge-01"]}`, 400, "nodes: node edge-01 is not Ready"},
+		{"admin", "POST", "/v1/images/pull", `{"ref":"busybox","nodes":"some"}`, 400, `nodes: want \"all\" or a list of node names`},
+		{"admin", "POST", "/v1/images/pull", `{"ref":"Bad Ref!","nodes":"all"}`, 400, "could not parse reference: Bad Ref!"},
+		{"admin", "POST", "/v1/images/pull", `{"nodes":"all"}`, 400, "ref: must not be empty"},
+		{"read", "GET", "/v1/images", "", 400, "nodes: want"},
+		{"read", "GET", "/v1/images?nodes=all", "", 503, "no agent on this server"},
 		{"edge-02", "POST", "/v1/services/nope/wake", `{}`, 404, "not found"},
 
 		// A join token.

@@ -33,6 +33,10 @@
 //	POST   /v1/pods/{name}/exec          api.ExecRequest -> output, streamed; exit
 //	                                     code in the Skiff-Exit-Code trailer
 //	                                     (503 while no PodIO is set)
+//	POST   /v1/images/pull               {"ref","nodes"} -> api.NodeImageResults: each
+//	                                     node's agent pulls (images.go)
+//	GET    /v1/images?nodes=all|A,B      api.NodeImageResults: each node's images
+//	                                     (both 503 while no NodeImages is set)
 //	GET    /v1/services                  List of api.Service
 //	GET    /v1/services/{name}           api.Service
 //	PUT    /v1/services/{name}           api.Service (spec; status is allocated)

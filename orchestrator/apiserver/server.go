@@ -93,6 +93,9 @@ type Server struct {
 
 	// podIO serves logs and exec (see SetPodIO); nil until an agent runs.
 	podIO atomic.Pointer[api.PodIO]
+	// nodeImages pulls and lists the nodes' images (images.go); nil
+	// until set.
+	nodeImages atomic.Pointer[api.NodeImages]
 	// members serves the gossip view (see SetMembership); nil without gossip.
 	members atomic.Pointer[Membership]
 	// joinCfg issues node certificates (see EnableJoin); nil without TCP.
@@ -226,6 +229,8 @@ func (s *Server) routes() {
 	s.route("/v1/services/{name}/stats", hs{"GET": s.serviceStats})
 	s.route("/v1/stats", hs{"GET": s.listStats})
 	s.route("/v1/services/{name}/wake", hs{"POST": s.wakeService})
+	s.route("/v1/images", hs{"GET": s.listImages})
+	s.route("/v1/images/pull", hs{"POST": s.pullImage})
 	s.authRoutes()
 	// The web console signs its users in itself (see console.go).
 	s.mux.HandleFunc(ConsolePath, s.serveConsole)

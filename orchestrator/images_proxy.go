@@ -1,0 +1,116 @@
+package orchestrator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/skiff-edge/skiff/cluster/pki"
+	"github.com/skiff-edge/skiff/orchestrator/agent"
+	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/store"
+)
+
+// imagesRouter serves the API's images across the cluster
+// (api.NodeImages): the server's own node through its agent in the
+// process, the others through their agents' pod IO listener (see
+// podIORouter), over the same TLS. pki is nil without cluster mode: then
+// only the local node answers.
+type imagesRouter struct {
+	st        *store.Store
+	pki       *pki.PKI
+	localNode string
+	local     *agent.Agent // nil without --agent
+}
+
+var _ api.NodeImages = (*imagesRouter)(nil)
+
+// imagePullTimeout bounds one node's pull; a list answers at once.
+const (
+	imagePullTimeout = 15 * time.Minute
+	imageListTimeout = 30 * time.Second
+)
+
+func (r *imagesRouter) PullImage(ctx context.Context, node, ref string) (api.ImageInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, imagePullTimeout)
+	defer cancel()
+	if r.local != nil && node == r.localNode {
+		return r.local.PullImage(ctx, ref)
+	}
+	body, err := json.Marshal(map[string]string{"ref": ref})
+	if err != nil {
+		return api.ImageInfo{}, err
+	}
+	var img api.ImageInfo
+	err = r.call(ctx, node, http.MethodPost, "/images/pull", body, &img)
+	return img, err
+}
+
+func (r *imagesRouter) ListImages(ctx context.Context, node string) ([]api.ImageInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, imageListTimeout)
+	defer cancel()
+	if r.local != nil && node == r.localNode {
+		return r.local.ListImages()
+	}
+	var imgs []api.ImageInfo
+	err := r.call(ctx, node, http.MethodGet, "/images", nil, &imgs)
+	return imgs, err
+}
+
+// call sends one request to node's agent and decodes its 200 answer into
+// out; another answer is an error with the agent's message.
+func (r *imagesRouter) call(ctx context.Context, node, method, path string, body []byte, out any) error {
+	if r.pki == nil {
+		return fmt.Errorf("node %s: no agent of it in this process and no cluster mode to reach it: %w", node, api.ErrNodeUnreachable)
+	}
+	var n api.Node
+	if err := r.st.Get(api.KindNode, node, &n); err != nil {
+		return fmt.Errorf("node %s: %v: %w", node, err, api.ErrNodeUnreachable)
+	}
+	if n.Status.APIAddr == "" {
+		return fmt.Errorf("node %s: its agent registered no address: %w", node, api.ErrNodeUnreachable)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+n.Status.APIAddr+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	// As podIORouter: a client per call, accepting only node's
+	// certificate. The answer comes when the pull ends: no header
+	// timeout beyond ctx's.
+	tr := &http.Transport{Proxy: nil, TLSClientConfig: r.pki.PodIOClientTLS(node),
+		TLSHandshakeTimeout: podIODialTimeout, DisableKeepAlives: true}
+	tr.DialContext = (&net.Dialer{Timeout: podIODialTimeout}).DialContext
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return fmt.Errorf("node %s's agent at %s: %v: %w", node, n.Status.APIAddr, err, api.ErrNodeUnreachable)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var eb struct {
+			Error struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&eb)
+		if eb.Error.Message == "" {
+			eb.Error.Message = resp.Status
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			// An agent from before the image routes.
+			return fmt.Errorf("node %s's agent serves no images (%s): %w", node, eb.Error.Message, api.ErrNodeUnreachable)
+		}
+		return fmt.Errorf("%s", eb.Error.Message)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out); err != nil {
+		return fmt.Errorf("node %s's answer: %w", node, err)
+	}
+	return nil
+}
