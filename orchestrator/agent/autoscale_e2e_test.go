@@ -73,14 +73,29 @@ type loadGen struct {
 	perSec atomic.Int64
 	ok     atomic.Int64
 	failed atomic.Int64
-	mu     sync.Mutex
-	byPod  map[string]int
-	errs   []string
-	stop   chan struct{}
-	done   sync.WaitGroup
+	// dropped counts the sends a steady generator skipped after a stall.
+	dropped atomic.Int64
+	mu      sync.Mutex
+	byPod   map[string]int
+	errs    []string
+	stop    chan struct{}
+	stopped sync.Once
+	done    sync.WaitGroup
 }
 
 func startLoad(url string, perSec int) *loadGen {
+	return startLoadGen(url, perSec, false)
+}
+
+// startSteadyLoad is startLoad that never bursts: when the generator falls
+// behind (a stall of the loaded machine), it drops the missed sends
+// instead of catching up, so that no measuring interval sees more than
+// the set rate.
+func startSteadyLoad(url string, perSec int) *loadGen {
+	return startLoadGen(url, perSec, true)
+}
+
+func startLoadGen(url string, perSec int, steady bool) *loadGen {
 	g := &loadGen{url: url, byPod: map[string]int{}, stop: make(chan struct{})}
 	g.perSec.Store(int64(perSec))
 	g.done.Add(1)
@@ -93,6 +108,10 @@ func startLoad(url string, perSec int) *loadGen {
 				r = 1
 			}
 			next = next.Add(time.Second / time.Duration(r))
+			if now := time.Now(); steady && now.Sub(next) > time.Second/time.Duration(r) {
+				g.dropped.Add(int64(now.Sub(next) * time.Duration(r) / time.Second))
+				next = now
+			}
 			select {
 			case <-g.stop:
 				return
@@ -122,8 +141,10 @@ func startLoad(url string, perSec int) *loadGen {
 	return g
 }
 
+// close stops the generator and waits for its requests; it may be called
+// again (a test's own stop and its t.Cleanup).
 func (g *loadGen) close() {
-	close(g.stop)
+	g.stopped.Do(func() { close(g.stop) })
 	g.done.Wait()
 }
 

@@ -27,9 +27,10 @@ import (
 //     first waits a full window again).
 //   - Tolerance: a metric within ±tolerance (default 10%) of its target
 //     for the current count recommends the current count.
-//   - Direction changes: a scale down right after a scale up is a
-//     reversal; at most MaxReversals in ReversalWindow, beyond which scale
-//     downs wait. Scale ups are never held: a held scale up drops requests.
+//   - Direction changes: a scale down after a scale up, or an up after a
+//     down, is a reversal; once MaxReversals are within ReversalWindow,
+//     scale downs wait. Scale ups are never held (a held scale up drops
+//     requests), so a window sees at most MaxReversals+1 changes.
 //   - No data, no decision: without a fresh report, or with a report whose
 //     counters were reset within its interval (partial), nothing changes.
 //
