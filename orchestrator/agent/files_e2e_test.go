@@ -118,7 +118,12 @@ func TestConfigsSecretsE2E(t *testing.T) {
 
 	// Nowhere on disk under the data dir in clear: the store, the agent's
 	// cache, the pod directories (the secret volume is a tmpfs: its mount
-	// is skipped, it is memory).
+	// is skipped, it is memory). The cache is written within a second of
+	// a change: wait until it holds the pods, so that the grep sees them.
+	n.waitFor("the agent cache to hold the pods", 20*time.Second, func() (bool, error) {
+		b, err := os.ReadFile(filepath.Join(n.dataDir, "agent-cache.json"))
+		return err == nil && bytes.Contains(b, []byte(pods[0].Name)), err
+	})
 	mounts := mountsUnder(n.dir)
 	found := map[string]bool{}
 	filepath.WalkDir(n.dataDir, func(path string, d fs.DirEntry, err error) error {

@@ -65,13 +65,24 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 			}
 			resp.Results = append(resp.Results, api.ApplyResult{Kind: api.KindApp, Name: name, Action: action})
 		}
-		for _, name := range slices.Sorted(maps.Keys(m.Services)) {
+		// Services that ask for a given address, cluster IP or node port
+		// are written first, so that one the server picks for another
+		// service of the same manifest cannot take it from them.
+		names := slices.Sorted(maps.Keys(m.Services))
+		slices.SortStableFunc(names, func(a, b string) int {
+			return cmpBool(asksAllocation(m.Services[b]), asksAllocation(m.Services[a]))
+		})
+		actions := map[string]string{}
+		for _, name := range names {
 			var out api.Service
 			action, err := s.writeService(tx, name, m.Services[name], 0, &out)
 			if err != nil {
 				return err
 			}
-			resp.Results = append(resp.Results, api.ApplyResult{Kind: api.KindService, Name: name, Action: action})
+			actions[name] = action
+		}
+		for _, name := range slices.Sorted(maps.Keys(actions)) {
+			resp.Results = append(resp.Results, api.ApplyResult{Kind: api.KindService, Name: name, Action: actions[name]})
 		}
 		if req.DryRun {
 			return errDryRun
@@ -166,4 +177,20 @@ func (s *Server) scaleApp(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, &app)
+}
+
+// asksAllocation says whether a service names an address, cluster IP or
+// node port of its own rather than letting the server pick one.
+func asksAllocation(svc *configs.ServiceSpec) bool {
+	return svc.WantAddress() != "" || svc.ClusterIP != "" || svc.NodePort != 0
+}
+
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

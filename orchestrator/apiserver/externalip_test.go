@@ -179,3 +179,34 @@ func TestLBAddressAllocation(t *testing.T) {
 		t.Fatalf("a as cluster service: %d %s, address %q", rec.Code, rec.Body, addr("a").Address)
 	}
 }
+
+// TestApplyAskedAddressFirst: in one manifest, a service that asks for
+// the pool's first address keeps it although another service, earlier by
+// name, lets the server pick (it gets the next one).
+func TestApplyAskedAddressFirst(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	lb := configs.LB{Pools: []string{"192.0.2.240-192.0.2.241"}}
+	s := New(st, Options{CheckExternalIP: lb.CheckExternalIP, FreeExternalIP: lb.FreeAddress})
+	rec := serve(s, "POST", "/v1/apply", `{"services":{
+		"auto":{"app":"web","port":81,"type":"load-balancer"},
+		"shop":{"app":"web","port":80,"type":"load-balancer","address":"192.0.2.240"}}}`)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("apply: %d %s", rec.Code, rec.Body)
+	}
+	if !strings.Contains(rec.Body.String(), `"name":"auto"`) || strings.Index(rec.Body.String(), `"name":"auto"`) > strings.Index(rec.Body.String(), `"name":"shop"`) {
+		t.Errorf("results not in name order: %s", rec.Body)
+	}
+	for name, want := range map[string]string{"shop": "192.0.2.240", "auto": "192.0.2.241"} {
+		var svc api.Service
+		if err := st.Get(api.KindService, name, &svc); err != nil {
+			t.Fatal(err)
+		}
+		if svc.Status.Address != want {
+			t.Errorf("%s got address %q, want %s", name, svc.Status.Address, want)
+		}
+	}
+}
