@@ -218,11 +218,15 @@ func newPrivateNode(t testing.TB) *node {
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v %s", err, out)
 	}
+	// Should a step below fail before the full clean-up is registered:
+	// these run last, and find nothing left when it ran.
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
 	nsPath := "/run/netns/" + ns
 	dir, err := os.MkdirTemp("", "skiff-idle-"+id+"-")
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	n := &node{t: t, id: id, dir: dir, dataDir: filepath.Join(dir, "data"), runDir: filepath.Join(dir, "run"),
 		bridge: "ski" + id, log: &lockedBuf{}}
 	n.cfgFile = filepath.Join(dir, "config.toml")

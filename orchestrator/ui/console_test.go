@@ -191,11 +191,14 @@ func TestLiveStreamTellsChanges(t *testing.T) {
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() && sc.Text() != "event: hello" {
 	}
-	go func() {
-		b2 := p.browser()
-		b2.login(admin)
-		b2.do("POST", "/ui/apps/web/scale", url.Values{"replicas": {"5"}, "csrf": {b2.csrf()}}, nil)
-	}()
+	// The change comes from another session, made in this goroutine (a
+	// failing helper must not call t.Fatal from another one); the stream
+	// is buffered by the kernel meanwhile.
+	b2 := p.browser()
+	b2.login(admin)
+	if resp, body := b2.do("POST", "/ui/apps/web/scale", url.Values{"replicas": {"5"}, "csrf": {b2.csrf()}}, nil); resp.StatusCode >= 400 {
+		t.Fatalf("scale: %d %s", resp.StatusCode, body)
+	}
 	for sc.Scan() {
 		if strings.HasPrefix(sc.Text(), "data: ") && strings.Contains(sc.Text(), "apps") {
 			return
