@@ -52,6 +52,11 @@ for a in arm64:aarch64-linux-gnu armhf:arm-linux-gnueabihf; do
 		missing+=("libseccomp-dev:${a%%:*}")
 		foreign+=("${a%%:*}")
 	fi
+	# The cross compilers' C library (only Recommended by them, and
+	# installs here skip recommends): the static link needs its libc.a.
+	if [ ! -f "/usr/${a#*:}/lib/libc.a" ]; then
+		missing+=("libc6-dev-${a%%:*}-cross")
+	fi
 done
 if [ ${#missing[@]} -gt 0 ] && [ "${DEPS_CHECK:-}" = 1 ]; then
 	echo "deps: missing after install: ${missing[*]} (commands: ${!need[*]})" >&2
