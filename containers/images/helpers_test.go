@@ -22,8 +22,8 @@ func TestMain(m *testing.M) {
 		return
 	}
 	code := m.Run()
-	if imagesDir != "" {
-		os.RemoveAll(imagesDir)
+	if demoImages != nil {
+		demoImages.Close()
 	}
 	os.Exit(code)
 }
@@ -69,52 +69,35 @@ func openStore(t testing.TB, cfg Config) *Store {
 }
 
 var (
-	imgOnce   sync.Once
-	busybox   v1.Image
-	demo      v1.Image
-	imgErr    error
-	imagesDir string
+	imgOnce    sync.Once
+	demoImages *imagetest.Demo
+	imgErr     error
 )
 
 // testImages builds the busybox image (one layer) and the demo image
-// (busybox below the demo server: three layers) once per test binary.
+// (busybox below the demo server: three layers) once per test binary;
+// TestMain removes them.
 func testImages(t testing.TB) (bb, dm v1.Image) {
 	t.Helper()
-	imgOnce.Do(func() {
-		imagesDir, imgErr = os.MkdirTemp("", "skiff-images-")
-		if imgErr != nil {
-			return
-		}
-		busybox, imgErr = imagetest.BusyboxImage()
-		if imgErr != nil {
-			return
-		}
-		demoBin := filepath.Join(imagesDir, "demo")
-		if imgErr = imagetest.BuildGo("../..", "./examples/demo", demoBin); imgErr != nil {
-			return
-		}
-		demo, imgErr = imagetest.BinaryImage(demoBin, "-listen", ":8080")
-	})
+	imgOnce.Do(func() { demoImages, imgErr = imagetest.BuildDemo("../..") })
 	if imgErr != nil {
 		t.Fatalf("build test images: %v", imgErr)
 	}
-	return busybox, demo
+	return demoImages.Busybox, demoImages.Demo
 }
 
 // startRegistry starts an in-process registry with the test images pushed
 // as REG/busybox:1 and REG/demo:1.
 func startRegistry(t testing.TB) *imagetest.Registry {
 	t.Helper()
-	bb, dm := testImages(t)
+	testImages(t)
 	reg, err := imagetest.StartRegistry(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { reg.Close() })
-	for ref, img := range map[string]v1.Image{reg.Addr + "/busybox:1": bb, reg.Addr + "/demo:1": dm} {
-		if err := imagetest.Push(ref, img); err != nil {
-			t.Fatalf("push %s: %v", ref, err)
-		}
+	if err := demoImages.Push(reg.Addr); err != nil {
+		t.Fatal(err)
 	}
 	return reg
 }
