@@ -3,16 +3,13 @@ package agent_test
 import (
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/skiff-edge/skiff/orchestrator/metrics/metricstest"
 )
 
 const metricsManifest = `
@@ -70,45 +67,12 @@ func TestAgentMetricsAndWatchdogE2E(t *testing.T) {
 	n.waitReady("mweb", "mweb", 1, 60*time.Second)
 	url := "http://" + n.vip("mweb") + "/"
 
-	scrape := func() map[string]*dto.MetricFamily {
-		resp, err := http.Get("http://" + addr + "/metrics")
+	scrape := func() metricstest.Families {
+		fams, err := metricstest.Scrape(nil, "http://"+addr+"/metrics")
 		if err != nil {
 			t.Fatalf("scrape: %v", err)
 		}
-		defer resp.Body.Close()
-		p := expfmt.NewTextParser(model.LegacyValidation)
-		fams, err := p.TextToMetricFamilies(resp.Body)
-		if err != nil {
-			t.Fatalf("parse /metrics: %v", err)
-		}
 		return fams
-	}
-	value := func(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-		f := fams[name]
-		if f == nil {
-			return 0, false
-		}
-	next:
-		for _, m := range f.Metric {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.Label {
-					found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue(), true
-			case m.Gauge != nil:
-				return m.Gauge.GetValue(), true
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount()), true
-			}
-		}
-		return 0, false
 	}
 
 	// Traffic through the VIP until the sampler reports a rate for the
@@ -118,13 +82,13 @@ func TestAgentMetricsAndWatchdogE2E(t *testing.T) {
 		for range 20 {
 			_, _ = get(url)
 		}
-		v, ok := value(scrape(), "skiff_service_connections_per_second", "service", "mweb")
+		v, ok := scrape().Value("skiff_service_connections_per_second", "service", "mweb")
 		rate = v
 		return ok && v > 0, nil
 	})
 	fams := scrape()
-	probes, _ := value(fams, "skiff_probe_results_total", "probe", "readiness", "result", "success")
-	syncs, _ := value(fams, "skiff_lb_sync_duration_seconds")
+	probes, _ := fams.Value("skiff_probe_results_total", "probe", "readiness", "result", "success")
+	syncs, _ := fams.Value("skiff_lb_sync_duration_seconds")
 	t.Logf("mweb: %.1f new connections/s; %v readiness successes; %v load balancer syncs", rate, probes, syncs)
 	if probes < 1 {
 		t.Errorf("skiff_probe_results_total{probe=readiness,result=success} = %v, want > 0", probes)

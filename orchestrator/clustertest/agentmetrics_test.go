@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/skiff-edge/skiff/orchestrator/metrics/metricstest"
 )
 
 // TestAgentMetricsAndWatchdog runs a standalone `skiff agent` as systemd
@@ -38,55 +36,22 @@ func TestAgentMetricsAndWatchdog(t *testing.T) {
 
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
 		DialContext: dialIn(c.Nodes[1].NetnsPath()), DisableKeepAlives: true}}
-	scrape := func() (map[string]*dto.MetricFamily, error) {
-		resp, err := hc.Get("http://127.0.0.1:9464/metrics")
-		if err != nil {
-			return nil, err
-		}
-		defer resp.Body.Close()
-		p := expfmt.NewTextParser(model.LegacyValidation)
-		return p.TextToMetricFamilies(resp.Body)
+	scrape := func() (metricstest.Families, error) {
+		return metricstest.Scrape(hc, "http://127.0.0.1:9464/metrics")
 	}
-	value := func(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
-		f := fams[name]
-		if f == nil {
-			return 0, false
-		}
-	next:
-		for _, m := range f.Metric {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.Label {
-					found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue(), true
-			case m.Gauge != nil:
-				return m.Gauge.GetValue(), true
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount()), true
-			}
-		}
-		return 0, false
-	}
-	var fams map[string]*dto.MetricFamily
+	var fams metricstest.Families
 	c.WaitFor("the agent's skiff_service_connections_per_second{service=web} > 0", 60*time.Second, func() (bool, error) {
 		Hit(c.Nodes[1].NetnsPath(), vip, 20)
 		var err error
 		if fams, err = scrape(); err != nil {
 			return false, err
 		}
-		v, ok := value(fams, "skiff_service_connections_per_second", "service", "web")
+		v, ok := fams.Value("skiff_service_connections_per_second", "service", "web")
 		return ok && v > 0, nil
 	})
-	probes, _ := value(fams, "skiff_probe_results_total", "probe", "readiness", "result", "success")
-	syncs, _ := value(fams, "skiff_lb_sync_duration_seconds")
-	rate, _ := value(fams, "skiff_service_connections_per_second", "service", "web")
+	probes, _ := fams.Value("skiff_probe_results_total", "probe", "readiness", "result", "success")
+	syncs, _ := fams.Value("skiff_lb_sync_duration_seconds")
+	rate, _ := fams.Value("skiff_service_connections_per_second", "service", "web")
 	t.Logf("agent: web %.1f new connections/s, %v readiness successes, %v load balancer syncs", rate, probes, syncs)
 	if probes < 1 {
 		t.Errorf("skiff_probe_results_total{probe=readiness,result=success} = %v, want > 0 (a web pod on the agent?)", probes)

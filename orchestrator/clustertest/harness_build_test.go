@@ -13,7 +13,7 @@ import (
 )
 
 // DemoRef is the image of examples/web.toml and DemoManifest.
-const DemoRef = "localhost/skiff-demo:1"
+const DemoRef = imagetest.DemoRef
 
 // binaries are built once per test binary.
 type binaries struct {
@@ -60,16 +60,8 @@ func doBuild() error {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build -tags seccomp ./cmd/skiff (needs libseccomp-dev): %w\n%s", err, out)
 	}
-	demo := filepath.Join(dir, "demo")
-	if err := imagetest.BuildGo(root, "./examples/demo", demo); err != nil {
-		return err
-	}
-	img, err := imagetest.BinaryImage(demo)
-	if err != nil {
-		return err
-	}
 	bin.demoTar = filepath.Join(dir, "skiff-demo.tar")
-	if err := imagetest.WriteOCIArchive(bin.demoTar, DemoRef, img); err != nil {
+	if err := imagetest.DemoArchive(root, bin.demoTar); err != nil {
 		return err
 	}
 	out, err := exec.Command(bin.skiff, "server", "--help").CombinedOutput()

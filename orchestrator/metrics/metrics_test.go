@@ -4,8 +4,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/skiff-edge/skiff/orchestrator/metrics/metricstest"
 )
 
 type rates map[string]float64
@@ -33,39 +32,17 @@ func TestAgentMetrics(t *testing.T) {
 
 	rec := httptest.NewRecorder()
 	Handler(reg).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(rec.Body)
+	fams, err := metricstest.Parse(rec.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	get := func(name string, labels ...string) float64 {
 		t.Helper()
-		f := fams[name]
-		if f == nil {
-			t.Fatalf("no %s", name)
+		v, ok := fams.Value(name, labels...)
+		if !ok {
+			t.Fatalf("no %s%v", name, labels)
 		}
-	next:
-		for _, m := range f.Metric {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, l := range m.Label {
-					found = found || l.GetName() == labels[i] && l.GetValue() == labels[i+1]
-				}
-				if !found {
-					continue next
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount())
-			}
-		}
-		t.Fatalf("no %s%v", name, labels)
-		return 0
+		return v
 	}
 	for _, c := range []struct {
 		got, want float64

@@ -26,7 +26,7 @@ import (
 // the demo image (as orchestrator/agent's e2e tests do) and drive the
 // console with a real headless Chromium (Debian's chromium, scripts/deps.sh).
 
-const demoRef = "localhost/skiff-demo:1"
+const demoRef = imagetest.DemoRef
 
 var (
 	buildOnce sync.Once
@@ -77,17 +77,8 @@ func build(t testing.TB) {
 			buildErr = fmt.Errorf("build skiff: %v\n%s", err, out)
 			return
 		}
-		demo := filepath.Join(buildDir, "demo")
-		if buildErr = imagetest.BuildGo("../..", "./examples/demo", demo); buildErr != nil {
-			return
-		}
-		img, err := imagetest.BinaryImage(demo)
-		if err != nil {
-			buildErr = err
-			return
-		}
 		demoTar = filepath.Join(buildDir, "demo.tar")
-		buildErr = imagetest.WriteOCIArchive(demoTar, demoRef, img)
+		buildErr = imagetest.DemoArchive("../..", demoTar)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

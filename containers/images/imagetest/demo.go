@@ -52,3 +52,23 @@ func (d *Demo) Push(addr string) error {
 
 // Close removes the directory that holds the demo binary.
 func (d *Demo) Close() error { return os.RemoveAll(d.dir) }
+
+// DemoRef is the name DemoArchive gives the demo server image.
+const DemoRef = "localhost/skiff-demo:1"
+
+// DemoArchive builds the demo server of examples/demo from root, the
+// module's root directory, and writes its image (busybox below it, no
+// arguments: it listens on its default address) as an OCI archive named
+// DemoRef at path, for `skiff images import`. The binary is left beside
+// the archive as path + ".bin".
+func DemoArchive(root, path string) error {
+	bin := path + ".bin"
+	if err := BuildGo(root, "./examples/demo", bin); err != nil {
+		return err
+	}
+	img, err := BinaryImage(bin)
+	if err != nil {
+		return err
+	}
+	return WriteOCIArchive(path, DemoRef, img)
+}
