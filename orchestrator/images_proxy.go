@@ -85,7 +85,7 @@ func (r *imagesRouter) call(ctx context.Context, node, method, path string, body
 	// As podIORouter: a client per call, accepting only node's
 	// certificate. The answer comes when the pull ends: no header
 	// timeout beyond ctx's.
-	tr := &http.Transport{Proxy: nil, TLSClientConfig: r.pki.PodIOClientTLS(node),
+	tr := &http.Transport{Proxy: nil, TLSClientConfig: podIOClientTLS(r.st, r.pki, node),
 		TLSHandshakeTimeout: podIODialTimeout, DisableKeepAlives: true}
 	tr.DialContext = (&net.Dialer{Timeout: podIODialTimeout}).DialContext
 	resp, err := (&http.Client{Transport: tr}).Do(req)

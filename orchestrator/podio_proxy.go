@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -105,7 +107,7 @@ func (r *podIORouter) call(ctx context.Context, p *api.Pod, method, suffix strin
 	}
 	// A client per call: the TLS config names the node whose certificate
 	// is accepted. Logs and exec are rare; no pool to keep.
-	tr := &http.Transport{Proxy: nil, TLSClientConfig: r.pki.PodIOClientTLS(node),
+	tr := &http.Transport{Proxy: nil, TLSClientConfig: podIOClientTLS(r.st, r.pki, node),
 		TLSHandshakeTimeout: podIODialTimeout, ResponseHeaderTimeout: 30 * time.Second, DisableKeepAlives: true}
 	tr.DialContext = (&net.Dialer{Timeout: podIODialTimeout}).DialContext
 	resp, err := (&http.Client{Transport: tr}).Do(req)
@@ -136,4 +138,33 @@ func (r *podIORouter) call(ctx context.Context, p *api.Pod, method, suffix strin
 		return nil, fmt.Errorf("node %s: %s: %w", node, msg, api.ErrNotRunning)
 	}
 	return nil, errors.New("node " + node + ": " + msg)
+}
+
+// podIOClientTLS is the TLS config the server dials node's agent with
+// (pki.PodIOClientTLS: node's own certificate, from the cluster CA), which
+// also refuses a certificate the store records as revoked for node. The
+// CA's signature and the name are not enough: a deleted node's key keeps
+// them until the certificate ends, and a node that joined since under the
+// same name must not have its logs, exec and images answered by whoever
+// kept the old key and can intercept its traffic.
+func podIOClientTLS(st *store.Store, p *pki.PKI, node string) *tls.Config {
+	c := p.PodIOClientTLS(node)
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return fmt.Errorf("node %s's agent sent no certificate", node)
+		}
+		serial := pki.SerialHex(cs.PeerCertificates[0])
+		var rec api.NodeCert
+		switch err := st.Get(api.KindNodeCert, node, &rec); {
+		case errors.Is(err, store.ErrNotFound):
+			return nil // issued by another server, as for the API (apiserver.authCert)
+		case err != nil:
+			return fmt.Errorf("node %s's certificate record: %w", node, err)
+		}
+		if slices.ContainsFunc(rec.Revoked, func(c api.CertSerial) bool { return c.Serial == serial }) {
+			return fmt.Errorf("node %s's agent answered with a revoked certificate (serial %s, from before the node was deleted)", node, serial)
+		}
+		return nil
+	}
+	return c
 }

@@ -373,6 +373,7 @@ func (a *Agent) startDNS(podCIDR *net.IPNet) (stop func()) {
 	log := a.log.With("component", "dns")
 	r, err := newResolver(c, log)
 	if err == nil {
+		r.onlyFrom(podCIDR) // this node's pods (and the node, from the bridge's address)
 		ip, addr := dnsAddr(podCIDR, c.Port)
 		if _, err = r.listen(addr); err == nil {
 			var path string

@@ -72,6 +72,9 @@ type resolver struct {
 	upstreams []string
 	view      atomic.Pointer[nameView]
 	cache     *dnsCache
+	// allow, if set, is where queries may come from (the node's pod
+	// CIDR, the bridge's address included); others are refused.
+	allow atomic.Pointer[net.IPNet]
 
 	// mu protects servers.
 	mu      sync.Mutex
@@ -162,8 +165,38 @@ func (r *resolver) stop() {
 	r.servers = nil
 }
 
+// onlyFrom makes the resolver answer queries from cidr only. It listens
+// on the bridge's address, which the node's LAN neighbours can reach too
+// (the node takes packets for any of its addresses on any link): without
+// it they would get the cluster's service and pod names and addresses,
+// and a recursive resolver to use, and to reflect from, through the node.
+func (r *resolver) onlyFrom(cidr *net.IPNet) { r.allow.Store(cidr) }
+
+// allowed reports whether a query from addr may be answered.
+func (r *resolver) allowed(addr net.Addr) bool {
+	cidr := r.allow.Load()
+	if cidr == nil {
+		return true
+	}
+	var ip net.IP
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		ip = a.IP
+	case *net.TCPAddr:
+		ip = a.IP
+	}
+	return ip != nil && cidr.Contains(ip)
+}
+
 // ServeDNS answers one query.
 func (r *resolver) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	if !r.allowed(w.RemoteAddr()) {
+		m := new(dns.Msg)
+		m.SetRcode(req, dns.RcodeRefused)
+		m.Question = nil // as short as the query at most: nothing to reflect
+		_ = w.WriteMsg(m)
+		return
+	}
 	if len(req.Question) != 1 || req.Opcode != dns.OpcodeQuery {
 		m := new(dns.Msg)
 		m.SetRcode(req, dns.RcodeNotImplemented)

@@ -244,3 +244,29 @@ func BenchmarkResolver(b *testing.B) {
 		})
 	}
 }
+
+// TestResolverOnlyFromPods: the resolver listens on the bridge's address,
+// which the LAN can reach too; queries from outside the node's pod CIDR
+// are refused, over UDP and TCP, for cluster and forwarded names alike.
+func TestResolverOnlyFromPods(t *testing.T) {
+	up := startUpstream(t)
+	addr, r := offlineResolver(t, up.addr)
+	_, pods, _ := net.ParseCIDR("10.88.5.0/24")
+	r.onlyFrom(pods) // the test asks from 127.0.0.1: not a pod
+	for _, proto := range []string{"udp", "tcp"} {
+		for _, name := range []string{"web.skiff.", "web.pods.skiff.", "ext.example."} {
+			m := ask(t, addr, name, dns.TypeA, proto)
+			if m.Rcode != dns.RcodeRefused || len(m.Answer) != 0 {
+				t.Errorf("%s over %s from outside the pod CIDR: %s %v, want REFUSED and no answer", name, proto, dns.RcodeToString[m.Rcode], answers(m))
+			}
+		}
+	}
+	if n := up.asked.Load(); n != 0 {
+		t.Errorf("the upstream was asked %d times for refused queries", n)
+	}
+	_, lo, _ := net.ParseCIDR("127.0.0.0/8")
+	r.onlyFrom(lo)
+	if m := ask(t, addr, "web.skiff.", dns.TypeA, "udp"); m.Rcode != dns.RcodeSuccess || !slices.Equal(answers(m), []string{"10.96.0.10"}) {
+		t.Errorf("web.skiff. from inside: %s %v", dns.RcodeToString[m.Rcode], answers(m))
+	}
+}

@@ -23,6 +23,10 @@ const (
 	maxLoadEndpoints = 256 // per service
 	maxLoadPods      = 1024
 	maxLoadInterval  = 600.0
+	// maxLoadActive bounds a connection count: the server adds them up
+	// over nodes and a report's entries, and a sum of counts near the
+	// int range would wrap to a negative one.
+	maxLoadActive = 1_000_000_000
 )
 
 // Load returns the server's registry of load reports: the per-service
@@ -86,22 +90,32 @@ func checkLoad(l *api.NodeLoad) error {
 	case len(l.Pods) > maxLoadPods:
 		return invalid("pods", "at most %d pods per report, not %d", maxLoadPods, len(l.Pods))
 	}
+	seen := map[string]bool{}
 	for i, sl := range l.Services {
 		switch {
+		case seen[sl.Service]:
+			// The sums add every entry: a service twice would count twice.
+			return invalid(fieldAt("services", i, "service"), "service %q appears twice in the report", trimmed(sl.Service))
 		case !rate(sl.NewPerSec):
 			return invalid(fieldAt("services", i, "new_per_sec"), "must be a rate >= 0, not %v", sl.NewPerSec)
-		case sl.Active < 0:
-			return invalid(fieldAt("services", i, "active"), "must be >= 0, not %d", sl.Active)
+		case sl.Active < 0 || sl.Active > maxLoadActive:
+			return invalid(fieldAt("services", i, "active"), "must be 0 to %d, not %d", maxLoadActive, sl.Active)
 		case len(sl.Endpoints) > maxLoadEndpoints:
 			return invalid(fieldAt("services", i, "endpoints"), "at most %d endpoints, not %d", maxLoadEndpoints, len(sl.Endpoints))
 		}
+		seen[sl.Service] = true
 		for j, e := range sl.Endpoints {
-			if !rate(e.NewPerSec) || e.Active < 0 {
-				return invalid(fieldAt("services", i, "endpoints")+"["+itoa(j)+"]", "rates and counts must be >= 0")
+			if !rate(e.NewPerSec) || e.Active < 0 || e.Active > maxLoadActive {
+				return invalid(fieldAt("services", i, "endpoints")+"["+itoa(j)+"]", "rates must be >= 0 and counts 0 to %d", maxLoadActive)
 			}
 		}
 	}
+	pods := map[string]bool{}
 	for i, p := range l.Pods {
+		if pods[p.Pod] {
+			return invalid(fieldAt("pods", i, "pod"), "pod %q appears twice in the report", trimmed(p.Pod))
+		}
+		pods[p.Pod] = true
 		if !rate(p.CPU) || p.CPU > 1e4 {
 			return invalid(fieldAt("pods", i, "cpu"), "must be cores >= 0, not %v", p.CPU)
 		}

@@ -124,3 +124,32 @@ func TestWakeService(t *testing.T) {
 		t.Errorf("after wakes: %+v", as)
 	}
 }
+
+// TestNodeLoadBounds: a report cannot list a service or pod twice (the sums
+// would count it twice) nor give connection counts whose sum wraps to a
+// negative number (which would hide other nodes' connections from the
+// autoscaler); each is a 400 naming the field, and nothing is kept.
+func TestNodeLoadBounds(t *testing.T) {
+	s, _ := newTestServer(t, "10.96.0.0/24")
+	const huge = 1 << 62
+	for _, tt := range []struct {
+		body  api.NodeLoad
+		field string
+	}{
+		{api.NodeLoad{Interval: 2, Services: []api.ServiceLoad{{Service: "web", Active: 1}, {Service: "web", Active: 1}}}, "services[1].service"},
+		{api.NodeLoad{Interval: 2, Services: []api.ServiceLoad{{Service: "web", Active: huge}}}, "services[0].active"},
+		{api.NodeLoad{Interval: 2, Services: []api.ServiceLoad{{Service: "web", Endpoints: []api.EndpointLoad{{IP: "10.0.0.1", Port: 80, Active: huge}}}}}, "services[0].endpoints[0]"},
+		{api.NodeLoad{Interval: 2, Pods: []api.PodLoad{{Pod: "web-a", CPU: 1}, {Pod: "web-a", CPU: 1}}}, "pods[1].pod"},
+	} {
+		body, _ := json.Marshal(&tt.body)
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("PUT", "/v1/nodes/n1/load", bytes.NewReader(body))
+		s.ServeHTTP(rec, req.WithContext(withIdentity(req.Context(), Identity{Local: true})))
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), tt.field) {
+			t.Errorf("report %s: %d %s, want 400 naming %s", body, rec.Code, rec.Body, tt.field)
+		}
+	}
+	if n := s.Load().Reporting(); n != 0 {
+		t.Errorf("%d nodes' reports kept, want none", n)
+	}
+}

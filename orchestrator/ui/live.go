@@ -1,10 +1,12 @@
 package ui
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -170,6 +172,15 @@ func (c *Console) live(w http.ResponseWriter, r *http.Request, u *user) {
 	}
 }
 
+// maxSSELine bounds the part of a log line the console holds before it
+// sends it on. The log comes from the pod's node (its agent, through the
+// server), and a node that sends a line with no end must not make the
+// server buffer it whole: a longer line goes out in pieces.
+const maxSSELine = 64 << 10
+
+// maxSSEError bounds the error body kept for the final "error" event.
+const maxSSEError = 64 << 10
+
 // sseLines turns a log stream written by the API into server-sent events,
 // one per line ("data: <line>"); JSON errors of the API (a status other
 // than 200) become one "error" event with the API's message.
@@ -195,21 +206,30 @@ func (s *sseLines) Write(p []byte) (int, error) {
 		s.status = http.StatusOK
 	}
 	if s.status != http.StatusOK {
-		s.errBuf = append(s.errBuf, p...)
+		if room := maxSSEError - len(s.errBuf); room > 0 {
+			s.errBuf = append(s.errBuf, p[:min(len(p), room)]...)
+		}
 		return len(p), nil
 	}
 	s.part = append(s.part, p...)
+	start := 0
 	for {
-		i := strings.IndexByte(string(s.part), '\n')
+		i := bytes.IndexByte(s.part[start:], '\n')
 		if i < 0 {
 			break
 		}
-		line := strings.TrimRight(string(s.part[:i]), "\r")
-		s.part = s.part[i+1:]
-		if _, err := fmt.Fprintf(s.w, "data: %s\n\n", line); err != nil {
+		if err := writeSSE(s.w, "", s.part[start:start+i]); err != nil {
 			return 0, err
 		}
+		start += i + 1
 	}
+	for len(s.part)-start >= maxSSELine {
+		if err := writeSSE(s.w, "", s.part[start:start+maxSSELine]); err != nil {
+			return 0, err
+		}
+		start += maxSSELine
+	}
+	s.part = append(s.part[:0], s.part[start:]...)
 	return len(p), s.rc.Flush()
 }
 
@@ -223,9 +243,38 @@ func (s *sseLines) finish() {
 		if json.Unmarshal(s.errBuf, &body) == nil && body.Error.Message != "" {
 			msg = body.Error.Message
 		}
-		fmt.Fprintf(s.w, "event: error\ndata: %s\n\n", strings.ReplaceAll(msg, "\n", " "))
+		_ = writeSSE(s.w, "error", []byte(strings.Join(strings.Fields(msg), " ")))
 	} else if len(s.part) > 0 {
-		fmt.Fprintf(s.w, "data: %s\n\n", strings.TrimRight(string(s.part), "\r"))
+		_ = writeSSE(s.w, "", s.part)
 	}
 	_ = s.rc.Flush()
+}
+
+// writeSSE writes one server-sent event (of type event, if not empty)
+// whose data is line. A browser ends a field at a CR as at an LF, so a
+// CR or LF inside line would let the pod's output add fields of its own
+// ("event: error", "id:", "retry:"): every piece between them goes out as
+// a data line of the same event instead (the browser joins them with a
+// newline). A trailing CR (CRLF line ends) is dropped.
+func writeSSE(w io.Writer, event string, line []byte) error {
+	line = bytes.TrimRight(line, "\r")
+	var b bytes.Buffer
+	if event != "" {
+		b.WriteString("event: " + event + "\n")
+	}
+	for {
+		i := bytes.IndexAny(line, "\r\n")
+		if i < 0 {
+			break
+		}
+		b.WriteString("data: ")
+		b.Write(line[:i])
+		b.WriteByte('\n')
+		line = line[i+1:]
+	}
+	b.WriteString("data: ")
+	b.Write(line)
+	b.WriteString("\n\n")
+	_, err := w.Write(b.Bytes())
+	return err
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -22,19 +23,27 @@ type session struct {
 	seen    time.Time // last request, for idle expiry and eviction
 }
 
+// maxSessionsPerToken bounds the sessions of one token in the table.
+const maxSessionsPerToken = 32
+
 // sessions is the server-side session table, bounded in size: when it is
-// full, expired sessions go first, then the one idle longest.
+// full, expired sessions go first, then the one idle longest. One token
+// holds at most perToken of them: signing in again and again with one
+// token ends that token's own oldest session, so that the holder of a
+// token (a read token, say) cannot fill the table and sign everyone else
+// out.
 type sessions struct {
-	max  int
-	ttl  time.Duration // absolute lifetime
-	idle time.Duration // idle lifetime
-	mu   sync.Mutex    // protects byID
-	byID map[string]*session
-	now  func() time.Time
+	max      int
+	perToken int
+	ttl      time.Duration // absolute lifetime
+	idle     time.Duration // idle lifetime
+	mu       sync.Mutex    // protects byID
+	byID     map[string]*session
+	now      func() time.Time
 }
 
 func newSessions(max int, ttl, idle time.Duration) *sessions {
-	return &sessions{max: max, ttl: ttl, idle: idle, byID: map[string]*session{}, now: time.Now}
+	return &sessions{max: max, perToken: maxSessionsPerToken, ttl: ttl, idle: idle, byID: map[string]*session{}, now: time.Now}
 }
 
 // create makes a session for bearer and returns it.
@@ -43,6 +52,18 @@ func (t *sessions) create(bearer string) *session {
 	s := &session{id: randomHex(32), bearer: bearer, csrf: randomHex(32), expires: now.Add(t.ttl), seen: now}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	var mine []*session
+	for _, o := range t.byID {
+		if o.bearer == bearer {
+			mine = append(mine, o)
+		}
+	}
+	if len(mine) >= t.perToken {
+		slices.SortFunc(mine, func(a, b *session) int { return a.seen.Compare(b.seen) })
+		for _, o := range mine[:len(mine)-t.perToken+1] {
+			delete(t.byID, o.id)
+		}
+	}
 	if len(t.byID) >= t.max {
 		t.evictLocked(now)
 	}

@@ -40,3 +40,28 @@ func TestSessionTable(t *testing.T) {
 		t.Errorf("a session lives past its 1h lifetime")
 	}
 }
+
+// TestSessionsPerToken: signing in again and again with one token ends
+// that token's own oldest sessions, never another token's.
+func TestSessionsPerToken(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	tab := newSessions(4, time.Hour, 10*time.Minute)
+	tab.now = func() time.Time { return now }
+	tab.perToken = 2
+	admin := tab.create("admin-token")
+	now = now.Add(time.Second)
+	var reader []string
+	for range 10 {
+		reader = append(reader, tab.create("read-token").id)
+		now = now.Add(time.Second)
+	}
+	if tab.get(admin.id) == nil {
+		t.Fatalf("another token's sign-ins ended the admin's session")
+	}
+	if tab.get(reader[9]) == nil || tab.get(reader[8]) == nil {
+		t.Fatalf("the read token's newest sessions are gone")
+	}
+	if tab.get(reader[7]) != nil {
+		t.Errorf("the read token holds more than 2 sessions")
+	}
+}

@@ -1,0 +1,111 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/tls"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/skiff-edge/skiff/cluster/pki"
+	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/store"
+)
+
+// TestPodIORefusesRevokedNodeCert: the server dials a node's agent for
+// logs, exec and images and accepts that node's certificate only; one the
+// store records as revoked (the node was deleted; whoever kept its key
+// still has a certificate the CA signed for that name) is refused in the
+// handshake, before any request is sent. No root needed.
+func TestPodIORefusesRevokedNodeCert(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	p, err := pki.Load(filepath.Join(t.TempDir(), "pki"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The old key of node edge-1, with the certificate it was issued.
+	key, err := pki.NewNodeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := pki.NewNodeCSR(key, "edge-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.ParseNodeCSR(der, "edge-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := p.SignNode(csr, "edge-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := pki.NewIdentity(key, pki.CertPEM(cert.Raw), p.CACertPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h pki.Holder
+	h.Set(id)
+	// An agent's pod IO listener holding it.
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.AgentPodIOTLS(&h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := make(chan string, 4)
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked <- r.URL.Path
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("[]"))
+	})}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { hs.Close() })
+
+	put := func(n *api.Node, c *api.NodeCert) {
+		t.Helper()
+		if _, err := st.Update(func(tx *store.Tx) error {
+			if n != nil {
+				if err := tx.Put(api.KindNode, n); err != nil {
+					return err
+				}
+			}
+			return tx.Put(api.KindNodeCert, c)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serial := api.CertSerial{Serial: pki.SerialHex(cert), NotAfter: cert.NotAfter}
+	node := &api.Node{Meta: api.Meta{Name: "edge-1"}, Status: api.NodeStatus{APIAddr: ln.Addr().String()}}
+	put(node, &api.NodeCert{Meta: api.Meta{Name: "edge-1"}, Serials: []api.CertSerial{serial}})
+
+	r := &imagesRouter{st: st, pki: p}
+	ctx := context.Background()
+	if _, err := r.ListImages(ctx, "edge-1"); err != nil {
+		t.Fatalf("list images of edge-1 with its current certificate: %v", err)
+	}
+	<-asked
+
+	// edge-1 is deleted (its certificate revoked) and a node joins again
+	// under its name; the old key's holder answers at its address.
+	put(nil, &api.NodeCert{Meta: api.Meta{Name: "edge-1"}, Revoked: []api.CertSerial{serial}})
+	_, err = r.ListImages(ctx, "edge-1")
+	if err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("list images answered by a revoked certificate: err %v, want a refusal naming the revocation", err)
+	}
+	pr := &podIORouter{st: st, pki: p}
+	pod := &api.Pod{Meta: api.Meta{Name: "web-a"}}
+	pod.Spec.Node = "edge-1"
+	if _, err := pr.Exec(ctx, pod, "", []string{"true"}, nil); err == nil || !strings.Contains(err.Error(), "revoked") {
+		t.Fatalf("exec answered by a revoked certificate: err %v, want a refusal naming the revocation", err)
+	}
+	select {
+	case path := <-asked:
+		t.Fatalf("the holder of the revoked certificate got a request: %s", path)
+	default:
+	}
+}
