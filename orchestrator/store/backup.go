@@ -12,17 +12,18 @@ import (
 
 // Backup writes a consistent copy of the store file to w: a bbolt file
 // that Open reads as it is and RestoreBackup installs for a new server.
-// On a follower it is that follower's state (it may lag the leader by the
-// commit latency).
-func (s *Store) Backup(w io.Writer) (n int64, err error) {
+// It returns the copy's revision. On a follower it is that follower's
+// state (it may lag the leader by the commit latency).
+func (s *Store) Backup(w io.Writer) (rev int64, err error) {
 	err = s.db.View(func(btx *bolt.Tx) error {
-		n, err = btx.WriteTo(w)
+		rev = getInt(btx.Bucket(bucketMeta), keyRev)
+		_, err := btx.WriteTo(w)
 		return err
 	})
 	if err != nil {
-		return n, fmt.Errorf("backup store: %w", err)
+		return 0, fmt.Errorf("backup store: %w", err)
 	}
-	return n, nil
+	return rev, nil
 }
 
 // ErrHasState: RestoreBackup found a store or raft state where it was to

@@ -296,7 +296,7 @@ func OpenReplica(path string, opts Options, rc ReplicaConfig) (*Store, error) {
 				trusted = false
 			}
 		} else {
-			log.Warn("store file was not closed cleanly in this boot; rebuilding it from the raft snapshot and log")
+			log.Warn("store file was left by an earlier boot without a clean close; rebuilding it from the raft snapshot and log")
 		}
 		if !trusted {
 			if err := os.Remove(path); err != nil && !os.IsNotExist(err) {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -420,5 +421,266 @@ func TestReplicaLeadership(t *testing.T) {
 	}
 	if _, err := putNode(servers[1].s, "alone"); err != nil {
 		t.Fatalf("write on a one-server cluster after remove: %v", err)
+	}
+}
+
+// snapshotNow makes the server take a raft snapshot (and compact its log).
+func snapshotNow(t testing.TB, s *Store) {
+	t.Helper()
+	if err := s.Raft().Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+}
+
+// dump is every node's name and revision, and the store's revision.
+func dump(t testing.TB, s *Store) string {
+	t.Helper()
+	var nodes []api.Node
+	rev, err := s.List(api.KindNode, &nodes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := fmt.Sprintf("rev %d:", rev)
+	for _, n := range nodes {
+		out += fmt.Sprintf(" %s@%d", n.Name, n.Revision)
+	}
+	return out
+}
+
+func smallLog(_ *Options, rc *ReplicaConfig) {
+	rc.SnapshotThreshold, rc.TrailingLogs = 40, 10
+}
+
+// TestReplicaRestart: a server restarted from its directories keeps every
+// write, after snapshots and log compaction, whether it keeps its store
+// file (closed cleanly, or written in this boot) or rebuilds it from the
+// snapshot and the log (a file left by an earlier boot).
+func TestReplicaRestart(t *testing.T) {
+	rs := newReplicaServer(t, "solo")
+	s := rs.start(t, true, smallLog)
+	leaderOf(t, rs)
+	for i := range 150 {
+		if _, err := putNode(s, fmt.Sprintf("n%d", i%60)); err != nil {
+			t.Fatal(err)
+		}
+		if i == 100 {
+			snapshotNow(t, s)
+		}
+	}
+	want := dump(t, s)
+	steps := []struct {
+		name   string
+		before func()
+	}{
+		{"clean close", func() {}},
+		{"open in this boot", func() { writeFSMState(rs.dir, false) }},
+		{"open in an earlier boot", func() {
+			os.WriteFile(filepath.Join(rs.dir, fsmStateFile), []byte("0000-earlier-boot open\n"), 0o600)
+		}},
+	}
+	for _, step := range steps {
+		rs.s.Close()
+		step.before()
+		s = rs.start(t, true, smallLog)
+		if got := dump(t, s); got != want {
+			t.Fatalf("%s: after restart\n%s\nwant\n%s", step.name, got, want)
+		}
+		leaderOf(t, rs)
+		if _, err := putNode(s, "after-"+step.name); err != nil {
+			t.Fatal(err)
+		}
+		want = dump(t, s)
+	}
+	snaps, err := os.ReadDir(filepath.Join(rs.dir, "snapshots"))
+	if err != nil || len(snaps) > DefaultRetainSnapshots {
+		t.Fatalf("%d snapshots kept (%v), want at most %d", len(snaps), err, DefaultRetainSnapshots)
+	}
+}
+
+// TestReplicaClusterRestart: every server stops and starts again; a
+// follower that was down while the leader compacted its log catches up
+// from a snapshot.
+func TestReplicaClusterRestart(t *testing.T) {
+	servers := newCluster(t, 3, smallLog)
+	leader := leaderOf(t, servers...)
+	var down *replicaServer
+	for _, rs := range servers {
+		if rs != leader {
+			down = rs
+			break
+		}
+	}
+	if _, err := putNode(leader.s, "first"); err != nil {
+		t.Fatal(err)
+	}
+	waitRev(t, 1, servers...)
+	down.s.Close()
+	down.s = nil
+	var rev int64
+	var err error
+	for i := range 120 {
+		if rev, err = putNode(leader.s, fmt.Sprintf("n%d", i%50)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	snapshotNow(t, leader.s)
+	down.start(t, false, smallLog)
+	waitRev(t, rev, down)
+	want := dump(t, leader.s)
+	if got := dump(t, down.s); got != want {
+		t.Fatalf("follower after catching up from a snapshot:\n%s\nwant\n%s", got, want)
+	}
+	for _, rs := range servers {
+		rs.s.Close()
+	}
+	for _, rs := range servers {
+		rs.start(t, false, smallLog)
+	}
+	leader = leaderOf(t, servers...)
+	if rev, err = putNode(leader.s, "after-restart"); err != nil {
+		t.Fatal(err)
+	}
+	waitRev(t, rev, servers...)
+	want = dump(t, leader.s)
+	for _, rs := range servers {
+		if got := dump(t, rs.s); got != want {
+			t.Fatalf("%s after the restart of all:\n%s\nwant\n%s", rs.id, got, want)
+		}
+	}
+}
+
+// TestReplicaUpgradeFromPlainStore: a data dir of the plain store (v0.1)
+// keeps its state when it starts with raft, and a server that joins later
+// gets that state.
+func TestReplicaUpgradeFromPlainStore(t *testing.T) {
+	rs := newReplicaServer(t, "old")
+	plain, err := Open(rs.path, Options{NoSync: true, CompactAfter: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if _, err := putNode(plain, fmt.Sprintf("n%d", i%15)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := dump(t, plain)
+	plain.Close()
+	s := rs.start(t, true, func(o *Options, _ *ReplicaConfig) { o.CompactAfter = 20 })
+	if got := dump(t, s); got != want {
+		t.Fatalf("after the upgrade:\n%s\nwant\n%s", got, want)
+	}
+	if _, err := s.Watch(t.Context(), "", 5); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("watch from before the plain store's compaction: %v", err)
+	}
+	leaderOf(t, rs)
+	rev, err := putNode(s, "after")
+	if err != nil || rev != 41 {
+		t.Fatalf("first raft write at %d (%v), want 41", rev, err)
+	}
+	joiner := newReplicaServer(t, "new")
+	joiner.start(t, false, nil)
+	if err := s.AddVoter(joiner.id, joiner.s.RaftAddr()); err != nil {
+		t.Fatal(err)
+	}
+	waitRev(t, rev, joiner)
+	want = dump(t, s)
+	if got := dump(t, joiner.s); got != want {
+		t.Fatalf("joined server:\n%s\nwant\n%s", got, want)
+	}
+	// A rebuild of the upgraded server starts from the snapshot the
+	// upgrade made.
+	rs.s.Close()
+	os.WriteFile(filepath.Join(rs.dir, fsmStateFile), []byte("0000-earlier-boot open\n"), 0o600)
+	s = rs.start(t, true, nil)
+	waitRev(t, rev, rs)
+	if got := dump(t, s); got != want {
+		t.Fatalf("rebuilt upgraded server:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestReplicaJoinMovesOldStoreAside: a server that joins a cluster with a
+// store file of its own does not mix it into the cluster's state.
+func TestReplicaJoinMovesOldStoreAside(t *testing.T) {
+	servers := newCluster(t, 1, nil)
+	rev, err := putNode(servers[0].s, "cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := newReplicaServer(t, "joiner")
+	plain, err := Open(j.path, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putNode(plain, "local")
+	plain.Close()
+	j.start(t, false, nil)
+	if err := servers[0].s.AddVoter(j.id, j.s.RaftAddr()); err != nil {
+		t.Fatal(err)
+	}
+	waitRev(t, rev, j)
+	if got, want := dump(t, j.s), dump(t, servers[0].s); got != want {
+		t.Fatalf("joiner: %s, want %s", got, want)
+	}
+	aside, _ := filepath.Glob(j.path + ".before-join-*")
+	if len(aside) != 1 {
+		t.Fatalf("old store file not moved aside: %v", aside)
+	}
+}
+
+func TestBackupRestore(t *testing.T) {
+	servers := newCluster(t, 1, nil)
+	s := servers[0].s
+	for i := range 10 {
+		if _, err := putNode(s, fmt.Sprintf("n%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := dump(t, s)
+	var buf bytes.Buffer
+	if _, err := s.Backup(&buf); err != nil {
+		t.Fatal(err)
+	}
+	backup := buf.Bytes()
+
+	fresh := newReplicaServer(t, "restored")
+	if err := RestoreBackup(fresh.path, fresh.dir, bytes.NewReader([]byte("not a store"))); err == nil {
+		t.Fatal("restore of garbage succeeded")
+	}
+	if _, err := os.Stat(fresh.path); !os.IsNotExist(err) {
+		t.Fatalf("a failed restore left %s: %v", fresh.path, err)
+	}
+	if err := RestoreBackup(fresh.path, fresh.dir, bytes.NewReader(backup)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(fresh.path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("restored file: %v, %v", st, err)
+	}
+	if err := RestoreBackup(fresh.path, fresh.dir, bytes.NewReader(backup)); !errors.Is(err, ErrHasState) {
+		t.Fatalf("restore over a store file: %v, want ErrHasState", err)
+	}
+	if err := RestoreBackup(filepath.Join(t.TempDir(), "state.db"), servers[0].dir, bytes.NewReader(backup)); !errors.Is(err, ErrHasState) {
+		t.Fatalf("restore beside a raft directory: %v, want ErrHasState", err)
+	}
+	// The restored server forms a new cluster with the backup's state.
+	r := fresh.start(t, true, nil)
+	if got := dump(t, r); got != want {
+		t.Fatalf("restored:\n%s\nwant\n%s", got, want)
+	}
+	leaderOf(t, fresh)
+	if rev, err := putNode(r, "after"); err != nil || rev != 11 {
+		t.Fatalf("write after restore at %d (%v), want 11", rev, err)
+	}
+	// Plain Open reads a backup as it is.
+	p := filepath.Join(t.TempDir(), "plain.db")
+	if err := RestoreBackup(p, "", bytes.NewReader(backup)); err != nil {
+		t.Fatal(err)
+	}
+	plain, err := Open(p, Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if got := dump(t, plain); got != want {
+		t.Fatalf("plain open of a backup: %s", got)
 	}
 }
