@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	bolt "go.etcd.io/bbolt"
@@ -163,8 +164,8 @@ var keyApplied = []byte("applied")
 type fsm struct {
 	s *Store
 	// applied is the index of the last command applied (also in the file
-	// under keyApplied). Only raft's FSM goroutine uses it.
-	applied uint64
+	// under keyApplied). Only raft's FSM goroutine writes it.
+	applied atomic.Uint64
 }
 
 var _ raft.FSM = (*fsm)(nil)
@@ -174,7 +175,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
-	if l.Index <= f.applied {
+	if l.Index <= f.applied.Load() {
 		// Already in the file: a restart replays from the last snapshot.
 		return applyResult{stale: true}
 	}
@@ -229,7 +230,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 		s.log.Error("apply raft command", "index", l.Index, "err", err)
 		return applyResult{err: fmt.Errorf("apply write: %w", err)}
 	}
-	f.applied = l.Index
+	f.applied.Store(l.Index)
 	if res.stale {
 		return res
 	}
@@ -299,7 +300,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
-	f.applied = uint64(applied)
+	f.applied.Store(uint64(applied))
 	s.rev.Store(rev)
 	s.notifyWatchers()
 	s.log.Info("store restored from raft snapshot", "revision", rev)
