@@ -463,9 +463,15 @@ func TestReplicaRestart(t *testing.T) {
 		if _, err := putNode(s, fmt.Sprintf("n%d", i%60)); err != nil {
 			t.Fatal(err)
 		}
-		if i == 100 {
+		if i == 50 || i == 100 || i == 140 {
 			snapshotNow(t, s)
 		}
+	}
+	// The log keeps TrailingLogs (10) entries behind the last snapshot.
+	first, _ := s.rp.logs.FirstIndex()
+	last, _ := s.rp.logs.LastIndex()
+	if last-first > 10+10 {
+		t.Fatalf("raft log holds %d..%d after a snapshot with 10 trailing logs", first, last)
 	}
 	want := dump(t, s)
 	steps := []struct {
@@ -682,5 +688,36 @@ func TestBackupRestore(t *testing.T) {
 	defer plain.Close()
 	if got := dump(t, plain); got != want {
 		t.Fatalf("plain open of a backup: %s", got)
+	}
+}
+
+// TestReplicaCompactsAlike: every server compacts its watch log at the
+// leader's CompactAfter (it travels in the command), whatever its own.
+func TestReplicaCompactsAlike(t *testing.T) {
+	servers := newCluster(t, 2, func(o *Options, rc *ReplicaConfig) {
+		if rc.ID == "s1" {
+			o.CompactAfter = 5
+		}
+	})
+	leaderOf(t, servers[0])
+	var rev int64
+	var err error
+	for i := range 12 {
+		if rev, err = putNode(servers[0].s, fmt.Sprintf("n%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRev(t, rev, servers...)
+	for _, rs := range servers {
+		if _, err := rs.s.Watch(t.Context(), "", rev-6); !errors.Is(err, ErrCompacted) {
+			t.Fatalf("%s: watch from before the last 5 events: %v, want ErrCompacted", rs.id, err)
+		}
+		ch, err := rs.s.Watch(t.Context(), "", rev-5)
+		if err != nil {
+			t.Fatalf("%s: watch from the last 5 events: %v", rs.id, err)
+		}
+		if evs := collect(t, ch, 5); evs[4].Revision != rev {
+			t.Fatalf("%s: watch ended at %d", rs.id, evs[4].Revision)
+		}
 	}
 }

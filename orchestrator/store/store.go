@@ -192,7 +192,8 @@ func (s *Store) View(fn func(tx *Tx) error) error {
 var errNoWrites = errors.New("no writes")
 
 // Update runs fn in one write transaction: either everything fn wrote is
-// committed (and fsynced, unless Options.NoSync) before Update returns, or,
+// committed (and fsynced, unless Options.NoSync; on a replica, in the raft
+// log of a majority) before Update returns, or,
 // if fn returns an error, nothing is. Every object written in fn gets the
 // same new revision, which Update returns. An fn that writes nothing
 // commits nothing and Update returns the current revision.
