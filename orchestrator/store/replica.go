@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -127,7 +128,11 @@ type ReplicaConfig struct {
 	// holds no state. A store file from before raft (a v0.1 data dir, or
 	// one RestoreBackup wrote) becomes the cluster's first snapshot.
 	// Without Bootstrap a fresh server waits to be added (AddVoter on the
-	// leader) and any store file it had is moved aside.
+	// leader) and any store file it had is moved aside
+	// (state.db.before-join-<unix time>). A server that is to join an
+	// existing cluster must start without Bootstrap: with it, it forms a
+	// cluster of its own, which cannot be merged into another. Bootstrap
+	// is ignored once the raft directory holds state.
 	Bootstrap bool
 	// Raft timings; zero takes the Default* above.
 	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout, CommitTimeout time.Duration
@@ -298,12 +303,20 @@ func OpenReplica(path string, opts Options, rc ReplicaConfig) (*Store, error) {
 			log.Info("raft cluster formed", "id", rc.ID)
 		}
 	} else {
-		trusted := !rp.noSyncFSM || fsmStateTrusted(rc.Dir)
+		trusted, cleanRev := fsmState(rc.Dir)
+		trusted = trusted || !rp.noSyncFSM
 		if trusted {
 			if s, err = openDB(path, opts, noSync); err != nil {
 				return nil, err
 			}
-			if why := checkAgainstSnapshots(s, snaps, rp.logs); why != "" {
+			if cleanRev >= 0 && s.rev.Load() != cleanRev {
+				// Written by something else than this replica (a
+				// server run without raft on the same data dir):
+				// raft's log is the truth.
+				log.Warn("store file changed since raft closed it; rebuilding it", "revision", s.rev.Load(), "closed_at", cleanRev)
+				s.db.Close()
+				trusted = false
+			} else if why := checkAgainstSnapshots(s, snaps, rp.logs); why != "" {
 				log.Warn("store file is behind the raft snapshot; rebuilding it", "why", why)
 				s.db.Close()
 				trusted = false
@@ -332,7 +345,7 @@ func OpenReplica(path string, opts Options, rc ReplicaConfig) (*Store, error) {
 		return nil, err
 	}
 	if rp.noSyncFSM {
-		if err := writeFSMState(rc.Dir, false); err != nil {
+		if err := writeFSMState(rc.Dir, false, 0); err != nil {
 			s.db.Close()
 			return nil, err
 		}
@@ -464,9 +477,8 @@ func checkAgainstSnapshots(s *Store, snaps raft.SnapshotStore, logs raft.LogStor
 	return ""
 }
 
-// fsm-state says whether the store file can be trusted on the next start:
-// "<boot id> open" while the process writes it without fsync, "<boot id>
-// clean" after Close synced it.
+// fsm-state says whether the store file can be trusted on the next start
+// (see writeFSMState).
 
 func bootID() string {
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
@@ -476,30 +488,38 @@ func bootID() string {
 	return strings.TrimSpace(string(b))
 }
 
-func fsmStateTrusted(dir string) bool {
+// fsmState tells whether the store file can be kept, and for a clean close
+// the revision it had then (-1 if unknown).
+func fsmState(dir string) (trusted bool, cleanRev int64) {
 	b, err := os.ReadFile(filepath.Join(dir, fsmStateFile))
 	if err != nil {
-		return false
+		return false, -1
 	}
 	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return false
+	switch {
+	case len(f) == 3 && f[1] == "clean":
+		rev, err := strconv.ParseInt(f[2], 10, 64)
+		if err != nil {
+			return false, -1
+		}
+		return true, rev
+	case len(f) == 2 && f[1] == "open":
+		id := bootID()
+		return id != "" && f[0] == id, -1
 	}
-	if f[1] == "clean" {
-		return true
-	}
-	id := bootID()
-	return id != "" && f[0] == id
+	return false, -1
 }
 
-func writeFSMState(dir string, clean bool) error {
-	state := "open"
-	if clean {
-		state = "clean"
-	}
+// writeFSMState records "<boot id> open" (the store file is being written
+// without fsync) or, after Close synced it, "<boot id> clean <revision>".
+func writeFSMState(dir string, clean bool, rev int64) error {
 	id := bootID()
 	if id == "" {
 		id = "unknown"
+	}
+	line := id + " open\n"
+	if clean {
+		line = fmt.Sprintf("%s clean %d\n", id, rev)
 	}
 	path := filepath.Join(dir, fsmStateFile)
 	tmp := path + ".tmp"
@@ -507,7 +527,7 @@ func writeFSMState(dir string, clean bool) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteString(id + " " + state + "\n")
+	_, err = f.WriteString(line)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -754,7 +774,7 @@ func (s *Store) closeReplica() error {
 			err = cerr
 		}
 		if err == nil && rp.noSyncFSM {
-			err = writeFSMState(rp.cfg.Dir, true)
+			err = writeFSMState(rp.cfg.Dir, true, s.rev.Load())
 		}
 		s.notifyWatchers()
 		rp.closeErr = err
@@ -900,7 +920,9 @@ func (s *Store) AddVoter(id, raftAddr string) error {
 }
 
 // RemoveServer removes a server from the configuration; on the leader
-// only. Removing the leader itself makes it step down once committed.
+// only. Removing the leader itself makes it step down once committed. The
+// removed server's raft shuts down (its writes then fail with ErrClosed;
+// its reads serve its last state) once it learns of its removal.
 func (s *Store) RemoveServer(id string) error {
 	if s.rp == nil {
 		return ErrNotReplicated

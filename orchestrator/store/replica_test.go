@@ -479,9 +479,17 @@ func TestReplicaRestart(t *testing.T) {
 		before func()
 	}{
 		{"clean close", func() {}},
-		{"open in this boot", func() { writeFSMState(rs.dir, false) }},
+		{"open in this boot", func() { writeFSMState(rs.dir, false, 0) }},
 		{"open in an earlier boot", func() {
 			os.WriteFile(filepath.Join(rs.dir, fsmStateFile), []byte("0000-earlier-boot open\n"), 0o600)
+		}},
+		{"written without raft after a clean close", func() {
+			plain, err := Open(rs.path, Options{NoSync: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			putNode(plain, "not-in-raft")
+			plain.Close()
 		}},
 	}
 	for _, step := range steps {
