@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -61,5 +63,34 @@ func TestSnapshotSaveRestore(t *testing.T) {
 	}
 	if r := skiff(t, unix, "snapshot", "save", filepath.Join(t.TempDir(), "no", "such", "dir", "f")); r.code == 0 {
 		t.Fatal(fmt.Sprint("save into a missing directory succeeded: ", r.stdout))
+	}
+}
+
+func TestSnapshotUsage(t *testing.T) {
+	notBackup := writeFile(t, t.TempDir(), "not-a-backup", "hello\n")
+	tests := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"save without a file", []string{"snapshot", "save"}, 2},
+		{"restore without a file", []string{"snapshot", "restore", "--data-dir", t.TempDir()}, 2},
+		{"restore of a missing file", []string{"snapshot", "restore", "/nonexistent/backup.tgz", "--data-dir", t.TempDir()}, 1},
+		{"restore of a file that is not a backup", []string{"snapshot", "restore", notBackup, "--data-dir", filepath.Join(t.TempDir(), "d")}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := newRootCmd()
+			root.SetArgs(tt.args)
+			root.SetOut(io.Discard)
+			var stderr bytes.Buffer
+			cmd, err := root.ExecuteC()
+			if code := exitCode(&stderr, cmd, err, false); code != tt.code {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tt.code, stderr.String())
+			}
+			if !strings.HasPrefix(stderr.String(), "skiff: ") {
+				t.Errorf("stderr %q does not start with skiff:", stderr.String())
+			}
+		})
 	}
 }
