@@ -306,20 +306,27 @@ func OpenReplica(path string, opts Options, rc ReplicaConfig) (*Store, error) {
 		trusted, cleanRev := fsmState(rc.Dir)
 		trusted = trusted || !rp.noSyncFSM
 		if trusted {
-			if s, err = openDB(path, opts, noSync); err != nil {
+			s, err = openDB(path, opts, noSync)
+			switch {
+			case errors.Is(err, bolt.ErrInvalid), errors.Is(err, bolt.ErrChecksum), errors.Is(err, bolt.ErrVersionMismatch):
+				// Raft holds everything the file did.
+				log.Warn("store file is damaged; rebuilding it from the raft snapshot and log", "err", err)
+				trusted = false
+			case err != nil:
 				return nil, err
-			}
-			if cleanRev >= 0 && s.rev.Load() != cleanRev {
+			case cleanRev >= 0 && s.rev.Load() != cleanRev:
 				// Written by something else than this replica (a
 				// server run without raft on the same data dir):
 				// raft's log is the truth.
 				log.Warn("store file changed since raft closed it; rebuilding it", "revision", s.rev.Load(), "closed_at", cleanRev)
 				s.db.Close()
 				trusted = false
-			} else if why := checkAgainstSnapshots(s, snaps, rp.logs); why != "" {
-				log.Warn("store file is behind the raft snapshot; rebuilding it", "why", why)
-				s.db.Close()
-				trusted = false
+			default:
+				if why := checkAgainstSnapshots(s, snaps, rp.logs); why != "" {
+					log.Warn("store file is behind the raft snapshot; rebuilding it", "why", why)
+					s.db.Close()
+					trusted = false
+				}
 			}
 		} else {
 			log.Warn("store file was left by an earlier boot without a clean close; rebuilding it from the raft snapshot and log")

@@ -483,6 +483,14 @@ func TestReplicaRestart(t *testing.T) {
 		{"open in an earlier boot", func() {
 			os.WriteFile(filepath.Join(rs.dir, fsmStateFile), []byte("0000-earlier-boot open\n"), 0o600)
 		}},
+		{"damaged", func() {
+			f, err := os.OpenFile(rs.path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.WriteAt(make([]byte, 8192), 0) // both meta pages
+			f.Close()
+		}},
 		{"written without raft after a clean close", func() {
 			plain, err := Open(rs.path, Options{NoSync: true})
 			if err != nil {
