@@ -141,6 +141,14 @@ func TestReplicaPartition(t *testing.T) {
 	if _, err := putNode(old.s, "minority"); !errors.Is(err, ErrNoQuorum) {
 		t.Fatalf("write on the minority during the partition: %v", err)
 	}
+	// A linearizable read on the old leader must not pass: it would miss
+	// the majority's writes.
+	if err := old.s.ReadBarrier(t.Context()); err == nil {
+		t.Fatal("read barrier passed on the cut-off old leader")
+	}
+	if err := leader.s.ReadBarrier(t.Context()); err != nil {
+		t.Fatalf("read barrier on the new leader: %v", err)
+	}
 	streams[old.id].setCut(false)
 	waitRev(t, rev, old)
 	want := dump(t, leader.s)
