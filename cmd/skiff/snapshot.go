@@ -18,7 +18,7 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 		Use:   "snapshot save|restore",
 		Short: "Back up a server (store, CA, secret keys), or restore a backup into a fresh data dir",
 		Long: "A backup holds the store and what a restored server needs for its nodes to come back: the cluster CA\n" +
-			"(certificate and key), the join secret, the gossip key and the keys that seal secrets. Anyone with the\n" +
+			"(certificate and key), the join secret, the gossip key(ring) and the keys that seal secrets. Anyone with the\n" +
 			"file holds every credential of the cluster: it is written mode 0600; keep it like the CA key.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
@@ -95,7 +95,7 @@ func newSnapshotRestoreCmd() *cobra.Command {
 		Use:   "restore FILE --data-dir DIR",
 		Short: "Restore a backup into a fresh data dir (offline; refuses a dir with state)",
 		Long: "Restore a backup (from snapshot save) into DIR, offline, for a server to start there. DIR must not hold a\n" +
-			"server's state (state.db, raft/, pki/ca.key or secret-keys): restore never overwrites. Files are written\n" +
+			"server's state (state.db, raft/, pki/ca.key, secret-keys or serf/keyring): restore never overwrites. Files are written\n" +
 			"mode 0600. Started there, `skiff server --listen-tcp` forms a new one-server cluster from the backup's\n" +
 			"store, with the old CA (the nodes' certificates stay valid); other servers then join it afresh.",
 		Args: cobra.ExactArgs(1),

@@ -5,7 +5,8 @@
 // from it, its nodes come back: the store (a consistent copy of state.db),
 // the cluster's PKI (CA certificate and key, join secret, gossip key: the
 // nodes' certificates were issued by that CA and stay valid) and the keys
-// that seal the secrets in the store (secret-keys). It therefore holds
+// that seal the secrets in the store (secret-keys), and the serf keyring if
+// the gossip keys were rotated. It therefore holds
 // every credential of the cluster: keep it like the CA key (mode 0600,
 // never on a shared disk). The manifest skiff-backup.json comes last.
 //
@@ -58,6 +59,25 @@ var Files = []string{
 	SecretKeyFile,
 }
 
+// OptionalFiles are carried when the data dir has them: the serf keyring
+// (orchestrator.SerfDir/KeyringFile), which holds the gossip keys in use
+// once they were rotated (pki/gossip.key is only the first one).
+var OptionalFiles = []string{
+	SerfDir + "/" + KeyringFile,
+}
+
+// Names of the serf keyring (orchestrator.SerfDir, orchestrator.KeyringFile).
+const (
+	SerfDir     = "serf"
+	KeyringFile = "keyring"
+)
+
+// known tells whether name may be an entry of a backup besides the store
+// and the manifest.
+func known(name string) bool {
+	return slices.Contains(Files, name) || slices.Contains(OptionalFiles, name)
+}
+
 // Manifest describes a backup.
 type Manifest struct {
 	Format   int       `json:"format"`
@@ -98,6 +118,16 @@ func Prepare(st *store.Store, dataDir string) (*Prepared, error) {
 		}
 		p.files[name] = b
 	}
+	for _, name := range OptionalFiles {
+		b, err := readSmall(filepath.Join(dataDir, filepath.FromSlash(name)))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return nil, fmt.Errorf("backup: %w", err)
+		default:
+			p.files[name] = b
+		}
+	}
 	f, err := os.CreateTemp("", "skiff-backup-*.db")
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
@@ -110,7 +140,7 @@ func Prepare(st *store.Store, dataDir string) (*Prepared, error) {
 		return nil, err
 	}
 	p.Manifest = Manifest{Format: Format, Created: time.Now().UTC(), Revision: rev, Files: []string{StoreFile}}
-	for _, name := range Files {
+	for _, name := range append(slices.Clone(Files), OptionalFiles...) {
 		if _, ok := p.files[name]; ok {
 			p.Manifest.Files = append(p.Manifest.Files, name)
 		}
@@ -199,10 +229,11 @@ func (c *countWriter) Write(b []byte) (int, error) {
 var ErrHasState = errors.New("the data dir already holds a server's state")
 
 // CheckFresh returns an error naming what dataDir already holds of a
-// server's state (store, raft state, CA key, secret keys), nil if none.
+// server's state (store, raft state, CA key, secret keys, gossip keyring),
+// nil if none.
 func CheckFresh(dataDir string) error {
 	var found []string
-	for _, name := range []string{StoreFile, PKIDir + "/" + pki.CAKeyFile, SecretKeyFile} {
+	for _, name := range []string{StoreFile, PKIDir + "/" + pki.CAKeyFile, SecretKeyFile, SerfDir + "/" + KeyringFile} {
 		if _, err := os.Lstat(filepath.Join(dataDir, filepath.FromSlash(name))); err == nil {
 			found = append(found, name)
 		}
@@ -270,7 +301,7 @@ func Restore(r io.Reader, dataDir string) (Manifest, error) {
 			}
 			sawManifest = true
 			continue
-		case slices.Contains(Files, h.Name):
+		case known(h.Name):
 			if h.Size > maxFile {
 				return m, fmt.Errorf("restore: entry %q is larger than %d bytes", h.Name, maxFile)
 			}
@@ -314,7 +345,7 @@ func Restore(r io.Reader, dataDir string) (Manifest, error) {
 			return m, fmt.Errorf("restore: %w", err)
 		}
 	}
-	for _, d := range []string{dataDir, filepath.Join(dataDir, PKIDir)} {
+	for _, d := range []string{dataDir, filepath.Join(dataDir, PKIDir), filepath.Join(dataDir, SerfDir)} {
 		if f, err := os.Open(d); err == nil {
 			f.Sync()
 			f.Close()
@@ -371,7 +402,7 @@ func Verify(r io.Reader) (Manifest, error) {
 			}
 			sawManifest = true
 			continue
-		case h.Name != StoreFile && !slices.Contains(Files, h.Name):
+		case h.Name != StoreFile && !known(h.Name):
 			return m, fmt.Errorf("unknown entry %q in the backup", h.Name)
 		}
 		if _, err := io.Copy(io.Discard, tr); err != nil {

@@ -16,7 +16,8 @@ import (
 )
 
 func TestNamesMatchTheServer(t *testing.T) {
-	if backup.StoreFile != orchestrator.StoreFile || backup.PKIDir != orchestrator.PKIDir || backup.SecretKeyFile != apiserver.SecretKeyFile {
+	if backup.StoreFile != orchestrator.StoreFile || backup.PKIDir != orchestrator.PKIDir || backup.SecretKeyFile != apiserver.SecretKeyFile ||
+		backup.SerfDir != orchestrator.SerfDir || backup.KeyringFile != orchestrator.KeyringFile {
 		t.Fatal("backup's file names differ from the server's")
 	}
 }
@@ -63,19 +64,24 @@ func save(t *testing.T, st *store.Store, dir string) []byte {
 
 func TestSaveRestore(t *testing.T) {
 	src, st := serverDir(t)
+	os.MkdirAll(filepath.Join(src, backup.SerfDir), 0o700)
+	keyring := filepath.Join(backup.SerfDir, backup.KeyringFile)
+	if err := os.WriteFile(filepath.Join(src, keyring), []byte(`["a2V5"]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	b := save(t, st, src)
 	m, err := backup.Verify(bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Revision != 3 || len(m.Files) != 1+len(backup.Files) {
+	if m.Revision != 3 || len(m.Files) != 1+len(backup.Files)+1 {
 		t.Fatalf("manifest %+v", m)
 	}
 	dst := filepath.Join(t.TempDir(), "data")
 	if _, err := backup.Restore(bytes.NewReader(b), dst); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range backup.Files {
+	for _, name := range append(backup.Files, keyring) {
 		want, _ := os.ReadFile(filepath.Join(src, name))
 		got, err := os.ReadFile(filepath.Join(dst, name))
 		if err != nil || !bytes.Equal(got, want) {
@@ -136,7 +142,7 @@ func TestRestoreRefusesBadBackups(t *testing.T) {
 		})
 	}
 	// Each piece of state makes a dir not fresh.
-	for _, name := range []string{backup.StoreFile, backup.PKIDir + "/" + pki.CAKeyFile, backup.SecretKeyFile, backup.RaftDir + "/raft.db"} {
+	for _, name := range []string{backup.StoreFile, backup.PKIDir + "/" + pki.CAKeyFile, backup.SecretKeyFile, backup.RaftDir + "/raft.db", backup.SerfDir + "/" + backup.KeyringFile} {
 		dst := t.TempDir()
 		os.MkdirAll(filepath.Dir(filepath.Join(dst, name)), 0o700)
 		os.WriteFile(filepath.Join(dst, name), []byte("x"), 0o600)
