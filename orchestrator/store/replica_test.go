@@ -164,8 +164,10 @@ func TestReplicaSingleVoter(t *testing.T) {
 	if id, addr := s.Leader(); id != "solo" || addr != s.RaftAddr() {
 		t.Fatalf("leader %s at %s, want solo at %s", id, addr, s.RaftAddr())
 	}
-	if commits, putBytes, _, _ := s.WriteStats(); commits != 1 || putBytes == 0 {
-		t.Fatalf("write stats: %d commits, %d bytes", commits, putBytes)
+	commits, putBytes, pages, _ := s.WriteStats()
+	ls := s.rp.logs.Stats()
+	if commits != 1 || putBytes == 0 || pages < ls.TxStats.GetWrite() || ls.TxStats.GetWrite() == 0 {
+		t.Fatalf("write stats: %d commits, %d bytes, %d pages", commits, putBytes, pages)
 	}
 }
 

@@ -290,10 +290,16 @@ type Tx struct {
 // WriteStats says what the store wrote since it opened: commits that
 // wrote something, bytes of keys and values put (objects and their watch
 // events), and pages bbolt wrote to the file with their size in bytes
-// (what reaches the disk, besides the meta page of each commit).
+// (what reaches the disk, besides the meta page of each commit). On a
+// replica, commits are the writes this server applied, and pages include
+// those of the raft log (raft.db, same page size).
 func (s *Store) WriteStats() (commits, putBytes, pages, pageBytes int64) {
 	st := s.db.Stats()
 	pages = st.TxStats.GetWrite()
+	if s.rp != nil && s.rp.logs != nil {
+		ls := s.rp.logs.Stats()
+		pages += ls.TxStats.GetWrite()
+	}
 	return s.commits.Load(), s.putBytes.Load(), pages, pages * int64(s.db.Info().PageSize)
 }
 
