@@ -386,7 +386,7 @@ func TestReplicaLeaderFailover(t *testing.T) {
 func TestReplicaNoQuorum(t *testing.T) {
 	servers := newCluster(t, 3, nil)
 	write(t, "before", servers...)
-	leader := leaderOf(t, servers...)
+	leader := leaderOf(t, servers...) // a ready leader holds "before"
 	for _, rs := range servers {
 		if rs != leader {
 			rs.s.Close()
