@@ -65,10 +65,16 @@ type prepuller struct {
 	busy    map[pullKey]bool
 	results map[pullKey]error
 	wg      sync.WaitGroup
+	// slots bounds the pulls that run at once.
+	slots chan struct{}
 }
 
+// maxPrepulls is how many nodes pull at once (as the API's image fan-out).
+const maxPrepulls = 8
+
 func newPrepuller(p ImagePuller, mark func(string)) *prepuller {
-	return &prepuller{puller: p, mark: mark, ctx: context.Background(), busy: map[pullKey]bool{}, results: map[pullKey]error{}}
+	return &prepuller{puller: p, mark: mark, ctx: context.Background(), busy: map[pullKey]bool{}, results: map[pullKey]error{},
+		slots: make(chan struct{}, maxPrepulls)}
 }
 
 // setContext bounds the pulls started from now on (RunConfig's context).
@@ -128,7 +134,16 @@ func (p *prepuller) start(jobs []pullJob) {
 func (p *prepuller) run(ctx context.Context, j pullJob) {
 	defer p.wg.Done()
 	var err error
+	select {
+	case p.slots <- struct{}{}:
+		defer func() { <-p.slots }()
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
 	for _, ref := range j.images {
+		if err != nil {
+			break
+		}
 		if err = p.puller.EnsureImage(ctx, j.key.node, ref); err != nil {
 			if !strings.Contains(err.Error(), ref) {
 				err = fmt.Errorf("pull %s: %w", ref, err)
