@@ -28,9 +28,12 @@ import (
 // node 1 until the test lets it: meanwhile node 0 has pulled, the app's
 // status and `skiff describe app` say "pre-pulling 1/2 nodes" and name
 // node 1 with the registry's words, an event PrePullFailed names it, and
-// both v1 pods serve untouched. Once node 1 may pull, its retry gets v2,
-// the pre-pull is done, and only then (by store revision, from watches
-// opened before the update) is any pod created or stopped.
+// both v1 pods serve untouched. The server is killed (-9) and started
+// again: the pre-pull goes on from the store (node 0 done, node 1's
+// failures counted on), still held. Once node 1 may pull, its retry gets
+// v2, the pre-pull is done, and no pod is created or stopped before the
+// write that records it (by store revision, from watches opened while
+// held, after a list that shows the pods untouched).
 func TestPrepullBeforeRollout(t *testing.T) {
 	c := New(t, Options{Nodes: 2})
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
@@ -104,16 +107,89 @@ prepull = true`, 1)
 	}
 	n1 := c.Nodes[1].Name
 
-	// Watch pods and apps from now on: store revisions order what the
-	// controller did.
 	cl := c.Client(0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	app, err := cl.GetApp(ctx, "web")
+	c.Apply(manifest("v2"))
+
+	// Node 0 has v2, node 1 fails: the update waits, and says why.
+	heldAt := func(minFailures int) *api.App {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			a, err := cl.GetApp(ctx, "web")
+			if err == nil {
+				if pp := a.Status.Prepull; pp != nil && pp.PulledNodes() == 1 && len(pp.Nodes) == 2 {
+					for _, n := range pp.Nodes {
+						if n.Name == n1 && n.Failures >= minFailures && strings.Contains(n.Error, "MANIFEST_UNKNOWN") {
+							return a
+						}
+					}
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no pre-pull at 1/2 with %s failed %d times: %+v (%v)", n1, minFailures, a, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	held := heldAt(1)
+	if !held.Status.Prepull.Done.IsZero() || held.Status.Updated != 0 {
+		t.Fatalf("held app: %+v", held.Status)
+	}
+	started, failures := held.Status.Prepull.Started, 0
+	for _, n := range held.Status.Prepull.Nodes {
+		if n.Name == n1 {
+			failures = n.Failures
+		}
+	}
+	out, err := c.CLI(0, "describe", "app", "web")
+	if err != nil || !strings.Contains(out, "pre-pulling 1/2 nodes; node "+n1+": ") || !strings.Contains(out, "MANIFEST_UNKNOWN") {
+		t.Errorf("describe app web while held: %v\n%s", err, out)
+	}
+	out, err = c.CLI(0, "get", "events")
+	if err != nil || !strings.Contains(out, "PrePullFailed") || !strings.Contains(out, "node "+n1+": ") {
+		t.Errorf("get events while held: %v\n%s", err, out)
+	}
+	pods, err := c.ReadyPods("web", "web", 2)
+	if err != nil {
+		t.Fatalf("v1 pods while held: %v", err)
+	}
+	for _, p := range pods {
+		if !oldNames[p.Name] {
+			t.Fatalf("pod %s created while held: %s", p.Name, podSummary(pods))
+		}
+	}
+	mu.Lock()
+	if served[0] == 0 || served[1] != 0 {
+		t.Errorf("v2 manifests served while held: node 0 %d, node 1 %d; want >0 and 0", served[0], served[1])
+	}
+	mu.Unlock()
+
+	// kill -9 of the server (node 0: server and agent in one process; its
+	// pods' containers live on). The one that starts reads the pre-pull
+	// from the store: node 0 done, node 1's failures counted on from
+	// where they were, still held.
+	c.Kill(0)
+	c.Start(0)
+	held = heldAt(failures + 1)
+	if pp := held.Status.Prepull; !pp.Done.IsZero() || !pp.Started.Equal(started) {
+		t.Fatalf("after kill -9: %+v", pp)
+	}
+	t.Logf("after kill -9 of the server: %s", held.Status.Prepull.Summary())
+	list, err := cl.ListPods(ctx, "web", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	since := app.Revision
+	for _, p := range list.Items {
+		if !oldNames[p.Name] || p.Spec.Deleting != nil {
+			t.Fatalf("pods changed while held: %s", podSummary(list.Items))
+		}
+	}
+
+	// Watch pods and apps from now on: store revisions order what the
+	// controller did.
+	since := list.Revision
 	podEvents, _ := cl.Watch(ctx, api.KindPod, since)
 	appEvents, _ := cl.Watch(ctx, api.KindApp, since)
 	var wmu sync.Mutex
@@ -154,59 +230,10 @@ prepull = true`, 1)
 		}
 	}()
 
-	c.Apply(manifest("v2"))
-
-	// Node 0 has v2, node 1 fails: the update waits, and says why.
-	var held *api.App
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		a, err := cl.GetApp(ctx, "web")
-		if err == nil {
-			if pp := a.Status.Prepull; pp != nil && pp.PulledNodes() == 1 && len(pp.Nodes) == 2 {
-				for _, n := range pp.Nodes {
-					if n.Name == n1 && n.Failures > 0 && strings.Contains(n.Error, "MANIFEST_UNKNOWN") {
-						held = a
-					}
-				}
-			}
-		}
-		if held != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no pre-pull at 1/2 with %s failing: %+v (%v)", n1, a, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if !held.Status.Prepull.Done.IsZero() || held.Status.Updated != 0 {
-		t.Fatalf("held app: %+v", held.Status)
-	}
-	out, err := c.CLI(0, "describe", "app", "web")
-	if err != nil || !strings.Contains(out, "pre-pulling 1/2 nodes; node "+n1+": ") || !strings.Contains(out, "MANIFEST_UNKNOWN") {
-		t.Errorf("describe app web while held: %v\n%s", err, out)
-	}
-	out, err = c.CLI(0, "get", "events")
-	if err != nil || !strings.Contains(out, "PrePullFailed") || !strings.Contains(out, "node "+n1+": ") {
-		t.Errorf("get events while held: %v\n%s", err, out)
-	}
-	pods, err := c.ReadyPods("web", "web", 2)
-	if err != nil {
-		t.Fatalf("v1 pods while held: %v", err)
-	}
-	for _, p := range pods {
-		if !oldNames[p.Name] {
-			t.Fatalf("pod %s created while held: %s", p.Name, podSummary(pods))
-		}
-	}
-	mu.Lock()
-	if served[0] == 0 || served[1] != 0 {
-		t.Errorf("v2 manifests served while held: node 0 %d, node 1 %d; want >0 and 0", served[0], served[1])
-	}
-	mu.Unlock()
 
 	// Node 1 may pull now: its retry (5 or 10 s on) gets v2, then the update runs.
 	refuse.Store(false)
-	deadline = time.Now().Add(120 * time.Second)
+	deadline := time.Now().Add(120 * time.Second)
 	for {
 		a, err := cl.GetApp(ctx, "web")
 		if err == nil && a.Status.Updated == 2 && a.Status.Ready == 2 && a.Status.Replicas == 2 {
