@@ -230,7 +230,6 @@ prepull = true`, 1)
 		}
 	}()
 
-
 	// Node 1 may pull now: its retry (5 or 10 s on) gets v2, then the update runs.
 	refuse.Store(false)
 	deadline := time.Now().Add(120 * time.Second)
