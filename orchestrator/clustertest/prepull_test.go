@@ -249,6 +249,12 @@ prepull = true`, 1)
 	if served[1] == 0 {
 		t.Errorf("node 1 never got v2's manifest")
 	}
+	// Node 0 fetched v2 once: the restarted server did not ask it again
+	// (the store says it has it), and neither a node asked to ensure an
+	// image it holds nor a pod's start goes back to the registry.
+	if served[0] != 1 {
+		t.Errorf("node 0 fetched v2's manifest %d times, want 1", served[0])
+	}
 	mu.Unlock()
 	out, err = c.CLI(0, "images", "ls", "--nodes", "all")
 	if err != nil || strings.Count(out, ref("v2")) != 2 {
