@@ -164,6 +164,11 @@ type UpdateSpec struct {
 	AutoRollback bool `toml:"auto_rollback" json:"auto_rollback,omitempty"`
 	// ProgressDeadline for a new pod to become ready. Default 60s.
 	ProgressDeadline Duration `toml:"progress_deadline" json:"progress_deadline,omitempty"`
+	// Prepull has every node the app could run on pull a new template's
+	// images before the update replaces any pod: the update waits until
+	// each of them has them. Not part of the pod template: turning it on
+	// or off starts no update.
+	Prepull bool `toml:"prepull" json:"prepull,omitempty"`
 }
 
 // AutoscaleSpec scales an app with traffic or CPU. With it set, the

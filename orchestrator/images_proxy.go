@@ -51,6 +51,25 @@ func (r *imagesRouter) PullImage(ctx context.Context, node, ref string) (api.Ima
 	return img, err
 }
 
+// EnsureImage pulls ref on node only if the node lacks it (the agent's
+// pull route with if_missing; an agent from before it pulls again).
+func (r *imagesRouter) EnsureImage(ctx context.Context, node, ref string) (api.ImageInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, imagePullTimeout)
+	defer cancel()
+	if r.local != nil && node == r.localNode {
+		return r.local.EnsureImage(ctx, ref)
+	}
+	body, err := json.Marshal(map[string]any{"ref": ref, "if_missing": true})
+	if err != nil {
+		return api.ImageInfo{}, err
+	}
+	var img api.ImageInfo
+	err = r.call(ctx, node, http.MethodPost, "/images/pull", body, &img)
+	return img, err
+}
+
+var _ api.NodeImageEnsurer = (*imagesRouter)(nil)
+
 func (r *imagesRouter) ListImages(ctx context.Context, node string) ([]api.ImageInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, imageListTimeout)
 	defer cancel()

@@ -360,6 +360,7 @@ func (s *server) startControllers() error {
 	ccfg.Metrics = s.api.Registry()
 	ccfg.Alive = s.live.Beat("controllers", max(controllerSilence, 6*ccfg.Resync)).Tick
 	ccfg.Leases = s.api.Leases()
+	ccfg.Images = s.api.ImagePuller() // pre-pulls before updates
 	if s.load != nil {
 		ccfg.Load = s.load
 	}

@@ -5,6 +5,9 @@
 #
 #   scripts/deb.sh                dist/skiff_<version>_{amd64,arm64,armhf}.deb
 #   scripts/deb.sh arm64          only the architectures named (amd64 arm64 armv7)
+#   DEB_COMPRESS=zstd scripts/deb.sh   another dpkg-deb compressor (default xz,
+#                                 which every dpkg reads; debtest.sh's arm runs
+#                                 use zstd: xz takes 14 s a package)
 #
 # What a package holds:
 #   /usr/bin/skiff                              the static binary
@@ -120,6 +123,6 @@ exit 0
 POSTRM
 	chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 	deb=$OUT/skiff_${debver}_${debarch}.deb
-	dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+	dpkg-deb --root-owner-group -Z"${DEB_COMPRESS:-xz}" --build "$root" "$deb" >/dev/null
 	printf '%s  %s bytes\n' "$deb" "$(stat -c %s "$deb")"
 done

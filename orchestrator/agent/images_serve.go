@@ -52,6 +52,24 @@ func (a *Agent) PullImage(ctx context.Context, ref string) (api.ImageInfo, error
 	return imageInfo(img), nil
 }
 
+// EnsureImage puts ref into this node's image store if it is not there
+// (the pre-pull before an update): an image the node holds is not pulled
+// again, as when a pod starts.
+func (a *Agent) EnsureImage(ctx context.Context, ref string) (api.ImageInfo, error) {
+	a.mu.Lock()
+	ps := a.pods
+	a.mu.Unlock()
+	if ps == nil {
+		return api.ImageInfo{}, errNoImageStore
+	}
+	img, err := ps.images.Ensure(ctx, ref, nil)
+	if err != nil {
+		return api.ImageInfo{}, err
+	}
+	a.log.Info("image ensured on request", "ref", ref, "digest", img.ManifestDigest)
+	return imageInfo(img), nil
+}
+
 // ListImages lists this node's image store.
 func (a *Agent) ListImages() ([]api.ImageInfo, error) {
 	st, err := a.imageStore()
@@ -73,17 +91,24 @@ func imageInfo(img images.Image) api.ImageInfo {
 	return api.ImageInfo{Refs: img.Refs, ID: img.ID, Digest: img.ManifestDigest, Size: img.Size, Created: img.Created}
 }
 
-// servePullImage: POST /images/pull {"ref": REF}, the image as JSON. The
+// servePullImage: POST /images/pull {"ref": REF, "if_missing": BOOL}, the
+// image as JSON. The
 // server has validated ref; the store parses it again.
 func (a *Agent) servePullImage(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Ref string `json:"ref"`
+		// IfMissing: pull only if the node lacks it (EnsureImage).
+		IfMissing bool `json:"if_missing"`
 	}
 	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || req.Ref == "" {
 		podIOError(w, http.StatusBadRequest, api.CodeInvalid, "want a pull request with a ref")
 		return
 	}
-	img, err := a.PullImage(r.Context(), req.Ref)
+	pull := a.PullImage
+	if req.IfMissing {
+		pull = a.EnsureImage
+	}
+	img, err := pull(r.Context(), req.Ref)
 	if err != nil {
 		podIOError(w, http.StatusBadGateway, api.CodeInternal, err.Error()) // "pull REF: ..."
 		return

@@ -97,3 +97,11 @@ type NodeImageResult struct {
 type NodeImageResults struct {
 	Items []NodeImageResult `json:"items"`
 }
+
+// NodeImageEnsurer is a NodeImages that can also put an image on a node
+// only when it lacks it (the pre-pull before an update): an image the
+// node holds is not pulled again, so no registry is asked.
+type NodeImageEnsurer interface {
+	// EnsureImage makes node hold ref (already validated).
+	EnsureImage(ctx context.Context, node, ref string) (ImageInfo, error)
+}

@@ -112,6 +112,9 @@ type AppStatus struct {
 	// Autoscale is the autoscaler's state, for apps with autoscale set
 	// (see load.go).
 	Autoscale *AutoscaleStatus `json:"autoscale,omitempty"`
+	// Prepull is the pre-pull of the current template's images, for apps
+	// whose update asks for it (see prepull.go).
+	Prepull *PrepullStatus `json:"prepull,omitempty"`
 }
 
 // RolloutStatus is where the change to an app's current pod template

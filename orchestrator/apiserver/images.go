@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -202,4 +203,35 @@ func imageError(err error) string {
 		msg = "node not reachable: " + strings.TrimSuffix(msg, ": "+api.ErrNodeUnreachable.Error())
 	}
 	return msg
+}
+
+// ImagePuller returns what the controllers' pre-pull puts images on nodes
+// with: the NodeImages set now or later (SetNodeImages), through
+// EnsureImage when it has it (an image a node holds is not pulled again),
+// else PullImage. Until one is set it fails with api.ErrNodeUnreachable.
+func (s *Server) ImagePuller() *ImagePuller { return &ImagePuller{s: s} }
+
+// ImagePuller puts images on nodes for the controllers (see
+// Server.ImagePuller). It satisfies controller.ImagePuller.
+type ImagePuller struct{ s *Server }
+
+// EnsureImage makes node hold ref.
+func (p *ImagePuller) EnsureImage(ctx context.Context, node, ref string) error {
+	if _, err := name.ParseReference(ref); err != nil {
+		return fmt.Errorf("image %q: %w", ref, err)
+	}
+	ni := p.s.getNodeImages()
+	if ni == nil {
+		return fmt.Errorf("no agent on this server to reach the nodes' images: %w", api.ErrNodeUnreachable)
+	}
+	var err error
+	if e, ok := ni.(api.NodeImageEnsurer); ok {
+		_, err = e.EnsureImage(ctx, node, ref)
+	} else {
+		_, err = ni.PullImage(ctx, node, ref)
+	}
+	if err != nil {
+		return errors.New(imageError(err))
+	}
+	return nil
 }

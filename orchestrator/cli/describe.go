@@ -185,14 +185,17 @@ func (d *describer) app(a *api.App, pods []api.Pod) {
 	if note := rolloutNote(a); note != "" {
 		d.kv(0, "Rollout", note)
 	}
+	if pp := a.Status.Prepull; pp != nil && pp.TemplateHash == a.Status.TemplateHash {
+		d.kv(0, "Pre-pull", pp.Summary())
+	}
 	if a.Spec.RestartedAt != "" {
 		d.kv(0, "Restarted", a.Spec.RestartedAt)
 	}
 	d.kv(0, "Restart", dash(a.Spec.Restart))
 	d.kv(0, "Node selector", FormatLabels(a.Spec.NodeSelector))
 	if u := a.Spec.Update; u != nil {
-		d.kv(0, "Update", fmt.Sprintf("max_surge %s, max_unavailable %s, auto_rollback %t, progress_deadline %s",
-			intOr(u.MaxSurge, "default"), intOr(u.MaxUnavailable, "default"), u.AutoRollback, durOr(u.ProgressDeadline)))
+		d.kv(0, "Update", fmt.Sprintf("max_surge %s, max_unavailable %s, auto_rollback %t, progress_deadline %s, prepull %t",
+			intOr(u.MaxSurge, "default"), intOr(u.MaxUnavailable, "default"), u.AutoRollback, durOr(u.ProgressDeadline), u.Prepull))
 	}
 	if s := a.Spec.Autoscale; s != nil {
 		window, tol := durOr(s.ScaleDownWindow), "default"

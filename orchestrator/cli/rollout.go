@@ -41,6 +41,9 @@ func RolloutDone(a *api.App) (bool, string) {
 	if want := api.TemplateHash(&a.Spec); s.TemplateHash != want {
 		return false, fmt.Sprintf("Waiting for rollout of %s: waiting for the controller to take template %s...", ref, want)
 	}
+	if pp := s.Prepull; pp.Pending(s.TemplateHash) {
+		return false, fmt.Sprintf("Waiting for rollout of %s: %s...", ref, pp.Summary())
+	}
 	if desired < 0 { // per-node: as many as the controller wants
 		desired = s.Replicas
 		if s.Updated < s.Replicas {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -81,31 +82,221 @@ func TestColdBootWithoutServer(t *testing.T) {
 	t.Logf("node %d Ready and reconciled %.1fs after the heal, no pod restarted", node, time.Since(healed).Seconds())
 }
 
-// BenchmarkColdBoot measures a cold boot of a node with 10 pods (images
-// present, the server cut off): from the agent's start to every pod
-// answering at its old IP and the VIP answering from them. Three rounds;
-// it prints the median and the spread.
+// coldBootPods is how many pods the cold-boot benchmark's node runs: issue
+// 14's target is every pod answering within 5 s of a cold boot for 10
+// pods with their images present.
+const coldBootPods = 10
+
+// BenchmarkColdBoot measures a cold boot of a node with coldBootPods pods
+// (images present, the server cut off): from the agent's start to every
+// pod answering at its old IP and the VIP answering from them. Node 1 alone
+// carries the label the app selects, so that all 10 pods are on it.
+//
+// Beside it, in the same run and on the same node, a baseline: the same
+// 10 containers (the demo binary, the same arguments but a port each)
+// started with bare runc (`runc run --detach`, all at once, one shared
+// read-only root filesystem, in the node's network namespace) until every
+// one answers HTTP. That is the floor of starting these processes in
+// containers, without skiff's part: the cache, the pods' root filesystems
+// (overlayfs), network namespaces, veths, addresses, the load balancer's
+// rules, the probes. Three rounds of each, interleaved so that both meet
+// the same load; it prints medians and spreads.
 func BenchmarkColdBoot(b *testing.B) {
-	c := New(b, Options{Nodes: 2, NodeGrace: 10 * time.Minute})
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		b.Fatal("runc not found: install runc (scripts/deps.sh)")
+	}
+	c := New(b, Options{Nodes: 2, NodeGrace: 10 * time.Minute, NoStart: true})
 	const node = 1
-	c.Apply(DemoManifest(20))
-	pods := c.WaitAppReady("web", 20, appTimeout)
+	cfg, err := os.ReadFile(c.Nodes[node].Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Top-level keys go before the config's tables.
+	if err := os.WriteFile(c.Nodes[node].Config, append([]byte("labels = { coldboot = \"yes\" }\n"), cfg...), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	c.Start(0)
+	c.Start(node)
+	c.Apply(strings.Replace(DemoManifest(coldBootPods), `restart = "always"`, `restart = "always"
+node_selector = { coldboot = "yes" }`, 1))
+	pods := c.WaitAppReady("web", coldBootPods, appTimeout)
 	vip := c.VIP("web")
 	mine := c.podsOn(pods)[node]
+	if len(mine) != coldBootPods {
+		b.Fatalf("%d pods on node %d, want all %d: %s", len(mine), node, coldBootPods, podSummary(pods))
+	}
 	c.waitCacheHolds(node, mine)
-	var secs []float64
+	base := newRuncBaseline(b, c, node, runc, coldBootPods)
+	var secs, baseSecs []float64
 	for range 3 {
+		baseSecs = append(baseSecs, base.run().Seconds())
 		c.Cut(0)
 		secs = append(secs, c.coldBoot(node, mine, vip).Seconds())
 		c.Heal(0)
 		c.WaitNodeReady(node, 60*time.Second)
-		c.WaitAppReady("web", 20, appTimeout)
+		c.WaitAppReady("web", coldBootPods, appTimeout)
 	}
 	sort.Float64s(secs)
-	line := fmt.Sprintf("cold boot, %d pods on the node, server cut off: agent start -> every pod and the VIP answering: median %.2fs (min %.2fs, max %.2fs, %d rounds)",
-		len(mine), median(secs), secs[0], secs[len(secs)-1], len(secs))
-	b.Log(line)
-	fmt.Println(line)
+	sort.Float64s(baseSecs)
+	lines := []string{
+		fmt.Sprintf("cold boot, %d pods on the node, images present, server cut off: agent start -> every pod and the VIP answering: median %.2fs (min %.2fs, max %.2fs, %d rounds)",
+			len(mine), median(secs), secs[0], secs[len(secs)-1], len(secs)),
+		fmt.Sprintf("baseline, the same %d containers with bare runc (run --detach, at once, shared root, the node's netns): first start -> every one answering: median %.2fs (min %.2fs, max %.2fs, %d rounds)",
+			coldBootPods, median(baseSecs), baseSecs[0], baseSecs[len(baseSecs)-1], len(baseSecs)),
+		fmt.Sprintf("cold boot / baseline (medians): %.1fx", median(secs)/median(baseSecs)),
+	}
+	for _, l := range lines {
+		b.Log(l)
+		fmt.Println(l)
+	}
+}
+
+// runcBaseline starts n containers of the demo binary with bare runc in
+// node i's network namespace (ports 18080 and up) and times them.
+type runcBaseline struct {
+	b      *testing.B
+	c      *Cluster
+	node   int
+	runc   string
+	root   string // runc's state dir, private to the benchmark
+	bundle []string
+	ids    []string
+	ports  []int
+}
+
+func newRuncBaseline(b *testing.B, c *Cluster, node int, runc string, n int) *runcBaseline {
+	dir := b.TempDir()
+	rootfs := filepath.Join(dir, "rootfs")
+	demo, err := os.ReadFile(filepath.Join(build(b).dir, "demo"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.MkdirAll(rootfs, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "app"), demo, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	r := &runcBaseline{b: b, c: c, node: node, runc: runc, root: filepath.Join(dir, "state")}
+	for k := range n {
+		bundle := filepath.Join(dir, fmt.Sprintf("b%d", k))
+		if err := os.MkdirAll(bundle, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if out, err := exec.Command(runc, "spec", "--bundle", bundle).CombinedOutput(); err != nil {
+			b.Fatalf("runc spec: %v\n%s", err, out)
+		}
+		var spec map[string]any
+		path := filepath.Join(bundle, "config.json")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, &spec); err != nil {
+			b.Fatal(err)
+		}
+		port := 18080 + k
+		proc := spec["process"].(map[string]any)
+		proc["terminal"] = false
+		proc["args"] = []string{"/app", "-listen", fmt.Sprintf(":%d", port)}
+		spec["root"] = map[string]any{"path": rootfs, "readonly": true}
+		linux := spec["linux"].(map[string]any)
+		var nss []any
+		for _, ns := range linux["namespaces"].([]any) {
+			if ns.(map[string]any)["type"] != "network" {
+				nss = append(nss, ns)
+			}
+		}
+		linux["namespaces"] = append(nss, map[string]any{"type": "network", "path": c.Nodes[node].NetnsPath()})
+		// Under the node's cgroup parent: the harness's clean-up finds
+		// whatever a failed run leaves there.
+		linux["cgroupsPath"] = fmt.Sprintf("/%s/runc-baseline-%d", c.Nodes[node].CgroupParent, k)
+		if raw, err = json.Marshal(spec); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(path, raw, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		r.bundle = append(r.bundle, bundle)
+		r.ids = append(r.ids, fmt.Sprintf("skt-%s-base%d", c.id, k))
+		r.ports = append(r.ports, port)
+	}
+	b.Cleanup(r.remove)
+	return r
+}
+
+// remove kills and deletes the containers (there or not).
+func (r *runcBaseline) remove() {
+	for _, id := range r.ids {
+		_ = exec.Command(r.runc, "--root", r.root, "delete", "--force", id).Run()
+	}
+}
+
+// run starts every container at once and returns how long after the first
+// start the last one answered; it removes them after.
+func (r *runcBaseline) run() time.Duration {
+	r.b.Helper()
+	defer r.remove()
+	ns := r.c.Nodes[r.node].NetnsPath()
+	errs := make(chan error, len(r.ids))
+	answered := make(chan time.Time, len(r.ids))
+	stop := make(chan struct{})
+	defer close(stop)
+	started := time.Now()
+	for k, id := range r.ids {
+		go func() {
+			// The container keeps runc's stdio: a file, not a pipe, or
+			// waiting for runc would wait for the container's end.
+			logPath := filepath.Join(r.bundle[k], "out.log")
+			out, err := os.Create(logPath)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer out.Close()
+			cmd := exec.Command(r.runc, "--root", r.root, "run", "--detach", "--bundle", r.bundle[k], id)
+			cmd.Stdout, cmd.Stderr = out, out
+			if err := cmd.Run(); err != nil {
+				b, _ := os.ReadFile(logPath)
+				errs <- fmt.Errorf("runc run %s: %v\n%s", id, err, b)
+				return
+			}
+			addr := fmt.Sprintf("127.0.0.1:%d", r.ports[k])
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := GetIn(ns, addr, 300*time.Millisecond); err == nil {
+					answered <- time.Now()
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}()
+	}
+	var last time.Time
+	timeout := time.After(60 * time.Second)
+	for range r.ids {
+		select {
+		case at := <-answered:
+			last = later(last, at)
+		case err := <-errs:
+			r.b.Fatal(err)
+		case <-timeout:
+			r.b.Fatal("runc baseline: containers not answering after 60s")
+		}
+	}
+	return last.Sub(started)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // waitCacheHolds waits until node i's agent cache holds the pods and the

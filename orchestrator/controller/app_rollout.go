@@ -25,6 +25,10 @@ func (c *controller) advanceRollout(tx txn, app *api.App, hash string, plan *app
 	// one more new pod became ready, whichever is later.
 	if ro.Progressed.IsZero() {
 		ro.Progressed = app.Status.History[len(app.Status.History)-1].Time
+		// An update that waited for its pre-pull started when that ended.
+		if pp := app.Status.Prepull; pp != nil && pp.TemplateHash == hash && pp.Done.After(ro.Progressed) {
+			ro.Progressed = pp.Done
+		}
 	}
 	if plan.readyUpdated > ro.ReadyUpdated {
 		ro.Progressed = now

@@ -18,6 +18,10 @@ type appResult struct {
 	next time.Time
 	// notes are warnings recorded (key → message), see controller.reported.
 	notes map[string]string
+	// pulls are pre-pulls to start, took the ended ones this pass read
+	// (app_prepull.go).
+	pulls []pullJob
+	took  []pullKey
 }
 
 // syncApps reconciles the named apps. It first plans every app against
@@ -120,6 +124,10 @@ func (c *controller) remember(name string, r appResult) {
 	if r.created > 0 {
 		c.appLog.Debug("pods created", "app", name, "pods", r.created)
 	}
+	if c.pulls != nil {
+		c.pulls.take(r.took)
+		c.pulls.start(r.pulls)
+	}
 }
 
 // reconcileApp reconciles one app in tx, given the nodes and every pod as
@@ -141,7 +149,14 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 
 	hash := api.TemplateHash(&app.Spec)
 	before := app.Status
+	was := app.Status.TemplateHash
 	histChanged, err := recordTemplate(tx, &app, hash, now)
+	if err != nil {
+		return res, err
+	}
+	// While a pre-pull of hash's images holds the update back, the pass
+	// plans with the template the app keeps (planned, planHash).
+	planned, planHash, err := c.prepullStep(tx, &app, hash, histChanged && was != "", mine, nv, now, &res)
 	if err != nil {
 		return res, err
 	}
@@ -149,15 +164,24 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 	if app.Spec.Mode == configs.ModePerNode {
 		cl = newCluster(nodes, all, func(n *api.Node) bool { return nv.up[n.Name] })
 	}
-	plan := planApp(&app, hash, mine, nv, cl)
-	ro, next, rolledBack, err := c.advanceRollout(tx, &app, hash, &plan, now)
-	if err != nil || rolledBack {
-		// A rollback wakes the next pass, which acts on the old template.
-		return res, err
+	plan := planApp(planned, planHash, mine, nv, cl)
+	var ro *api.RolloutStatus
+	if planHash != hash {
+		// Held: the update has not started; its deadline does not run.
+		plan.status.TemplateHash, plan.status.Updated = hash, 0
+		ro = rolloutOf(&app.Status, hash)
+	} else {
+		var next time.Time
+		var rolledBack bool
+		ro, next, rolledBack, err = c.advanceRollout(tx, &app, hash, &plan, now)
+		if err != nil || rolledBack {
+			// A rollback wakes the next pass, which acts on the old template.
+			return res, err
+		}
+		res.next = earliest(res.next, next)
 	}
-	res.next = next
 
-	made, err := createPods(tx, &app, hash, &plan, all)
+	made, err := createPods(tx, planned, planHash, &plan, all)
 	if err != nil {
 		return res, err
 	}
@@ -175,6 +199,7 @@ func (c *controller) reconcileApp(tx txn, name string, nodes []*api.Node, all, m
 	plan.status.History = app.Status.History
 	plan.status.Rollout = ro
 	plan.status.Autoscale = app.Status.Autoscale // the autoscaler's (autoscale.go)
+	plan.status.Prepull = app.Status.Prepull     // prepullStep's
 	if !histChanged && sameStatus(before, plan.status) {
 		return res, nil
 	}
@@ -306,7 +331,8 @@ func later(a, b time.Time) time.Time {
 
 func sameStatus(a, b api.AppStatus) bool {
 	return a.TemplateHash == b.TemplateHash && a.Replicas == b.Replicas &&
-		a.Ready == b.Ready && a.Updated == b.Updated && sameRollout(a.Rollout, b.Rollout)
+		a.Ready == b.Ready && a.Updated == b.Updated && sameRollout(a.Rollout, b.Rollout) &&
+		samePrepull(a.Prepull, b.Prepull)
 }
 
 // retire removes a pod: an unbound pod, or one on a node that is down, is

@@ -97,6 +97,11 @@ type Config struct {
 	// ups never do). Default 3 in 10 minutes.
 	MaxReversals   int
 	ReversalWindow time.Duration
+	// Images, if set, puts images on nodes: apps whose update asks for a
+	// pre-pull (configs.UpdateSpec.Prepull) have their new template's
+	// images pulled on every eligible node before the update starts
+	// (app_prepull.go). Default nil: no pre-pull, updates start at once.
+	Images ImagePuller
 }
 
 // LeaseSource tells when a node last renewed its lease, by the server's
@@ -202,6 +207,10 @@ func RunConfig(ctx context.Context, st *store.Store, cfg Config) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if c.pulls != nil {
+		c.pulls.setContext(ctx)
+		defer c.pulls.wait()
+	}
 	since := st.Rev()
 	c.queue.markAll()
 	var wg sync.WaitGroup

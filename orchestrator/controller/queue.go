@@ -62,6 +62,14 @@ func (q *queue) markAll() {
 	q.signal()
 }
 
+// markApp queues a pass over app name.
+func (q *queue) markApp(name string) {
+	q.mu.Lock()
+	q.w.apps[name] = true
+	q.mu.Unlock()
+	q.signal()
+}
+
 // take returns the queued work and empties the queue.
 func (q *queue) take() work {
 	q.mu.Lock()

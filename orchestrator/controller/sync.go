@@ -43,11 +43,13 @@ type controller struct {
 	// not kept here but in the app's status (api.RolloutStatus), so that a
 	// restart changes none of it.
 	reported map[string]string
+	// pulls runs the pre-pulls (nil without Config.Images).
+	pulls *prepuller
 }
 
 func newController(st *store.Store, cfg Config) *controller {
 	log := cfg.Logger.With("component", "controller")
-	return &controller{
+	c := &controller{
 		st:         st,
 		cfg:        cfg,
 		log:        log,
@@ -62,6 +64,10 @@ func newController(st *store.Store, cfg Config) *controller {
 		unsched:    map[string]string{},
 		reported:   map[string]string{},
 	}
+	if cfg.Images != nil {
+		c.pulls = newPrepuller(cfg.Images, c.queue.markApp)
+	}
+	return c
 }
 
 // earliest returns the earlier of two times, ignoring zero ones.
