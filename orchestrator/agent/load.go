@@ -63,6 +63,14 @@ type loadSampler struct {
 // connection.
 const quietSamples = 5
 
+// idleEvery: a quiet sampler samples every idleEvery intervals (6 s at
+// LoadInterval 2 s), at most every maxIdleInterval (well within the 10 s
+// the server counts a report for); see loadLoop.
+const (
+	idleEvery       = 3
+	maxIdleInterval = 6 * time.Second
+)
+
 // quietAt says whether active holds no connection to an endpoint of
 // counts (nil, a skipped or failed dump, holds none).
 func quietAt(active map[string]int, counts map[string]*netlb.ServiceCount) bool {
@@ -174,14 +182,21 @@ func (s *loadSampler) sample() (*api.NodeLoad, error) {
 }
 
 // loadLoop samples every interval and sends the summary to the server.
-// A failed send is dropped: the next one replaces it.
+// A failed send is dropped: the next one replaces it. While the sampler
+// is quiet (no new connection and none open for quietSamples samples) it
+// samples every idleEvery intervals instead: the server still has a
+// fresh report (loadstats.DefaultMaxAge, 10 s, is longer), averaged over
+// the longer interval (the counters lose nothing in between), and the
+// first new connection brings the short interval back at the next
+// sample. Only a pod that burns CPU without any connection is then
+// measured over the longer interval.
 func (a *Agent) loadLoop(ctx context.Context, nw *netlb.Network, interval time.Duration) {
 	s := &loadSampler{now: time.Now, src: loadSources{
 		counts: nw.Counts,
 		active: netlb.ActiveConns,
 		cpu:    a.podCPU,
 	}}
-	t := time.NewTicker(interval)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -190,6 +205,11 @@ func (a *Agent) loadLoop(ctx context.Context, nw *netlb.Network, interval time.D
 		case <-t.C:
 		}
 		l, err := s.sample()
+		if s.quiet >= quietSamples {
+			t.Reset(max(min(idleEvery*interval, maxIdleInterval), interval))
+		} else {
+			t.Reset(interval)
+		}
 		if err != nil {
 			a.rates.Store(nil) // no figures rather than stale ones
 			a.log.Debug("load sample failed", "err", err)
