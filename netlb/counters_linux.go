@@ -56,7 +56,7 @@ type ServiceCount struct {
 }
 
 // Counts reads the new-connection counters of every service with
-// endpoints, keyed by service name. It reads the kernel's counters once
+// endpoints, keyed by service name (none: no read). It reads the kernel's counters once
 // (a netlink dump with the nft backend, an iptables-save with legacy) and
 // holds the sync lock meanwhile, so that the generations it returns match
 // the counters.
@@ -65,6 +65,13 @@ func (n *Network) Counts() (map[string]*ServiceCount, error) {
 	defer n.mu.Unlock()
 	if n.last == nil {
 		return map[string]*ServiceCount{}, nil
+	}
+	some := false
+	for _, sr := range n.last.svcs {
+		some = some || len(sr.eps) > 0
+	}
+	if !some {
+		return map[string]*ServiceCount{}, nil // no endpoint chain: nothing to read
 	}
 	var packets map[string]uint64
 	if n.cfg.Backend == BackendNFT {

@@ -24,6 +24,12 @@ type ipam struct {
 	dir    string
 	subnet *net.IPNet
 	mu     sync.Mutex // serialises allocations in this process; flock across processes
+	// seen is where each pod's IP was last found (pod -> IP), a hint
+	// guarded by mu: a lookup reads that one file and scans the whole
+	// directory only when the file no longer names the pod. (Scanning
+	// every file for each pod's periodic network check cost the node
+	// reads of n files for each of n pods.)
+	seen map[string]string
 }
 
 const ipamLastFile = "last_reserved_ip"
@@ -90,16 +96,25 @@ func (a *ipam) lookup(pod string) (net.IP, error) {
 }
 
 func (a *ipam) lookupLocked(pod string) (net.IP, error) {
+	if ip, ok := a.seen[pod]; ok {
+		b, err := os.ReadFile(filepath.Join(a.dir, ip))
+		if err == nil && strings.TrimSpace(string(b)) == pod {
+			return net.ParseIP(ip).To4(), nil
+		}
+	}
 	m, err := a.owners()
 	if err != nil {
 		return nil, err
 	}
+	a.seen = make(map[string]string, len(m))
+	var found net.IP
 	for ip, owner := range m {
+		a.seen[owner] = ip
 		if owner == pod {
-			return net.ParseIP(ip).To4(), nil
+			found = net.ParseIP(ip).To4()
 		}
 	}
-	return nil, nil
+	return found, nil
 }
 
 // allocate returns pod's IP, reserving a new one if it holds none.
@@ -148,6 +163,10 @@ func (a *ipam) allocate(pod string) (net.IP, error) {
 		}
 		// The last-reserved hint is only a hint: losing it costs nothing.
 		_ = os.WriteFile(filepath.Join(a.dir, ipamLastFile), []byte(ip.String()), 0o600)
+		if a.seen == nil {
+			a.seen = map[string]string{}
+		}
+		a.seen[pod] = ip.String()
 		return ip, nil
 	}
 	return nil, fmt.Errorf("%w: %s", ErrPoolExhausted, a.subnet)
@@ -160,6 +179,7 @@ func (a *ipam) release(pod string) error {
 		return err
 	}
 	defer unlock()
+	delete(a.seen, pod)
 	m, err := a.owners()
 	if err != nil {
 		return err

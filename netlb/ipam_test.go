@@ -70,3 +70,34 @@ func TestIPAM(t *testing.T) {
 		t.Errorf("after release got %v %v, want %s", ip, err, ips[0])
 	}
 }
+
+// TestIPAMLookupHint: a lookup reads the one file it last found the pod
+// in; when another allocator (another process on the same dir) released
+// and reused that IP since, the hint is not trusted and the lookup scans.
+func TestIPAMLookupHint(t *testing.T) {
+	dir := t.TempDir()
+	a := newIPAM(dir, mustCIDR("10.88.1.0/29"))
+	b := newIPAM(dir, mustCIDR("10.88.1.0/29"))
+	ip1, err := a.allocate("p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := a.lookup("p1"); !got.Equal(ip1) {
+		t.Fatalf("lookup p1: %v, want %s", got, ip1)
+	}
+	// b frees p1's address and gives it to p2 (its hint file is first free).
+	if err := b.release("p1"); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, ipamLastFile))
+	ip2, err := b.allocate("p2")
+	if err != nil || !ip2.Equal(ip1) {
+		t.Fatalf("p2 got %v %v, want %s", ip2, err, ip1)
+	}
+	if got, err := a.lookup("p1"); err != nil || got != nil {
+		t.Errorf("lookup p1 after it was released elsewhere: %v %v, want none", got, err)
+	}
+	if got, _ := a.lookup("p2"); !got.Equal(ip2) {
+		t.Errorf("lookup p2: %v, want %s", got, ip2)
+	}
+}

@@ -22,17 +22,27 @@ import (
 // probed every second.
 const budgetWriteBytesPerSec = 1024
 
-// TestIdleBudget is a BUDGET TEST: it fails when an idle node writes more
-// to disk than budgetWriteBytesPerSec. A real `skiff server --agent` (own
-// data and run dirs, bridge, cgroup parent) runs 30 pods of the demo image
-// in a network namespace of its own, each with a readiness probe every
+// budgetCPU is issue 14's idle CPU budget for the same node: 1% of a core,
+// as the CPU time of skiff and its shims (utime+stime and their waited-for
+// children's) per second of the window.
+const budgetCPU = 0.01
+
+// TestIdleBudget is a BUDGET TEST, measured over a window long enough to
+// be stable (60 s; SKIFF_IDLE_WINDOW, a Go duration, for longer): it fails
+// when an idle node writes more to disk than budgetWriteBytesPerSec or
+// uses more CPU than budgetCPU. A real `skiff server --agent` (own data
+// and run dirs, bridge, cgroup parent) runs 30 pods of the demo image in
+// a network namespace of its own, each with an HTTP readiness probe every
 // second; once they are ready and the node settled, the write_bytes
-// (/proc/PID/io: bytes sent to the block layer) and the CPU time of the
-// skiff process and every shim are read at the start and the end of a
-// 60 s window (SKIFF_IDLE_WINDOW, a Go duration, for longer). It logs the
-// CPU but does not assert it: on a shared machine CPU time moves with the
-// neighbours' load (BenchmarkIdle and bench/idle.sh print the CPU
-// figures). Takes about 2 minutes; needs root.
+// (/proc/PID/io: bytes sent to the block layer) and the CPU time
+// (/proc/PID/stat) of the skiff process and every shim are read at the
+// start and the end of the window. Both count only skiff's own processes,
+// so other work on the machine does not count; but on a loaded machine
+// the same work costs more CPU time (contended caches, scheduler), never
+// less. So a window over the CPU budget is measured once more, and the
+// test fails when the lower of the two is over it: a regression shows in
+// both, a neighbour's burst rarely does. Takes about 100 s (a minute more
+// when the first window is over); needs root.
 func TestIdleBudget(t *testing.T) {
 	n := newPrivateNode(t)
 	window := time.Minute
@@ -47,6 +57,16 @@ func TestIdleBudget(t *testing.T) {
 	t.Logf("idle, 30 pods probed every 1s, %s window: %s", window, f)
 	if f.writesPerSec() > budgetWriteBytesPerSec {
 		t.Errorf("idle disk writes %.0f B/s, budget %d B/s (%s)", f.writesPerSec(), budgetWriteBytesPerSec, f)
+	}
+	if f.cpu() > budgetCPU {
+		again := n.measure(30, window)
+		t.Logf("over the CPU budget; again: %s", again)
+		if again.cpu() < f.cpu() {
+			f = again
+		}
+		if f.cpu() > budgetCPU {
+			t.Errorf("idle CPU %.2f%% of a core (the lower of two windows), budget %.2f%% (%s)", 100*f.cpu(), 100*budgetCPU, f)
+		}
 	}
 }
 
@@ -91,6 +111,12 @@ func (n *node) idle(count int, period, window time.Duration) idleFigures {
 	// load balancer's first sync are start-up, not idle. (A pace, not a
 	// condition: nothing signals "idle".)
 	time.Sleep(10 * time.Second)
+	return n.measure(count, window)
+}
+
+// measure reads the skiff processes' figures over window.
+func (n *node) measure(count int, window time.Duration) idleFigures {
+	n.t.Helper()
 	pid := n.cmd.Process.Pid
 	w0, c0, s0, _, _ := skiffUsage(n.t, pid)
 	t0 := time.Now()

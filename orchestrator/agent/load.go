@@ -39,12 +39,52 @@ type loadSources struct {
 // had a previous sample (the chain was made since). The first sample after
 // a start is a baseline and yields no report, so that an agent restart
 // never reports the counters' whole history as one interval's traffic.
+//
+// The conntrack dump (active) is skipped while it cannot find anything:
+// a connection through a service passes the nat table first, which counts
+// it, so when the last dump found no connection and no counter moved for
+// quietSamples samples (or was reset), there is still none; Active is 0.
+// The quiet samples leave a slow handshake time to become established
+// before the dumps stop. (The dump was a tenth of an idle node's CPU: it
+// copies every flow of the node, the probes' too.)
 type loadSampler struct {
 	src  loadSources
 	now  func() time.Time
 	prev map[string]netlb.EndpointCount // "service|ip:port"
 	cpu  map[string]uint64
 	at   time.Time
+	// quiet counts the samples in a row (up to quietSamples) that saw no
+	// counter move and no active connection.
+	quiet int
+}
+
+// quietSamples is how many quiet samples in a row (see loadSampler) end
+// the conntrack dumps: at LoadInterval 2 s, 10 s after the last new
+// connection.
+const quietSamples = 5
+
+// idleEvery: a quiet sampler samples every idleEvery intervals (6 s at
+// LoadInterval 2 s), at most every maxIdleInterval (well within the 10 s
+// the server counts a report for); see loadLoop.
+const (
+	idleEvery       = 3
+	maxIdleInterval = 6 * time.Second
+)
+
+// quietAt says whether active holds no connection to an endpoint of
+// counts (nil, a skipped or failed dump, holds none).
+func quietAt(active map[string]int, counts map[string]*netlb.ServiceCount) bool {
+	if len(active) == 0 {
+		return true
+	}
+	for _, sc := range counts {
+		for _, e := range sc.Endpoints {
+			if active[net.JoinHostPort(e.Endpoint.IP.String(), strconv.Itoa(e.Endpoint.Port))] > 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func epKey(svc string, e netlb.Endpoint) string {
@@ -60,11 +100,25 @@ func (s *loadSampler) sample() (*api.NodeLoad, error) {
 		s.prev, s.cpu = nil, nil
 		return nil, err
 	}
-	var active map[string]int
-	if s.src.active != nil {
-		if active, err = s.src.active(); err != nil {
-			active = nil // a gauge only: the rates still count
+	moved := s.prev == nil
+	for name, sc := range counts {
+		for _, e := range sc.Endpoints {
+			if old, ok := s.prev[epKey(name, e.Endpoint)]; !ok || old.Gen != e.Gen || old.New != e.New {
+				moved = true
+			}
 		}
+	}
+	var active map[string]int
+	failed := false
+	if s.src.active != nil && (moved || s.quiet < quietSamples) {
+		if active, err = s.src.active(); err != nil {
+			active, failed = nil, true // a gauge only: the rates still count
+		}
+	}
+	if moved || failed || !quietAt(active, counts) {
+		s.quiet = 0
+	} else if s.quiet < quietSamples {
+		s.quiet++
 	}
 	var cpu map[string]uint64
 	if s.src.cpu != nil {
@@ -128,14 +182,21 @@ func (s *loadSampler) sample() (*api.NodeLoad, error) {
 }
 
 // loadLoop samples every interval and sends the summary to the server.
-// A failed send is dropped: the next one replaces it.
+// A failed send is dropped: the next one replaces it. While the sampler
+// is quiet (no new connection and none open for quietSamples samples) it
+// samples every idleEvery intervals instead: the server still has a
+// fresh report (loadstats.DefaultMaxAge, 10 s, is longer), averaged over
+// the longer interval (the counters lose nothing in between), and the
+// first new connection brings the short interval back at the next
+// sample. Only a pod that burns CPU without any connection is then
+// measured over the longer interval.
 func (a *Agent) loadLoop(ctx context.Context, nw *netlb.Network, interval time.Duration) {
 	s := &loadSampler{now: time.Now, src: loadSources{
 		counts: nw.Counts,
 		active: netlb.ActiveConns,
 		cpu:    a.podCPU,
 	}}
-	t := time.NewTicker(interval)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
 		select {
@@ -144,6 +205,11 @@ func (a *Agent) loadLoop(ctx context.Context, nw *netlb.Network, interval time.D
 		case <-t.C:
 		}
 		l, err := s.sample()
+		if s.quiet >= quietSamples {
+			t.Reset(max(min(idleEvery*interval, maxIdleInterval), interval))
+		} else {
+			t.Reset(interval)
+		}
 		if err != nil {
 			a.rates.Store(nil) // no figures rather than stale ones
 			a.log.Debug("load sample failed", "err", err)

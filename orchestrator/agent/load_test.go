@@ -88,3 +88,56 @@ func TestLoadSampler(t *testing.T) {
 		t.Errorf("cpu after a restart: %v, want none", cores)
 	}
 }
+
+// TestLoadSamplerSkipsQuietDumps: the conntrack dump stops after
+// quietSamples samples in which no counter moved and it found no
+// connection, and comes back with the first new connection; an active
+// connection keeps it going.
+func TestLoadSamplerSkipsQuietDumps(t *testing.T) {
+	now := time.Unix(100, 0)
+	ep := netlb.Endpoint{IP: net.IPv4(10, 88, 0, 2).To4(), Port: 80}
+	var n uint64
+	dumps, open := 0, 0
+	s := &loadSampler{now: func() time.Time { return now }, src: loadSources{
+		counts: func() (map[string]*netlb.ServiceCount, error) {
+			return map[string]*netlb.ServiceCount{"web": {Service: "web", Endpoints: []netlb.EndpointCount{{Endpoint: ep, New: n, Gen: 1}}}}, nil
+		},
+		active: func() (map[string]int, error) {
+			dumps++
+			return map[string]int{"10.88.0.2:80": open, "10.88.0.9:443": 3}, nil // the other: no endpoint of ours
+		},
+	}}
+	run := func(samples int) (int, int) {
+		t.Helper()
+		before, active := dumps, 0
+		for range samples {
+			now = now.Add(2 * time.Second)
+			l, err := s.sample()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l != nil && len(l.Services) > 0 {
+				active = l.Services[0].Active
+			}
+		}
+		return dumps - before, active
+	}
+	// Start (a baseline, dumped), then quietSamples quiet dumps, then none.
+	if d, _ := run(1 + quietSamples + 10); d != 1+quietSamples {
+		t.Errorf("idle: %d dumps in %d samples, want %d", d, 1+quietSamples+10, 1+quietSamples)
+	}
+	// A new connection: dumps again, and finds it once established.
+	n++
+	if d, _ := run(1); d != 1 {
+		t.Errorf("after a new connection: %d dumps, want 1", d)
+	}
+	open = 1
+	if d, a := run(20); d != 20 || a != 1 {
+		t.Errorf("while a connection is open: %d dumps in 20 samples (want 20), active %d (want 1)", d, a)
+	}
+	// It closes: quietSamples more dumps, then none.
+	open = 0
+	if d, a := run(quietSamples + 10); d != quietSamples || a != 0 {
+		t.Errorf("after it closed: %d dumps (want %d), active %d", d, quietSamples, a)
+	}
+}

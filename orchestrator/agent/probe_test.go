@@ -65,9 +65,7 @@ func TestHTTPProbe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := connCount()
-			ctx, cancel := context.WithTimeout(context.Background(), tt.timeout)
-			defer cancel()
-			err := hc.get(ctx, addr, tt.path)
+			err := hc.get(context.Background(), time.Now().Add(tt.timeout), addr, tt.path)
 			if (err == nil) != tt.pass {
 				t.Fatalf("probe %s: %v, want pass %v", tt.path, err, tt.pass)
 			}
@@ -81,17 +79,37 @@ func TestHTTPProbe(t *testing.T) {
 	// and passes. A connection older than maxAge is replaced.
 	srv.CloseClientConnections()
 	before := connCount()
-	if err := hc.get(context.Background(), addr, "/ok"); err != nil || connCount() != before+1 {
+	if err := hc.get(context.Background(), time.Now().Add(time.Second), addr, "/ok"); err != nil || connCount() != before+1 {
 		t.Fatalf("after the server closed the connection: %v, %d new connections", err, connCount()-before)
 	}
 	hc.maxAge = time.Nanosecond
 	before = connCount()
-	if err := hc.get(context.Background(), addr, "/ok"); err != nil || connCount() != before+1 {
+	if err := hc.get(context.Background(), time.Now().Add(time.Second), addr, "/ok"); err != nil || connCount() != before+1 {
 		t.Fatalf("past maxAge: %v, %d new connections, want 1", err, connCount()-before)
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if !strings.Contains(strings.Join(paths, " "), "/ok /ok?x=1 /moved /fail /big /ok /slow /ok") {
 		t.Errorf("paths asked %v", paths)
+	}
+}
+
+// TestOnBeat: a steady probe waits for the next multiple of its period
+// (at least half a period away); quick re-probes are not moved.
+func TestOnBeat(t *testing.T) {
+	base := time.Unix(1000, 0)
+	for _, tt := range []struct {
+		at, d, period, want time.Duration
+	}{
+		{5 * time.Millisecond, time.Second, time.Second, 995 * time.Millisecond},
+		{400 * time.Millisecond, time.Second, time.Second, 600 * time.Millisecond},
+		{700 * time.Millisecond, time.Second, time.Second, 1300 * time.Millisecond},
+		{0, time.Second, time.Second, time.Second},
+		{1200 * time.Millisecond, 5 * time.Second, 5 * time.Second, 3800 * time.Millisecond},
+		{5 * time.Millisecond, 100 * time.Millisecond, time.Second, 100 * time.Millisecond},
+	} {
+		if got := onBeat(base.Add(tt.at), tt.d, tt.period); got != tt.want {
+			t.Errorf("onBeat(+%v, %v, %v) = %v, want %v", tt.at, tt.d, tt.period, got, tt.want)
+		}
 	}
 }

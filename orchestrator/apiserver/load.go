@@ -48,26 +48,12 @@ func (s *Server) putNodeLoad(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	node := r.PathValue("name")
-	var pods []api.Pod
-	if _, err := s.st.List(api.KindPod, &pods); err != nil {
+	idx, err := s.loadIndex()
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	podApps := map[string]string{}
-	for _, p := range pods {
-		if p.Spec.Node == node {
-			podApps[p.Name] = p.Spec.App
-		}
-	}
-	var svcs []api.Service
-	if _, err := s.st.List(api.KindService, &svcs); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	known := map[string]bool{}
-	for _, sv := range svcs {
-		known[sv.Name] = true
-	}
+	podApps, known := idx.podApps[node], idx.services
 	keep := l.Services[:0]
 	for _, sl := range l.Services {
 		if known[sl.Service] {
@@ -121,6 +107,54 @@ func checkLoad(l *api.NodeLoad) error {
 		}
 	}
 	return nil
+}
+
+// loadIndex is what a load report is checked against: each node's pods
+// with their apps, and the services, as of store revision rev.
+type loadIndex struct {
+	rev      int64
+	podApps  map[string]map[string]string // node -> pod -> app
+	services map[string]bool
+}
+
+// loadIndex returns the index of the store's current revision, read again
+// only when the store changed since: every node reports every 2 s, and
+// decoding every pod and service for each report was most of what a
+// report cost the server. The maps are shared, never written once made.
+func (s *Server) loadIndex() (*loadIndex, error) {
+	if idx := s.loadIdx.Load(); idx != nil && idx.rev == s.st.Rev() {
+		return idx, nil
+	}
+	idx := &loadIndex{podApps: map[string]map[string]string{}, services: map[string]bool{}}
+	err := s.st.View(func(tx *store.Tx) error {
+		idx.rev = tx.Rev()
+		var pods []api.Pod
+		if err := tx.List(api.KindPod, &pods); err != nil {
+			return err
+		}
+		for _, p := range pods {
+			if p.Spec.Node == "" {
+				continue
+			}
+			if idx.podApps[p.Spec.Node] == nil {
+				idx.podApps[p.Spec.Node] = map[string]string{}
+			}
+			idx.podApps[p.Spec.Node][p.Name] = p.Spec.App
+		}
+		var svcs []api.Service
+		if err := tx.List(api.KindService, &svcs); err != nil {
+			return err
+		}
+		for _, sv := range svcs {
+			idx.services[sv.Name] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.loadIdx.Store(idx)
+	return idx, nil
 }
 
 func fieldAt(list string, i int, field string) string {

@@ -153,3 +153,39 @@ func TestNodeLoadBounds(t *testing.T) {
 		t.Errorf("%d nodes' reports kept, want none", n)
 	}
 }
+
+// TestNodeLoadFollowsStore: the pods and services a report is checked
+// against are read again once the store changed (they are kept by store
+// revision between reports): a pod bound to the node and a service made
+// after a first report count in the next one.
+func TestNodeLoadFollowsStore(t *testing.T) {
+	s, st := newTestServer(t, "10.96.0.0/24")
+	report := func() {
+		t.Helper()
+		body, _ := json.Marshal(&api.NodeLoad{Interval: 2,
+			Services: []api.ServiceLoad{{Service: "web", NewPerSec: 40}},
+			Pods:     []api.PodLoad{{Pod: "web-a", CPU: 0.5}},
+		})
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("PUT", "/v1/nodes/n1/load", bytes.NewReader(body))
+		s.ServeHTTP(rec, req.WithContext(withIdentity(req.Context(), Identity{Local: true})))
+		if rec.Code != http.StatusNoContent {
+			t.Fatalf("PUT load: %d %s", rec.Code, rec.Body)
+		}
+	}
+	report()
+	if got := s.Load().App("web", []string{"web"}); got.CPU != 0 || got.RPS != 0 {
+		t.Errorf("before the pod and service exist: %+v, want nothing counted", got)
+	}
+	pod := &api.Pod{Meta: api.Meta{Name: "web-a"}, Spec: api.PodSpec{App: "web", Node: "n1"}}
+	if _, err := st.Update(func(tx *store.Tx) error { return tx.Put(api.KindPod, pod) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := putSvc(s, st, "web", configs.ServiceSpec{App: "web", Port: 80}); err != nil {
+		t.Fatal(err)
+	}
+	report()
+	if got := s.Load().App("web", []string{"web"}); got.CPU != 0.5 || got.RPS != 40 {
+		t.Errorf("after: %+v, want the pod's CPU and the service's rate", got)
+	}
+}

@@ -89,6 +89,8 @@ type Server struct {
 	clusterCIDR *net.IPNet
 	// load holds the nodes' load reports (load.go).
 	load *loadstats.Registry
+	// loadIdx: what load reports are checked against, by store revision (load.go).
+	loadIdx atomic.Pointer[loadIndex]
 
 	// reg is the registry /metrics serves; m the API's own metrics.
 	reg            *prometheus.Registry

@@ -73,7 +73,7 @@ func TestAutoscaleThroughStore(t *testing.T) {
 	pass := func(c *controller, d time.Duration) *api.App {
 		t.Helper()
 		now = now.Add(d)
-		if err := c.autoscalePass(scalers); err != nil {
+		if _, err := c.autoscalePass(scalers); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.sync(work{all: true}); err != nil {
@@ -207,5 +207,59 @@ func TestAutoscaleThroughStore(t *testing.T) {
 	last := a.Status.Autoscale.Decisions[len(a.Status.Autoscale.Decisions)-1]
 	if !strings.HasPrefix(last.Message, "scaled 5 → 1: 0 req/s") {
 		t.Errorf("last decision %q", last.Message)
+	}
+}
+
+// TestAutoscalePassIdle: a pass with no autoscaled app and no autoscale
+// state reports nothing to do (runAutoscaler then waits for the store to
+// change); an autoscaled app, or state left to clear, is work.
+func TestAutoscalePassIdle(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := DefaultConfig()
+	cfg.Load = &fakeLoad{l: map[string]api.AppLoad{}}
+	cfg.fill()
+	c := newController(st, cfg)
+	put := func(app *api.App) {
+		t.Helper()
+		if _, err := st.Update(func(tx *store.Tx) error { return tx.Put(api.KindApp, app) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pass := func() bool {
+		t.Helper()
+		active, err := c.autoscalePass(map[string]*appScaler{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return active
+	}
+	if pass() {
+		t.Error("an empty store: a pass found work")
+	}
+	app := mkApp("web", 1)
+	put(app)
+	if pass() {
+		t.Error("an app without autoscale: a pass found work")
+	}
+	app.Spec.Autoscale = &configs.AutoscaleSpec{Min: 1, Max: 5, TargetRPS: 100}
+	put(app)
+	if !pass() {
+		t.Error("an autoscaled app: the pass found no work")
+	}
+	var got api.App
+	if err := st.Get(api.KindApp, "web", &got); err != nil || got.Status.Autoscale == nil {
+		t.Fatalf("the pass did not start the app's autoscale state: %v %+v", err, got.Status)
+	}
+	got.Spec.Autoscale = nil
+	put(&got)
+	if !pass() {
+		t.Error("autoscale state to clear: the pass found no work")
+	}
+	if pass() {
+		t.Error("after the state was cleared: a pass found work")
 	}
 }
