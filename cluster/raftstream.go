@@ -45,7 +45,6 @@ func NewRaftStream(p *pki.PKI, advertise string, log *slog.Logger) *RaftStream {
 	return &RaftStream{pki: p, addr: raftAddr(advertise), log: log, conns: make(chan net.Conn), done: make(chan struct{})}
 }
 
-
 // Handoff takes a TLS connection that negotiated pki.RaftALPN, checks that
 // the peer presented a server certificate of the cluster CA, and hands it
 // to raft; it returns when the connection closes. A refused peer's

@@ -247,5 +247,3 @@ func (s *Server) removeServer(w http.ResponseWriter, r *http.Request) {
 
 // serverIdentity is the identity of a server's own certificate.
 func serverIdentity(name string) Identity { return Identity{Role: api.RoleServer, Node: name} }
-
-
