@@ -373,3 +373,28 @@ func (s *server) reconcile(ctx context.Context, st raftOps, g serverMembers) {
 		}
 	}
 }
+
+// awaitFirstLeader waits, on a server that formed its own cluster, a few
+// seconds for its election, so that it reports ready able to write (a
+// single server elects itself within about a second). A joining server
+// does not wait: its leader adds it when it asks.
+func (s *server) awaitFirstLeader() {
+	if !s.st.Replicated() || s.joining {
+		return
+	}
+	ch := s.st.LeaderCh()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case lead := <-ch:
+			if lead {
+				return
+			}
+		case <-deadline:
+			s.log.Warn("no leader elected yet; reporting ready anyway (writes answer no_quorum until one is)")
+			return
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}

@@ -418,6 +418,7 @@ func (s *server) startControllers() error {
 // startAgent runs this node's agent with ServerConfig.Agent; it reports
 // ready then. Without, the server is ready now.
 func (s *server) startAgent() error {
+	s.awaitFirstLeader()
 	if !s.sc.Agent {
 		s.setPodIO(nil)
 		s.log.Info("server ready", "socket", s.sockPath, "revision", s.st.Rev())

@@ -127,7 +127,7 @@ var routeAccess = map[string]access{
 	// certificates get nothing here.
 	"GET /v1/servers":           {roles: readers},
 	"POST /v1/servers":          {roles: serverRoles},
-	"POST /v1/servers/join":     {roles: serverRoles},
+	"POST /v1/join/server":      {roles: serverRoles},
 	"DELETE /v1/servers/{name}": {roles: adminOnly},
 	// A backup holds the CA key and the secret keys: admin only.
 	"GET /v1/snapshot": {roles: adminOnly},

@@ -48,7 +48,7 @@ var leaderOnlyRoutes = map[string]bool{
 var anyServerRoutes = map[string]bool{
 	"POST /v1/pods/{name}/exec": true,
 	"POST /v1/images/pull":      true,
-	"POST /v1/servers/join":     true,
+	"POST /v1/join/server":      true,
 }
 
 // needsLeader tells whether a route's request must be served by the ready
