@@ -134,6 +134,9 @@ func (s *server) installMaterial(resp *api.ServerJoinResponse) error {
 		return err
 	}
 	keys := filepath.Join(s.cfg.DataDir, apiserver.SecretKeyFile)
+	if resp.SecretKeys == "" {
+		return errors.New("server join: the answer holds no secret keys")
+	}
 	if err := os.WriteFile(keys, []byte(resp.SecretKeys), 0o600); err != nil {
 		return fmt.Errorf("server join: write %s: %w", keys, err)
 	}
