@@ -119,6 +119,8 @@ type Server struct {
 	serverOps atomic.Pointer[ServerOps]
 	// witness: this server serves no writes (ha.go).
 	witness atomic.Bool
+	// forward reaches the leader for the local socket's writes (ha.go).
+	forward atomic.Pointer[http.RoundTripper]
 }
 
 // Validate checks the CIDRs of o (empty ones mean the defaults).

@@ -13,8 +13,9 @@ import (
 // TestHAJoinTwoServers: a second real `skiff server` in its own netns joins
 // the first with a token of role server from a file (`--server`,
 // `--token-file`), the two form a 2-voter raft cluster, and a write sent
-// by the CLI to the follower's TLS API is followed to the leader and lands
-// (read back on the leader's socket). The big HA tests are ha_*_test.go.
+// by the CLI to the follower's TLS API is followed to the leader and lands,
+// as does one on the follower's unix socket, which forwards it (both read
+// back on the leader's socket). The big HA tests are ha_*_test.go.
 // Needs root; about 15 s.
 func TestHAJoinTwoServers(t *testing.T) {
 	c := New(t, Options{Nodes: 2, NoStart: true})
@@ -54,10 +55,10 @@ func TestHAJoinTwoServers(t *testing.T) {
 		}
 		return voters == 2 && leader == s0.Name, fmt.Errorf("servers %+v", svs)
 	})
-	// The follower refuses a write on its socket, naming the leader.
-	_, err := c.CLI(1, "token", "create", "--role", "read")
-	if err == nil || !strings.Contains(err.Error(), "not the leader") {
-		t.Fatalf("a write on the follower's socket: %v, want not the leader", err)
+	// A write on the follower's socket is forwarded to the leader (with
+	// the follower's server certificate).
+	if _, err := c.CLI(1, "token", "create", "--role", "read", "--description", "forwarded-from-the-socket"); err != nil {
+		t.Fatalf("a write on the follower's socket: %v", err)
 	}
 	// Through its TLS API, the client follows Skiff-Leader.
 	adminTok := secret("admin", "admin-token")
@@ -67,7 +68,7 @@ func TestHAJoinTwoServers(t *testing.T) {
 		t.Fatalf("write through the follower's API: %v", err)
 	}
 	list, err := c.CLI(0, "token", "list")
-	if err != nil || !strings.Contains(list, "written-through-the-follower") {
+	if err != nil || !strings.Contains(list, "written-through-the-follower") || !strings.Contains(list, "forwarded-from-the-socket") {
 		t.Fatalf("the leader's tokens after the write (%s): %v\n%s", strings.TrimSpace(out), err, list)
 	}
 	members, err := c.CLI(1, "members")
