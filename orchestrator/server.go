@@ -86,7 +86,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		s.stop()
 		s.log.Info("server stopped")
 	}()
-	for _, start := range []func() error{s.prepareRaft, s.openStore, s.listenAPI, s.startConsole, s.startGossip, s.serveAPI, s.serveMetrics, s.startControllers, s.startAgent, s.startWatchdog} {
+	for _, start := range []func() error{s.prepareRaft, s.openStore, s.listenAPI, s.startConsole, s.startGossip, s.awaitFirstLeader, s.serveAPI, s.serveMetrics, s.startControllers, s.startAgent, s.startWatchdog} {
 		if err := start(); err != nil {
 			return err
 		}
@@ -419,7 +419,6 @@ func (s *server) startControllers() error {
 // startAgent runs this node's agent with ServerConfig.Agent; it reports
 // ready then. Without, the server is ready now.
 func (s *server) startAgent() error {
-	s.awaitFirstLeader()
 	if !s.sc.Agent {
 		s.setPodIO(nil)
 		s.log.Info("server ready", "socket", s.sockPath, "revision", s.st.Rev())
