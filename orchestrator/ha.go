@@ -242,11 +242,11 @@ func (s *server) ensureVoter(ctx context.Context) {
 		// failed too long) may still find itself in its own copy of the
 		// configuration: no leader for a while says so too.
 		if in && noLeader < 3 {
-			delay = 10 * time.Second
+			delay = time.Second
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(delay):
+			case <-time.After(3 * time.Second):
 			}
 			continue
 		}
