@@ -273,7 +273,8 @@ func (s *server) startGossip() error {
 	s.api.SetServerOps(s.st)
 	s.api.SetWitness(s.cfg.Witness)
 	s.api.SetForward(&http.Transport{Proxy: nil, TLSClientConfig: p.ServerClientTLS(), MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second})
-	s.onStop(func() { s.raftStream.Close() })
+	// The stream layer closes with raft (store Close, NetworkTransport
+	// closes its stream): closing it earlier makes raft's accept loop spin.
 	s.goRun(func(ctx context.Context) error { s.ensureVoter(ctx); return nil })
 	jc := apiserver.JoinConfig{PKI: p, GossipKey: m.PrimaryKey, CertValidity: validity}
 	if s.sc.Agent {
