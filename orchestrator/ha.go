@@ -406,3 +406,20 @@ func (s *server) awaitFirstLeader() error {
 		}
 	}
 }
+
+// syncJoinSecret follows a join secret rotated on another server (it is in
+// the store) into this server's pki/join-secret every 2 s.
+func (s *server) syncJoinSecret(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.api.SyncJoinSecret(); err != nil {
+				s.log.Warn("follow the join secret's rotation", "err", err)
+			}
+		}
+	}
+}
