@@ -52,6 +52,8 @@ func (id Identity) String() string {
 		return "the local socket"
 	case id.Role == api.RoleNode:
 		return pki.NodeCN(id.Node)
+	case id.Role == api.RoleServer && id.Node != "":
+		return pki.ServerCNPrefix + id.Node
 	case id.Token == joinTokenID:
 		return "the join token"
 	case id.Role == "":
@@ -123,7 +125,7 @@ func (s *Server) authenticate(r *http.Request) (Identity, *apiError) {
 	if id, secret, ok := strings.Cut(bearer, "."); ok {
 		return s.authToken(id, secret)
 	}
-	if jc := s.joinCfg.Load(); jc != nil && jc.PKI.CheckSecret(bearer) {
+	if jc := s.joinCfg.Load(); jc != nil && s.joinSecretOK(jc, bearer) {
 		return Identity{Role: api.RoleJoin, Token: joinTokenID}, nil
 	}
 	return Identity{}, unauthorized(api.CodeUnauthorized, "missing or wrong bearer token")
@@ -133,6 +135,11 @@ func (s *Server) authenticate(r *http.Request) (Identity, *apiError) {
 // it names a node, it has not expired (a connection may outlive it) and the
 // store has not revoked it.
 func (s *Server) authCert(leaf *x509.Certificate) (Identity, *apiError) {
+	if name, ok := pki.ServerName(leaf); ok {
+		// Another server of the cluster (only servers hold the CA key
+		// that issues these; see cluster/pki/server.go).
+		return serverIdentity(name), nil
+	}
 	node, ok := pki.NodeName(leaf)
 	if !ok {
 		return Identity{}, unauthorized(api.CodeUnauthorized, "client certificate %q is not a node certificate (CN node:<name>, O %s)", leaf.Subject.CommonName, pki.NodeOrg)
@@ -168,6 +175,15 @@ func (s *Server) authCert(leaf *x509.Certificate) (Identity, *apiError) {
 func (s *Server) authToken(id, secret string) (Identity, *apiError) {
 	var tok api.Token
 	err := s.st.Get(api.KindToken, id, &tok)
+	if errors.Is(err, store.ErrNotFound) && s.st.Replicated() && !s.st.IsLeader() {
+		// A token made a moment ago may not have reached this follower
+		// yet: the leader, which the client follows, decides.
+		if lid, addr := s.st.Leader(); addr != "" {
+			ae, _, _ := haError(&store.NotLeaderError{LeaderID: lid, LeaderAddr: addr})
+			ae.leader = addr
+			return Identity{}, ae
+		}
+	}
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !secretMatches(tok.Spec.SecretHash, secret)) {
 		return Identity{}, unauthorized(api.CodeUnauthorized, "unknown token or wrong secret (revoked? see skiff token list)")
 	}
@@ -188,4 +204,35 @@ func hashSecret(secret string) string {
 
 func secretMatches(hash, secret string) bool {
 	return subtle.ConstantTimeCompare([]byte(hash), []byte(hashSecret(secret))) == 1
+}
+
+// joinSecretOK checks the join secret: the store's record of the last
+// rotation when there is one (replicated to every server; this server's
+// PKI follows it), else the PKI's own (a cluster never rotated).
+func (s *Server) joinSecretOK(jc *JoinConfig, presented string) bool {
+	var rec api.JoinSecret
+	if err := s.st.Get(api.KindJoinSecret, api.JoinSecretName, &rec); err == nil && rec.Spec.Secret != "" {
+		if rec.Spec.Secret != jc.PKI.JoinSecret() {
+			if err := jc.PKI.SetSecret(rec.Spec.Secret); err != nil {
+				s.log.Warn("follow the join secret's rotation", "err", err)
+			}
+		}
+		return subtle.ConstantTimeCompare([]byte(rec.Spec.Secret), []byte(presented)) == 1
+	}
+	return jc.PKI.CheckSecret(presented)
+}
+
+// SyncJoinSecret makes the PKI's join secret the store's (after a
+// rotation on another server), so that `skiff token` prints the current
+// one; the server calls it now and then.
+func (s *Server) SyncJoinSecret() error {
+	jc := s.joinCfg.Load()
+	if jc == nil {
+		return nil
+	}
+	var rec api.JoinSecret
+	if err := s.st.Get(api.KindJoinSecret, api.JoinSecretName, &rec); err != nil || rec.Spec.Secret == "" {
+		return nil
+	}
+	return jc.PKI.SetSecret(rec.Spec.Secret)
 }

@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -117,6 +118,12 @@ type Server struct {
 	patterns []string
 	// leases are the nodes' heartbeats, in memory (lease.go).
 	leases *Leases
+	// serverOps serve /v1/servers (ha.go); nil without raft.
+	serverOps atomic.Pointer[ServerOps]
+	// witness: this server serves no writes (ha.go).
+	witness atomic.Bool
+	// forward reaches the leader for the local socket's writes (ha.go).
+	forward atomic.Pointer[http.RoundTripper]
 }
 
 // Validate checks the CIDRs of o (empty ones mean the defaults).
@@ -176,7 +183,11 @@ func New(st *store.Store, opts Options) *Server {
 	s.m = newAPIMetrics(s.reg, s)
 	s.metricsHandler = metrics.Handler(s.reg)
 	s.routes()
-	if err := s.resealSecrets(); err != nil {
+	if err := s.resealSecrets(); errors.Is(err, store.ErrNotLeader) || errors.Is(err, store.ErrNoQuorum) {
+		// A follower (or a server still electing): the leader's copy is
+		// sealed with the same keys, handed over at the server join.
+		s.log.Info("secrets not re-sealed: this server is not the leader", "err", err)
+	} else if err != nil {
 		s.log.Error("re-seal secrets with the active key", "err", err)
 	}
 	return s
@@ -237,6 +248,9 @@ func (s *Server) routes() {
 	s.route("/v1/services/{name}/wake", hs{"POST": s.wakeService})
 	s.route("/v1/images", hs{"GET": s.listImages})
 	s.route("/v1/images/pull", hs{"POST": s.pullImage})
+	s.route("/v1/servers", hs{"GET": s.listServers, "POST": s.addServer})
+	s.route("/v1/join/server", hs{"POST": s.joinServer})
+	s.route("/v1/servers/{name}", hs{"DELETE": s.removeServer})
 	s.route("/v1/snapshot", hs{"GET": s.getSnapshot})
 	s.authRoutes()
 	// The web console signs its users in itself (see console.go).
