@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -26,6 +26,7 @@ type imagesRouter struct {
 	pki       *pki.PKI
 	localNode string
 	local     *agent.Agent // nil without --agent
+	log       *slog.Logger // nil: slog.Default()
 }
 
 var _ api.NodeImages = (*imagesRouter)(nil)
@@ -91,10 +92,11 @@ func (r *imagesRouter) call(ctx context.Context, node, method, path string, body
 	if err := r.st.Get(api.KindNode, node, &n); err != nil {
 		return fmt.Errorf("node %s: %v: %w", node, err, api.ErrNodeUnreachable)
 	}
-	if n.Status.APIAddr == "" {
-		return fmt.Errorf("node %s: its agent registered no address: %w", node, api.ErrNodeUnreachable)
+	addr, err := agentAddr(&n)
+	if err != nil {
+		return fmt.Errorf("%v: %w", err, api.ErrNodeUnreachable)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "https://"+n.Status.APIAddr+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, "https://"+addr+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -104,12 +106,9 @@ func (r *imagesRouter) call(ctx context.Context, node, method, path string, body
 	// As podIORouter: a client per call, accepting only node's
 	// certificate. The answer comes when the pull ends: no header
 	// timeout beyond ctx's.
-	tr := &http.Transport{Proxy: nil, TLSClientConfig: podIOClientTLS(r.st, r.pki, node),
-		TLSHandshakeTimeout: podIODialTimeout, DisableKeepAlives: true}
-	tr.DialContext = (&net.Dialer{Timeout: podIODialTimeout}).DialContext
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	resp, err := agentClient(r.st, r.pki, node, 0).Do(req)
 	if err != nil {
-		return fmt.Errorf("node %s's agent at %s: %v: %w", node, n.Status.APIAddr, err, api.ErrNodeUnreachable)
+		return unreachable(r.log, node, addr, err, api.ErrNodeUnreachable)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

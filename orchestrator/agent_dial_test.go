@@ -1,0 +1,177 @@
+package orchestrator
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/skiff-edge/skiff/cluster/pki"
+	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/store"
+)
+
+// agentFixture is a store, the cluster PKI and a fake agent of node
+// "edge-1" serving h on a TLS listener with edge-1's real certificate, as
+// an agent's pod IO listener does. No root needed.
+type agentFixture struct {
+	st    *store.Store
+	pki   *pki.PKI
+	addr  string       // the listener's host:port
+	conns atomic.Int32 // connections the listener accepted
+}
+
+func newAgentFixture(t *testing.T, h http.Handler) *agentFixture {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	p, err := pki.Load(filepath.Join(t.TempDir(), "pki"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := pki.NewNodeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := pki.NewNodeCSR(key, "edge-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.ParseNodeCSR(der, "edge-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := p.SignNode(csr, "edge-1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := pki.NewIdentity(key, pki.CertPEM(cert.Raw), p.CACertPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var holder pki.Holder
+	holder.Set(id)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.AgentPodIOTLS(&holder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &agentFixture{st: st, pki: p, addr: ln.Addr().String()}
+	hs := &http.Server{Handler: h, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			f.conns.Add(1)
+		}
+	}}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { hs.Close() })
+	return f
+}
+
+// node registers node name with addresses and api_addr.
+func (f *agentFixture) node(t *testing.T, name, apiAddr string, addresses ...string) {
+	t.Helper()
+	if _, err := f.st.Update(func(tx *store.Tx) error {
+		return tx.Put(api.KindNode, &api.Node{Meta: api.Meta{Name: name},
+			Status: api.NodeStatus{Addresses: addresses, APIAddr: apiAddr}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func imageListHandler(imgs []api.ImageInfo) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(imgs)
+	})
+}
+
+// TestAgentAddrMustBeNodesOwn: the server dials a node's agent only at an
+// api_addr whose host is one of the node's own registered addresses; any
+// other host (here another loopback address, where a listener waits) is
+// refused with an error that says so, and nothing is dialled there. A
+// dial that fails tells the caller only that the node is unreachable,
+// never the network error. No root needed.
+func TestAgentAddrMustBeNodesOwn(t *testing.T) {
+	f := newAgentFixture(t, imageListHandler(nil))
+	// A host the node does not claim, with a listener that counts dials.
+	other, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	var dialled atomic.Int32
+	go func() {
+		for {
+			c, err := other.Accept()
+			if err != nil {
+				return
+			}
+			dialled.Add(1)
+			c.Close()
+		}
+	}()
+	ctx := context.Background()
+	ir := &imagesRouter{st: f.st, pki: f.pki, log: quietLog()}
+	pr := &podIORouter{st: f.st, pki: f.pki, log: quietLog()}
+	pod := &api.Pod{Meta: api.Meta{Name: "web-a"}}
+	pod.Spec.Node = "edge-1"
+
+	f.node(t, "edge-1", other.Addr().String(), "127.0.0.1")
+	_, err = ir.ListImages(ctx, "edge-1")
+	if err == nil || !strings.Contains(err.Error(), "is not on one of the node's own addresses (127.0.0.1); refused") {
+		t.Fatalf("images at an address the node does not own: err %v, want a refusal", err)
+	}
+	if _, err := pr.Exec(ctx, pod, "", []string{"true"}, io.Discard); err == nil || !strings.Contains(err.Error(), "not on one of the node's own addresses") {
+		t.Fatalf("exec at an address the node does not own: err %v, want a refusal", err)
+	}
+	if _, err := pr.Logs(ctx, pod, "", -1, false); err == nil || !strings.Contains(err.Error(), "not on one of the node's own addresses") {
+		t.Fatalf("logs at an address the node does not own: err %v, want a refusal", err)
+	}
+	f.node(t, "edge-1", "agent.example:7443", "127.0.0.1")
+	if _, err = ir.ListImages(ctx, "edge-1"); err == nil || !strings.Contains(err.Error(), "is not an IP:port; refused") {
+		t.Fatalf("images at a host name: err %v, want a refusal", err)
+	}
+	if n := dialled.Load(); n != 0 {
+		t.Fatalf("the server dialled a host the node does not own %d times", n)
+	}
+
+	// Its own address: served.
+	f.node(t, "edge-1", f.addr, "10.9.9.9", "127.0.0.1")
+	if _, err := ir.ListImages(ctx, "edge-1"); err != nil {
+		t.Fatalf("images at the node's own address: %v", err)
+	}
+
+	// Its own address, nothing listening: "unreachable", no dial error.
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := closed.Addr().String()
+	closed.Close()
+	f.node(t, "edge-1", dead, "127.0.0.1")
+	for _, call := range []struct {
+		name string
+		do   func() error
+	}{
+		{"images", func() error { _, err := ir.ListImages(ctx, "edge-1"); return err }},
+		{"exec", func() error { _, err := pr.Exec(ctx, pod, "", []string{"true"}, io.Discard); return err }},
+	} {
+		err := call.do()
+		if err == nil || !strings.HasPrefix(err.Error(), "node edge-1 unreachable") ||
+			strings.Contains(err.Error(), "refused") || strings.Contains(err.Error(), dead) {
+			t.Errorf("%s with nothing listening: err %v, want only \"node edge-1 unreachable\"", call.name, err)
+		}
+	}
+}
