@@ -6,7 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/skiff-edge/skiff/cluster/pki"
@@ -70,12 +72,51 @@ func unreachable(log *slog.Logger, node, addr string, err, sentinel error) error
 	return fmt.Errorf("node %s unreachable: %w", node, sentinel)
 }
 
-// agentClient returns a client for one call to node's agent: its TLS
-// config accepts only node's certificate. header bounds the wait for an
-// answer's header (0: the request's context only).
-func agentClient(st *store.Store, p *pki.PKI, node string, header time.Duration) *http.Client {
+// agentIdleTimeout is how long a kept-alive connection to an agent waits
+// for its next request.
+const agentIdleTimeout = 30 * time.Second
+
+// agentTransports keeps one http.Transport per node, so that calls to a
+// node's agent (an image list to every node on each GET /v1/images, logs,
+// exec) reuse connections instead of a TLS handshake each. A transport is
+// per node, not one for all, because its TLS config accepts only that
+// node's certificate, and a connection verified for one node must never
+// carry a request for another that registered the same address. It is
+// replaced when the node's address or its certificate record changes (a
+// deleted node that joined again), so a connection from before a
+// revocation is not reused. The zero value is ready to use.
+type agentTransports struct {
+	mu     sync.Mutex
+	byNode map[string]agentTransport // protected by mu
+}
+
+type agentTransport struct {
+	key string // addr and the certificate record's revision
+	tr  *http.Transport
+}
+
+// client returns the HTTP client for node's agent at addr. header bounds
+// the wait for an answer's header (0: the request's context only); one
+// agentTransports is used with one header bound.
+func (t *agentTransports) client(st *store.Store, p *pki.PKI, node, addr string, header time.Duration) *http.Client {
+	var rec api.NodeCert
+	_ = st.Get(api.KindNodeCert, node, &rec) // none: issued by another server, revision 0
+	key := addr + " " + strconv.FormatInt(rec.Revision, 10)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byNode == nil {
+		t.byNode = map[string]agentTransport{}
+	}
+	if e, ok := t.byNode[node]; ok {
+		if e.key == key {
+			return &http.Client{Transport: e.tr}
+		}
+		e.tr.CloseIdleConnections()
+	}
 	tr := &http.Transport{Proxy: nil, TLSClientConfig: podIOClientTLS(st, p, node),
-		TLSHandshakeTimeout: podIODialTimeout, ResponseHeaderTimeout: header, DisableKeepAlives: true}
+		TLSHandshakeTimeout: podIODialTimeout, ResponseHeaderTimeout: header,
+		MaxIdleConnsPerHost: 4, IdleConnTimeout: agentIdleTimeout}
 	tr.DialContext = (&net.Dialer{Timeout: podIODialTimeout}).DialContext
+	t.byNode[node] = agentTransport{key: key, tr: tr}
 	return &http.Client{Transport: tr}
 }

@@ -1,9 +1,11 @@
 package orchestrator
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -173,5 +175,74 @@ func TestAgentAddrMustBeNodesOwn(t *testing.T) {
 			strings.Contains(err.Error(), "refused") || strings.Contains(err.Error(), dead) {
 			t.Errorf("%s with nothing listening: err %v, want only \"node edge-1 unreachable\"", call.name, err)
 		}
+	}
+}
+
+// TestImagesAnswerBound: a node's image list is read up to 1 MiB: a big
+// real list (1000 images of three long references, measured here) fits,
+// a longer answer is refused with an error naming the bound.
+func TestImagesAnswerBound(t *testing.T) {
+	var big []api.ImageInfo
+	for i := range 1000 {
+		d := fmt.Sprintf("sha256:%064x", i)
+		big = append(big, api.ImageInfo{
+			Refs: []string{
+				fmt.Sprintf("registry.shop-floor.example.com:5000/line-automation/vision-inspection-service-%04d:v12.34.%d-arm64", i, i),
+				fmt.Sprintf("registry.shop-floor.example.com:5000/line-automation/vision-inspection-service-%04d@%s", i, d),
+				"docker.io/library/" + strings.Repeat("x", 40) + ":latest"},
+			ID: d, Digest: d, Size: 1 << 34, Created: time.Now()})
+	}
+	data, _ := json.Marshal(big)
+	t.Logf("1000 images: %d bytes of JSON (%d per image)", len(data), len(data)/1000)
+	var answer atomic.Pointer[[]byte]
+	answer.Store(&data)
+	f := newAgentFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(*answer.Load())
+	}))
+	f.node(t, "edge-1", f.addr, "127.0.0.1")
+	ir := &imagesRouter{st: f.st, pki: f.pki, log: quietLog()}
+	got, err := ir.ListImages(context.Background(), "edge-1")
+	if err != nil || len(got) != 1000 {
+		t.Fatalf("a list of 1000 images: %d images, err %v", len(got), err)
+	}
+	huge := append([]byte(`[{"id":"`), bytes.Repeat([]byte("a"), 1<<20)...)
+	huge = append(huge, `"}]`...)
+	answer.Store(&huge)
+	if _, err := ir.ListImages(context.Background(), "edge-1"); err == nil || !strings.Contains(err.Error(), "is over 1024 KiB") {
+		t.Fatalf("an answer over 1 MiB: err %v, want a refusal naming the bound", err)
+	}
+}
+
+// TestAgentConnReuse: calls to one node's agent reuse one kept-alive
+// connection (GET /v1/images asks every node on every request), and a
+// connection verified for one node never carries a request for another
+// node that registered the same address: that one dials anew and is
+// refused (the agent there has the first node's certificate).
+func TestAgentConnReuse(t *testing.T) {
+	var asked atomic.Int32
+	f := newAgentFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("[]\n"))
+	}))
+	f.node(t, "edge-1", f.addr, "127.0.0.1")
+	ir := &imagesRouter{st: f.st, pki: f.pki, log: quietLog()}
+	ctx := context.Background()
+	for i := range 5 {
+		if _, err := ir.ListImages(ctx, "edge-1"); err != nil {
+			t.Fatalf("list %d: %v", i, err)
+		}
+	}
+	if n := f.conns.Load(); n != 1 {
+		t.Errorf("5 lists of one node opened %d connections, want 1", n)
+	}
+	f.node(t, "edge-2", f.addr, "127.0.0.1")
+	before := asked.Load()
+	if _, err := ir.ListImages(ctx, "edge-2"); err == nil || !strings.Contains(err.Error(), `answered with the certificate of "node:edge-1"`) {
+		t.Fatalf("edge-2 at edge-1's address: err %v, want a refusal of edge-1's certificate", err)
+	}
+	if asked.Load() != before {
+		t.Fatal("a request for edge-2 reached edge-1's agent over edge-1's connection")
 	}
 }

@@ -32,6 +32,9 @@ type podIORouter struct {
 	localNode string
 	local     api.PodIO    // nil without --agent
 	log       *slog.Logger // nil: slog.Default()
+	// agents are the kept-alive connections to the nodes' agents, with
+	// a 30 s bound on an answer's header.
+	agents agentTransports
 }
 
 var _ api.PodIO = (*podIORouter)(nil)
@@ -112,9 +115,9 @@ func (r *podIORouter) call(ctx context.Context, p *api.Pod, method, suffix strin
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	// A client per call: the TLS config names the node whose certificate
-	// is accepted. Logs and exec are rare; no pool to keep.
-	resp, err := agentClient(r.st, r.pki, node, podIOHeaderTimeout).Do(req)
+	// The node's own transport: its TLS config accepts only node's
+	// certificate (see agentTransports).
+	resp, err := r.agents.client(r.st, r.pki, node, addr, podIOHeaderTimeout).Do(req)
 	if err != nil {
 		return nil, unreachable(r.log, node, addr, err, api.ErrOtherNode)
 	}
