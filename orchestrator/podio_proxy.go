@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -29,7 +30,11 @@ type podIORouter struct {
 	st        *store.Store
 	pki       *pki.PKI
 	localNode string
-	local     api.PodIO // nil without --agent
+	local     api.PodIO    // nil without --agent
+	log       *slog.Logger // nil: slog.Default()
+	// agents are the kept-alive connections to the nodes' agents, with
+	// a 30 s bound on an answer's header.
+	agents agentTransports
 }
 
 var _ api.PodIO = (*podIORouter)(nil)
@@ -37,6 +42,10 @@ var _ api.PodIO = (*podIORouter)(nil)
 // podIODialTimeout bounds the connection to a node's agent; a followed log
 // then runs as long as the client stays.
 const podIODialTimeout = 5 * time.Second
+
+// podIOHeaderTimeout bounds the wait for the answer's header of a log or
+// an exec call.
+const podIOHeaderTimeout = 30 * time.Second
 
 // Logs streams a container's log from the pod's node.
 func (r *podIORouter) Logs(ctx context.Context, p *api.Pod, container string, tail int, follow bool) (io.ReadCloser, error) {
@@ -94,10 +103,11 @@ func (r *podIORouter) call(ctx context.Context, p *api.Pod, method, suffix strin
 	if err := r.st.Get(api.KindNode, node, &n); err != nil {
 		return nil, fmt.Errorf("node %s of pod %s: %v: %w", node, p.Name, err, api.ErrOtherNode)
 	}
-	if n.Status.APIAddr == "" {
-		return nil, fmt.Errorf("node %s serves no logs or exec (its agent registered no address): %w", node, api.ErrOtherNode)
+	addr, err := agentAddr(&n)
+	if err != nil {
+		return nil, fmt.Errorf("no logs or exec: %v: %w", err, api.ErrOtherNode)
 	}
-	u := "https://" + n.Status.APIAddr + "/pods/" + url.PathEscape(p.Name) + suffix
+	u := "https://" + addr + "/pods/" + url.PathEscape(p.Name) + suffix
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -105,14 +115,11 @@ func (r *podIORouter) call(ctx context.Context, p *api.Pod, method, suffix strin
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	// A client per call: the TLS config names the node whose certificate
-	// is accepted. Logs and exec are rare; no pool to keep.
-	tr := &http.Transport{Proxy: nil, TLSClientConfig: podIOClientTLS(r.st, r.pki, node),
-		TLSHandshakeTimeout: podIODialTimeout, ResponseHeaderTimeout: 30 * time.Second, DisableKeepAlives: true}
-	tr.DialContext = (&net.Dialer{Timeout: podIODialTimeout}).DialContext
-	resp, err := (&http.Client{Transport: tr}).Do(req)
+	// The node's own transport: its TLS config accepts only node's
+	// certificate (see agentTransports).
+	resp, err := r.agents.client(r.st, r.pki, node, addr, podIOHeaderTimeout).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("node %s's agent at %s: %v: %w", node, n.Status.APIAddr, err, api.ErrOtherNode)
+		return nil, unreachable(r.log, node, addr, err, api.ErrOtherNode)
 	}
 	if resp.StatusCode == http.StatusOK {
 		return resp, nil
@@ -149,22 +156,39 @@ func (r *podIORouter) call(ctx context.Context, p *api.Pod, method, suffix strin
 // kept the old key and can intercept its traffic.
 func podIOClientTLS(st *store.Store, p *pki.PKI, node string) *tls.Config {
 	c := p.PodIOClientTLS(node)
+	if verify := c.VerifyPeerCertificate; verify != nil {
+		c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+			if err := verify(raw, chains); err != nil {
+				return certRefused{err}
+			}
+			return nil
+		}
+	}
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return fmt.Errorf("node %s's agent sent no certificate", node)
-		}
-		serial := pki.SerialHex(cs.PeerCertificates[0])
-		var rec api.NodeCert
-		switch err := st.Get(api.KindNodeCert, node, &rec); {
-		case errors.Is(err, store.ErrNotFound):
-			return nil // issued by another server, as for the API (apiserver.authCert)
-		case err != nil:
-			return fmt.Errorf("node %s's certificate record: %w", node, err)
-		}
-		if slices.ContainsFunc(rec.Revoked, func(c api.CertSerial) bool { return c.Serial == serial }) {
-			return fmt.Errorf("node %s's agent answered with a revoked certificate (serial %s, from before the node was deleted)", node, serial)
+		if err := verifyNotRevoked(st, node, cs); err != nil {
+			return certRefused{err}
 		}
 		return nil
 	}
 	return c
+}
+
+// verifyNotRevoked refuses the certificate of node's agent if the store
+// records it as revoked.
+func verifyNotRevoked(st *store.Store, node string, cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return fmt.Errorf("node %s's agent sent no certificate", node)
+	}
+	serial := pki.SerialHex(cs.PeerCertificates[0])
+	var rec api.NodeCert
+	switch err := st.Get(api.KindNodeCert, node, &rec); {
+	case errors.Is(err, store.ErrNotFound):
+		return nil // issued by another server, as for the API (apiserver.authCert)
+	case err != nil:
+		return fmt.Errorf("node %s's certificate record: %w", node, err)
+	}
+	if slices.ContainsFunc(rec.Revoked, func(c api.CertSerial) bool { return c.Serial == serial }) {
+		return fmt.Errorf("node %s's agent answered with a revoked certificate (serial %s, from before the node was deleted)", node, serial)
+	}
+	return nil
 }

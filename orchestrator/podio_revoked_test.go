@@ -80,7 +80,7 @@ func TestPodIORefusesRevokedNodeCert(t *testing.T) {
 		}
 	}
 	serial := api.CertSerial{Serial: pki.SerialHex(cert), NotAfter: cert.NotAfter}
-	node := &api.Node{Meta: api.Meta{Name: "edge-1"}, Status: api.NodeStatus{APIAddr: ln.Addr().String()}}
+	node := &api.Node{Meta: api.Meta{Name: "edge-1"}, Status: api.NodeStatus{APIAddr: ln.Addr().String(), Addresses: []string{"127.0.0.1"}}}
 	put(node, &api.NodeCert{Meta: api.Meta{Name: "edge-1"}, Serials: []api.CertSerial{serial}})
 
 	r := &imagesRouter{st: st, pki: p}

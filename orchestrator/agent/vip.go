@@ -9,9 +9,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"hash/fnv"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +22,7 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/netlb"
 	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
 // vipNet is the node's LAN link as the VIP loop uses it. Satisfied by
@@ -44,6 +47,14 @@ const vipSettle = 5 * time.Second
 
 // vipReportTimeout bounds one holder report to the server.
 const vipReportTimeout = 5 * time.Second
+
+// vipRetryTooMany is how soon a holder report the server refused with 429
+// is sent again. The server bounds holder changes to one per
+// apiserver.HolderMinInterval (5 s) per service, so that a stolen node
+// cannot flip the status at will; the node the gossip chose retries this
+// often, rather than at the next resync (10 s), so that it is recorded
+// within about a second of the bound ending.
+var vipRetryTooMany = time.Second
 
 // vipWant is, for one LAN address, the service that has it and the node
 // chosen to announce it.
@@ -327,8 +338,18 @@ func (v *vips) sync(ctx context.Context, wg *sync.WaitGroup, reported chan<- str
 			wg.Go(func() {
 				rctx, cancel := context.WithTimeout(ctx, vipReportTimeout)
 				defer cancel()
-				if err := v.report(rctx, name, addr); err != nil && ctx.Err() == nil {
+				err := v.report(rctx, name, addr)
+				if err != nil && ctx.Err() == nil {
 					v.log.Debug("report vip holder; retried at the next sync", "service", name, "err", err)
+				}
+				if tooMany(err) {
+					// The holder changed moments ago: try again soon,
+					// not only at the next resync.
+					select {
+					case <-time.After(vipRetryTooMany):
+						defer v.kick()
+					case <-ctx.Done():
+					}
 				}
 				select {
 				case reported <- name:
@@ -448,4 +469,10 @@ func membersKey(ps []Peer, nodes []peerNode) string {
 	slices.Sort(alive)
 	slices.Sort(listed)
 	return strings.Join(alive, ",") + "|" + strings.Join(listed, ",")
+}
+
+// tooMany reports whether err is the API's 429.
+func tooMany(err error) bool {
+	var e *client.APIError
+	return errors.As(err, &e) && e.Status == http.StatusTooManyRequests
 }

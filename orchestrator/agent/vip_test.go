@@ -6,13 +6,16 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
 func lbService(name, addr string) *api.Service {
@@ -288,3 +291,46 @@ func TestVIPSync(t *testing.T) {
 }
 
 func maps2(m map[string]*api.Service) map[string]*api.Service { return maps.Clone(m) }
+
+// TestVIPReportRetriesTooMany: a holder report the server refuses with 429
+// (the holder changed moments ago, apiserver.HolderMinInterval) is sent
+// again after vipRetryTooMany, without waiting for a resync or another
+// change, so a failover soon after a flip is recorded within about a
+// second of the server's bound; other errors wait for the next sync.
+func TestVIPReportRetriesTooMany(t *testing.T) {
+	old := vipRetryTooMany
+	vipRetryTooMany = 10 * time.Millisecond
+	t.Cleanup(func() { vipRetryTooMany = old })
+	v := newVIPs("n1", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	v.net = &fakeLink{addrs: map[string]bool{}}
+	v.burst = nil
+	v.started = time.Now().Add(-time.Hour)
+	svc := lbService("web", "192.0.2.240")
+	svc.Status.Holder = "n2" // the server still names the old holder
+	v.source = func() (map[string]*api.Service, map[string]*api.Endpoints) {
+		return map[string]*api.Service{"web": svc}, nil
+	}
+	calls := make(chan int, 100)
+	var n atomic.Int32
+	v.report = func(context.Context, string, string) error {
+		c := n.Add(1)
+		calls <- int(c)
+		if c <= 2 {
+			return &client.APIError{Status: http.StatusTooManyRequests, Code: api.CodeTooMany, Message: "too soon"}
+		}
+		return nil
+	}
+	v.setMembers(alivePeers("n1"), listedNodes("n1"))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { v.run(ctx, time.Hour); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	deadline := time.After(30 * time.Second)
+	for got := 0; got < 3; {
+		select {
+		case got = <-calls:
+		case <-deadline:
+			t.Fatalf("%d reports, want 3: a 429 is not retried before the next resync", n.Load())
+		}
+	}
+}

@@ -106,7 +106,8 @@ type browser struct {
 
 func (p *inproc) browser() *browser {
 	jar, _ := cookiejar.New(nil)
-	c := p.srv.Client()
+	c := new(http.Client)
+	*c = *p.srv.Client() // a copy: srv.Client() is one shared client, and each browser has its own cookies
 	c.Jar = jar
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &browser{t: p.t, base: p.srv.URL, c: c}

@@ -21,43 +21,70 @@ import (
 // page's stream which kinds changed. A subscriber's channel holds one
 // pending set of kinds: a slow browser gets the changes merged, never a
 // growing queue.
+//
+// Streams are bounded in all (max) and per token (perToken): the holder
+// of one token (a read token, say) cannot open every stream and leave the
+// others' pages without live updates.
 type hub struct {
-	st  *store.Store
-	max int
+	st       *store.Store
+	max      int
+	perToken int
 
-	mu   sync.Mutex // protects subs
-	subs map[*sub]struct{}
+	mu      sync.Mutex // protects subs and byToken
+	subs    map[*sub]struct{}
+	byToken map[string]int // open streams per token (user.Who)
 }
 
 // sub is one open stream.
 type sub struct {
+	token  string        // whose stream (user.Who), for the per-token count
 	ch     chan struct{} // capacity 1: "kinds has news"
 	mu     sync.Mutex    // protects kinds
 	kinds  map[string]bool
 	tokens bool // a token changed: re-check the session
 }
 
+// maxStreamsPerToken bounds the live streams of one token: one per open
+// console page (tab), so a person with a dozen tabs open fits.
+const maxStreamsPerToken = 16
+
 func newHub(st *store.Store, max int) *hub {
-	return &hub{st: st, max: max, subs: map[*sub]struct{}{}}
+	return &hub{st: st, max: max, perToken: maxStreamsPerToken, subs: map[*sub]struct{}{}, byToken: map[string]int{}}
 }
 
-var errTooManyStreams = errors.New("too many open console pages")
+var (
+	errTooManyStreams         = errors.New("too many open console pages")
+	errTooManyStreamsPerToken = fmt.Errorf("too many open console pages for this token (at most %d); close some", maxStreamsPerToken)
+)
 
-func (h *hub) subscribe() (*sub, error) {
+// subscribe opens a stream for token (user.Who), or fails when token has
+// perToken streams open or all max are open.
+func (h *hub) subscribe(token string) (*sub, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.byToken[token] >= h.perToken {
+		return nil, errTooManyStreamsPerToken
+	}
 	if len(h.subs) >= h.max {
 		return nil, errTooManyStreams
 	}
-	s := &sub{ch: make(chan struct{}, 1), kinds: map[string]bool{}}
+	s := &sub{token: token, ch: make(chan struct{}, 1), kinds: map[string]bool{}}
 	h.subs[s] = struct{}{}
+	h.byToken[token]++
 	return s, nil
 }
 
+// unsubscribe closes s; call it once per subscribe.
 func (h *hub) unsubscribe(s *sub) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.subs[s]; !ok {
+		return
+	}
 	delete(h.subs, s)
-	h.mu.Unlock()
+	if h.byToken[s.token]--; h.byToken[s.token] <= 0 {
+		delete(h.byToken, s.token) // tokens come and go: keep the map small
+	}
 }
 
 // take returns the kinds changed since the last take.
@@ -127,7 +154,7 @@ func (h *hub) run(ctx context.Context, log *slog.Logger) {
 // page, which then fetches its live part again. A token change re-checks
 // the session: a revoked token ends the stream with a "signout" event.
 func (c *Console) live(w http.ResponseWriter, r *http.Request, u *user) {
-	s, err := c.hub.subscribe()
+	s, err := c.hub.subscribe(u.Who())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusTooManyRequests)
 		return

@@ -47,8 +47,9 @@ struct shimlog {
 	char path[PATH_MAX_];
 	long long max_size;
 	int files;
-	int fd;
+	int fd; /* -1 while the log is not open: never a closed descriptor */
 	long long size;
+	int failing; /* the last open or rotation failed (said once on stderr) */
 };
 
 struct stream {
@@ -97,22 +98,31 @@ static int write_all(int fd, const char *b, size_t n)
 	return 0;
 }
 
+/* log_open opens the log for appending; on failure l->fd is -1. */
 static int log_open(struct shimlog *l)
 {
 	l->fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (l->fd < 0)
 		return -1;
 	struct stat st;
-	if (fstat(l->fd, &st) < 0)
+	if (fstat(l->fd, &st) < 0) {
+		int e = errno;
+		close(l->fd);
+		l->fd = -1;
+		errno = e;
 		return -1;
+	}
 	l->size = st.st_size;
 	return 0;
 }
 
-/* log_rotate is logWriter.rotate: path -> path.1 -> ... -> path.(files-1). */
+/* log_rotate is logWriter.rotate: path -> path.1 -> ... -> path.(files-1).
+ * The log is closed first and l->fd is -1 until it is open again: on a
+ * failure (truncate or open) it stays -1, and the next line tries again. */
 static int log_rotate(struct shimlog *l)
 {
 	close(l->fd);
+	l->fd = -1;
 	if (l->files <= 1) {
 		if (truncate(l->path, 0) < 0)
 			return -1;
@@ -130,8 +140,19 @@ static int log_rotate(struct shimlog *l)
 	return log_open(l);
 }
 
+/* log_failed says on stderr, once per run of failures, that lines are lost. */
+static void log_failed(struct shimlog *l, const char *what)
+{
+	if (!l->failing)
+		fprintf(stderr, "shim: %s %s: %s (lines are dropped until it works again)\n", what, l->path, strerror(errno));
+	l->failing = 1;
+}
+
 /* log_line is logWriter.writeLine: one CRI line, rotating first if it would
- * not fit. A failed write loses the line, not the shim. */
+ * not fit. A failed write loses the line, not the shim. A log that could
+ * not be opened again (after a failed rotation, say) is opened again at
+ * the next line; while it cannot be, or while the file cannot be rotated,
+ * lines are dropped rather than written past the size budget. */
 static void log_line(struct shimlog *l, const char *stream, const char *line, size_t n, int partial)
 {
 	static char out[MAX_LINE + 128];
@@ -143,14 +164,19 @@ static void log_line(struct shimlog *l, const char *stream, const char *line, si
 	memcpy(out + h, line, n);
 	out[h + n] = '\n';
 	size_t total = h + n + 1;
-	if (l->fd < 0)
+	if (l->fd < 0 && log_open(l) < 0) {
+		log_failed(l, "open log");
 		return;
+	}
 	if (l->size > 0 && l->size + (long long)total > l->max_size) {
 		if (log_rotate(l) < 0) {
-			fprintf(stderr, "shim: rotate log: %s\n", strerror(errno));
-			if (l->fd < 0 && log_open(l) < 0)
-				return;
+			log_failed(l, "rotate log"); /* l->fd is -1: the next line retries */
+			return;
 		}
+	}
+	if (l->failing) {
+		fprintf(stderr, "shim: log %s works again\n", l->path);
+		l->failing = 0;
 	}
 	if (write_all(l->fd, out, total) == 0)
 		l->size += total;
