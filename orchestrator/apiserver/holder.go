@@ -33,17 +33,8 @@ type holderGuard struct {
 	changed  map[string]time.Time // service name -> last change; protected by mu
 }
 
-// holderGuards holds each Server's holderGuard. It lives beside the Server
-// rather than in it because server.go is being reshaped by other work;
-// the entry is tiny and made on first use.
-var holderGuards sync.Map // *Server -> *holderGuard
-
-func (s *Server) holderGuard() *holderGuard {
-	if g, ok := holderGuards.Load(s); ok {
-		return g.(*holderGuard)
-	}
-	g, _ := holderGuards.LoadOrStore(s, &holderGuard{now: time.Now, interval: HolderMinInterval, changed: map[string]time.Time{}})
-	return g.(*holderGuard)
+func newHolderGuard() *holderGuard {
+	return &holderGuard{now: time.Now, interval: HolderMinInterval, changed: map[string]time.Time{}}
 }
 
 // wait returns how long a change of name's holder must still wait; 0 when
@@ -91,7 +82,7 @@ func (s *Server) putServiceHolder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	g := s.holderGuard()
+	g := s.holders
 	var svc api.Service
 	changed := false
 	_, err := s.st.Update(func(tx *store.Tx) error {

@@ -29,7 +29,7 @@ func TestHolderFlipBounded(t *testing.T) {
 	s := New(st, Options{CheckExternalIP: lb.CheckExternalIP, FreeExternalIP: lb.FreeAddress})
 	var mu sync.Mutex
 	now := time.Unix(1_000_000, 0)
-	g := s.holderGuard()
+	g := s.holders
 	g.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
 

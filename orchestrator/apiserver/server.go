@@ -118,6 +118,8 @@ type Server struct {
 	patterns []string
 	// leases are the nodes' heartbeats, in memory (lease.go).
 	leases *Leases
+	// holders bounds how often a service's status.holder changes (holder.go).
+	holders *holderGuard
 	// serverOps serve /v1/servers (ha.go); nil without raft.
 	serverOps atomic.Pointer[ServerOps]
 	// witness: this server serves no writes (ha.go).
@@ -168,7 +170,7 @@ func New(st *store.Store, opts Options) *Server {
 	opts.Limits = opts.Limits.withDefaults()
 	lim := opts.Limits
 	s := &Server{st: st, opts: opts, log: opts.Logger.With("component", "apiserver"),
-		serviceCIDR: service, clusterCIDR: cluster, leases: newLeases(), load: opts.Load,
+		serviceCIDR: service, clusterCIDR: cluster, leases: newLeases(), holders: newHolderGuard(), load: opts.Load,
 		watches: newStreamLimit("watch streams", lim.MaxWatchesPerClient, lim.MaxWatches, limitEnv.watchesPer, limitEnv.watches),
 		follows: newStreamLimit("log follows", lim.MaxLogFollowsPerClient, lim.MaxLogFollows, limitEnv.followsPer, limitEnv.follows),
 	}
