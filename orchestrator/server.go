@@ -454,10 +454,10 @@ func (s *server) setPodIO(local *agent.Agent) {
 		lio = local
 	}
 	if local != nil || s.pki != nil { // else the image routes answer 503 (images_proxy.go)
-		s.api.SetNodeImages(&imagesRouter{st: s.st, pki: s.pki, localNode: s.cfg.NodeName, local: local})
+		s.api.SetNodeImages(&imagesRouter{st: s.st, pki: s.pki, localNode: s.cfg.NodeName, local: local, log: s.log})
 	}
 	if s.pki != nil {
-		s.api.SetPodIO(&podIORouter{st: s.st, pki: s.pki, localNode: s.cfg.NodeName, local: lio})
+		s.api.SetPodIO(&podIORouter{st: s.st, pki: s.pki, localNode: s.cfg.NodeName, local: lio, log: s.log})
 		return
 	}
 	if lio != nil {
