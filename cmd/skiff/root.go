@@ -52,6 +52,7 @@ func newRootCmd() *cobra.Command {
 		newImagesCmd(g),
 		newMembersCmd(g),
 		newTokenCmd(g),
+		newSnapshotCmd(g),
 		newVersionCmd(),
 		newConfigCmd(),
 	)

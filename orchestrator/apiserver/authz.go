@@ -118,6 +118,8 @@ var routeAccess = map[string]access{
 	"PUT /v1/nodes/{name}/load":     {roles: adminOnly, node: ownNode},
 	"GET /v1/services/{name}/stats": {roles: readers},
 	"GET /v1/stats":                 {roles: readers},
+	// A backup holds the CA key and the secret keys: admin only.
+	"GET /v1/snapshot": {roles: adminOnly},
 	// Scale to zero: a node's activator wakes a service's app, 0 -> 1
 	// only (the handler refuses anything else).
 	"POST /v1/services/{name}/wake": {roles: adminOnly, node: anyNode},

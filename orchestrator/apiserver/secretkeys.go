@@ -37,6 +37,9 @@ var keyIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,32}$`)
 type SecretKeys struct {
 	active string
 	aeads  map[string]cipher.AEAD
+	// path is the file LoadSecretKeys read ("" for keys made in
+	// memory): GET /v1/snapshot finds the data dir beside it.
+	path string
 }
 
 // errSealed: a sealed value that no key opens, or not a sealed value.
@@ -129,6 +132,7 @@ func LoadSecretKeys(path string) (*SecretKeys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("secret keys %s: %w", path, err)
 	}
+	ks.path = path
 	return ks, nil
 }
 

@@ -73,6 +73,10 @@ type Options struct {
 	// Load keeps the nodes' load reports (in memory); nil makes a new one.
 	// The server shares it with the autoscaler.
 	Load *loadstats.Registry
+	// DataDir is the server's data dir, whose PKI and secret keys GET
+	// /v1/snapshot puts in the backup beside the store. Empty: the
+	// directory of SecretKeys' file (LoadSecretKeys reads it there).
+	DataDir string
 }
 
 // Server serves the API. Create it with New.
@@ -231,6 +235,7 @@ func (s *Server) routes() {
 	s.route("/v1/services/{name}/wake", hs{"POST": s.wakeService})
 	s.route("/v1/images", hs{"GET": s.listImages})
 	s.route("/v1/images/pull", hs{"POST": s.pullImage})
+	s.route("/v1/snapshot", hs{"GET": s.getSnapshot})
 	s.authRoutes()
 	// The web console signs its users in itself (see console.go).
 	s.mux.HandleFunc(ConsolePath, s.serveConsole)

@@ -7,6 +7,10 @@
 // a watch event to an event log kept in the same file, so that a watcher can
 // resume from any revision the log still holds; the log is compacted to the
 // last Options.CompactAfter events.
+//
+// Open gives a store of one process; OpenReplica gives a store whose writes
+// go through a raft log shared by several servers (see replica.go): the same
+// API, with Update accepted by the leader only.
 package store
 
 import (
@@ -91,11 +95,19 @@ type Store struct {
 	// watchMu protects watchers.
 	watchMu  sync.Mutex
 	watchers map[*watcher]struct{}
+
+	// rp is the raft replication of an OpenReplica store; nil for Open.
+	rp *replica
 }
 
 // Open opens or creates the store file at path (its directory is created
 // with mode 0700 if missing).
 func Open(path string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	return openDB(path, opts, opts.NoSync)
+}
+
+func (opts Options) withDefaults() Options {
 	if opts.CompactAfter <= 0 {
 		opts.CompactAfter = DefaultCompactAfter
 	}
@@ -105,10 +117,15 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.LockTimeout <= 0 {
 		opts.LockTimeout = 5 * time.Second
 	}
+	return opts
+}
+
+// openDB opens the bbolt file of a store; noSync skips its fsyncs.
+func openDB(path string, opts Options, noSync bool) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("create store directory: %w", err)
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoSync: noSync})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -130,8 +147,14 @@ func Open(path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close closes the store. Open watch channels close soon after.
+// Close closes the store. Open watch channels close soon after. A replica
+// leaves raft without handing over leadership (the others elect a new
+// leader after their election timeout; TransferLeadership first avoids the
+// wait).
 func (s *Store) Close() error {
+	if s.rp != nil {
+		return s.closeReplica()
+	}
 	err := s.db.Close()
 	s.notifyWatchers() // their next read fails and they end
 	return err
@@ -169,17 +192,29 @@ func (s *Store) View(fn func(tx *Tx) error) error {
 var errNoWrites = errors.New("no writes")
 
 // Update runs fn in one write transaction: either everything fn wrote is
-// committed (and fsynced, unless Options.NoSync) before Update returns, or,
+// committed (and fsynced, unless Options.NoSync; on a replica, in the raft
+// log of a majority) before Update returns, or,
 // if fn returns an error, nothing is. Every object written in fn gets the
 // same new revision, which Update returns. An fn that writes nothing
 // commits nothing and Update returns the current revision.
 //
 // Objects passed to Put and Create have their Meta updated even when the
-// transaction is rolled back afterwards. fn runs once; it must not call
-// Update (that deadlocks) and should be quick: Updates run one at a time.
+// transaction is rolled back afterwards. fn must not call Update (that
+// deadlocks) and should be quick: Updates run one at a time.
+//
+// On a store of Open, fn runs once. On a replica (OpenReplica), Update
+// runs only on the leader (elsewhere it fails with a *NotLeaderError or
+// ErrNoQuorum, see replica.go) and fn may run more than once: when a
+// change of leader put another write first, fn runs again on the new
+// state, so fn must start from scratch each time (reset what it
+// collects). The revision is returned once the write is committed by a
+// majority and applied here.
 func (s *Store) Update(fn func(tx *Tx) error) (rev int64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.rp != nil {
+		return s.updateReplicated(fn)
+	}
 	var newRev, written int64
 	err = s.db.Update(func(btx *bolt.Tx) error {
 		meta := btx.Bucket(bucketMeta)
@@ -194,7 +229,7 @@ func (s *Store) Update(fn func(tx *Tx) error) (rev int64, err error) {
 		if err := putInt(meta, keyRev, tx.rev); err != nil {
 			return err
 		}
-		if err := s.compact(btx, int64(tx.seq)); err != nil {
+		if err := compact(btx, int64(tx.seq), int64(s.opts.CompactAfter)); err != nil {
 			return err
 		}
 		newRev = tx.rev
@@ -213,12 +248,12 @@ func (s *Store) Update(fn func(tx *Tx) error) (rev int64, err error) {
 	return newRev, nil
 }
 
-// compact counts added new events and drops the oldest beyond
-// CompactAfter, remembering the newest dropped revision.
-func (s *Store) compact(btx *bolt.Tx, added int64) error {
+// compact counts added new events and drops the oldest beyond limit
+// (CompactAfter), remembering the newest dropped revision.
+func compact(btx *bolt.Tx, added, limit int64) error {
 	meta := btx.Bucket(bucketMeta)
 	n := getInt(meta, keyLogN) + added
-	excess := n - int64(s.opts.CompactAfter)
+	excess := n - limit
 	if excess > 0 {
 		c := btx.Bucket(bucketLog).Cursor()
 		var last int64
@@ -246,15 +281,25 @@ type Tx struct {
 	seq      uint32 // events written so far
 	readOnly bool
 	bytes    int64 // bytes of objects and events put so far (WriteStats)
+	// record makes the transaction keep every bolt put and delete in ops
+	// (a replica's Update sends them through raft, see fsm.go).
+	record bool
+	ops    []op
 }
 
 // WriteStats says what the store wrote since it opened: commits that
 // wrote something, bytes of keys and values put (objects and their watch
 // events), and pages bbolt wrote to the file with their size in bytes
-// (what reaches the disk, besides the meta page of each commit).
+// (what reaches the disk, besides the meta page of each commit). On a
+// replica, commits are the writes this server applied, and pages include
+// those of the raft log (raft.db, same page size).
 func (s *Store) WriteStats() (commits, putBytes, pages, pageBytes int64) {
 	st := s.db.Stats()
 	pages = st.TxStats.GetWrite()
+	if s.rp != nil && s.rp.logs != nil {
+		ls := s.rp.logs.Stats()
+		pages += ls.TxStats.GetWrite()
+	}
 	return s.commits.Load(), s.putBytes.Load(), pages, pages * int64(s.db.Info().PageSize)
 }
 
@@ -437,6 +482,7 @@ func (tx *Tx) write(kind string, obj api.Object) error {
 	if err := b.Put([]byte(m.Name), v); err != nil {
 		return err
 	}
+	tx.recordOp(opPut, objBucket(kind), []byte(m.Name), v)
 	tx.bytes += int64(len(m.Name) + len(v))
 	return tx.appendEvent(api.EventPut, kind, v)
 }
@@ -462,6 +508,7 @@ func (tx *Tx) Delete(kind, name string, rev int64) error {
 	if err := tx.btx.Bucket(objBucket(kind)).Delete([]byte(name)); err != nil {
 		return err
 	}
+	tx.recordOp(opDelete, objBucket(kind), []byte(name), nil)
 	return tx.appendEvent(api.EventDelete, kind, last)
 }
 
@@ -470,9 +517,11 @@ func (tx *Tx) appendEvent(typ, kind string, obj []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := tx.btx.Bucket(bucketLog).Put(logKey(tx.rev, tx.seq), v); err != nil {
+	k := logKey(tx.rev, tx.seq)
+	if err := tx.btx.Bucket(bucketLog).Put(k, v); err != nil {
 		return err
 	}
+	tx.recordOp(opPut, bucketLog, k, v)
 	tx.bytes += int64(12 + len(v))
 	tx.seq++
 	return nil
