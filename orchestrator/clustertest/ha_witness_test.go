@@ -1,0 +1,54 @@
+package clustertest
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestHAWitness: 2 real servers and a witness (`--witness`). The witness
+// is a voter (skiff members says witness) but never the ready leader and
+// answers writes with not_leader; when a real server (the leader) is
+// killed with SIGKILL, the other real server and the witness still make a
+// quorum: a new leader, a real server, acknowledges writes.
+func TestHAWitness(t *testing.T) {
+	requireHA(t)
+	h := NewHA(t, HAOptions{Servers: 2, Witnesses: 1})
+	wit := 2
+	if !h.IsWitness(wit) {
+		t.Fatalf("node %d is not the witness", wit)
+	}
+	h.WaitVoters([]int{0, 1, 2}, 60*time.Second)
+	l := h.WaitLeader(30 * time.Second)
+	if l == wit {
+		t.Fatalf("the witness is the ready leader")
+	}
+	m, err := h.Members(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line := m[h.Nodes[wit].Name]; !hasField(line, "witness") {
+		t.Errorf("skiff members does not show node %s as a witness: %q", h.Nodes[wit].Name, line)
+	}
+	r := h.Raw(wit, http.MethodPut, "/v1/configs/wit-1", configBody("wit-1", "x", 0), 5*time.Second)
+	if r.Status != http.StatusServiceUnavailable || r.Code != "not_leader" {
+		t.Errorf("a write on the witness: %s %s, want 503 not_leader", refusal(r), r.Msg)
+	}
+	h.putConfigAcked(l, "wit-2", "before", 30*time.Second)
+	h.KillServer(l)
+	other := 1 - l
+	start := time.Now()
+	acker := h.putConfigAcked(other, "wit-3", "after", 60*time.Second)
+	t.Logf("writes accepted again %s after the leader was killed", time.Since(start).Round(time.Millisecond))
+	if acker != other {
+		t.Errorf("server %d acknowledged the write, want the surviving real server %d", acker, other)
+	}
+	if nl := h.WaitLeader(30*time.Second, l); nl != other {
+		t.Errorf("leader %d after the kill, want %d (the witness must not lead)", nl, other)
+	}
+	h.WaitFor("the witness to hold the write", 30*time.Second, func() (bool, error) {
+		v, err := h.localConfig(wit, "wit-3")
+		return v == "after", fmt.Errorf("%q %v", v, err)
+	})
+}
