@@ -41,6 +41,8 @@ type HAOptions struct {
 	Agents int
 	// NoStart leaves everything stopped.
 	NoStart bool
+	// LogLevel of the servers (default debug; the benchmarks use warn).
+	LogLevel string
 }
 
 // HA is a cluster of several servers. Node indices: servers, then
@@ -153,7 +155,7 @@ func (h *HA) ServerToken() string {
 // server other than itself with the server token in token_file (0600,
 // named in its config, never in argv).
 func (h *HA) serverArgsHA(i int, join string) []string {
-	args := []string{"server", "--listen-tcp", "--config", h.Nodes[i].Config, "--log-level", "debug"}
+	args := []string{"server", "--listen-tcp", "--config", h.Nodes[i].Config, "--log-level", cmpOr(h.o.LogLevel, "debug")}
 	if join != "" {
 		args = append(args, "--server", join)
 	}
@@ -496,3 +498,10 @@ func (h *HA) Raw(i int, method, path string, body any, timeout time.Duration) Ra
 
 // FirstServer is node 0 (the server the cluster started on).
 func (h *HA) FirstServer() int { return h.servers[0] }
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
