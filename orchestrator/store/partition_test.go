@@ -134,10 +134,9 @@ func TestReplicaPartition(t *testing.T) {
 	}
 	leader := leaderOf(t, majority...)
 	for i := range 10 {
-		if rev, err = putNode(leader.s, fmt.Sprintf("majority-%d", i)); err != nil {
-			t.Fatal(err)
-		}
+		rev = write(t, fmt.Sprintf("majority-%d", i), majority...)
 	}
+	leader = leaderOf(t, majority...)
 	if _, err := putNode(old.s, "minority"); !errors.Is(err, ErrNoQuorum) {
 		t.Fatalf("write on the minority during the partition: %v", err)
 	}

@@ -118,6 +118,35 @@ func putNode(s *Store, name string) (int64, error) {
 	return s.Update(func(tx *Tx) error { return tx.Put(api.KindNode, node(name)) })
 }
 
+// write puts node name through whichever of servers is the ready leader,
+// retrying while leadership moves (a loaded machine can delay heartbeats
+// past the edge timings). For the writes that set a test up, not for
+// those it checks.
+func write(t testing.TB, name string, servers ...*replicaServer) int64 {
+	t.Helper()
+	var last error
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		for _, rs := range servers {
+			if rs.s == nil || !rs.s.IsLeader() {
+				continue
+			}
+			r, err := putNode(rs.s, name)
+			if err == nil {
+				return r
+			}
+			if !errors.Is(err, ErrNotLeader) && !errors.Is(err, ErrNoQuorum) {
+				t.Fatalf("write %s on %s: %v", name, rs.id, err)
+			}
+			last = err
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("write %s: no leader took it within 15s (last: %v)", name, last)
+		}
+		time.Sleep(10 * time.Millisecond) // retry interval of a client
+	}
+}
+
 // waitRev waits until every open server reached rev.
 func waitRev(t testing.TB, rev int64, servers ...*replicaServer) {
 	t.Helper()
@@ -187,9 +216,7 @@ func TestReplicaThreeServers(t *testing.T) {
 	}
 	var last int64
 	for i := range 5 {
-		if last, err = putNode(leader.s, fmt.Sprintf("n%d", i)); err != nil {
-			t.Fatal(err)
-		}
+		last = write(t, fmt.Sprintf("n%d", i), servers...)
 	}
 	evs := collect(t, ch, 5)
 	if evs[4].Revision != last {
@@ -204,6 +231,13 @@ func TestReplicaThreeServers(t *testing.T) {
 		}
 	}
 	// A follower refuses writes and names the leader.
+	leader = leaderOf(t, servers...)
+	followers = followers[:0]
+	for _, rs := range servers {
+		if rs != leader {
+			followers = append(followers, rs)
+		}
+	}
 	_, err = putNode(followers[1].s, "x")
 	var nle *NotLeaderError
 	if !errors.Is(err, ErrNotLeader) || !errors.As(err, &nle) || nle.LeaderID != leader.id || nle.LeaderAddr != leader.s.RaftAddr() {
@@ -351,10 +385,8 @@ func TestReplicaLeaderFailover(t *testing.T) {
 // refuses writes with ErrNoQuorum.
 func TestReplicaNoQuorum(t *testing.T) {
 	servers := newCluster(t, 3, nil)
-	leader := leaderOf(t, servers...)
-	if _, err := putNode(leader.s, "before"); err != nil {
-		t.Fatal(err)
-	}
+	write(t, "before", servers...)
+	leader := leaderOf(t, servers...) // a ready leader holds "before"
 	for _, rs := range servers {
 		if rs != leader {
 			rs.s.Close()
@@ -534,19 +566,14 @@ func TestReplicaClusterRestart(t *testing.T) {
 			break
 		}
 	}
-	if _, err := putNode(leader.s, "first"); err != nil {
-		t.Fatal(err)
-	}
-	waitRev(t, 1, servers...)
+	waitRev(t, write(t, "first", servers...), servers...)
 	down.s.Close()
 	down.s = nil
 	var rev int64
-	var err error
 	for i := range 120 {
-		if rev, err = putNode(leader.s, fmt.Sprintf("n%d", i%50)); err != nil {
-			t.Fatal(err)
-		}
+		rev = write(t, fmt.Sprintf("n%d", i%50), servers...)
 	}
+	leader = leaderOf(t, servers...)
 	snapshotNow(t, leader.s)
 	down.start(t, false, smallLog)
 	waitRev(t, rev, down)
@@ -560,10 +587,8 @@ func TestReplicaClusterRestart(t *testing.T) {
 	for _, rs := range servers {
 		rs.start(t, false, smallLog)
 	}
+	rev = write(t, "after-restart", servers...)
 	leader = leaderOf(t, servers...)
-	if rev, err = putNode(leader.s, "after-restart"); err != nil {
-		t.Fatal(err)
-	}
 	waitRev(t, rev, servers...)
 	want = dump(t, leader.s)
 	for _, rs := range servers {
@@ -719,11 +744,8 @@ func TestReplicaCompactsAlike(t *testing.T) {
 	})
 	leaderOf(t, servers[0])
 	var rev int64
-	var err error
 	for i := range 12 {
-		if rev, err = putNode(servers[0].s, fmt.Sprintf("n%d", i)); err != nil {
-			t.Fatal(err)
-		}
+		rev = write(t, fmt.Sprintf("n%d", i), servers[0])
 	}
 	waitRev(t, rev, servers...)
 	for _, rs := range servers {
