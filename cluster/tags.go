@@ -44,6 +44,9 @@ type Tags struct {
 	PodCIDR string
 	// Labels are the node's labels (node selectors match them).
 	Labels map[string]string
+	// Witness: a server that runs as a raft witness (tag voter=witness;
+	// display only: the raft configuration, not a tag, makes a voter).
+	Witness bool
 }
 
 // Validate checks each field's form and the encoded size.
@@ -80,6 +83,9 @@ func (t Tags) Validate() error {
 	return errors.Join(errs...)
 }
 
+// TagVoter is "witness" on a witness server's member.
+const TagVoter = "voter"
+
 // Map returns the serf tags: role, api, ip, pod_cidr (each only when set)
 // and one "label.<key>" per label.
 func (t Tags) Map() map[string]string {
@@ -93,6 +99,9 @@ func (t Tags) Map() map[string]string {
 	set(TagAPI, t.APIAddr)
 	set(TagIP, t.IP)
 	set(TagPodCIDR, t.PodCIDR)
+	if t.Witness {
+		m[TagVoter] = "witness"
+	}
 	for k, v := range t.Labels {
 		m[TagLabelPrefix+k] = v
 	}
@@ -119,7 +128,7 @@ func (t Tags) clone() Tags {
 
 // TagsFromMap reads serf tags back; unknown keys are ignored.
 func TagsFromMap(m map[string]string) Tags {
-	t := Tags{Role: m[TagRole], APIAddr: m[TagAPI], IP: m[TagIP], PodCIDR: m[TagPodCIDR]}
+	t := Tags{Role: m[TagRole], APIAddr: m[TagAPI], IP: m[TagIP], PodCIDR: m[TagPodCIDR], Witness: m[TagVoter] == "witness"}
 	for k, v := range m {
 		if key, ok := strings.CutPrefix(k, TagLabelPrefix); ok {
 			if t.Labels == nil {

@@ -65,6 +65,15 @@ type NodeConfig struct {
 	// HTTP on this loopback address, for a browser on the box itself.
 	// Empty (the default) serves the console only at /ui/ of the TLS API.
 	UIAddr string `toml:"ui_addr" json:"ui_addr,omitempty"`
+
+	// Witness runs this server as a witness (what --witness turns on): a
+	// raft voter that keeps the log but runs no controllers and serves no
+	// writes (docs/ha.md). Default false.
+	Witness bool `toml:"witness" json:"witness,omitempty"`
+	// ServerRemoveAfter is how long a server may stay failed in the
+	// gossip before the leader removes it from the raft configuration.
+	// Default 0: 5 minutes.
+	ServerRemoveAfter Duration `toml:"server_remove_after" json:"server_remove_after,omitempty"`
 }
 
 // Images bounds what unpacking an image layer may take of the node.

@@ -28,6 +28,8 @@ var nodeKeyDocs = map[string]nodeKeyDoc{
 	"gossip_addr":              {"serf gossip, TCP and UDP (cluster mode).", ""},
 	"servers":                  {"Agents: the server to join; servers: other servers to gossip with. Default: none.", `["10.0.0.2:7443"]`},
 	"token_file":               {"Agents: a 0600 file holding the join token (`skiff token` on a server), read only for the first join. Default: none.", `"/etc/skiff/token"`},
+	"witness":                  {"Servers: run as a witness (as --witness): a raft voter that runs no controllers and serves no writes. Default: false.", `false`},
+	"server_remove_after":      {"Servers: how long a failed server stays a raft voter before the leader removes it. Default: 5m.", `"5m"`},
 	"host_volume_paths":        {"Path prefixes host volumes may use. Default: none (every host volume is refused).", `["/srv/"]`},
 	"cluster_cidr":             {"Pod addresses; each node gets a /24.", ""},
 	"service_cidr":             {"Service virtual IPs; must not overlap cluster_cidr.", ""},

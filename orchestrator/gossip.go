@@ -41,6 +41,7 @@ func startMember(node configs.NodeConfig, role string, key []byte, logger *slog.
 	cfg.Tags = cluster.Tags{Role: role, IP: ip, Labels: node.Labels}
 	if role == cluster.RoleServer {
 		cfg.Tags.APIAddr = apiAdvertise(node, ip)
+		cfg.Tags.Witness = node.Witness
 	}
 	cfg.Profile = cluster.Profile(node.Gossip.Profile)
 	cfg.ProbeInterval = node.Gossip.ProbeInterval.D()

@@ -100,7 +100,7 @@ func TestGossipViews(t *testing.T) {
 	if got := lifecycle.Members(); !slices.Equal(got, wantMembers) {
 		t.Errorf("lifecycle members %+v, want %+v", got, wantMembers)
 	}
-	api := apiView{srv}
+	api := apiView{m: srv}
 	ms := api.Members()
 	if len(ms) != 2 || ms[0].Name != "ag" || ms[0].Role != "agent" || ms[0].PodCIDR != "10.88.1.0/24" || ms[1].Role != "server" || ms[1].Addr != srv.Addr() {
 		t.Errorf("API members %+v", ms)

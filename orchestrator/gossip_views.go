@@ -12,6 +12,7 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
 	"github.com/skiff-edge/skiff/orchestrator/controller"
+	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
 // gossip is this node's serf member as the rest of the process reads it.
@@ -138,15 +139,35 @@ func (v *peersView) AnnouncePodCIDR(cidr string) error {
 }
 
 // apiView is the gossip as the API serves it.
-type apiView struct{ m *cluster.Member }
+type apiView struct {
+	m  *cluster.Member
+	st *store.Store // the raft configuration's voters and leader
+}
 
 var _ apiserver.Membership = apiView{}
 
 func (v apiView) Members() []api.Member {
+	raft := map[string]store.RaftServer{}
+	if v.st != nil {
+		if svs, err := v.st.Servers(); err == nil {
+			for _, sv := range svs {
+				raft[sv.ID] = sv
+			}
+		}
+	}
 	var out []api.Member
 	for _, mi := range v.m.Members() {
-		out = append(out, api.Member{Name: mi.Name, Addr: net.JoinHostPort(mi.Addr, fmt.Sprint(mi.Port)),
-			Status: string(mi.Status), Role: mi.Role, API: mi.APIAddr, IP: mi.IP, PodCIDR: mi.PodCIDR, Labels: mi.Labels})
+		am := api.Member{Name: mi.Name, Addr: net.JoinHostPort(mi.Addr, fmt.Sprint(mi.Port)),
+			Status: string(mi.Status), Role: mi.Role, API: mi.APIAddr, IP: mi.IP, PodCIDR: mi.PodCIDR, Labels: mi.Labels}
+		// Only servers are in the raft configuration: an agent's tags
+		// cannot put it there (a server adds itself with its certificate).
+		if sv, ok := raft[mi.Name]; ok && mi.Role == cluster.RoleServer {
+			am.Raft, am.Leader = sv.Suffrage, sv.Leader
+			if mi.Witness && sv.Suffrage == "voter" {
+				am.Raft = "witness"
+			}
+		}
+		out = append(out, am)
 	}
 	return out
 }

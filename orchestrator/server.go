@@ -58,6 +58,9 @@ type ServerConfig struct {
 	Ready func()
 	// watchdogRounds, if set, gets each watchdog round's verdict (tests).
 	watchdogRounds chan<- []string
+	// Token is a token of role server, for a server that joins a cluster
+	// (Node.Servers set, no CA in <data_dir>/pki yet); never from argv.
+	Token string
 	// CompactAfter is how many watch events the store keeps (see
 	// store.Options). Zero takes $SKIFF_STORE_COMPACT_AFTER if set (tests use
 	// it to reach compaction quickly), else the store's default.
@@ -83,7 +86,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		s.stop()
 		s.log.Info("server stopped")
 	}()
-	for _, start := range []func() error{s.openStore, s.listenAPI, s.startConsole, s.startGossip, s.serveAPI, s.serveMetrics, s.startControllers, s.startAgent, s.startWatchdog} {
+	for _, start := range []func() error{s.prepareRaft, s.openStore, s.listenAPI, s.startConsole, s.startGossip, s.serveAPI, s.serveMetrics, s.startControllers, s.startAgent, s.startWatchdog} {
 		if err := start(); err != nil {
 			return err
 		}
@@ -109,12 +112,22 @@ type server struct {
 	pki       *pki.PKI // nil without ServerConfig.TCP
 	// live is what the systemd watchdog looks at (see watchdog.go).
 	live *Liveness
+
+	// Several servers (ha.go): joining is set when servers are given
+	// (no bootstrap); joinPeers are the API addresses a server join
+	// answered with; raftAddr is this server's advertised API address.
+	joining    bool
+	joinPeers  []string
+	raftAddr   string
+	raftStream *cluster.RaftStream
 }
 
 // apiListener is a listener and the handler that serves it.
 type apiListener struct {
 	ln net.Listener
 	h  http.Handler
+	// nextProto serves other ALPN protocols (raft) of a TLS listener.
+	nextProto map[string]func(*http.Server, *tls.Conn, http.Handler)
 }
 
 // withDirs fills the data and run directories the node config leaves
@@ -143,7 +156,14 @@ func (s *server) openStore() error {
 			return fmt.Errorf("SKIFF_STORE_COMPACT_AFTER=%q: %w", v, err)
 		}
 	}
-	st, err := store.Open(filepath.Join(s.cfg.DataDir, StoreFile), store.Options{Logger: s.logger, CompactAfter: compactAfter})
+	opts := store.Options{Logger: s.logger, CompactAfter: compactAfter}
+	var st *store.Store
+	var err error
+	if s.raftStream != nil {
+		st, err = store.OpenReplica(filepath.Join(s.cfg.DataDir, StoreFile), opts, s.replicaConfig())
+	} else {
+		st, err = store.Open(filepath.Join(s.cfg.DataDir, StoreFile), opts)
+	}
 	if err != nil {
 		return err
 	}
@@ -182,7 +202,7 @@ func (s *server) listenAPI() error {
 		ln.Close() // if it never served
 		os.Remove(s.sockPath)
 	})
-	s.listeners = append(s.listeners, apiListener{s.api.LimitUnix(ln), withPprof(s.api)})
+	s.listeners = append(s.listeners, apiListener{s.api.LimitUnix(ln), withPprof(s.api), nil})
 	return nil
 }
 
@@ -204,7 +224,7 @@ func (s *server) startConsole() error {
 		return fmt.Errorf("listen on ui_addr %s: %w", s.cfg.UIAddr, err)
 	}
 	s.onStop(func() { ln.Close() }) // if it never served
-	s.listeners = append(s.listeners, apiListener{s.api.LimitTCP(ln), con.Handler()})
+	s.listeners = append(s.listeners, apiListener{s.api.LimitTCP(ln), con.Handler(), nil})
 	s.log.Info("web console on plain HTTP (loopback only)", "addr", ln.Addr().String())
 	return nil
 }
@@ -232,10 +252,7 @@ func (s *server) startGossip() error {
 	if err != nil {
 		return err
 	}
-	p, err := pki.Load(filepath.Join(s.cfg.DataDir, PKIDir), serverHosts(s.cfg))
-	if err != nil {
-		return err
-	}
+	p := s.pki // loaded by prepareRaft
 	m, err := startMember(s.cfg, cluster.RoleServer, p.GossipKey(), s.logger)
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
@@ -250,10 +267,13 @@ func (s *server) startGossip() error {
 			s.log.Warn("join the other servers", "servers", s.cfg.Servers, "err", err)
 		}
 	}
-	s.pki = p
 	s.gossip = newGossip(m, s.log)
 	s.goRun(func(ctx context.Context) error { s.gossip.run(ctx); return nil })
-	s.api.SetMembership(apiView{m})
+	s.api.SetMembership(apiView{m: m, st: s.st})
+	s.api.SetServerOps(s.st)
+	s.api.SetWitness(s.cfg.Witness)
+	s.onStop(func() { s.raftStream.Close() })
+	s.goRun(func(ctx context.Context) error { s.ensureVoter(ctx); return nil })
 	jc := apiserver.JoinConfig{PKI: p, GossipKey: m.PrimaryKey, CertValidity: validity}
 	if s.sc.Agent {
 		jc.LocalNode = s.cfg.NodeName
@@ -264,7 +284,7 @@ func (s *server) startGossip() error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.APIAddr, err)
 	}
 	s.onStop(func() { tcpLn.Close() }) // if it never served
-	s.listeners = append(s.listeners, apiListener{tls.NewListener(s.api.LimitTCP(tcpLn), p.ServerTLSConfig()), s.api.TCPHandler()})
+	s.listeners = append(s.listeners, apiListener{tls.NewListener(s.api.LimitTCP(tcpLn), p.ServerTLSConfig()), s.api.TCPHandler(), s.raftNextProto()})
 	s.log.Info("API on TCP (TLS)", "addr", tcpLn.Addr().String(), "gossip", m.Addr(), "node_cert_validity", validity)
 	return nil
 }
@@ -306,6 +326,7 @@ func (s *server) serveAPI() error {
 			IdleTimeout:       2 * time.Minute,
 			BaseContext:       func(net.Listener) context.Context { return reqCtx },
 			ErrorLog:          errLog,
+			TLSNextProto:      l.nextProto,
 		}
 		servers = append(servers, hs)
 		// Not in the node's goroutines, which end before this stop runs:
@@ -366,13 +387,31 @@ func (s *server) startControllers() error {
 	if s.gossip != nil {
 		ccfg.Members = s.gossip.lifecycleView()
 	}
+	if !s.st.Replicated() {
+		s.goRun(func(ctx context.Context) error {
+			if err := controller.RunConfig(ctx, s.st, ccfg); err != nil {
+				return fmt.Errorf("controllers: %w", err)
+			}
+			return nil
+		})
+		s.goRun(func(ctx context.Context) error { housekeeping(ctx, s.st, s.log); return nil })
+		return nil
+	}
+	// With raft, the controllers, the scheduler, node liveness and the
+	// housekeeping run on the ready leader only, and stop at once when it
+	// loses leadership (ha.go).
 	s.goRun(func(ctx context.Context) error {
-		if err := controller.RunConfig(ctx, s.st, ccfg); err != nil {
-			return fmt.Errorf("controllers: %w", err)
-		}
+		s.runLeadership(ctx, func(ctx context.Context) {
+			go housekeeping(ctx, s.st, s.log)
+			if s.gossip != nil {
+				go s.reconcile(ctx, s.st, s.gossip.m)
+			}
+			if err := controller.RunConfig(ctx, s.st, ccfg); err != nil && ctx.Err() == nil {
+				s.fail(fmt.Errorf("controllers: %w", err))
+			}
+		}, ccfg.Alive)
 		return nil
 	})
-	s.goRun(func(ctx context.Context) error { housekeeping(ctx, s.st, s.log); return nil })
 	return nil
 }
 

@@ -54,6 +54,12 @@ type PKI struct {
 	caPool    *x509.CertPool
 	gossipKey []byte
 
+	// name is the server's node name in its serving certificate (CN
+	// server:<name>, O skiff:servers), which marks it as a server's to
+	// the other servers' raft transport; "" for a PKI of Load (CN
+	// skiff-api, not a raft peer).
+	name string
+
 	// mu guards serving and hosts, which EnsureServing replaces, and
 	// secret, which RotateSecret replaces.
 	mu      sync.RWMutex
@@ -67,10 +73,19 @@ type PKI struct {
 // bytes), and makes sure the serving certificate covers hosts (see
 // EnsureServing).
 func Load(dir string, hosts []string) (*PKI, error) {
+	return LoadServer(dir, "", hosts)
+}
+
+// LoadServer is Load for server name: its serving certificate names it
+// (CN server:<name>, O skiff:servers) and serves as a client certificate
+// too, so that it authenticates this server to the other servers (raft
+// over the API port, see RaftTLS). A stored certificate without the name
+// is issued again.
+func LoadServer(dir, name string, hosts []string) (*PKI, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pki dir: %w", err)
 	}
-	p := &PKI{dir: dir}
+	p := &PKI{dir: dir, name: name}
 	if err := p.loadOrCreateCA(); err != nil {
 		return nil, err
 	}
@@ -160,6 +175,9 @@ func (p *PKI) ServerTLSConfig() *tls.Config {
 				Certificates: []tls.Certificate{*p.serving},
 				ClientAuth:   tls.VerifyClientCertIfGiven,
 				ClientCAs:    p.caPool,
+				// Raft between servers rides the API port (RaftALPN);
+				// everything else is HTTP/1.1.
+				NextProtos: []string{"http/1.1", RaftALPN},
 			}, nil
 		},
 	}
@@ -176,7 +194,7 @@ func (p *PKI) EnsureServing(hosts []string) error {
 	certPath, keyPath := filepath.Join(p.dir, ServerCertFile), filepath.Join(p.dir, ServerKeyFile)
 	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && cert.Leaf != nil {
 		if slices.Equal(certSANs(cert.Leaf), want) && time.Until(cert.Leaf.NotAfter) > renewBefore &&
-			cert.Leaf.CheckSignatureFrom(p.ca) == nil {
+			cert.Leaf.CheckSignatureFrom(p.ca) == nil && p.servingSubjectOK(cert.Leaf) {
 			cert.Certificate = append(cert.Certificate[:1], p.ca.Raw)
 			p.serving, p.hosts = &cert, want
 			return nil
@@ -193,6 +211,10 @@ func (p *PKI) EnsureServing(hosts []string) error {
 		NotAfter:     time.Now().Add(ServingValidity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	if p.name != "" {
+		tmpl.Subject = pkix.Name{CommonName: ServerCNPrefix + p.name, Organization: []string{ServerOrg}}
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 	}
 	for _, h := range want {
 		if ip := net.ParseIP(h); ip != nil {
@@ -392,3 +414,18 @@ func writeFile(path string, data []byte, perm os.FileMode) error {
 	}
 	return nil
 }
+
+func pemBlock(typ string, der []byte) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func mkdir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pki dir: %w", err)
+	}
+	return nil
+}
+
+func modeOf(perm uint32) os.FileMode { return os.FileMode(perm) }

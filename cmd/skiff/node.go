@@ -30,9 +30,13 @@ func newMembersCmd(g *globals) *cobra.Command {
 			// tags come from gossip, which any node can set.
 			rows := make([][]string, 0, len(ms))
 			for _, m := range ms {
-				rows = append(rows, []string{m.Name, m.Status, m.Role, m.Addr, dash(m.IP), dash(m.PodCIDR), dash(m.API)})
+				leader := "-"
+				if m.Leader {
+					leader = "leader"
+				}
+				rows = append(rows, []string{m.Name, m.Status, m.Role, dash(m.Raft), leader, m.Addr, dash(m.IP), dash(m.PodCIDR), dash(m.API)})
 			}
-			return cli.WriteTable(cmd.OutOrStdout(), []string{"NAME", "STATUS", "ROLE", "GOSSIP", "IP", "POD CIDR", "API"}, rows)
+			return cli.WriteTable(cmd.OutOrStdout(), []string{"NAME", "STATUS", "ROLE", "RAFT", "LEADER", "GOSSIP", "IP", "POD CIDR", "API"}, rows)
 		}),
 	}
 }

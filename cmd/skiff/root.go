@@ -39,7 +39,7 @@ func newRootCmd() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
 
 	root.AddCommand(
-		newServerCmd(),
+		newServerCmd(g),
 		newAgentCmd(g),
 		newApplyCmd(g),
 		newDeleteCmd(g),

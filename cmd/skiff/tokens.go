@@ -42,7 +42,7 @@ func newTokenCmd(g *globals) *cobra.Command {
 func newTokenCreateCmd(g *globals) *cobra.Command {
 	var req api.TokenRequest
 	cmd := &cobra.Command{
-		Use:   "create --role join|admin|read [--ttl D] [--description TEXT]",
+		Use:   "create --role join|admin|read|server [--ttl D] [--description TEXT]",
 		Short: "Make an API token with a role; it is printed this once",
 		Args:  cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
@@ -59,7 +59,7 @@ func newTokenCreateCmd(g *globals) *cobra.Command {
 		}),
 	}
 	f := cmd.Flags()
-	f.StringVar(&req.Role, "role", "", "join (only joins nodes), read (GET only) or admin (everything)")
+	f.StringVar(&req.Role, "role", "", "join (only joins nodes), read (GET only), admin (everything) or server (joins another server: it gets the CA key)")
 	f.StringVar(&req.TTL, "ttl", "", "how long the token works, e.g. 12h or 30d (default: until revoked)")
 	f.StringVar(&req.Description, "description", "", "what the token is for, shown by token list")
 	_ = cmd.MarkFlagRequired("role")

@@ -117,6 +117,12 @@ type Member struct {
 	IP      string            `json:"ip,omitempty"`
 	PodCIDR string            `json:"pod_cidr,omitempty"`
 	Labels  map[string]string `json:"labels,omitempty"`
+	// Raft is what a server's raft configuration says of it: voter,
+	// witness (a voter that runs no controllers), nonvoter, or "" when it
+	// is not in the configuration (agents; a server not added yet).
+	Raft string `json:"raft,omitempty"`
+	// Leader: this server is the raft leader.
+	Leader bool `json:"leader,omitempty"`
 }
 
 // ClusterInfo is what a joining node learns from GET /v1/cluster.

@@ -52,6 +52,8 @@ func (id Identity) String() string {
 		return "the local socket"
 	case id.Role == api.RoleNode:
 		return pki.NodeCN(id.Node)
+	case id.Role == api.RoleServer && id.Node != "":
+		return pki.ServerCNPrefix + id.Node
 	case id.Token == joinTokenID:
 		return "the join token"
 	case id.Role == "":
@@ -133,6 +135,11 @@ func (s *Server) authenticate(r *http.Request) (Identity, *apiError) {
 // it names a node, it has not expired (a connection may outlive it) and the
 // store has not revoked it.
 func (s *Server) authCert(leaf *x509.Certificate) (Identity, *apiError) {
+	if name, ok := pki.ServerName(leaf); ok {
+		// Another server of the cluster (only servers hold the CA key
+		// that issues these; see cluster/pki/server.go).
+		return serverIdentity(name), nil
+	}
 	node, ok := pki.NodeName(leaf)
 	if !ok {
 		return Identity{}, unauthorized(api.CodeUnauthorized, "client certificate %q is not a node certificate (CN node:<name>, O %s)", leaf.Subject.CommonName, pki.NodeOrg)

@@ -42,6 +42,8 @@ var (
 	readers   = []string{api.RoleAdmin, api.RoleRead}
 	joiners   = []string{api.RoleAdmin, api.RoleJoin}
 	anyone    = []string{api.RoleAdmin, api.RoleRead, api.RoleJoin}
+	// serverRoles: admins, tokens of role server, servers' certificates.
+	serverRoles = []string{api.RoleAdmin, api.RoleServer}
 )
 
 // routeAccess is keyed by the route's pattern as registered: "METHOD PATH".
@@ -118,6 +120,15 @@ var routeAccess = map[string]access{
 	"PUT /v1/nodes/{name}/load":     {roles: adminOnly, node: ownNode},
 	"GET /v1/services/{name}/stats": {roles: readers},
 	"GET /v1/stats":                 {roles: readers},
+
+	// Several servers (ha.go). A server's material (the CA key!) goes
+	// only to a token of role server, an admin, or a server's own
+	// certificate; a server certificate adds itself only. Node
+	// certificates get nothing here.
+	"GET /v1/servers":           {roles: readers},
+	"POST /v1/servers":          {roles: serverRoles},
+	"POST /v1/servers/join":     {roles: serverRoles},
+	"DELETE /v1/servers/{name}": {roles: adminOnly},
 	// A backup holds the CA key and the secret keys: admin only.
 	"GET /v1/snapshot": {roles: adminOnly},
 	// Scale to zero: a node's activator wakes a service's app, 0 -> 1
@@ -156,6 +167,9 @@ func (s *Server) authorized(pattern string, h http.HandlerFunc) http.HandlerFunc
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := s.authorize(identityOf(r.Context()), a, r); err != nil {
 			s.writeError(w, r, err)
+			return
+		}
+		if !s.leaderGate(w, r, pattern) {
 			return
 		}
 		h(w, r)

@@ -79,6 +79,12 @@ func fieldDetails(l configs.ErrorList) []api.FieldDetail {
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	ae := toAPIError(err)
+	if he, leader, ok := haError(err); ok {
+		ae = he
+		if leader != "" {
+			w.Header().Set(api.LeaderHeader, leader)
+		}
+	}
 	if ae.status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}

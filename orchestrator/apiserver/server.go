@@ -115,6 +115,10 @@ type Server struct {
 	patterns []string
 	// leases are the nodes' heartbeats, in memory (lease.go).
 	leases *Leases
+	// serverOps serve /v1/servers (ha.go); nil without raft.
+	serverOps atomic.Pointer[ServerOps]
+	// witness: this server serves no writes (ha.go).
+	witness atomic.Bool
 }
 
 // Validate checks the CIDRs of o (empty ones mean the defaults).
@@ -235,6 +239,9 @@ func (s *Server) routes() {
 	s.route("/v1/services/{name}/wake", hs{"POST": s.wakeService})
 	s.route("/v1/images", hs{"GET": s.listImages})
 	s.route("/v1/images/pull", hs{"POST": s.pullImage})
+	s.route("/v1/servers", hs{"GET": s.listServers, "POST": s.addServer})
+	s.route("/v1/servers/join", hs{"POST": s.joinServer})
+	s.route("/v1/servers/{name}", hs{"DELETE": s.removeServer})
 	s.route("/v1/snapshot", hs{"GET": s.getSnapshot})
 	s.authRoutes()
 	// The web console signs its users in itself (see console.go).

@@ -30,7 +30,7 @@ const (
 
 // tokenRoles are the roles a token may have (a node's comes from its
 // certificate only).
-var tokenRoles = []string{api.RoleAdmin, api.RoleRead, api.RoleJoin}
+var tokenRoles = []string{api.RoleAdmin, api.RoleRead, api.RoleJoin, api.RoleServer}
 
 // createToken makes a token with a role and an optional TTL and answers
 // with the whole token: the only time its secret is shown.

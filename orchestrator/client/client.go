@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -43,6 +44,11 @@ type Config struct {
 	// Timeout bounds each request that is not a stream (watch, logs,
 	// exec). Default 30s; a negative value means no timeout.
 	Timeout time.Duration
+	// Servers are other servers of the cluster (HOST:PORT API addresses)
+	// an https client fails over to when the one it uses cannot be
+	// reached (see SetServers); a follower's not_leader answer is followed
+	// to the leader it names (Skiff-Leader) in any case.
+	Servers []string
 }
 
 // Client talks to one skiff API. It is safe for concurrent use.
@@ -54,6 +60,9 @@ type Client struct {
 	token   string
 	timeout time.Duration
 	hc      *http.Client
+	// servers are the known servers' API addresses (HOST:PORT); mu
+	// guards them.
+	servers []string
 }
 
 // New returns a client of the API at addr (see Config.Addr).
@@ -74,7 +83,7 @@ func NewWithConfig(cfg Config) (*Client, error) {
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	c := &Client{addr: cfg.Addr, token: cfg.Token, timeout: cfg.Timeout}
+	c := &Client{addr: cfg.Addr, token: cfg.Token, timeout: cfg.Timeout, servers: slices.Clone(cfg.Servers)}
 	switch {
 	case strings.HasPrefix(cfg.Addr, "unix://"):
 		path := strings.TrimPrefix(cfg.Addr, "unix://")
@@ -150,6 +159,9 @@ type APIError struct {
 	Message string
 	Field   string
 	Details []api.FieldDetail
+	// Leader is the Skiff-Leader header of a not_leader answer: the
+	// leader's API address, HOST:PORT.
+	Leader string
 }
 
 func (e *APIError) Error() string {
@@ -207,12 +219,102 @@ type request struct {
 
 // send performs r and returns the response of a 2xx answer; the caller
 // closes its body. Other answers become *APIError.
+//
+// With several servers (docs/ha.md) it follows a follower's not_leader
+// answer to the leader named in Skiff-Leader, once per request, and an
+// unreachable server to the next known one (Config.Servers: a dial that
+// failed sent nothing, so the retry cannot apply a write twice); the
+// client then stays on the server that answered. A request whose body is
+// a stream (raw) is not sent again.
 func (c *Client) send(ctx context.Context, r request) (*http.Response, context.CancelFunc, error) {
+	addr, base := c.target()
+	resp, cancel, err := c.sendTo(ctx, r, addr, base)
+	if err == nil || r.raw != nil || strings.HasPrefix(addr, "unix://") || ctx.Err() != nil {
+		return resp, cancel, err
+	}
+	scheme := strings.SplitAfter(base, "://")[0]
+	var ae *APIError
+	switch {
+	case errors.As(err, &ae) && ae.Code == api.CodeNotLeader && ae.Leader != "":
+		next := scheme + ae.Leader
+		if next == base {
+			return resp, cancel, err
+		}
+		resp, cancel, err2 := c.sendTo(ctx, r, next, next)
+		if err2 == nil {
+			c.moveTo(addr, next)
+		}
+		return resp, cancel, err2
+	case IsUnreachable(err):
+		for _, s := range c.knownServers() {
+			next := scheme + s
+			if next == base {
+				continue
+			}
+			resp, cancel, err2 := c.sendTo(ctx, r, next, next)
+			if IsUnreachable(err2) {
+				continue
+			}
+			if err2 == nil || !isNotLeaderWithLeader(err2) {
+				if err2 == nil {
+					c.moveTo(addr, next)
+				}
+				return resp, cancel, err2
+			}
+			// A follower answered: follow it to its leader.
+			errors.As(err2, &ae)
+			lead := scheme + ae.Leader
+			resp, cancel, err2 = c.sendTo(ctx, r, lead, lead)
+			if err2 == nil {
+				c.moveTo(addr, lead)
+			}
+			return resp, cancel, err2
+		}
+	}
+	return resp, cancel, err
+}
+
+func isNotLeaderWithLeader(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Code == api.CodeNotLeader && ae.Leader != ""
+}
+
+// SetServers replaces the servers the client fails over to (HOST:PORT API
+// addresses; an agent adds the gossip's role=server members).
+func (c *Client) SetServers(servers []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.servers = slices.Clone(servers)
+}
+
+func (c *Client) knownServers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.servers)
+}
+
+// moveTo points the client at next (scheme://HOST:PORT) unless another
+// request moved it from from already.
+func (c *Client) moveTo(from, next string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.addr == from {
+		c.addr, c.base = next, next
+	}
+}
+
+// IsNotLeader reports whether err is a follower's not_leader (503).
+func IsNotLeader(err error) bool { return isCode(err, 0, api.CodeNotLeader) }
+
+// IsNoQuorum reports whether err is no_quorum (503): no leader reachable.
+func IsNoQuorum(err error) bool { return isCode(err, 0, api.CodeNoQuorum) }
+
+// sendTo performs r against base.
+func (c *Client) sendTo(ctx context.Context, r request, addr, base string) (*http.Response, context.CancelFunc, error) {
 	cancel := context.CancelFunc(func() {})
 	if !r.stream && c.timeout > 0 {
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 	}
-	addr, base := c.target()
 	u := base + r.path
 	if len(r.query) > 0 {
 		u += "?" + r.query.Encode()
@@ -267,6 +369,7 @@ func decodeError(resp *http.Response) error {
 			Message: eb.Error.Message,
 			Field:   eb.Error.Field,
 			Details: eb.Error.Details,
+			Leader:  resp.Header.Get(api.LeaderHeader),
 		}
 	}
 	msg := strings.TrimSpace(string(b))
