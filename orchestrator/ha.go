@@ -134,6 +134,9 @@ func (s *server) installMaterial(resp *api.ServerJoinResponse) error {
 		return err
 	}
 	keys := filepath.Join(s.cfg.DataDir, apiserver.SecretKeyFile)
+	if resp.SecretKeys == "" {
+		return errors.New("server join: the answer holds no secret keys")
+	}
 	if err := os.WriteFile(keys, []byte(resp.SecretKeys), 0o600); err != nil {
 		return fmt.Errorf("server join: write %s: %w", keys, err)
 	}
@@ -370,6 +373,31 @@ func (s *server) reconcile(ctx context.Context, st raftOps, g serverMembers) {
 				continue
 			}
 			s.log.Warn("server removed from raft (left the gossip, or failed longer than server_remove_after)", "server", id, "after", after)
+		}
+	}
+}
+
+// awaitFirstLeader waits, on a server that formed its own cluster, a few
+// seconds for its election, so that it reports ready able to write (a
+// single server elects itself within about a second). A joining server
+// does not wait: its leader adds it when it asks.
+func (s *server) awaitFirstLeader() {
+	if !s.st.Replicated() || s.joining {
+		return
+	}
+	ch := s.st.LeaderCh()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case lead := <-ch:
+			if lead {
+				return
+			}
+		case <-deadline:
+			s.log.Warn("no leader elected yet; reporting ready anyway (writes answer no_quorum until one is)")
+			return
+		case <-s.ctx.Done():
+			return
 		}
 	}
 }

@@ -272,6 +272,7 @@ func (s *server) startGossip() error {
 	s.api.SetMembership(apiView{m: m, st: s.st})
 	s.api.SetServerOps(s.st)
 	s.api.SetWitness(s.cfg.Witness)
+	s.api.SetForward(&http.Transport{Proxy: nil, TLSClientConfig: p.ServerClientTLS(), MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second})
 	s.onStop(func() { s.raftStream.Close() })
 	s.goRun(func(ctx context.Context) error { s.ensureVoter(ctx); return nil })
 	jc := apiserver.JoinConfig{PKI: p, GossipKey: m.PrimaryKey, CertValidity: validity}
@@ -418,6 +419,7 @@ func (s *server) startControllers() error {
 // startAgent runs this node's agent with ServerConfig.Agent; it reports
 // ready then. Without, the server is ready now.
 func (s *server) startAgent() error {
+	s.awaitFirstLeader()
 	if !s.sc.Agent {
 		s.setPodIO(nil)
 		s.log.Info("server ready", "socket", s.sockPath, "revision", s.st.Rev())

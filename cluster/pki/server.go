@@ -148,3 +148,17 @@ func InstallServerMaterial(dir string, caCertPEM, caKeyPEM []byte, secret string
 	}
 	return nil
 }
+
+// ServerClientTLS is the TLS config a server reaches another server's API
+// with (a follower forwarding its local socket's writes to the leader): it
+// presents its serving certificate and accepts only a server certificate
+// of the cluster CA.
+func (p *PKI) ServerClientTLS() *tls.Config {
+	c := p.RaftClientTLS()
+	c.NextProtos = []string{"http/1.1"}
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		_, err := p.VerifyServerPeer(cs.PeerCertificates, x509.ExtKeyUsageServerAuth)
+		return err
+	}
+	return c
+}

@@ -4,7 +4,7 @@ package api
 // and the answers of a follower.
 
 // RoleServer is a token that lets a box join as another server (POST
-// /v1/servers/join answers with the CA key: only an admin makes one), and
+// /v1/join/server answers with the CA key: only an admin makes one), and
 // the identity of a server's own certificate (CN server:<name>).
 const RoleServer = "server"
 
@@ -22,7 +22,7 @@ const (
 const LeaderHeader = "Skiff-Leader"
 
 // ServerJoinRequest asks for the cluster's server material (POST
-// /v1/servers/join, with a token of role server).
+// /v1/join/server, with a token of role server).
 type ServerJoinRequest struct {
 	// Name is the joining server's node name (its raft ID).
 	Name string `json:"name"`

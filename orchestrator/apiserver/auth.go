@@ -175,6 +175,15 @@ func (s *Server) authCert(leaf *x509.Certificate) (Identity, *apiError) {
 func (s *Server) authToken(id, secret string) (Identity, *apiError) {
 	var tok api.Token
 	err := s.st.Get(api.KindToken, id, &tok)
+	if errors.Is(err, store.ErrNotFound) && s.st.Replicated() && !s.st.IsLeader() {
+		// A token made a moment ago may not have reached this follower
+		// yet: the leader, which the client follows, decides.
+		if lid, addr := s.st.Leader(); addr != "" {
+			ae, _, _ := haError(&store.NotLeaderError{LeaderID: lid, LeaderAddr: addr})
+			ae.leader = addr
+			return Identity{}, ae
+		}
+	}
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !secretMatches(tok.Spec.SecretHash, secret)) {
 		return Identity{}, unauthorized(api.CodeUnauthorized, "unknown token or wrong secret (revoked? see skiff token list)")
 	}

@@ -71,6 +71,8 @@ func TestAuthz(t *testing.T) {
 		"admin": e.token(api.RoleAdmin, ""),
 		"read":  e.token(api.RoleRead, "24h"),
 		"join":  e.p.Token().Secret,
+		// A token of role server gets the CA key: never a node's.
+		"server": e.token(api.RoleServer, ""),
 	}
 	clients := map[string]*http.Client{}
 	for name, h := range nodes {
@@ -147,6 +149,17 @@ func TestAuthz(t *testing.T) {
 		{"admin", "POST", "/v1/images/pull", `{"ref":"busybox","nodes":"some"}`, 400, `nodes: want \"all\" or a list of node names`},
 		{"admin", "POST", "/v1/images/pull", `{"ref":"Bad Ref!","nodes":"all"}`, 400, "could not parse reference: Bad Ref!"},
 		{"admin", "POST", "/v1/images/pull", `{"nodes":"all"}`, 400, "ref: must not be empty"},
+		// Several servers: the server material goes to a server token or
+		// an admin only; a node certificate or the join token get nothing.
+		{"edge-02", "POST", "/v1/join/server", `{"name":"edge-02"}`, 403, "node:edge-02 may not POST /v1/join/server"},
+		{"join", "POST", "/v1/join/server", `{"name":"s2"}`, 403, "the join token may not POST /v1/join/server"},
+		{"read", "POST", "/v1/join/server", `{"name":"s2"}`, 403, "may not POST /v1/join/server"},
+		{"server", "POST", "/v1/join/server", `{"name":"s2"}`, 200, ""},
+		{"edge-02", "POST", "/v1/servers", `{"name":"edge-02","raft_addr":"10.0.0.9:7443"}`, 403, "node:edge-02 may not POST /v1/servers"},
+		{"join", "POST", "/v1/servers", `{"name":"s2","raft_addr":"10.0.0.9:7443"}`, 403, "may not POST /v1/servers"},
+		{"edge-02", "GET", "/v1/servers", "", 403, "node:edge-02 may not GET /v1/servers"},
+		{"server", "DELETE", "/v1/servers/s2", "", 403, "may not DELETE /v1/servers/s2"},
+		{"admin", "GET", "/v1/servers", "", 503, "runs no raft"},
 		{"read", "GET", "/v1/images", "", 400, "nodes: want"},
 		{"read", "GET", "/v1/images?nodes=all", "", 503, "no agent on this server"},
 		{"edge-02", "POST", "/v1/services/nope/wake", `{}`, 404, "not found"},

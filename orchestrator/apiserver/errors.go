@@ -22,6 +22,8 @@ type apiError struct {
 	msg     string
 	field   string
 	details []api.FieldDetail
+	// leader is the Skiff-Leader header of a not_leader answer.
+	leader string
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -81,9 +83,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	ae := toAPIError(err)
 	if he, leader, ok := haError(err); ok {
 		ae = he
-		if leader != "" {
-			w.Header().Set(api.LeaderHeader, leader)
-		}
+		ae.leader = leader
+	}
+	if ae.leader != "" {
+		w.Header().Set(api.LeaderHeader, ae.leader)
 	}
 	if ae.status >= 500 {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"strings"
 
@@ -30,6 +31,12 @@ type ServerOps interface {
 // SetServerOps enables the /v1/servers routes (503 until then).
 func (s *Server) SetServerOps(ops ServerOps) { s.serverOps.Store(&ops) }
 
+// SetForward lets a follower forward the writes of its local socket (the
+// CLI on the box, the in-process agent) to the leader: rt reaches the
+// leader's API presenting this server's certificate (pki.ServerClientTLS).
+// Without it they answer not_leader.
+func (s *Server) SetForward(rt http.RoundTripper) { s.forward.Store(&rt) }
+
 // SetWitness makes every write and consistent read answer not_leader: a
 // witness votes and keeps the log but serves no writes (its leadership is
 // handed away at once by the server).
@@ -48,7 +55,7 @@ var leaderOnlyRoutes = map[string]bool{
 var anyServerRoutes = map[string]bool{
 	"POST /v1/pods/{name}/exec": true,
 	"POST /v1/images/pull":      true,
-	"POST /v1/servers/join":     true,
+	"POST /v1/join/server":      true,
 }
 
 // needsLeader tells whether a route's request must be served by the ready
@@ -85,10 +92,48 @@ func (s *Server) leaderGate(w http.ResponseWriter, r *http.Request, pattern stri
 		err = s.st.ReadBarrier(r.Context())
 	}
 	if err != nil {
+		var nl *store.NotLeaderError
+		if rt := s.forward.Load(); rt != nil && identityOf(r.Context()).Local && errors.As(err, &nl) && nl.LeaderAddr != "" &&
+			r.Method != http.MethodGet && r.Method != http.MethodHead && !s.witnessOnly(nl) {
+			s.forwardTo(w, r, *rt, nl.LeaderAddr)
+			return false
+		}
 		s.writeError(w, r, err)
 		return false
 	}
 	return true
+}
+
+// witnessOnly: a witness that is itself named leader (it hands leadership
+// away) must not forward to itself.
+func (s *Server) witnessOnly(nl *store.NotLeaderError) bool {
+	return nl.LeaderAddr == s.st.RaftAddr()
+}
+
+// forwardTo proxies a local socket's write to the leader at addr. A
+// request that could not be sent is a not_leader answer (nothing was
+// applied); one whose answer did not come is no_quorum (it may or may not
+// have been applied).
+func (s *Server) forwardTo(w http.ResponseWriter, r *http.Request, rt http.RoundTripper, addr string) {
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.Host = "https", addr, addr
+			pr.Out.Header.Del("Authorization")
+		},
+		Transport:     rt,
+		FlushInterval: -1,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			var op *net.OpError
+			if errors.As(err, &op) && op.Op == "dial" {
+				s.writeError(w, r, &apiError{status: http.StatusServiceUnavailable, code: api.CodeNotLeader, leader: addr,
+					msg: "this server is not the leader and cannot reach the leader " + addr + ": " + err.Error()})
+				return
+			}
+			s.writeError(w, r, &apiError{status: http.StatusServiceUnavailable, code: api.CodeNoQuorum,
+				msg: "forwarded to the leader " + addr + ", which did not answer: the write may or may not have been applied (" + err.Error() + ")"})
+		},
+	}
+	rp.ServeHTTP(w, r)
 }
 
 // haError maps the store's leadership errors: not_leader with the leader's
@@ -128,10 +173,13 @@ func (s *Server) joinServer(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	keys, err := os.ReadFile(s.keys.path)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	var keys []byte
+	if s.keys.path != "" { // "": random keys of a test server
+		var err error
+		if keys, err = os.ReadFile(s.keys.path); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	resp := api.ServerJoinResponse{CA: string(jc.PKI.CACertPEM()), CAKey: string(caKey), JoinSecret: jc.PKI.JoinSecret(),
 		SecretKeys: string(keys)}

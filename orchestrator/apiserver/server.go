@@ -119,6 +119,8 @@ type Server struct {
 	serverOps atomic.Pointer[ServerOps]
 	// witness: this server serves no writes (ha.go).
 	witness atomic.Bool
+	// forward reaches the leader for the local socket's writes (ha.go).
+	forward atomic.Pointer[http.RoundTripper]
 }
 
 // Validate checks the CIDRs of o (empty ones mean the defaults).
@@ -240,7 +242,7 @@ func (s *Server) routes() {
 	s.route("/v1/images", hs{"GET": s.listImages})
 	s.route("/v1/images/pull", hs{"POST": s.pullImage})
 	s.route("/v1/servers", hs{"GET": s.listServers, "POST": s.addServer})
-	s.route("/v1/servers/join", hs{"POST": s.joinServer})
+	s.route("/v1/join/server", hs{"POST": s.joinServer})
 	s.route("/v1/servers/{name}", hs{"DELETE": s.removeServer})
 	s.route("/v1/snapshot", hs{"GET": s.getSnapshot})
 	s.authRoutes()

@@ -26,7 +26,7 @@ func (c *Client) Cluster(ctx context.Context) (api.ClusterInfo, error) {
 // server; see docs/ha.md).
 func (c *Client) JoinServer(ctx context.Context, req api.ServerJoinRequest) (*api.ServerJoinResponse, error) {
 	var out api.ServerJoinResponse
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/servers/join", body: req}, &out); err != nil {
+	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/join/server", body: req}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
