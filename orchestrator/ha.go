@@ -242,11 +242,11 @@ func (s *server) ensureVoter(ctx context.Context) {
 		// failed too long) may still find itself in its own copy of the
 		// configuration: no leader for a while says so too.
 		if in && noLeader < 3 {
-			delay = 10 * time.Second
+			delay = time.Second
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(delay):
+			case <-time.After(3 * time.Second):
 			}
 			continue
 		}
@@ -377,13 +377,18 @@ func (s *server) reconcile(ctx context.Context, st raftOps, g serverMembers) {
 	}
 }
 
-// awaitFirstLeader waits, on a server that formed its own cluster, a few
-// seconds for its election, so that it reports ready able to write (a
-// single server elects itself within about a second). A joining server
-// does not wait: its leader adds it when it asks.
-func (s *server) awaitFirstLeader() {
-	if !s.st.Replicated() || s.joining {
-		return
+// awaitFirstLeader waits, on a server that is the only voter of its raft
+// configuration (a single server, the default), for its own election
+// (about a second) before the API serves, so that its first answers can
+// write. Any other server does not wait: its election needs the others,
+// which reach it over the API port.
+func (s *server) awaitFirstLeader() error {
+	if !s.st.Replicated() {
+		return nil
+	}
+	svs, err := s.st.Servers()
+	if err != nil || len(svs) != 1 || svs[0].ID != s.cfg.NodeName {
+		return nil
 	}
 	ch := s.st.LeaderCh()
 	deadline := time.After(10 * time.Second)
@@ -391,13 +396,13 @@ func (s *server) awaitFirstLeader() {
 		select {
 		case lead := <-ch:
 			if lead {
-				return
+				return nil
 			}
 		case <-deadline:
-			s.log.Warn("no leader elected yet; reporting ready anyway (writes answer no_quorum until one is)")
-			return
+			s.log.Warn("no leader elected yet; serving anyway (writes answer no_quorum until one is)")
+			return nil
 		case <-s.ctx.Done():
-			return
+			return nil
 		}
 	}
 }

@@ -168,7 +168,7 @@ func TestLoadIdentity(t *testing.T) {
 		if _, err := id.rejoin(ctx, cause); !errors.Is(err, ErrJoinRefused) || !strings.Contains(err.Error(), "revoked") {
 			t.Fatalf("rejoin after a delete: %v", err)
 		}
-		if err := failover(ctx, c, nil, log); !errors.Is(err, ErrJoinRefused) {
+		if err := failover(ctx, c, nil, nil, log); !errors.Is(err, ErrJoinRefused) {
 			t.Fatalf("the running agent's check: %v", err)
 		}
 	})

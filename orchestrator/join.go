@@ -111,8 +111,11 @@ func (j *joiner) dial() error {
 	if j.id, err = loadIdentity(j.cfg, j.ac.Token, j.ac.Server, j.log); err != nil {
 		return err
 	}
+	// Servers: the config's servers; the gossip's role=server members
+	// are added as they show up (failover). The client follows a
+	// follower's Skiff-Leader and skips an unreachable server.
 	j.c, err = client.NewWithConfig(client.Config{Addr: "https://" + j.ac.Server,
-		TLS: pki.NodeTLSConfig(j.id.caHash, &j.id.holder), Timeout: agentRequestTimeout})
+		TLS: pki.NodeTLSConfig(j.id.caHash, &j.id.holder), Timeout: agentRequestTimeout, Servers: j.cfg.Servers})
 	if err != nil {
 		return err
 	}
@@ -196,7 +199,7 @@ func (j *joiner) startIdentity() error {
 // certificate.
 func (j *joiner) startFailover() error {
 	j.goRun(func(ctx context.Context) error {
-		if err := failover(ctx, j.c, j.gossip.m, j.log); err != nil {
+		if err := failover(ctx, j.c, j.gossip.m, j.cfg.Servers, j.log); err != nil {
 			j.log.Error("stopping the agent", "err", err)
 			j.cancel(err)
 		}
@@ -384,7 +387,7 @@ const failoverEvery = 5 * time.Second
 // The check is an authenticated request: a server that refuses the node's
 // certificate (401: `skiff delete node` revoked it, or it expired) ends the
 // failover with an error wrapping ErrJoinRefused, and the node stops.
-func failover(ctx context.Context, c *client.Client, m *cluster.Member, log *slog.Logger) error {
+func failover(ctx context.Context, c *client.Client, m *cluster.Member, cfgServers []string, log *slog.Logger) error {
 	t := time.NewTicker(failoverEvery)
 	defer t.Stop()
 	for {
@@ -392,6 +395,9 @@ func failover(ctx context.Context, c *client.Client, m *cluster.Member, log *slo
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if m != nil {
+			c.SetServers(knownServers(cfgServers, m.Servers()))
 		}
 		cctx, cancel := context.WithTimeout(ctx, failoverEvery)
 		_, err := c.Whoami(cctx)
@@ -428,4 +434,16 @@ func nextServer(cur string, servers []string) string {
 		return servers[0]
 	}
 	return servers[(i+1)%len(servers)]
+}
+
+// knownServers are the config's servers and the gossip's alive servers'
+// API addresses, without duplicates, the config's first.
+func knownServers(cfg, gossip []string) []string {
+	out := slices.Clone(cfg)
+	for _, g := range gossip {
+		if !slices.Contains(out, g) {
+			out = append(out, g)
+		}
+	}
+	return out
 }

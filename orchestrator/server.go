@@ -86,7 +86,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		s.stop()
 		s.log.Info("server stopped")
 	}()
-	for _, start := range []func() error{s.prepareRaft, s.openStore, s.listenAPI, s.startConsole, s.startGossip, s.serveAPI, s.serveMetrics, s.startControllers, s.startAgent, s.startWatchdog} {
+	for _, start := range []func() error{s.prepareRaft, s.openStore, s.listenAPI, s.startConsole, s.startGossip, s.awaitFirstLeader, s.serveAPI, s.serveMetrics, s.startControllers, s.startAgent, s.startWatchdog} {
 		if err := start(); err != nil {
 			return err
 		}
@@ -273,7 +273,8 @@ func (s *server) startGossip() error {
 	s.api.SetServerOps(s.st)
 	s.api.SetWitness(s.cfg.Witness)
 	s.api.SetForward(&http.Transport{Proxy: nil, TLSClientConfig: p.ServerClientTLS(), MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second})
-	s.onStop(func() { s.raftStream.Close() })
+	// The stream layer closes with raft (store Close, NetworkTransport
+	// closes its stream): closing it earlier makes raft's accept loop spin.
 	s.goRun(func(ctx context.Context) error { s.ensureVoter(ctx); return nil })
 	jc := apiserver.JoinConfig{PKI: p, GossipKey: m.PrimaryKey, CertValidity: validity}
 	if s.sc.Agent {
@@ -419,7 +420,6 @@ func (s *server) startControllers() error {
 // startAgent runs this node's agent with ServerConfig.Agent; it reports
 // ready then. Without, the server is ready now.
 func (s *server) startAgent() error {
-	s.awaitFirstLeader()
 	if !s.sc.Agent {
 		s.setPodIO(nil)
 		s.log.Info("server ready", "socket", s.sockPath, "revision", s.st.Rev())

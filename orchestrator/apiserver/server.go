@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -180,7 +181,11 @@ func New(st *store.Store, opts Options) *Server {
 	s.m = newAPIMetrics(s.reg, s)
 	s.metricsHandler = metrics.Handler(s.reg)
 	s.routes()
-	if err := s.resealSecrets(); err != nil {
+	if err := s.resealSecrets(); errors.Is(err, store.ErrNotLeader) || errors.Is(err, store.ErrNoQuorum) {
+		// A follower (or a server still electing): the leader's copy is
+		// sealed with the same keys, handed over at the server join.
+		s.log.Info("secrets not re-sealed: this server is not the leader", "err", err)
+	} else if err != nil {
 		s.log.Error("re-seal secrets with the active key", "err", err)
 	}
 	return s
