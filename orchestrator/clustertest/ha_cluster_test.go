@@ -237,8 +237,9 @@ func (h *HA) WaitVoters(want []int, timeout time.Duration) {
 //     voter and `skiff server remove` takes a follower out;
 //   - snapshot: `skiff snapshot save`, every server killed and its data
 //     dir destroyed, `skiff snapshot restore` into a fresh first server:
-//     the apps, services and nodes come back (agents Ready, pods ready),
-//     and a second server joins it again.
+//     the apps, services and nodes come back (agents Ready, pods ready,
+//     and a scale-up runs new pods on both agents through it), and a
+//     second server joins it again.
 func TestHACluster(t *testing.T) {
 	requireHA(t)
 	h := NewHA(t, HAOptions{Servers: 3, Spares: 1, Agents: 2})
@@ -510,6 +511,16 @@ func haSnapshot(t *testing.T, h *HA, removed int) {
 	}{{"app", wantApps}, {"service", wantSvcs}, {"node", wantNodes}} {
 		if got := names(c.kind); fmt.Sprint(got) != fmt.Sprint(c.want) {
 			t.Errorf("%ss after restore: %v, want %v", c.kind, got, c.want)
+		}
+	}
+	// The restored objects say Ready from the backup: prove the agents
+	// really talk to the restored server by scaling up: the new pods run
+	// on them and report ready through it.
+	h.CLIOn(first, "scale", "app", "web", "--replicas", "6")
+	pods := h.WaitAppReadyHA("web", 6, appTimeout)
+	for _, a := range h.Agents() {
+		if len(h.podsOn(pods)[a]) == 0 {
+			t.Errorf("no pod on agent %d after restore and scale: %s", a, podSummary(pods))
 		}
 	}
 	// Grow again: a fresh server joins the restored one.
