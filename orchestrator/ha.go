@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -173,7 +174,18 @@ func (s *server) raftNextProto() map[string]func(*http.Server, *tls.Conn, http.H
 // leadership away instead. It also beats "controllers" for the watchdog
 // while a follower.
 func (s *server) runLeadership(ctx context.Context, run func(ctx context.Context), beat func()) {
-	ch := s.st.LeaderCh()
+	runLeadership(ctx, s.st, s.cfg.Witness, s.log, run, beat)
+}
+
+// leadership is what runLeadership needs of the store.
+type leadership interface {
+	LeaderCh() <-chan bool
+	TransferLeadership() error
+}
+
+// runLeadership is server.runLeadership over any leadership source.
+func runLeadership(ctx context.Context, st leadership, witness bool, log *slog.Logger, run func(ctx context.Context), beat func()) {
+	ch := st.LeaderCh()
 	var stop context.CancelFunc
 	var done chan struct{}
 	halt := func() {
@@ -181,7 +193,7 @@ func (s *server) runLeadership(ctx context.Context, run func(ctx context.Context
 			stop()
 			<-done
 			stop = nil
-			s.log.Info("leadership lost: controllers stopped")
+			log.Info("leadership lost: controllers stopped")
 		}
 	}
 	defer halt()
@@ -197,15 +209,15 @@ func (s *server) runLeadership(ctx context.Context, run func(ctx context.Context
 			}
 		case lead := <-ch:
 			switch {
-			case lead && s.sc.Node.Witness:
-				s.log.Info("a witness was elected leader: handing leadership over")
+			case lead && witness:
+				log.Info("a witness was elected leader: handing leadership over")
 				go func() {
-					if err := s.st.TransferLeadership(); err != nil {
-						s.log.Warn("witness: transfer leadership", "err", err)
+					if err := st.TransferLeadership(); err != nil {
+						log.Warn("witness: transfer leadership", "err", err)
 					}
 				}()
 			case lead && stop == nil:
-				s.log.Info("leader: controllers start")
+				log.Info("leader: controllers start")
 				stop, done = startRun(ctx, run)
 			case !lead:
 				halt()
@@ -403,6 +415,23 @@ func (s *server) awaitFirstLeader() error {
 			return nil
 		case <-s.ctx.Done():
 			return nil
+		}
+	}
+}
+
+// syncJoinSecret follows a join secret rotated on another server (it is in
+// the store) into this server's pki/join-secret every 2 s.
+func (s *server) syncJoinSecret(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.api.SyncJoinSecret(); err != nil {
+				s.log.Warn("follow the join secret's rotation", "err", err)
+			}
 		}
 	}
 }

@@ -1,6 +1,10 @@
 package orchestrator
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,4 +49,75 @@ func TestReconcilerRemovesGoneServers(t *testing.T) {
 	if got := r2.step(t0.Add(2*time.Minute), svs[:3], members); len(got) != 1 || got[0] != "left" {
 		t.Fatalf("a failed server back alive: removes %v, want [left]", got)
 	}
+}
+
+// fakeLeadership is a leadership source the test drives.
+type fakeLeadership struct {
+	ch        chan bool
+	transfers chan struct{}
+}
+
+func (f *fakeLeadership) LeaderCh() <-chan bool { return f.ch }
+func (f *fakeLeadership) TransferLeadership() error {
+	f.transfers <- struct{}{}
+	return nil
+}
+
+// TestRunLeadership: the controllers run only while this server leads:
+// they start on leadership, their context ends at once when it is lost
+// (before another term can start them again: never two at a time), and a
+// witness never runs them but hands leadership away.
+func TestRunLeadership(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	t.Run("server", func(t *testing.T) {
+		f := &fakeLeadership{ch: make(chan bool), transfers: make(chan struct{}, 4)}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		started, stopped := make(chan struct{}, 4), make(chan struct{}, 4)
+		var running atomic.Int32
+		go runLeadership(ctx, f, false, log, func(ctx context.Context) {
+			if running.Add(1) != 1 {
+				t.Error("two controller runs at once")
+			}
+			started <- struct{}{}
+			<-ctx.Done()
+			running.Add(-1)
+			stopped <- struct{}{}
+		}, nil)
+		f.ch <- false
+		f.ch <- true
+		<-started
+		f.ch <- true // still the leader: no second run
+		f.ch <- false
+		// runLeadership returns to its loop only once the run ended.
+		f.ch <- true
+		select {
+		case <-stopped:
+		default:
+			t.Fatal("leadership lost, yet the controllers' run had not ended when the next term came")
+		}
+		<-started
+		cancel()
+		<-stopped
+		if len(f.transfers) != 0 {
+			t.Fatal("a server (not a witness) transferred its leadership")
+		}
+	})
+	t.Run("witness", func(t *testing.T) {
+		f := &fakeLeadership{ch: make(chan bool), transfers: make(chan struct{}, 4)}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ran := make(chan struct{}, 1)
+		go runLeadership(ctx, f, true, log, func(context.Context) { ran <- struct{}{} }, nil)
+		f.ch <- true
+		<-f.transfers
+		f.ch <- false
+		f.ch <- true
+		<-f.transfers
+		select {
+		case <-ran:
+			t.Fatal("a witness ran the controllers")
+		default:
+		}
+	})
 }

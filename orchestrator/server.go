@@ -276,6 +276,7 @@ func (s *server) startGossip() error {
 	// The stream layer closes with raft (store Close, NetworkTransport
 	// closes its stream): closing it earlier makes raft's accept loop spin.
 	s.goRun(func(ctx context.Context) error { s.ensureVoter(ctx); return nil })
+	s.goRun(func(ctx context.Context) error { s.syncJoinSecret(ctx); return nil })
 	jc := apiserver.JoinConfig{PKI: p, GossipKey: m.PrimaryKey, CertValidity: validity}
 	if s.sc.Agent {
 		jc.LocalNode = s.cfg.NodeName

@@ -162,3 +162,24 @@ func (p *PKI) ServerClientTLS() *tls.Config {
 	}
 	return c
 }
+
+// NewJoinSecret returns a fresh join secret (32 random bytes, hex).
+func NewJoinSecret() string { return newSecret() }
+
+// SetSecret makes secret the join secret (in memory and in its file) if it
+// is not already: a server follows a rotation made on another server.
+func (p *PKI) SetSecret(secret string) error {
+	if len(secret) < minSecretLen {
+		return fmt.Errorf("join secret shorter than %d characters", minSecretLen)
+	}
+	if p.JoinSecret() == secret {
+		return nil
+	}
+	if err := writeFile(p.dir+"/"+SecretFile, []byte(secret+"\n"), 0o600); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.secret = secret
+	p.mu.Unlock()
+	return nil
+}

@@ -60,3 +60,26 @@ type RaftServer struct {
 	Suffrage string `json:"suffrage"`
 	Leader   bool   `json:"leader,omitempty"`
 }
+
+// KindJoinSecret keeps the agents' join secret in the replicated store
+// (one record, JoinSecretName), so that `skiff token rotate` on one server
+// takes effect on all of them. No route serves it.
+const (
+	KindJoinSecret = "joinsecrets"
+	JoinSecretName = "current"
+)
+
+// JoinSecret is the join secret's record, written by a rotation.
+type JoinSecret struct {
+	Meta
+	Spec JoinSecretSpec `json:"spec"`
+}
+
+// JoinSecretSpec holds the secret itself: every server needs it to print
+// the join token (`skiff token`), and a backup holds pki/join-secret too.
+type JoinSecretSpec struct {
+	Secret string `json:"secret"`
+}
+
+// GetMeta makes JoinSecret an Object.
+func (j *JoinSecret) GetMeta() *Meta { return &j.Meta }

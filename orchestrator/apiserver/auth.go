@@ -125,7 +125,7 @@ func (s *Server) authenticate(r *http.Request) (Identity, *apiError) {
 	if id, secret, ok := strings.Cut(bearer, "."); ok {
 		return s.authToken(id, secret)
 	}
-	if jc := s.joinCfg.Load(); jc != nil && jc.PKI.CheckSecret(bearer) {
+	if jc := s.joinCfg.Load(); jc != nil && s.joinSecretOK(jc, bearer) {
 		return Identity{Role: api.RoleJoin, Token: joinTokenID}, nil
 	}
 	return Identity{}, unauthorized(api.CodeUnauthorized, "missing or wrong bearer token")
@@ -204,4 +204,35 @@ func hashSecret(secret string) string {
 
 func secretMatches(hash, secret string) bool {
 	return subtle.ConstantTimeCompare([]byte(hash), []byte(hashSecret(secret))) == 1
+}
+
+// joinSecretOK checks the join secret: the store's record of the last
+// rotation when there is one (replicated to every server; this server's
+// PKI follows it), else the PKI's own (a cluster never rotated).
+func (s *Server) joinSecretOK(jc *JoinConfig, presented string) bool {
+	var rec api.JoinSecret
+	if err := s.st.Get(api.KindJoinSecret, api.JoinSecretName, &rec); err == nil && rec.Spec.Secret != "" {
+		if rec.Spec.Secret != jc.PKI.JoinSecret() {
+			if err := jc.PKI.SetSecret(rec.Spec.Secret); err != nil {
+				s.log.Warn("follow the join secret's rotation", "err", err)
+			}
+		}
+		return subtle.ConstantTimeCompare([]byte(rec.Spec.Secret), []byte(presented)) == 1
+	}
+	return jc.PKI.CheckSecret(presented)
+}
+
+// SyncJoinSecret makes the PKI's join secret the store's (after a
+// rotation on another server), so that `skiff token` prints the current
+// one; the server calls it now and then.
+func (s *Server) SyncJoinSecret() error {
+	jc := s.joinCfg.Load()
+	if jc == nil {
+		return nil
+	}
+	var rec api.JoinSecret
+	if err := s.st.Get(api.KindJoinSecret, api.JoinSecretName, &rec); err != nil || rec.Spec.Secret == "" {
+		return nil
+	}
+	return jc.PKI.SetSecret(rec.Spec.Secret)
 }

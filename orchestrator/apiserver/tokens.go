@@ -117,11 +117,20 @@ func (s *Server) rotateJoinSecret(w http.ResponseWriter, r *http.Request) {
 	if jc == nil {
 		return
 	}
-	tok, err := jc.PKI.RotateSecret()
-	if err != nil {
+	// The store first (replicated: every server follows it, see
+	// joinSecretOK), then this server's file.
+	secret := pki.NewJoinSecret()
+	if _, err := s.st.Update(func(tx *store.Tx) error {
+		return tx.Put(api.KindJoinSecret, &api.JoinSecret{Meta: api.Meta{Name: api.JoinSecretName}, Spec: api.JoinSecretSpec{Secret: secret}})
+	}); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	if err := jc.PKI.SetSecret(secret); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	tok := jc.PKI.Token()
 	s.log.Info("join token rotated", "by", identityOf(r.Context()).String())
 	writeJSON(w, http.StatusOK, &api.TokenResponse{Token: tok.String()})
 }

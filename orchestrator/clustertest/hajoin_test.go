@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,7 +16,8 @@ import (
 // `--token-file`), the two form a 2-voter raft cluster, and a write sent
 // by the CLI to the follower's TLS API is followed to the leader and lands,
 // as does one on the follower's unix socket, which forwards it (both read
-// back on the leader's socket). The big HA tests are ha_*_test.go.
+// back on the leader's socket); a join secret rotated on the leader reaches
+// the follower. The big HA tests are ha_*_test.go.
 // Needs root; about 15 s.
 func TestHAJoinTwoServers(t *testing.T) {
 	c := New(t, Options{Nodes: 2, NoStart: true})
@@ -71,6 +73,16 @@ func TestHAJoinTwoServers(t *testing.T) {
 	if err != nil || !strings.Contains(list, "written-through-the-follower") || !strings.Contains(list, "forwarded-from-the-socket") {
 		t.Fatalf("the leader's tokens after the write (%s): %v\n%s", strings.TrimSpace(out), err, list)
 	}
+	// A join secret rotated on the leader reaches the follower (it is in
+	// the store): its `skiff token` prints the new join token.
+	rot, err := c.CLI(0, "token", "rotate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.WaitFor("the follower's join token follows the rotation", 30*time.Second, func() (bool, error) {
+		out, err := exec.Command(bin.skiff, "token", "--data-dir", s1.DataDir).CombinedOutput()
+		return strings.TrimSpace(string(out)) == strings.TrimSpace(rot), fmt.Errorf("follower prints %q: %v", strings.TrimSpace(string(out)), err)
+	})
 	members, err := c.CLI(1, "members")
 	if err != nil || !strings.Contains(members, "leader") {
 		t.Fatalf("skiff members on the follower: %v\n%s", err, members)
