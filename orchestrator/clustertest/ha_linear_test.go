@@ -177,9 +177,9 @@ func finishHistory(t *testing.T, h *HA, hist *History, w *Workload) {
 	case porcupine.Ok:
 	case porcupine.Illegal:
 		t.Errorf("porcupine: the history is NOT linearizable: %s", why)
-		file := fmt.Sprintf("%s/porcupine-%s.html", t.TempDir(), h.id)
+		file := filepath.Join(os.TempDir(), "skiff-ha-porcupine-"+h.id+".html")
 		if err := porcupine.VisualizePath(kvModel.ToModel(), mustInfo(hist), file); err == nil {
-			t.Logf("visualization: %s (copy it before the test ends)", file)
+			t.Logf("porcupine's visualization: %s", file)
 		}
 	default:
 		t.Errorf("porcupine: no verdict within 2m (%s)", res)
