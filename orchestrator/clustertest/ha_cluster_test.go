@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -229,9 +230,11 @@ func (h *HA) WaitVoters(want []int, timeout time.Duration) {
 //     controllers, the agents' other pods keep their processes, and the
 //     agents' nat rules and pod processes do not change during the
 //     election; the killed server rejoins;
-//   - partition 2|1 with the leader alone: the majority elects a leader and
-//     acknowledges writes, the cut-off server answers writes with 503
-//     no_quorum and a message that says so, and catches up after healing;
+//   - partition 2|1 with the leader and an agent on the minority side: the
+//     majority elects a leader and acknowledges writes, the cut-off server
+//     answers writes with 503 no_quorum and a message that says so, the
+//     minority agent keeps its pods running, and after healing the server
+//     catches up and the agent is Ready again;
 //   - add/remove: while clients write and CAS (history checked by
 //     porcupine, no acknowledged write lost), the spare joins as a 4th
 //     voter and `skiff server remove` takes a follower out;
@@ -342,7 +345,14 @@ func haFailover(t *testing.T, h *HA, pods []api.Pod) {
 func haPartition(t *testing.T, h *HA) {
 	l := h.WaitLeader(30 * time.Second)
 	maj := others(h, l)[:2] // the spare has not started
-	h.Partition([]int{l}, maj)
+	// The site splits: the old leader and the first agent on one side,
+	// the other two servers and the second agent on the other.
+	agentMin, agentMaj := h.Agents()[0], h.Agents()[1]
+	procsMin := h.appProcsOn(agentMin)
+	if procsMin == "" {
+		t.Fatalf("no pod runs on agent %d", agentMin)
+	}
+	h.Partition([]int{l, agentMin}, append(slices.Clone(maj), agentMaj))
 	healed := false
 	defer func() {
 		if !healed {
@@ -367,8 +377,14 @@ func haPartition(t *testing.T, h *HA) {
 		t.Errorf("the no_quorum message does not say why: %q", r.Msg)
 	}
 	t.Logf("minority answer: 503 %s: %s", r.Code, r.Msg)
+	// The minority side keeps its pods running.
+	if got := h.appProcsOn(agentMin); got != procsMin {
+		t.Errorf("agent %d on the minority side: pod processes %s before the partition, %s during it", agentMin, procsMin, got)
+	}
 	h.HealPartitions()
 	healed = true
+	h.WaitAgentReady(agentMin, 60*time.Second)
+	h.WaitAppReadyHA("web", 4, appTimeout)
 	h.WaitFor("the healed server to catch up", 30*time.Second, func() (bool, error) {
 		v, err := h.localConfig(l, "part-1")
 		return v == "majority", err
