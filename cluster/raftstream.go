@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -128,7 +127,3 @@ type raftAddr string
 
 func (a raftAddr) Network() string { return "tcp" }
 func (a raftAddr) String() string  { return string(a) }
-
-// IsRaftRefusal tells whether err is a dial refused for the peer's
-// certificate.
-func IsRaftRefusal(err error) bool { return errors.Is(err, pki.ErrNotServerCert) }

@@ -435,3 +435,25 @@ func (s *server) syncJoinSecret(ctx context.Context) {
 		}
 	}
 }
+
+// stopRaftFirst registers, last so that it runs first at stop (while the
+// API still serves raft): a leader that stops gracefully hands its
+// leadership to another voter (no election wait for the others), then the
+// raft stream stops taking connections and lets go of those it holds, so
+// that the API's shutdown does not wait on them.
+func (s *server) stopRaftFirst() error {
+	if s.raftStream == nil {
+		return nil
+	}
+	s.onStop(func() {
+		if svs, err := s.st.Servers(); err == nil && len(svs) > 1 && s.st.IsLeader() {
+			if err := s.st.TransferLeadership(); err != nil {
+				s.log.Warn("hand leadership over before stopping", "err", err)
+			} else {
+				s.log.Info("leadership handed over before stopping")
+			}
+		}
+		s.raftStream.Close()
+	})
+	return nil
+}

@@ -86,7 +86,7 @@ func RunServer(ctx context.Context, cfg ServerConfig) error {
 		s.stop()
 		s.log.Info("server stopped")
 	}()
-	for _, start := range []func() error{s.prepareRaft, s.openStore, s.listenAPI, s.startConsole, s.startGossip, s.awaitFirstLeader, s.serveAPI, s.serveMetrics, s.startControllers, s.startAgent, s.startWatchdog} {
+	for _, start := range []func() error{s.prepareRaft, s.openStore, s.listenAPI, s.startConsole, s.startGossip, s.awaitFirstLeader, s.serveAPI, s.serveMetrics, s.startControllers, s.startAgent, s.startWatchdog, s.stopRaftFirst} {
 		if err := start(); err != nil {
 			return err
 		}
