@@ -59,5 +59,30 @@
 // cluster's dir, removes the namespaces and the dir, and on failure prints
 // the tail of every node's log (the logs are kept under $TMPDIR).
 //
+// # Several servers (issue 12)
+//
+// ha_harness_test.go builds on Cluster: NewHA(t, HAOptions{Servers: 3,
+// Witnesses, Spares, Agents}) starts `skiff server --listen-tcp` on the
+// first node, then each other server with `--server FIRST:7443` (and
+// `--witness` for witnesses) and a token of role server in its token_file,
+// then the agents. Faults: KillServer (SIGKILL) and RestartServer,
+// Partition(groups...) (iptables DROP between the groups inside each
+// member's netns, in chain SKT-HA-PART) and HealPartitions, Cut/Heal (link
+// down). Leader, WaitLeader, WaitKnowsLeader probe each server with a
+// consistent read of a missing config (404 from the ready leader, 503
+// not_leader with Skiff-Leader, or no_quorum). Raw does one call on a
+// server's socket and says whether it was surely never sent.
+//
+// ha_model_test.go is a porcupine model of configs with revisions (create,
+// put with CAS revision, consistent get) and a workload whose clients
+// record every call with its call and return time; a not_leader answer or
+// an unsent request counts as not applied, a timeout, a cut connection or a
+// no_quorum answer as may-have-applied (return time infinite). The tests:
+// TestHAModel (the checker refuses bad histories), TestHALinearizableSingle
+// (one server, kill -9 three times), TestHALinearizable (3 servers, 20
+// faults), TestHACluster (failover, partition 2|1, add/remove, snapshot
+// restore on one cluster), TestHAWitness; BenchmarkHA is run by
+// bench/ha.sh (figures in bench/ha.md).
+//
 // Everything needs root, nsenter, ip (iproute2), iptables-save and go.
 package clustertest
