@@ -27,10 +27,11 @@ type RaftStream struct {
 	log  *slog.Logger
 
 	conns chan net.Conn
-	// mu guards closed; done is closed by Close.
-	mu     sync.Mutex
-	closed bool
-	done   chan struct{}
+	// mu guards stopped and closed; done is closed by Stop (no more
+	// connections), closed by Close (Accept returns).
+	mu              sync.Mutex
+	stopped, closed bool
+	done, accepting chan struct{}
 }
 
 var _ raft.StreamLayer = (*RaftStream)(nil)
@@ -41,7 +42,7 @@ func NewRaftStream(p *pki.PKI, advertise string, log *slog.Logger) *RaftStream {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &RaftStream{pki: p, addr: raftAddr(advertise), log: log, conns: make(chan net.Conn), done: make(chan struct{})}
+	return &RaftStream{pki: p, addr: raftAddr(advertise), log: log, conns: make(chan net.Conn), done: make(chan struct{}), accepting: make(chan struct{})}
 }
 
 // Handoff takes a TLS connection that negotiated pki.RaftALPN, checks that
@@ -74,23 +75,39 @@ func (rs *RaftStream) Handoff(c *tls.Conn) {
 	}
 }
 
-// Accept waits for the next raft connection from another server.
+// Accept waits for the next raft connection from another server. After
+// Stop it waits for Close: raft's transport logs every error of Accept and
+// retries until it is itself closed, so Accept has nothing to say before.
 func (rs *RaftStream) Accept() (net.Conn, error) {
 	select {
 	case c := <-rs.conns:
 		return c, nil
-	case <-rs.done:
+	case <-rs.accepting:
 		return nil, net.ErrClosed
 	}
 }
 
-// Close stops accepting; connections handed to raft stay raft's.
+// Stop refuses new connections and closes those handed to raft, so that
+// the API's shutdown does not wait on them; the server calls it before it
+// closes the store.
+func (rs *RaftStream) Stop() {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if !rs.stopped {
+		rs.stopped = true
+		close(rs.done)
+	}
+}
+
+// Close stops the stream (see Stop) and ends Accept; raft's transport calls
+// it when the store closes.
 func (rs *RaftStream) Close() error {
+	rs.Stop()
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if !rs.closed {
 		rs.closed = true
-		close(rs.done)
+		close(rs.accepting)
 	}
 	return nil
 }

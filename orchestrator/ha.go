@@ -453,7 +453,7 @@ func (s *server) stopRaftFirst() error {
 				s.log.Info("leadership handed over before stopping")
 			}
 		}
-		s.raftStream.Close()
+		s.raftStream.Stop()
 	})
 	return nil
 }
