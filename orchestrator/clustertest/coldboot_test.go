@@ -168,7 +168,7 @@ type runcBaseline struct {
 func newRuncBaseline(b *testing.B, c *Cluster, node int, runc string, n int) *runcBaseline {
 	dir := b.TempDir()
 	rootfs := filepath.Join(dir, "rootfs")
-	demo, err := os.ReadFile(filepath.Join(build(b).dir, "demo"))
+	demo, err := os.ReadFile(build(b).demoBin)
 	if err != nil {
 		b.Fatal(err)
 	}

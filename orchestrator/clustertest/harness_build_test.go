@@ -20,6 +20,8 @@ type binaries struct {
 	dir     string
 	skiff   string
 	demoTar string
+	// demoBin is the demo server binary that the demo image holds.
+	demoBin string
 	// listenTCPFlag: `skiff server` still has --listen-tcp (the TCP API is
 	// opt-in until the cluster wiring serves it by default).
 	listenTCPFlag bool
@@ -61,7 +63,7 @@ func doBuild() error {
 		return fmt.Errorf("go build -tags seccomp ./cmd/skiff (needs libseccomp-dev): %w\n%s", err, out)
 	}
 	bin.demoTar = filepath.Join(dir, "skiff-demo.tar")
-	if err := imagetest.DemoArchive(root, bin.demoTar); err != nil {
+	if bin.demoBin, err = imagetest.DemoArchive(root, bin.demoTar); err != nil {
 		return err
 	}
 	out, err := exec.Command(bin.skiff, "server", "--help").CombinedOutput()

@@ -8,7 +8,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,7 +67,7 @@ func TestPrepullBeforeRollout(t *testing.T) {
 	t.Cleanup(func() { hs.Close() })
 
 	// v1 is the demo image; v2 the same with one more small layer.
-	v1, err := imagetest.BinaryImage(filepath.Join(build(t).dir, "demo"))
+	v1, err := imagetest.BinaryImage(build(t).demoBin)
 	if err != nil {
 		t.Fatal(err)
 	}

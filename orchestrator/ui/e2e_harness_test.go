@@ -78,7 +78,7 @@ func build(t testing.TB) {
 			return
 		}
 		demoTar = filepath.Join(buildDir, "demo.tar")
-		buildErr = imagetest.DemoArchive("../..", demoTar)
+		_, buildErr = imagetest.DemoArchive("../..", demoTar)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

@@ -59,16 +59,16 @@ const DemoRef = "localhost/skiff-demo:1"
 // DemoArchive builds the demo server of examples/demo from root, the
 // module's root directory, and writes its image (busybox below it, no
 // arguments: it listens on its default address) as an OCI archive named
-// DemoRef at path, for `skiff images import`. The binary is left beside
-// the archive as path + ".bin".
-func DemoArchive(root, path string) error {
-	bin := path + ".bin"
+// DemoRef at path, for `skiff images import`. It returns the path of the
+// demo server binary, left beside the archive.
+func DemoArchive(root, path string) (bin string, err error) {
+	bin = path + ".bin"
 	if err := BuildGo(root, "./examples/demo", bin); err != nil {
-		return err
+		return "", err
 	}
 	img, err := BinaryImage(bin)
 	if err != nil {
-		return err
+		return "", err
 	}
-	return WriteOCIArchive(path, DemoRef, img)
+	return bin, WriteOCIArchive(path, DemoRef, img)
 }
