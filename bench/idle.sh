@@ -5,6 +5,7 @@
 # machine does not count), disk writes (write_bytes) and PSS, with 0, 10
 # and 30 pods probed every second and 100 pods probed every 5 s.
 # SKIFF_IDLE_WINDOW=5m for the issue's 5-minute windows (default 60s).
+# SKIFF_IDLE_CLUSTER=1 runs the server in cluster mode (TLS API, gossip, the store over raft).
 set -eu
 cd "$(dirname "$0")/.."
 echo "# $(date -u +%FT%TZ) $(uname -r), $(nproc) cpus, load: $(cut -d' ' -f1-3 /proc/loadavg), window ${SKIFF_IDLE_WINDOW:-60s}"

@@ -22,27 +22,33 @@ import (
 // probed every second.
 const budgetWriteBytesPerSec = 1024
 
-// budgetCPU is issue 14's idle CPU budget for the same node: 1% of a core,
-// as the CPU time of skiff and its shims (utime+stime and their waited-for
-// children's) per second of the window.
-const budgetCPU = 0.01
+// budgetCPU30 and budgetCPU100 are issue 14's idle CPU budgets for the same
+// node, as the CPU time of skiff and its shims (utime+stime and their
+// waited-for children's) per second of the window: 1% of a core with 30
+// pods probed every second, 2% with 100 pods probed every 5 s.
+const (
+	budgetCPU30  = 0.01
+	budgetCPU100 = 0.02
+)
 
-// TestIdleBudget is a BUDGET TEST, measured over a window long enough to
-// be stable (60 s; SKIFF_IDLE_WINDOW, a Go duration, for longer): it fails
-// when an idle node writes more to disk than budgetWriteBytesPerSec or
-// uses more CPU than budgetCPU. A real `skiff server --agent` (own data
-// and run dirs, bridge, cgroup parent) runs 30 pods of the demo image in
-// a network namespace of its own, each with an HTTP readiness probe every
-// second; once they are ready and the node settled, the write_bytes
-// (/proc/PID/io: bytes sent to the block layer) and the CPU time
-// (/proc/PID/stat) of the skiff process and every shim are read at the
-// start and the end of the window. Both count only skiff's own processes,
-// so other work on the machine does not count; but on a loaded machine
-// the same work costs more CPU time (contended caches, scheduler), never
-// less. So a window over the CPU budget is measured once more, and the
-// test fails when the lower of the two is over it: a regression shows in
-// both, a neighbour's burst rarely does. Takes about 100 s (a minute more
-// when the first window is over); needs root.
+// TestIdleBudget is a BUDGET TEST, measured over windows long enough to be
+// stable (60 s each; SKIFF_IDLE_WINDOW, a Go duration, for longer): it
+// fails when an idle node writes more to disk than budgetWriteBytesPerSec
+// or uses more CPU than its budget, with 30 pods probed every second
+// (writes and budgetCPU30) and then with 100 pods probed every 5 s
+// (budgetCPU100). A real `skiff server --agent` (own data and run dirs,
+// bridge, cgroup parent) runs the pods of the demo image in a network
+// namespace of its own, each with an HTTP readiness probe; once they are
+// ready and the node settled, the write_bytes (/proc/PID/io: bytes sent
+// to the block layer) and the CPU time (/proc/PID/stat) of the skiff
+// process and every shim are read at the start and the end of the
+// window. Both count only skiff's own processes, so other work on the
+// machine does not count; but on a loaded machine the same work costs
+// more CPU time (contended caches, scheduler), never less. So a window
+// over the CPU budget is measured again, up to twice, and the test fails
+// when the lowest is over it: a regression shows in every window, a
+// neighbour's burst rarely does in three. Takes about 3 minutes (a minute
+// more for each window over its budget); needs root.
 func TestIdleBudget(t *testing.T) {
 	n := newPrivateNode(t)
 	window := time.Minute
@@ -58,16 +64,44 @@ func TestIdleBudget(t *testing.T) {
 	if f.writesPerSec() > budgetWriteBytesPerSec {
 		t.Errorf("idle disk writes %.0f B/s, budget %d B/s (%s)", f.writesPerSec(), budgetWriteBytesPerSec, f)
 	}
-	if f.cpu() > budgetCPU {
-		again := n.measure(30, window)
-		t.Logf("over the CPU budget; again: %s", again)
+	n.checkCPU(f, budgetCPU30, window)
+
+	n.deleteIdle()
+	f = n.idle(100, 5*time.Second, window)
+	t.Logf("idle, 100 pods probed every 5s, %s window: %s", window, f)
+	n.checkCPU(f, budgetCPU100, window)
+}
+
+// checkCPU fails the test if f's CPU is over budget in f's window and in
+// each of up to two more windows measured now (see TestIdleBudget).
+func (n *node) checkCPU(f idleFigures, budget float64, window time.Duration) {
+	n.t.Helper()
+	for range 2 {
+		if f.cpu() <= budget {
+			return
+		}
+		again := n.measure(f.pods, window)
+		n.t.Logf("over the CPU budget; again: %s", again)
 		if again.cpu() < f.cpu() {
 			f = again
 		}
-		if f.cpu() > budgetCPU {
-			t.Errorf("idle CPU %.2f%% of a core (the lower of two windows), budget %.2f%% (%s)", 100*f.cpu(), 100*budgetCPU, f)
-		}
 	}
+	if f.cpu() > budget {
+		n.t.Errorf("idle CPU with %d pods: %.2f%% of a core (the lowest of three windows), budget %.2f%% (%s)", f.pods, 100*f.cpu(), 100*budget, f)
+	}
+}
+
+// deleteIdle deletes the app of idle and waits until its pods are gone.
+func (n *node) deleteIdle() {
+	n.t.Helper()
+	ctx := context.Background()
+	if err := n.c.DeleteApp(ctx, "idle"); err != nil {
+		n.t.Fatal(err)
+	}
+	n.waitFor("pods gone", 5*time.Minute, func() (bool, error) {
+		l, err := n.c.ListPods(ctx, "idle", "")
+		return err == nil && len(l.Items) == 0, err
+	})
 }
 
 // idleFigures are what a node's skiff processes used over a window.
@@ -194,7 +228,9 @@ func procField(path, key string) int64 {
 // (the skiff process and its shims: CPU as utime+stime+cutime+cstime over the window,
 // write_bytes, PSS at the end) with 0, 10 and 30 pods probed every second
 // and 100 pods probed every 5 s, one after the other on the same node.
-// SKIFF_IDLE_WINDOW sets the window (default 60s). bench/idle.sh runs it.
+// SKIFF_IDLE_WINDOW sets the window (default 60s); SKIFF_IDLE_CLUSTER=1
+// runs the server in cluster mode (listen_tcp: TLS API, gossip, the store
+// over raft with one voter). bench/idle.sh runs it.
 func BenchmarkIdle(b *testing.B) {
 	n := newPrivateNode(b)
 	window := time.Minute
@@ -205,7 +241,6 @@ func BenchmarkIdle(b *testing.B) {
 		}
 		window = d
 	}
-	ctx := context.Background()
 	var lines []string
 	for _, run := range []struct {
 		pods   int
@@ -215,13 +250,7 @@ func BenchmarkIdle(b *testing.B) {
 		lines = append(lines, fmt.Sprintf("probe period %s, %s", run.period, f))
 		fmt.Println(lines[len(lines)-1])
 		if run.pods > 0 {
-			if err := n.c.DeleteApp(ctx, "idle"); err != nil {
-				b.Fatal(err)
-			}
-			n.waitFor("pods gone", 5*time.Minute, func() (bool, error) {
-				l, err := n.c.ListPods(ctx, "idle", "")
-				return err == nil && len(l.Items) == 0, err
-			})
+			n.deleteIdle()
 		}
 	}
 	for _, l := range lines {
@@ -265,6 +294,9 @@ cgroup_parent = "skiff-idle-%s"
 cluster_cidr = "10.213.1.0/24"
 service_cidr = "10.214.1.0/24"
 `, id, n.dataDir, n.runDir, n.bridge, id)
+	if os.Getenv("SKIFF_IDLE_CLUSTER") == "1" { // the netns is the node's own: these ports are free
+		cfg += "listen_tcp = true\napi_addr = \"127.0.0.1:7443\"\ngossip_addr = \"127.0.0.1:7946\"\n"
+	}
 	if err := os.WriteFile(n.cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
