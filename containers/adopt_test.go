@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -233,5 +234,27 @@ func TestCleanupRemovesEverything(t *testing.T) {
 	// Images stay.
 	if _, err := os.Stat(cfg.Root + "/layers"); err != nil {
 		t.Errorf("layers removed: %v", err)
+	}
+}
+
+// TestStartAfterCutShortCreate: a libcontainer state directory without its
+// state (what a create killed by kill -9 of skiff between libcontainer
+// making the directory and saving the state leaves) does not block the
+// container's start; before, every start failed with "container with given
+// ID already exists" and the pod never came up.
+func TestStartAfterCutShortCreate(t *testing.T) {
+	requireRoot(t)
+	r, _, pod, ref := podWithBusybox(t, nil)
+	ctx := context.Background()
+	dir := filepath.Join(r.libcontainerRoot(), containerID(pod, "late"))
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.StartContainer(ctx, pod, ContainerConfig{Name: "late", Image: ref, Restart: RestartNever, Command: []string{"sleep", "600"}})
+	if err != nil || st.State != StateRunning {
+		t.Fatalf("start over a cut-short create: %+v, %v", st, err)
+	}
+	if err := r.RemovePod(ctx, pod, time.Second); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -123,10 +124,18 @@ type started struct {
 // startContainer creates and starts the container of spec with stdout and
 // stderr on the given pipes; the caller closes its ends of them.
 func startContainer(spec shimSpec, stdout, stderr *os.File) (started, error) {
-	// A container left over from a shim that died is in our way.
+	// A container left over from a shim that died is in our way. So is the
+	// state directory of one whose create was killed before libcontainer
+	// saved its state (Create makes the directory first): Load cannot
+	// read it and Create refuses an existing directory, so every later
+	// start would fail with "already exists".
 	if old, err := libcontainer.Load(spec.StateRoot, spec.ID); err == nil {
 		_ = old.Signal(syscall.SIGKILL)
 		_ = old.Destroy()
+	} else if dir := filepath.Join(spec.StateRoot, spec.ID); dirExists(dir) {
+		if err := os.RemoveAll(dir); err != nil {
+			return started{}, fmt.Errorf("remove the state of a container whose create was cut short: %w", err)
+		}
 	}
 	c, err := libcontainer.Create(spec.StateRoot, spec.ID, spec.Config)
 	if err != nil {
@@ -322,4 +331,9 @@ func runShim(specPath string) error {
 		fmt.Fprintln(os.Stderr, "shim: destroy:", err)
 	}
 	return nil
+}
+
+func dirExists(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
