@@ -47,15 +47,17 @@ pkg-config --exists libseccomp 2>/dev/null || missing+=(libseccomp-dev)
 # The static libseccomp of each target architecture (Debian multiarch),
 # which scripts/build.sh links into the arm binaries.
 foreign=()
-for a in arm64:aarch64-linux-gnu armhf:arm-linux-gnueabihf; do
-	if [ ! -f "/usr/lib/${a#*:}/libseccomp.a" ]; then
-		missing+=("libseccomp-dev:${a%%:*}")
-		foreign+=("${a%%:*}")
+# The cross compilers' C library (libc6-dev-*-cross: only Recommended by
+# them, and installs here skip recommends): the static link needs libc.a.
+for a in arm64:aarch64-linux-gnu:libc6-dev-arm64-cross armhf:arm-linux-gnueabihf:libc6-dev-armhf-cross; do
+	arch=${a%%:*} triple=${a#*:} libc=${a##*:}
+	triple=${triple%%:*}
+	if [ ! -f "/usr/lib/$triple/libseccomp.a" ]; then
+		missing+=("libseccomp-dev:$arch")
+		foreign+=("$arch")
 	fi
-	# The cross compilers' C library (only Recommended by them, and
-	# installs here skip recommends): the static link needs its libc.a.
-	if [ ! -f "/usr/${a#*:}/lib/libc.a" ]; then
-		missing+=("libc6-dev-${a%%:*}-cross")
+	if [ ! -f "/usr/$triple/lib/libc.a" ]; then
+		missing+=("$libc")
 	fi
 done
 if [ ${#missing[@]} -gt 0 ] && [ "${DEPS_CHECK:-}" = 1 ]; then
