@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,26 +43,7 @@ func newAgentFixture(t testing.TB, h http.Handler) *agentFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := pki.NewNodeKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := pki.NewNodeCSR(key, "edge-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := pki.ParseNodeCSR(der, "edge-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := p.SignNode(csr, "edge-1", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := pki.NewIdentity(key, pki.CertPEM(cert.Raw), p.CACertPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, id := issueNode(t, p, "edge-1")
 	var holder pki.Holder
 	holder.Set(id)
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.AgentPodIOTLS(&holder))
@@ -276,4 +258,31 @@ func BenchmarkAgentListImages(b *testing.B) {
 			ir.agents.byNode["edge-1"].tr.CloseIdleConnections()
 		}
 	})
+}
+
+// issueNode makes a key for node name, has p sign its certificate as a
+// join does, and returns the certificate and the identity holding both.
+func issueNode(t testing.TB, p *pki.PKI, name string) (*x509.Certificate, *pki.Identity) {
+	t.Helper()
+	key, err := pki.NewNodeKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := pki.NewNodeCSR(key, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := pki.ParseNodeCSR(der, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := p.SignNode(csr, name, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := pki.NewIdentity(key, pki.CertPEM(cert.Raw), p.CACertPEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, id
 }

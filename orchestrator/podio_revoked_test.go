@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/orchestrator/api"
@@ -30,26 +29,7 @@ func TestPodIORefusesRevokedNodeCert(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The old key of node edge-1, with the certificate it was issued.
-	key, err := pki.NewNodeKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := pki.NewNodeCSR(key, "edge-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr, err := pki.ParseNodeCSR(der, "edge-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := p.SignNode(csr, "edge-1", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := pki.NewIdentity(key, pki.CertPEM(cert.Raw), p.CACertPEM())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, id := issueNode(t, p, "edge-1")
 	var h pki.Holder
 	h.Set(id)
 	// An agent's pod IO listener holding it.
