@@ -9,13 +9,17 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/client"
 )
 
 // artifactDir is where the browser tests write their screenshots:
@@ -70,13 +74,17 @@ func eval[T any](t testing.TB, ctx context.Context, expr string) T {
 }
 
 // until waits for a JavaScript predicate to hold in the tab.
-func until(t testing.TB, ctx context.Context, what, expr string, timeout time.Duration) {
+func until(t testing.TB, ctx0 context.Context, what, expr string, timeout time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, timeout+10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx0, timeout+10*time.Second)
 	defer cancel()
 	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
 		html, _ := chromedp.Run(ctx, chromedp.Evaluate[string]("document.body ? document.body.innerText : ''"))
-		t.Fatalf("waiting for %s (%s): %v\npage:\n%s", what, expr, err, html)
+		var tab string
+		if l, ok := tabLogs.Load(ctx0); ok {
+			tab = l.(*tabLog).String()
+		}
+		t.Fatalf("waiting for %s (%s): %v\npage:\n%s\nthe tab's requests, stream events and console (last %d):\n%s", what, expr, err, html, tabLogLines, tab)
 	}
 }
 
@@ -188,6 +196,68 @@ func TestConsoleInBrowser(t *testing.T) {
 		eval[chromedp.Void](t, admin, "window.__mark = 2")
 		until(t, admin, "the pod gone and 5/5 ready again, live", fmt.Sprintf(
 			`window.__mark === 2 && document.querySelector('#pods tr[data-pod=%q]') === null && document.querySelectorAll("#pods tr[data-pod]").length === 5 && document.getElementById("ready").textContent === "5/5"`, victim), 2*time.Minute)
+	})
+
+	t.Run("a failed refresh is tried again", func(t *testing.T) {
+		run(t, admin, "open the app page", chromedp.Navigate(base+"/ui/apps/web"), chromedp.WaitVisible(chromedp.ID("ready")))
+		until(t, admin, "the live stream", `document.body.dataset.live === "1"`, 30*time.Second)
+		// The browser fails every refresh of the page (as a dropped
+		// connection would) while a pod is deleted and replaced, until the
+		// store is quiet: only a retry of the page can show the result,
+		// no change event comes after.
+		var failing atomic.Bool
+		var failed atomic.Int32
+		var lastChange, lastFail atomic.Int64 // UnixNano
+		failing.Store(true)
+		fctx, stop := context.WithCancel(admin)
+		defer stop()
+		if err := chromedp.Listen(fctx, func(ev any) {
+			if m, ok := ev.(*network.EventEventSourceMessageReceived); ok && m.EventName == "change" {
+				lastChange.Store(time.Now().UnixNano())
+			}
+			e, ok := ev.(*fetch.EventRequestPaused)
+			if !ok {
+				return
+			}
+			go func() { // not in the listener: it must not run commands
+				var err error
+				if _, frag := e.Request.Headers["X-Skiff-Fragment"]; frag && failing.Load() {
+					failed.Add(1)
+					lastFail.Store(time.Now().UnixNano())
+					_, err = chromedp.Call(fctx, fetch.FailRequest, fetch.FailRequestParams{RequestID: e.RequestID, ErrorReason: network.ErrorReasonConnectionReset})
+				} else {
+					_, err = chromedp.Call(fctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: e.RequestID})
+				}
+				if err != nil && fctx.Err() == nil {
+					t.Errorf("intercepted request %s: %v", e.Request.URL, err)
+				}
+			}()
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := chromedp.Call(admin, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/ui/apps/web"}}}); err != nil {
+			t.Fatal(err)
+		}
+		defer chromedp.Call(admin, fetch.Disable, cdp.Empty{})
+		victim := n.readyPod("web")
+		if err := n.c.DeletePod(context.Background(), victim); err != nil {
+			t.Fatal(err)
+		}
+		n.waitFor("the pod replaced", 90*time.Second, func() bool {
+			_, err := n.c.GetPod(context.Background(), victim)
+			return client.IsNotFound(err) && n.readyPods("web") == 5
+		})
+		// The store is quiet when the page has heard no change for 2 s, and
+		// the page's fetch of the last change failed: without a retry, it
+		// shows the victim for good.
+		n.waitFor("the page to hear the last change and fail to fetch it", 60*time.Second, func() bool {
+			c, f := lastChange.Load(), lastFail.Load()
+			return c != 0 && f > c && time.Since(time.Unix(0, c)) > 2*time.Second
+		})
+		failing.Store(false)
+		until(t, admin, "the page to show the replaced pod", fmt.Sprintf(
+			`document.querySelector('#pods tr[data-pod=%q]') === null && document.querySelectorAll("#pods tr[data-pod]").length === 5 && document.getElementById("ready").textContent === "5/5"`, victim), 30*time.Second)
+		t.Logf("%d refreshes failed on purpose", failed.Load())
 	})
 
 	t.Run("follow a log live", func(t *testing.T) {

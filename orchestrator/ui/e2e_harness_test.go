@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
 	"github.com/skiff-edge/skiff/cluster/pki"
@@ -320,11 +322,69 @@ func newBrowser(t testing.TB) context.Context {
 	return bctx
 }
 
+// tabLog keeps the last lines of what a tab's page did on the network and
+// printed to its console, for the message of a failed wait (until).
+type tabLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+const tabLogLines = 200
+
+func (l *tabLog) add(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == tabLogLines {
+		l.lines = l.lines[1:]
+	}
+	l.lines = append(l.lines, time.Now().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
+}
+
+func (l *tabLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// tabLogs maps a tab's context (from newTab) to its *tabLog.
+var tabLogs sync.Map
+
+// record keeps the tab's requests, their answers and failures, its live
+// stream's events and its console messages.
+func record(ctx context.Context, l *tabLog) error {
+	return chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			l.add("request %s %s %s", ev.RequestID, ev.Request.Method, ev.Request.URL)
+		case *network.EventResponseReceived:
+			l.add("response %s %d", ev.RequestID, ev.Response.Status)
+		case *network.EventLoadingFailed:
+			l.add("failed %s %s canceled=%v", ev.RequestID, ev.ErrorText, ev.Canceled)
+		case *network.EventEventSourceMessageReceived:
+			l.add("stream %s event %s data %q", ev.RequestID, ev.EventName, ev.Data)
+		case *runtime.EventConsoleAPICalled:
+			var args []string
+			for _, a := range ev.Args {
+				args = append(args, string(a.Value))
+			}
+			l.add("console.%s %s", ev.Type, strings.Join(args, " "))
+		case *runtime.EventExceptionThrown:
+			l.add("exception %s", ev.ExceptionDetails.Text)
+		}
+	})
+}
+
 // newTab opens a tab in a browser context of its own.
 func newTab(t testing.TB, browser context.Context) context.Context {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
 	t.Cleanup(cancel)
+	l := &tabLog{}
+	if err := record(ctx, l); err != nil {
+		t.Fatalf("listen to a tab: %v", err)
+	}
+	tabLogs.Store(ctx, l)
+	t.Cleanup(func() { tabLogs.Delete(ctx) })
 	// The first run opens the tab, which lives as long as the context of
 	// that run: open it here, not under a step's deadline.
 	if err := chromedp.Do(ctx); err != nil {
