@@ -265,75 +265,31 @@ func Restore(r io.Reader, dataDir string) (Manifest, error) {
 		return m, err
 	}
 	defer os.RemoveAll(stage)
-	zr, err := gzip.NewReader(r)
-	if err != nil {
-		return m, fmt.Errorf("restore: not a skiff backup (gzip): %w", err)
-	}
-	tr := tar.NewReader(zr)
-	var got []string
-	sawManifest := false
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
+	var storeErr error // says "restore: ..." itself
+	m, err = walk(r, func(h *tar.Header, r io.Reader) error {
+		if h.Name == StoreFile {
+			storeErr = store.RestoreBackup(filepath.Join(stage, StoreFile), "", r)
+			return storeErr
 		}
+		b, err := io.ReadAll(r)
 		if err != nil {
-			return m, fmt.Errorf("restore: read backup: %w", err)
+			return fmt.Errorf("read %s: %w", h.Name, err)
 		}
-		if sawManifest {
-			return m, fmt.Errorf("restore: entry %q after the manifest", h.Name)
+		dst := filepath.Join(stage, filepath.FromSlash(h.Name))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return err
 		}
-		if h.Typeflag != tar.TypeReg {
-			return m, fmt.Errorf("restore: entry %q is not a regular file", h.Name)
+		return writeFileSync(dst, b)
+	})
+	if err != nil {
+		if err == storeErr {
+			return m, err
 		}
-		switch {
-		case h.Name == StoreFile:
-			if err := store.RestoreBackup(filepath.Join(stage, StoreFile), "", tr); err != nil {
-				return m, err
-			}
-		case h.Name == ManifestFile:
-			b, err := io.ReadAll(io.LimitReader(tr, maxFile))
-			if err != nil {
-				return m, fmt.Errorf("restore: read manifest: %w", err)
-			}
-			if err := json.Unmarshal(b, &m); err != nil {
-				return m, fmt.Errorf("restore: manifest: %w", err)
-			}
-			sawManifest = true
-			continue
-		case known(h.Name):
-			if h.Size > maxFile {
-				return m, fmt.Errorf("restore: entry %q is larger than %d bytes", h.Name, maxFile)
-			}
-			b, err := io.ReadAll(tr)
-			if err != nil {
-				return m, fmt.Errorf("restore: read %s: %w", h.Name, err)
-			}
-			dst := filepath.Join(stage, filepath.FromSlash(h.Name))
-			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-				return m, err
-			}
-			if err := writeFileSync(dst, b); err != nil {
-				return m, fmt.Errorf("restore: %w", err)
-			}
-		default:
-			return m, fmt.Errorf("restore: unknown entry %q in the backup", h.Name)
-		}
-		got = append(got, h.Name)
-	}
-	switch {
-	case !sawManifest:
-		return m, fmt.Errorf("restore: the backup has no %s (cut short?)", ManifestFile)
-	case m.Format != Format:
-		return m, fmt.Errorf("restore: backup format %d, this skiff reads %d", m.Format, Format)
-	case !slices.Equal(got, m.Files):
-		return m, fmt.Errorf("restore: the backup holds %v, its manifest names %v", got, m.Files)
-	case !slices.Contains(got, StoreFile):
-		return m, fmt.Errorf("restore: the backup has no %s", StoreFile)
+		return m, fmt.Errorf("restore: %w", err)
 	}
 	// Move into place, the store last: a data dir with a store is one a
 	// second restore refuses.
-	for _, name := range append(slices.DeleteFunc(slices.Clone(got), func(n string) bool { return n == StoreFile }), StoreFile) {
+	for _, name := range append(slices.DeleteFunc(slices.Clone(m.Files), func(n string) bool { return n == StoreFile }), StoreFile) {
 		src, dst := filepath.Join(stage, filepath.FromSlash(name)), filepath.Join(dataDir, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return m, err
@@ -373,6 +329,19 @@ func writeFileSync(path string, b []byte) error {
 // the manifest last and naming them all, gzip and tar intact): a download
 // cut short fails here. It does not open the store copy (Restore does).
 func Verify(r io.Reader) (Manifest, error) {
+	return walk(r, func(h *tar.Header, r io.Reader) error {
+		_, err := io.Copy(io.Discard, r)
+		return err
+	})
+}
+
+// walk reads a backup from r and hands each entry before the manifest to
+// entry, in order, then checks the layout: every entry a regular file
+// that a backup may hold (the store, Files, OptionalFiles; those at most
+// maxFile bytes), the manifest last, of this Format and naming exactly
+// the entries seen, the store among them, and the gzip stream intact to
+// its end. It returns the manifest.
+func walk(r io.Reader, entry func(h *tar.Header, r io.Reader) error) (Manifest, error) {
 	var m Manifest
 	zr, err := gzip.NewReader(r)
 	if err != nil {
@@ -392,6 +361,8 @@ func Verify(r io.Reader) (Manifest, error) {
 		switch {
 		case sawManifest:
 			return m, fmt.Errorf("entry %q after the manifest", h.Name)
+		case h.Typeflag != tar.TypeReg:
+			return m, fmt.Errorf("entry %q is not a regular file", h.Name)
 		case h.Name == ManifestFile:
 			b, err := io.ReadAll(io.LimitReader(tr, maxFile))
 			if err != nil {
@@ -404,9 +375,11 @@ func Verify(r io.Reader) (Manifest, error) {
 			continue
 		case h.Name != StoreFile && !known(h.Name):
 			return m, fmt.Errorf("unknown entry %q in the backup", h.Name)
+		case h.Name != StoreFile && h.Size > maxFile:
+			return m, fmt.Errorf("entry %q is larger than %d bytes", h.Name, maxFile)
 		}
-		if _, err := io.Copy(io.Discard, tr); err != nil {
-			return m, fmt.Errorf("read %s: %w", h.Name, err)
+		if err := entry(h, tr); err != nil {
+			return m, err
 		}
 		got = append(got, h.Name)
 	}
@@ -420,6 +393,8 @@ func Verify(r io.Reader) (Manifest, error) {
 		return m, fmt.Errorf("backup format %d, this skiff reads %d", m.Format, Format)
 	case !slices.Equal(got, m.Files):
 		return m, fmt.Errorf("the backup holds %v, its manifest names %v", got, m.Files)
+	case !slices.Contains(got, StoreFile):
+		return m, fmt.Errorf("the backup has no %s", StoreFile)
 	}
 	return m, nil
 }

@@ -1,10 +1,14 @@
 package backup_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/skiff-edge/skiff/cluster/pki"
@@ -171,5 +175,77 @@ func TestSaveLocalOnly(t *testing.T) {
 	os.Remove(filepath.Join(dir, backup.SecretKeyFile))
 	if _, err := backup.Prepare(st, dir); err == nil {
 		t.Fatal("backup without secret keys succeeded")
+	}
+}
+
+// entry is one tar entry of a hand-made backup.
+type entry struct {
+	name string
+	typ  byte
+	body string
+}
+
+// tarGz writes entries as a gzip'd tar.
+func tarGz(t *testing.T, entries ...entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o600, Size: int64(len(e.body))}
+		if e.typ != tar.TypeReg {
+			h.Size, h.Linkname = 0, "/etc/shadow"
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(e.body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// A backup whose layout is wrong is refused by Verify and by Restore, with
+// an error that says what is wrong, and a restore leaves nothing behind.
+func TestRefusesBadLayouts(t *testing.T) {
+	manifest := func(files ...string) entry {
+		b, _ := json.Marshal(backup.Manifest{Format: backup.Format, Files: files})
+		return entry{backup.ManifestFile, tar.TypeReg, string(b)}
+	}
+	keys := entry{backup.SecretKeyFile, tar.TypeReg, "k"}
+	tests := []struct {
+		name    string
+		entries []entry
+		want    string
+	}{
+		{"unknown entry", []entry{keys, {"etc/passwd", tar.TypeReg, "x"}, manifest(backup.SecretKeyFile, "etc/passwd")}, `unknown entry "etc/passwd"`},
+		{"a symlink", []entry{{backup.SecretKeyFile, tar.TypeSymlink, ""}, manifest(backup.SecretKeyFile)}, "not a regular file"},
+		{"entry after the manifest", []entry{keys, manifest(backup.SecretKeyFile), keys}, "after the manifest"},
+		{"manifest names other files", []entry{keys, manifest(backup.StoreFile, backup.SecretKeyFile)}, "its manifest names"},
+		{"no store", []entry{keys, manifest(backup.SecretKeyFile)}, "has no " + backup.StoreFile},
+		{"no manifest", []entry{keys}, "has no " + backup.ManifestFile},
+		{"a key file too large", []entry{{backup.SecretKeyFile, tar.TypeReg, strings.Repeat("k", 1<<20+1)}, manifest(backup.SecretKeyFile)}, "larger than"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := tarGz(t, tc.entries...)
+			if _, err := backup.Verify(bytes.NewReader(b)); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("verify: %v, want an error with %q", err, tc.want)
+			}
+			dst := filepath.Join(t.TempDir(), "data")
+			if _, err := backup.Restore(bytes.NewReader(b), dst); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("restore: %v, want an error with %q", err, tc.want)
+			}
+			if ents, _ := os.ReadDir(dst); len(ents) != 0 {
+				t.Errorf("a failed restore left %v", ents)
+			}
+		})
 	}
 }
