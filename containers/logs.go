@@ -22,24 +22,34 @@ const maxLogLine = 16 << 10
 
 // logWriter appends timestamped lines to a file and rotates it by size:
 // path, path.1, ... path.(files-1). It is safe for concurrent use.
+//
+// A log that cannot be written (a rotation or open that failed, a full
+// disk) costs lines, never the container: the line is dropped, the next
+// one tries to open the log again, and warn says once that lines are lost
+// and once that the log works again. The streams are read on all the
+// while, so the container never blocks on a full pipe.
 type logWriter struct {
-	mu      sync.Mutex // guards f and size
+	mu      sync.Mutex // guards f, size and failing
 	path    string
 	maxSize int64
 	files   int
-	f       *os.File
+	f       *os.File // nil while the log is not open: never a closed file
 	size    int64
+	failing bool // lines are being dropped (said once)
 	now     func() time.Time
+	warn    func(msg string) // the shim's stderr
 }
 
 func openLogWriter(path string, maxSize int64, files int) (*logWriter, error) {
-	w := &logWriter{path: path, maxSize: maxSize, files: files, now: time.Now}
+	w := &logWriter{path: path, maxSize: maxSize, files: files, now: time.Now,
+		warn: func(msg string) { fmt.Fprintln(os.Stderr, msg) }}
 	if err := w.open(); err != nil {
 		return nil, err
 	}
 	return w, nil
 }
 
+// open opens the log for appending; on failure w.f is nil.
 func (w *logWriter) open() error {
 	f, err := os.OpenFile(w.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {
@@ -54,8 +64,9 @@ func (w *logWriter) open() error {
 	return nil
 }
 
-// writeLine writes one line (without its newline) of a stream.
-func (w *logWriter) writeLine(stream string, line []byte, partial bool) error {
+// writeLine writes one line (without its newline) of a stream. A line the
+// log cannot take is dropped (see logWriter): it never fails.
+func (w *logWriter) writeLine(stream string, line []byte, partial bool) {
 	tag := "F"
 	if partial {
 		tag = "P"
@@ -72,21 +83,46 @@ func (w *logWriter) writeLine(stream string, line []byte, partial bool) error {
 	b.WriteByte('\n')
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.f == nil {
+		if err := w.open(); err != nil {
+			w.dropping(err)
+			return
+		}
+	}
 	if w.size > 0 && w.size+int64(b.Len()) > w.maxSize {
 		if err := w.rotate(); err != nil {
-			return err
+			w.dropping(err)
+			return
 		}
 	}
 	n, err := w.f.Write(b.Bytes())
 	w.size += int64(n)
-	return err
+	if err != nil {
+		w.dropping(err)
+		return
+	}
+	if w.failing {
+		w.failing = false
+		w.warn(fmt.Sprintf("log %s: written again", w.path))
+	}
 }
 
+// dropping says, once per run of failures, that lines are lost.
+func (w *logWriter) dropping(err error) {
+	if !w.failing {
+		w.failing = true
+		w.warn(fmt.Sprintf("log %s: %v; dropping lines until it can be written", w.path, err))
+	}
+}
+
+// rotate closes the log, shifts the files and opens a new one; on failure
+// the log stays closed (w.f nil) and the next line tries to open it.
 func (w *logWriter) rotate() error {
 	w.f.Close()
+	w.f = nil
 	if w.files <= 1 {
 		if err := os.Truncate(w.path, 0); err != nil {
-			return err
+			return fmt.Errorf("rotate: %w", err)
 		}
 		return w.open()
 	}
@@ -103,28 +139,28 @@ func (w *logWriter) rotate() error {
 func (w *logWriter) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.f.Close()
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	w.f = nil
+	return err
 }
 
-// copyLines copies a stream into the log, line by line, until EOF.
+// copyLines copies a stream into the log, line by line, until EOF: the
+// error is the stream's (a log that cannot be written drops lines).
 func (w *logWriter) copyLines(stream string, r io.Reader) error {
 	br := bufio.NewReaderSize(r, maxLogLine)
 	for {
 		line, err := br.ReadSlice('\n')
 		switch {
 		case err == nil:
-			if werr := w.writeLine(stream, line[:len(line)-1], false); werr != nil {
-				return werr
-			}
+			w.writeLine(stream, line[:len(line)-1], false)
 		case errors.Is(err, bufio.ErrBufferFull):
-			if werr := w.writeLine(stream, line, true); werr != nil {
-				return werr
-			}
+			w.writeLine(stream, line, true)
 		default:
 			if len(line) > 0 {
-				if werr := w.writeLine(stream, line, false); werr != nil {
-					return werr
-				}
+				w.writeLine(stream, line, false)
 			}
 			if errors.Is(err, io.EOF) {
 				return nil

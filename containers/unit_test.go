@@ -214,3 +214,60 @@ func TestLongLinesArePartial(t *testing.T) {
 		t.Errorf("lines: %d, %.60q", len(lines), lines)
 	}
 }
+
+// A log that cannot be written for a while (here its directory is gone,
+// so the rotation's open or truncate fails) drops lines, says so once, and
+// writes again at the first line after it can: the writer never stays on
+// a closed file and never stops reading the stream.
+func TestLogWriterRecoversFromFailedRotation(t *testing.T) {
+	for _, files := range []int{1, 3} {
+		t.Run(fmt.Sprintf("%d files", files), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "logs")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "c.log")
+			w, err := openLogWriter(path, 200, files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			var warns []string
+			w.warn = func(m string) { warns = append(warns, m) }
+			lines := func(from, to int) string {
+				var b strings.Builder
+				for i := from; i < to; i++ {
+					fmt.Fprintf(&b, "line %03d\n", i)
+				}
+				return b.String()
+			}
+			if err := w.copyLines("stdout", strings.NewReader(lines(0, 3))); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+			// Past the size: the rotation fails, and so does every line
+			// until the directory is back.
+			if err := w.copyLines("stdout", strings.NewReader(lines(3, 20))); err != nil {
+				t.Fatalf("copyLines with the log gone: %v, want the stream read on", err)
+			}
+			if len(warns) != 1 || !strings.Contains(warns[0], "dropping lines") {
+				t.Fatalf("warnings while failing: %q, want one that says lines are dropped", warns)
+			}
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.copyLines("stdout", strings.NewReader(lines(20, 21))); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil || !strings.HasSuffix(string(b), "stdout F line 020\n") {
+				t.Fatalf("log after the directory came back: %v %q, want line 020", err, b)
+			}
+			if len(warns) != 2 || !strings.Contains(warns[1], "written again") {
+				t.Errorf("warnings: %q, want a second that says the log works again", warns)
+			}
+		})
+	}
+}
