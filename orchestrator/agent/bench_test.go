@@ -114,7 +114,7 @@ func demoManifest(app string, replicas int) *configs.Manifest {
 
 // waitReadyFast polls every 5 ms until the app has count ready pods.
 func (n *node) waitReadyFast(app string, count int, timeout time.Duration) {
-	n.t.Helper()
+	n.tb().Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if n.waitReadyNow(app, count) {
@@ -122,7 +122,7 @@ func (n *node) waitReadyFast(app string, count int, timeout time.Duration) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	n.t.Fatalf("%s: %d pods not ready in %s", app, count, timeout)
+	n.tb().Fatalf("%s: %d pods not ready in %s", app, count, timeout)
 }
 
 // bareStarts starts count containers with bare `runc run -d` (the demo

@@ -89,7 +89,8 @@ func build(t testing.TB) {
 // node is one `skiff server --agent` process with its own dirs, bridge,
 // CIDRs and cgroup parent.
 type node struct {
-	t        testing.TB
+	t        testing.TB // the test that made n: its clean-ups are t's
+	cur      testing.TB // the subtest that runs now (run), or nil
 	id       string
 	dir      string
 	cfgFile  string
@@ -105,6 +106,28 @@ type node struct {
 	log        *lockedBuf
 	// notes are the sd_notify messages of the last start, one a line.
 	notes *lockedBuf
+}
+
+// tb is the test that n's waits and starts fail: the running subtest
+// (run), else the test that made n.
+func (n *node) tb() testing.TB {
+	if n.cur != nil {
+		return n.cur
+	}
+	return n.t
+}
+
+// run runs f as t's subtest name, with n's waits and starts failing that
+// subtest: a FailNow of the parent test from within a subtest would not
+// stop the subtest but leave the confusing "subtest may have called
+// FailNow on a parent test".
+func (n *node) run(t *testing.T, name string, f func(t *testing.T)) bool {
+	return t.Run(name, func(t *testing.T) {
+		prev := n.cur
+		n.cur = t
+		defer func() { n.cur = prev }()
+		f(t)
+	})
 }
 
 type lockedBuf struct {
@@ -206,12 +229,12 @@ service_cidr = "10.214.%d.0/24"
 // (sd_notify, sent once the agent's first sync converged) and the node to
 // be Ready.
 func (n *node) start() {
-	n.t.Helper()
+	n.tb().Helper()
 	// READY=1 comes over NOTIFY_SOCKET as under systemd (Type=notify).
 	sock := filepath.Join(n.dir, fmt.Sprintf("notify-%d.sock", time.Now().UnixNano()))
 	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
-		n.t.Fatal(err)
+		n.tb().Fatal(err)
 	}
 	// Kept open for the test (WATCHDOG=1 comes later); closed at its end.
 	n.t.Cleanup(func() { notify.Close() })
@@ -241,16 +264,16 @@ func (n *node) start() {
 	// containers' shims, which are in their own sessions anyway.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		n.t.Fatal(err)
+		n.tb().Fatal(err)
 	}
 	n.cmd, n.exited = cmd, make(chan struct{})
 	go func() { cmd.Wait(); close(n.exited) }()
 	select {
 	case <-readyc:
 	case <-n.exited:
-		n.t.Fatalf("skiff exited before READY:\n%s", tail(n.log.String(), 60))
+		n.tb().Fatalf("skiff exited before READY:\n%s", tail(n.log.String(), 60))
 	case <-time.After(60 * time.Second):
-		n.t.Fatalf("no READY=1 from skiff in 60s:\n%s", tail(n.log.String(), 60))
+		n.tb().Fatalf("no READY=1 from skiff in 60s:\n%s", tail(n.log.String(), 60))
 	}
 	n.waitFor("node ready", 30*time.Second, func() (bool, error) {
 		nd, err := n.c.GetNode(context.Background(), "e2e-"+n.id)
@@ -280,7 +303,7 @@ func (n *node) skiff(args ...string) (string, error) {
 
 // waitFor polls cond until it holds or the timeout passes.
 func (n *node) waitFor(what string, timeout time.Duration, cond func() (bool, error)) {
-	n.t.Helper()
+	n.tb().Helper()
 	deadline := time.Now().Add(timeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
@@ -294,13 +317,13 @@ func (n *node) waitFor(what string, timeout time.Duration, cond func() (bool, er
 		if n.cmd != nil {
 			select {
 			case <-n.exited:
-				n.t.Fatalf("skiff exited while waiting for %s:\n%s", what, tail(n.log.String(), 80))
+				n.tb().Fatalf("skiff exited while waiting for %s:\n%s", what, tail(n.log.String(), 80))
 			default:
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	n.t.Fatalf("timed out waiting for %s (last error: %v)", what, lastErr)
+	n.tb().Fatalf("timed out waiting for %s (last error: %v)", what, lastErr)
 }
 
 // pods lists the app's pods that are not being deleted.
@@ -322,7 +345,7 @@ func (n *node) pods(app string) []api.Pod {
 // waitReady waits until the app has exactly count pods, all Running and
 // ready, and the service's endpoints list them all.
 func (n *node) waitReady(app, svc string, count int, timeout time.Duration) []api.Pod {
-	n.t.Helper()
+	n.tb().Helper()
 	var pods []api.Pod
 	n.waitFor(fmt.Sprintf("%d ready pods of %s", count, app), timeout, func() (bool, error) {
 		all, err := n.c.ListPods(context.Background(), app, "")
@@ -346,10 +369,10 @@ func (n *node) waitReady(app, svc string, count int, timeout time.Duration) []ap
 
 // vip returns the cluster IP:port of a service.
 func (n *node) vip(svc string) string {
-	n.t.Helper()
+	n.tb().Helper()
 	s, err := n.c.GetService(context.Background(), svc)
 	if err != nil {
-		n.t.Fatal(err)
+		n.tb().Fatal(err)
 	}
 	return fmt.Sprintf("%s:%d", s.Status.ClusterIP, s.Spec.Port)
 }

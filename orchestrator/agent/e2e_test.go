@@ -66,7 +66,7 @@ func TestE2E(t *testing.T) {
 	pods := n.waitReady("web", "web", 3, 60*time.Second)
 	vip := n.vip("web")
 
-	t.Run("vip reaches all replicas", func(t *testing.T) {
+	n.run(t, "vip reaches all replicas", func(t *testing.T) {
 		// The endpoints object lists all three a few ms before the node's
 		// rules do: wait for the data plane, then count.
 		n.waitFor("the VIP to reach 3 pods", 10*time.Second, func() (bool, error) {
@@ -96,7 +96,7 @@ func TestE2E(t *testing.T) {
 		}
 	})
 
-	t.Run("logs and exec", func(t *testing.T) {
+	n.run(t, "logs and exec", func(t *testing.T) {
 		p := pods[0].Name
 		out, err := n.skiff("logs", p, "--tail", "5")
 		if err != nil || !strings.Contains(out, "demo listening") {
@@ -125,7 +125,7 @@ func TestE2E(t *testing.T) {
 		}
 	})
 
-	t.Run("killed container restarts", func(t *testing.T) {
+	n.run(t, "killed container restarts", func(t *testing.T) {
 		p := pods[1]
 		pid := p.Status.Containers[0].PID
 		if pid == 0 {
@@ -171,7 +171,7 @@ func TestE2E(t *testing.T) {
 		})
 	})
 
-	t.Run("readiness takes a pod out and back", func(t *testing.T) {
+	n.run(t, "readiness takes a pod out and back", func(t *testing.T) {
 		p := pods[2]
 		if out, err := n.skiff("exec", p.Name, "--", "touch", "/tmp/fail-health"); err != nil {
 			t.Fatalf("exec: %v %s", err, out)
@@ -187,7 +187,7 @@ func TestE2E(t *testing.T) {
 		})
 	})
 
-	t.Run("liveness failure restarts", func(t *testing.T) {
+	n.run(t, "liveness failure restarts", func(t *testing.T) {
 		lp := n.waitReady("live", "", 1, 30*time.Second)[0]
 		before := lp.Status.Containers[0].Restarts
 		if _, err := httpPost("http://" + lp.Status.IP + ":8080/fail-health"); err != nil {
@@ -199,7 +199,7 @@ func TestE2E(t *testing.T) {
 		})
 	})
 
-	t.Run("deleted pod is replaced", func(t *testing.T) {
+	n.run(t, "deleted pod is replaced", func(t *testing.T) {
 		victim := pods[0].Name
 		if err := n.c.DeletePod(context.Background(), victim); err != nil {
 			t.Fatal(err)
@@ -213,7 +213,7 @@ func TestE2E(t *testing.T) {
 		})
 	})
 
-	t.Run("scale to 5 and back to 1 under load", func(t *testing.T) {
+	n.run(t, "scale to 5 and back to 1 under load", func(t *testing.T) {
 		if _, err := n.c.Scale(context.Background(), "web", 5); err != nil {
 			t.Fatal(err)
 		}
@@ -230,7 +230,7 @@ func TestE2E(t *testing.T) {
 		}
 	})
 
-	t.Run("kill -9 of skiff keeps workloads", func(t *testing.T) {
+	n.run(t, "kill -9 of skiff keeps workloads", func(t *testing.T) {
 		if _, err := n.c.Scale(context.Background(), "web", 3); err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +272,7 @@ func TestE2E(t *testing.T) {
 		}
 	})
 
-	t.Run("kill -9 in the middle of a scale-up converges", func(t *testing.T) {
+	n.run(t, "kill -9 in the middle of a scale-up converges", func(t *testing.T) {
 		if _, err := n.c.Scale(context.Background(), "web", 6); err != nil {
 			t.Fatal(err)
 		}
@@ -290,7 +290,7 @@ func TestE2E(t *testing.T) {
 		n.waitReady("web", "web", 3, 60*time.Second)
 	})
 
-	t.Run("image pull failure is ImagePullBackOff", func(t *testing.T) {
+	n.run(t, "image pull failure is ImagePullBackOff", func(t *testing.T) {
 		m := demoManifest("badimg", 1)
 		m.Apps["badimg"].Containers["http"].Image = "127.0.0.1:1/nope:1"
 		m.Apps["badimg"].Containers["http"].Readiness = nil
@@ -329,7 +329,7 @@ func TestE2E(t *testing.T) {
 		})
 	})
 
-	t.Run("delete the app leaves nothing", func(t *testing.T) {
+	n.run(t, "delete the app leaves nothing", func(t *testing.T) {
 		if out, err := n.skiff("delete", "-f", manifest); err != nil {
 			t.Fatalf("delete: %v\n%s", err, out)
 		}

@@ -75,28 +75,28 @@ func TestIdleBudget(t *testing.T) {
 // checkCPU fails the test if f's CPU is over budget in f's window and in
 // each of up to two more windows measured now (see TestIdleBudget).
 func (n *node) checkCPU(f idleFigures, budget float64, window time.Duration) {
-	n.t.Helper()
+	n.tb().Helper()
 	for range 2 {
 		if f.cpu() <= budget {
 			return
 		}
 		again := n.measure(f.pods, window)
-		n.t.Logf("over the CPU budget; again: %s", again)
+		n.tb().Logf("over the CPU budget; again: %s", again)
 		if again.cpu() < f.cpu() {
 			f = again
 		}
 	}
 	if f.cpu() > budget {
-		n.t.Errorf("idle CPU with %d pods: %.2f%% of a core (the lowest of three windows), budget %.2f%% (%s)", f.pods, 100*f.cpu(), 100*budget, f)
+		n.tb().Errorf("idle CPU with %d pods: %.2f%% of a core (the lowest of three windows), budget %.2f%% (%s)", f.pods, 100*f.cpu(), 100*budget, f)
 	}
 }
 
 // deleteIdle deletes the app of idle and waits until its pods are gone.
 func (n *node) deleteIdle() {
-	n.t.Helper()
+	n.tb().Helper()
 	ctx := context.Background()
 	if err := n.c.DeleteApp(ctx, "idle"); err != nil {
-		n.t.Fatal(err)
+		n.tb().Fatal(err)
 	}
 	n.waitFor("pods gone", 5*time.Minute, func() (bool, error) {
 		l, err := n.c.ListPods(ctx, "idle", "")
@@ -129,13 +129,13 @@ func (f idleFigures) String() string {
 // server and its shims: every process running the test's skiff binary)
 // over window.
 func (n *node) idle(count int, period, window time.Duration) idleFigures {
-	n.t.Helper()
+	n.tb().Helper()
 	ctx := context.Background()
 	if count > 0 {
 		m := demoManifest("idle", count)
 		m.Apps["idle"].Containers["http"].Readiness.Period = configs.Duration(period)
 		if _, err := n.c.Apply(ctx, m, false); err != nil {
-			n.t.Fatal(err)
+			n.tb().Fatal(err)
 		}
 		n.waitFor(fmt.Sprintf("%d ready pods", count), time.Duration(count)*3*time.Second+60*time.Second, func() (bool, error) {
 			return n.waitReadyNow("idle", count), nil
@@ -150,7 +150,7 @@ func (n *node) idle(count int, period, window time.Duration) idleFigures {
 
 // measure reads the skiff processes' figures over window.
 func (n *node) measure(count int, window time.Duration) idleFigures {
-	n.t.Helper()
+	n.tb().Helper()
 	pid := n.cmd.Process.Pid
 	w0, c0, s0, _, _ := skiffUsage(n.t, pid)
 	t0 := time.Now()
