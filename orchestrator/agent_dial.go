@@ -84,7 +84,9 @@ const agentIdleTimeout = 30 * time.Second
 // carry a request for another that registered the same address. It is
 // replaced when the node's address or its certificate record changes (a
 // deleted node that joined again), so a connection from before a
-// revocation is not reused. The zero value is ready to use.
+// revocation is not reused, and dropped once its node is deleted (looked
+// for whenever a transport is made, so the map holds no more nodes than
+// the store has had since). The zero value is ready to use.
 type agentTransports struct {
 	mu     sync.Mutex
 	byNode map[string]agentTransport // protected by mu
@@ -113,10 +115,23 @@ func (t *agentTransports) client(st *store.Store, p *pki.PKI, node, addr string,
 		}
 		e.tr.CloseIdleConnections()
 	}
+	t.prune(st)
 	tr := &http.Transport{Proxy: nil, TLSClientConfig: podIOClientTLS(st, p, node),
 		TLSHandshakeTimeout: podIODialTimeout, ResponseHeaderTimeout: header,
 		MaxIdleConnsPerHost: 4, IdleConnTimeout: agentIdleTimeout}
 	tr.DialContext = (&net.Dialer{Timeout: podIODialTimeout}).DialContext
 	t.byNode[node] = agentTransport{key: key, tr: tr}
 	return &http.Client{Transport: tr}
+}
+
+// prune drops the transports of nodes the store no longer has; t.mu is
+// held.
+func (t *agentTransports) prune(st *store.Store) {
+	for name, e := range t.byNode {
+		var n api.Node
+		if err := st.Get(api.KindNode, name, &n); errors.Is(err, store.ErrNotFound) {
+			e.tr.CloseIdleConnections()
+			delete(t.byNode, name)
+		}
+	}
 }
