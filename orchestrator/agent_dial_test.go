@@ -28,8 +28,9 @@ import (
 type agentFixture struct {
 	st    *store.Store
 	pki   *pki.PKI
-	addr  string       // the listener's host:port
-	conns atomic.Int32 // connections the listener accepted
+	cert  *x509.Certificate // edge-1's certificate, which the listener presents
+	addr  string            // the listener's host:port
+	conns atomic.Int32      // connections the listener accepted
 }
 
 func newAgentFixture(t testing.TB, h http.Handler) *agentFixture {
@@ -43,14 +44,14 @@ func newAgentFixture(t testing.TB, h http.Handler) *agentFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, id := issueNode(t, p, "edge-1")
+	cert, id := issueNode(t, p, "edge-1")
 	var holder pki.Holder
 	holder.Set(id)
 	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.AgentPodIOTLS(&holder))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &agentFixture{st: st, pki: p, addr: ln.Addr().String()}
+	f := &agentFixture{st: st, pki: p, cert: cert, addr: ln.Addr().String()}
 	hs := &http.Server{Handler: h, ConnState: func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			f.conns.Add(1)

@@ -367,17 +367,10 @@ func (s *server) reconcile(ctx context.Context, st raftOps, g serverMembers) {
 		after = defaultServerRemoveAfter
 	}
 	r := &reconciler{self: s.cfg.NodeName, after: after}
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, 2*time.Second, func() {
 		svs, err := st.Servers()
 		if err != nil {
-			continue
+			return
 		}
 		for _, id := range r.step(time.Now(), svs, g.Members()) {
 			if err := st.RemoveServer(id); err != nil {
@@ -386,7 +379,7 @@ func (s *server) reconcile(ctx context.Context, st raftOps, g serverMembers) {
 			}
 			s.log.Warn("server removed from raft (left the gossip, or failed longer than server_remove_after)", "server", id, "after", after)
 		}
-	}
+	})
 }
 
 // awaitFirstLeader waits, on a server that is the only voter of its raft
@@ -422,18 +415,11 @@ func (s *server) awaitFirstLeader() error {
 // syncJoinSecret follows a join secret rotated on another server (it is in
 // the store) into this server's pki/join-secret every 2 s.
 func (s *server) syncJoinSecret(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.api.SyncJoinSecret(); err != nil {
-				s.log.Warn("follow the join secret's rotation", "err", err)
-			}
+	every(ctx, 2*time.Second, func() {
+		if err := s.api.SyncJoinSecret(); err != nil {
+			s.log.Warn("follow the join secret's rotation", "err", err)
 		}
-	}
+	})
 }
 
 // stopRaftFirst registers, last so that it runs first at stop (while the

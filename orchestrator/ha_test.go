@@ -121,3 +121,20 @@ func TestRunLeadership(t *testing.T) {
 		}
 	})
 }
+
+// TestEvery: every calls f again and again until ctx ends, and then
+// returns.
+func TestEvery(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var calls atomic.Int32
+	every(ctx, time.Millisecond, func() {
+		if calls.Add(1) == 3 {
+			cancel()
+		}
+	})
+	// A tick ready together with ctx's end may still be taken.
+	if n := calls.Load(); n < 3 {
+		t.Fatalf("every returned after %d calls, before ctx ended", n)
+	}
+}

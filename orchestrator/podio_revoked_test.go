@@ -2,9 +2,7 @@ package orchestrator
 
 import (
 	"context"
-	"crypto/tls"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,32 +17,15 @@ import (
 // still has a certificate the CA signed for that name) is refused in the
 // handshake, before any request is sent. No root needed.
 func TestPodIORefusesRevokedNodeCert(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	p, err := pki.Load(filepath.Join(t.TempDir(), "pki"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The old key of node edge-1, with the certificate it was issued.
-	cert, id := issueNode(t, p, "edge-1")
-	var h pki.Holder
-	h.Set(id)
-	// An agent's pod IO listener holding it.
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.AgentPodIOTLS(&h))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// An agent's pod IO listener holding the old key of node edge-1, with
+	// the certificate it was issued.
 	asked := make(chan string, 4)
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f := newAgentFixture(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		asked <- r.URL.Path
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte("[]"))
-	})}
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { hs.Close() })
+	}))
+	st, p, cert := f.st, f.pki, f.cert
 
 	put := func(n *api.Node, c *api.NodeCert) {
 		t.Helper()
@@ -60,7 +41,7 @@ func TestPodIORefusesRevokedNodeCert(t *testing.T) {
 		}
 	}
 	serial := api.CertSerial{Serial: pki.SerialHex(cert), NotAfter: cert.NotAfter}
-	node := &api.Node{Meta: api.Meta{Name: "edge-1"}, Status: api.NodeStatus{APIAddr: ln.Addr().String(), Addresses: []string{"127.0.0.1"}}}
+	node := &api.Node{Meta: api.Meta{Name: "edge-1"}, Status: api.NodeStatus{APIAddr: f.addr, Addresses: []string{"127.0.0.1"}}}
 	put(node, &api.NodeCert{Meta: api.Meta{Name: "edge-1"}, Serials: []api.CertSerial{serial}})
 
 	r := &imagesRouter{st: st, pki: p}
@@ -73,7 +54,7 @@ func TestPodIORefusesRevokedNodeCert(t *testing.T) {
 	// edge-1 is deleted (its certificate revoked) and a node joins again
 	// under its name; the old key's holder answers at its address.
 	put(nil, &api.NodeCert{Meta: api.Meta{Name: "edge-1"}, Revoked: []api.CertSerial{serial}})
-	_, err = r.ListImages(ctx, "edge-1")
+	_, err := r.ListImages(ctx, "edge-1")
 	if err == nil || !strings.Contains(err.Error(), "revoked") {
 		t.Fatalf("list images answered by a revoked certificate: err %v, want a refusal naming the revocation", err)
 	}

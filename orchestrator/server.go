@@ -511,18 +511,26 @@ func (s *server) startWatchdog() error {
 
 // housekeeping prunes old events now and then.
 func housekeeping(ctx context.Context, st *store.Store, log *slog.Logger) {
-	t := time.NewTicker(5 * time.Minute)
+	every(ctx, 5*time.Minute, func() {
+		if n, err := st.PruneEvents(eventMaxAge); err != nil {
+			log.Warn("prune events", "err", err)
+		} else if n > 0 {
+			log.Debug("pruned events", "count", n)
+		}
+	})
+}
+
+// every calls f each time d passes (not at once) until ctx ends; a call
+// that takes longer than d delays the next one, which does not pile up.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if n, err := st.PruneEvents(eventMaxAge); err != nil {
-				log.Warn("prune events", "err", err)
-			} else if n > 0 {
-				log.Debug("pruned events", "count", n)
-			}
+			f()
 		}
 	}
 }

@@ -155,6 +155,8 @@ func TestAuthz(t *testing.T) {
 		{"join", "POST", "/v1/join/server", `{"name":"s2"}`, 403, "the join token may not POST /v1/join/server"},
 		{"read", "POST", "/v1/join/server", `{"name":"s2"}`, 403, "may not POST /v1/join/server"},
 		{"server", "POST", "/v1/join/server", `{"name":"s2"}`, 200, ""},
+		{"server", "POST", "/v1/join/server", `{"name":"s 2"}`, 400, "want the server's node name"},
+		{"server", "POST", "/v1/join/server", `{"name":"s2","x":1}`, 400, "unknown field"},
 		{"edge-02", "POST", "/v1/servers", `{"name":"edge-02","raft_addr":"10.0.0.9:7443"}`, 403, "node:edge-02 may not POST /v1/servers"},
 		{"join", "POST", "/v1/servers", `{"name":"s2","raft_addr":"10.0.0.9:7443"}`, 403, "may not POST /v1/servers"},
 		{"edge-02", "GET", "/v1/servers", "", 403, "node:edge-02 may not GET /v1/servers"},

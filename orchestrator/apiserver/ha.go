@@ -160,11 +160,7 @@ func (s *Server) joinServer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req api.ServerJoinRequest
-	if err := s.decode(w, r, &req, false); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := checkServerName(identityOf(r.Context()), req.Name); err != nil {
+	if err := s.decodeServerNamed(w, r, &req, &req.Name); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -191,6 +187,16 @@ func (s *Server) joinServer(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Warn("server material handed over (server join)", "server", req.Name, "by", identityOf(r.Context()).String())
 	writeJSON(w, http.StatusOK, &resp)
+}
+
+// decodeServerNamed decodes a request body that names a server (its
+// field *name, read after decoding) and checks with checkServerName that
+// the caller may act for that server.
+func (s *Server) decodeServerNamed(w http.ResponseWriter, r *http.Request, req any, name *string) error {
+	if err := s.decode(w, r, req, false); err != nil {
+		return err
+	}
+	return checkServerName(identityOf(r.Context()), *name)
 }
 
 // checkServerName lets a server's own certificate act for its own name
@@ -244,11 +250,7 @@ func (s *Server) addServer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req api.ServerAddRequest
-	if err := s.decode(w, r, &req, false); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if err := checkServerName(identityOf(r.Context()), req.Name); err != nil {
+	if err := s.decodeServerNamed(w, r, &req, &req.Name); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -51,10 +51,6 @@ func (c *Client) DeleteSecret(ctx context.Context, name string) error {
 // NodeSecret fetches, for node, the files of a secret that one of its pods
 // uses (an agent calls it with its node's credentials).
 func (c *Client) NodeSecret(ctx context.Context, node, name string) (*api.Secret, error) {
-	out := new(api.Secret)
 	p := "/v1/nodes/" + url.PathEscape(node) + "/secrets/" + url.PathEscape(name)
-	if err := c.do(ctx, request{method: http.MethodGet, path: p}, out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return call[api.Secret](ctx, c, request{method: http.MethodGet, path: p})
 }

@@ -14,20 +14,12 @@ func (c *Client) PutNodeLoad(ctx context.Context, node string, l *api.NodeLoad) 
 
 // ServiceStats reads a service's load summed over the nodes.
 func (c *Client) ServiceStats(ctx context.Context, name string) (*api.ServiceStats, error) {
-	out := new(api.ServiceStats)
-	if err := c.do(ctx, request{method: http.MethodGet, path: objPath(api.KindService, name) + "/stats"}, out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return call[api.ServiceStats](ctx, c, request{method: http.MethodGet, path: objPath(api.KindService, name) + "/stats"})
 }
 
 // Stats reads the load of every service and app.
 func (c *Client) Stats(ctx context.Context) (*api.StatsList, error) {
-	out := new(api.StatsList)
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/v1/stats"}, out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return call[api.StatsList](ctx, c, request{method: http.MethodGet, path: "/v1/stats"})
 }
 
 // WakeService asks the server to wake the app of a service that scaled to

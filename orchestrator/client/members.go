@@ -25,11 +25,7 @@ func (c *Client) Cluster(ctx context.Context) (api.ClusterInfo, error) {
 // JoinServer fetches the cluster's server material (a token of role
 // server; see docs/ha.md).
 func (c *Client) JoinServer(ctx context.Context, req api.ServerJoinRequest) (*api.ServerJoinResponse, error) {
-	var out api.ServerJoinResponse
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/v1/join/server", body: req}, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[api.ServerJoinResponse](ctx, c, request{method: http.MethodPost, path: "/v1/join/server", body: req})
 }
 
 // AddServer asks the leader to make a server a voter.

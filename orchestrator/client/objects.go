@@ -35,20 +35,22 @@ func list[T any](ctx context.Context, c *Client, kind string, q url.Values) (api
 
 func objPath(kind, name string) string { return "/v1/" + kind + "/" + url.PathEscape(name) }
 
-func get[T any](ctx context.Context, c *Client, kind, name string) (*T, error) {
+// call sends r and returns its answer decoded into a new T, or nil and
+// the error.
+func call[T any](ctx context.Context, c *Client, r request) (*T, error) {
 	out := new(T)
-	if err := c.do(ctx, request{method: http.MethodGet, path: objPath(kind, name)}, out); err != nil {
+	if err := c.do(ctx, r, out); err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
+func get[T any](ctx context.Context, c *Client, kind, name string) (*T, error) {
+	return call[T](ctx, c, request{method: http.MethodGet, path: objPath(kind, name)})
+}
+
 func put[T any](ctx context.Context, c *Client, kind, name string, obj *T) (*T, error) {
-	out := new(T)
-	if err := c.do(ctx, request{method: http.MethodPut, path: objPath(kind, name), body: obj}, out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return call[T](ctx, c, request{method: http.MethodPut, path: objPath(kind, name), body: obj})
 }
 
 func (c *Client) del(ctx context.Context, kind, name string) error {
@@ -93,37 +95,22 @@ func (c *Client) DeleteApp(ctx context.Context, name string) error {
 
 // Scale sets an app's replicas.
 func (c *Client) Scale(ctx context.Context, app string, replicas int) (*api.App, error) {
-	out := new(api.App)
-	err := c.do(ctx, request{method: http.MethodPost, path: objPath(api.KindApp, app) + "/scale",
-		body: api.ScaleRequest{Replicas: &replicas}}, out)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return call[api.App](ctx, c, request{method: http.MethodPost, path: objPath(api.KindApp, app) + "/scale",
+		body: api.ScaleRequest{Replicas: &replicas}})
 }
 
 // Restart replaces every pod of an app through its rolling update: a new
 // revision of its pod template that differs only by a restart stamp (see
 // api.RestartRequest).
 func (c *Client) Restart(ctx context.Context, app string) (*api.App, error) {
-	out := new(api.App)
-	err := c.do(ctx, request{method: http.MethodPost, path: objPath(api.KindApp, app) + "/restart",
-		body: api.RestartRequest{}}, out)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return call[api.App](ctx, c, request{method: http.MethodPost, path: objPath(api.KindApp, app) + "/restart",
+		body: api.RestartRequest{}})
 }
 
 // Rollback returns an app to an earlier pod template (see api.RollbackRequest).
 func (c *Client) Rollback(ctx context.Context, app, templateHash string) (*api.App, error) {
-	out := new(api.App)
-	err := c.do(ctx, request{method: http.MethodPost, path: objPath(api.KindApp, app) + "/rollback",
-		body: api.RollbackRequest{TemplateHash: templateHash}}, out)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return call[api.App](ctx, c, request{method: http.MethodPost, path: objPath(api.KindApp, app) + "/rollback",
+		body: api.RollbackRequest{TemplateHash: templateHash}})
 }
 
 // ListPods lists pods, of one app and/or one node when those are not empty.
@@ -163,11 +150,7 @@ func (c *Client) PutPod(ctx context.Context, p *api.Pod) (*api.Pod, error) {
 // PutPodStatus reports a pod's status (the agent of its node): PUT
 // /v1/pods/{name}/status with the pod; the server keeps the stored spec.
 func (c *Client) PutPodStatus(ctx context.Context, p *api.Pod) (*api.Pod, error) {
-	out := new(api.Pod)
-	if err := c.do(ctx, request{method: http.MethodPut, path: objPath(api.KindPod, p.Name) + "/status", body: p}, out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return call[api.Pod](ctx, c, request{method: http.MethodPut, path: objPath(api.KindPod, p.Name) + "/status", body: p})
 }
 
 // DeletePod deletes a pod: the server marks it deleting and its node's agent
@@ -248,10 +231,6 @@ func (c *Client) Ready(ctx context.Context) error {
 // PutServiceHolder reports that node holder announces address, the LAN
 // address of service name (agents call it when they take an address over).
 func (c *Client) PutServiceHolder(ctx context.Context, name, address, holder string) (*api.Service, error) {
-	out := new(api.Service)
 	body := api.ServiceHolder{Address: address, Holder: holder}
-	if err := c.do(ctx, request{method: http.MethodPut, path: objPath(api.KindService, name) + "/holder", body: body}, out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return call[api.Service](ctx, c, request{method: http.MethodPut, path: objPath(api.KindService, name) + "/holder", body: body})
 }

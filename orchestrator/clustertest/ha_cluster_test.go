@@ -50,34 +50,6 @@ func (h *HA) ApplyOn(i int, manifest string) {
 	h.CLIOn(i, "apply", "-f", f)
 }
 
-// readyPodsOn is Cluster.ReadyPods read from server i.
-func (h *HA) readyPodsOn(i int, app string, count int) ([]api.Pod, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	l, err := h.Client(i).ListPods(ctx, app, "")
-	if err != nil {
-		return nil, err
-	}
-	if len(l.Items) != count {
-		return nil, fmt.Errorf("%d pods of %s, want %d: %s", len(l.Items), app, count, podSummary(l.Items))
-	}
-	for _, p := range l.Items {
-		if p.Spec.Deleting != nil || p.Status.Phase != api.PodRunning || !p.Status.Ready {
-			return nil, fmt.Errorf("pod %s not ready: %s", p.Name, podSummary(l.Items))
-		}
-	}
-	ep, err := h.Client(i).GetEndpoints(ctx, app)
-	if err != nil {
-		return nil, err
-	}
-	if len(ep.Endpoints) != count {
-		return nil, fmt.Errorf("%d endpoints of %s, want %d", len(ep.Endpoints), app, count)
-	}
-	pods := l.Items
-	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
-	return pods, nil
-}
-
 // WaitAppReadyHA waits until the app has count ready pods (and as many
 // endpoints) in the view of the leader.
 func (h *HA) WaitAppReadyHA(app string, count int, timeout time.Duration) []api.Pod {
@@ -88,7 +60,7 @@ func (h *HA) WaitAppReadyHA(app string, count int, timeout time.Duration) []api.
 		if s < 0 {
 			return false, fmt.Errorf("no server runs")
 		}
-		p, err := h.readyPodsOn(s, app, count)
+		p, err := h.readyPodsOn(s, app, app, count)
 		pods = p
 		return err == nil, err
 	})
@@ -311,7 +283,7 @@ func haFailover(t *testing.T, h *HA, pods []api.Pod) {
 	// The new leader's controllers replace the pod.
 	var now []api.Pod
 	h.WaitFor("the deleted pod replaced", appTimeout, func() (bool, error) {
-		p, err := h.readyPodsOn(nl, "web", 4)
+		p, err := h.readyPodsOn(nl, "web", "web", 4)
 		if err != nil {
 			return false, err
 		}

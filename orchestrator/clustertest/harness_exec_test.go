@@ -106,9 +106,14 @@ func (c *Cluster) Pods(app string) ([]api.Pod, error) {
 // Running and ready, and the service svc (if not "") lists each of them as
 // an endpoint; it returns the pods or why not.
 func (c *Cluster) ReadyPods(app, svc string, count int) ([]api.Pod, error) {
+	return c.readyPodsOn(0, app, svc, count)
+}
+
+// readyPodsOn is ReadyPods read from node i's API.
+func (c *Cluster) readyPodsOn(i int, app, svc string, count int) ([]api.Pod, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	l, err := c.Client(0).ListPods(ctx, app, "")
+	l, err := c.Client(i).ListPods(ctx, app, "")
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +126,7 @@ func (c *Cluster) ReadyPods(app, svc string, count int) ([]api.Pod, error) {
 		}
 	}
 	if svc != "" {
-		ep, err := c.Client(0).GetEndpoints(ctx, svc)
+		ep, err := c.Client(i).GetEndpoints(ctx, svc)
 		if err != nil {
 			return nil, err
 		}

@@ -116,6 +116,13 @@ func TestImagesAcrossNodes(t *testing.T) {
 // PORT in each, and returns it.
 func serveInNodes(t *testing.T, c *Cluster, h http.Handler) int {
 	t.Helper()
+	return serveInNodesEach(t, c, func(int) http.Handler { return h })
+}
+
+// serveInNodesEach serves handler(i) on 127.0.0.1:PORT in node i's netns,
+// the same PORT in each, and returns it.
+func serveInNodesEach(t *testing.T, c *Cluster, handler func(i int) http.Handler) int {
+	t.Helper()
 	for try := 0; try < 20; try++ {
 		port := 20000 + int(randN(20000))
 		var lns []net.Listener
@@ -132,8 +139,8 @@ func serveInNodes(t *testing.T, c *Cluster, h http.Handler) int {
 			}
 			continue
 		}
-		for _, ln := range lns {
-			hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+		for i, ln := range lns {
+			hs := &http.Server{Handler: handler(i), ReadHeaderTimeout: 10 * time.Second}
 			go hs.Serve(ln)
 			t.Cleanup(func() { hs.Close() })
 		}

@@ -290,34 +290,3 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
-// serveInNodesEach serves handler(i) on 127.0.0.1:PORT in node i's netns,
-// the same PORT in each, and returns it.
-func serveInNodesEach(t *testing.T, c *Cluster, handler func(i int) http.Handler) int {
-	t.Helper()
-	for try := 0; try < 20; try++ {
-		port := 20000 + int(randN(20000))
-		var lns []net.Listener
-		for _, n := range c.Nodes {
-			ln, err := listenIn(n.NetnsPath(), fmt.Sprintf("127.0.0.1:%d", port))
-			if err != nil {
-				break
-			}
-			lns = append(lns, ln)
-		}
-		if len(lns) < len(c.Nodes) {
-			for _, ln := range lns {
-				ln.Close()
-			}
-			continue
-		}
-		for i, ln := range lns {
-			hs := &http.Server{Handler: handler(i), ReadHeaderTimeout: 10 * time.Second}
-			go hs.Serve(ln)
-			t.Cleanup(func() { hs.Close() })
-		}
-		return port
-	}
-	t.Fatal("no free port on every node's loopback")
-	return 0
-}
