@@ -420,21 +420,51 @@ func (s *server) awaitFirstLeader() error {
 }
 
 // syncJoinSecret follows a join secret rotated on another server (it is in
-// the store) into this server's pki/join-secret every 2 s.
+// the store) into this server's pki/join-secret.
 func (s *server) syncJoinSecret(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
+	followJoinSecret(ctx, s.st, s.api.SyncJoinSecret, s.log)
+}
+
+// followJoinSecret calls sync now and after each write of the join
+// secret's record (a rotation, on any server: the record is replicated),
+// until ctx ends. It watches the store for that kind instead of reading
+// the record every few seconds: an idle server does nothing. A watch that
+// ends (it fell behind the log's compaction, or a raft snapshot replaced
+// the store) is opened again after a sync; one that cannot be opened is
+// retried every watchRetry.
+func followJoinSecret(ctx context.Context, st *store.Store, sync func() error, log *slog.Logger) {
+	follow := func() {
+		if err := sync(); err != nil {
+			log.Warn("follow the join secret's rotation", "err", err)
+		}
+	}
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.api.SyncJoinSecret(); err != nil {
-				s.log.Warn("follow the join secret's rotation", "err", err)
+		rev := st.Rev()
+		follow() // reads what was written up to rev, at least
+		ch, err := st.Watch(ctx, api.KindJoinSecret, rev)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("follow the join secret's rotation: watch the store", "err", err)
 			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(watchRetry):
+			}
+			continue
+		}
+		for range ch {
+			follow()
+		}
+		if ctx.Err() != nil {
+			return
 		}
 	}
 }
+
+// watchRetry is how long followJoinSecret waits before it opens again a
+// store watch that failed to open.
+const watchRetry = 2 * time.Second
 
 // stopRaftFirst registers, last so that it runs first at stop (while the
 // API still serves raft): a leader that stops gracefully hands its
