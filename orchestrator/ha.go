@@ -238,11 +238,26 @@ func startRun(ctx context.Context, run func(context.Context)) (cancel context.Ca
 // ensureVoter asks the leader, until this server is in the raft
 // configuration, to add it as a voter; the request presents this server's
 // certificate (a server adds itself only). A bootstrapped server is in it
-// from the start.
+// from the start. It checks every 3 s, except while this server is the
+// ready leader, which is in its own configuration (raft steps a leader
+// down once its removal is committed): then it waits for a change of
+// leadership (a single server, idle, does not wake for it).
 func (s *server) ensureVoter(ctx context.Context) {
 	delay := time.Second
 	noLeader := 0
+	leading := s.st.LeaderCh()
 	for {
+		if s.st.IsLeader() {
+			noLeader = 0
+			select {
+			case <-ctx.Done():
+				return
+			case <-leading:
+			}
+			if s.st.IsLeader() {
+				continue
+			}
+		}
 		svs, err := s.st.Servers()
 		in := err == nil && slices.ContainsFunc(svs, func(v store.RaftServer) bool { return v.ID == s.cfg.NodeName })
 		if id, _ := s.st.Leader(); id == "" {
