@@ -238,11 +238,26 @@ func startRun(ctx context.Context, run func(context.Context)) (cancel context.Ca
 // ensureVoter asks the leader, until this server is in the raft
 // configuration, to add it as a voter; the request presents this server's
 // certificate (a server adds itself only). A bootstrapped server is in it
-// from the start.
+// from the start. It checks every 3 s, except while this server is the
+// ready leader, which is in its own configuration (raft steps a leader
+// down once its removal is committed): then it waits for a change of
+// leadership (a single server, idle, does not wake for it).
 func (s *server) ensureVoter(ctx context.Context) {
 	delay := time.Second
 	noLeader := 0
+	leading := s.st.LeaderCh()
 	for {
+		if s.st.IsLeader() {
+			noLeader = 0
+			select {
+			case <-ctx.Done():
+				return
+			case <-leading:
+			}
+			if s.st.IsLeader() {
+				continue
+			}
+		}
 		svs, err := s.st.Servers()
 		in := err == nil && slices.ContainsFunc(svs, func(v store.RaftServer) bool { return v.ID == s.cfg.NodeName })
 		if id, _ := s.st.Leader(); id == "" {
@@ -413,14 +428,51 @@ func (s *server) awaitFirstLeader() error {
 }
 
 // syncJoinSecret follows a join secret rotated on another server (it is in
-// the store) into this server's pki/join-secret every 2 s.
+// the store) into this server's pki/join-secret.
 func (s *server) syncJoinSecret(ctx context.Context) {
-	every(ctx, 2*time.Second, func() {
-		if err := s.api.SyncJoinSecret(); err != nil {
-			s.log.Warn("follow the join secret's rotation", "err", err)
-		}
-	})
+	followJoinSecret(ctx, s.st, s.api.SyncJoinSecret, s.log)
 }
+
+// followJoinSecret calls sync now and after each write of the join
+// secret's record (a rotation, on any server: the record is replicated),
+// until ctx ends. It watches the store for that kind instead of reading
+// the record every few seconds: an idle server does nothing. A watch that
+// ends (it fell behind the log's compaction, or a raft snapshot replaced
+// the store) is opened again after a sync; one that cannot be opened is
+// retried every watchRetry.
+func followJoinSecret(ctx context.Context, st *store.Store, sync func() error, log *slog.Logger) {
+	follow := func() {
+		if err := sync(); err != nil {
+			log.Warn("follow the join secret's rotation", "err", err)
+		}
+	}
+	for {
+		rev := st.Rev()
+		follow() // reads what was written up to rev, at least
+		ch, err := st.Watch(ctx, api.KindJoinSecret, rev)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("follow the join secret's rotation: watch the store", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(watchRetry):
+			}
+			continue
+		}
+		for range ch {
+			follow()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// watchRetry is how long followJoinSecret waits before it opens again a
+// store watch that failed to open.
+const watchRetry = 2 * time.Second
 
 // stopRaftFirst registers, last so that it runs first at stop (while the
 // API still serves raft): a leader that stops gracefully hands its

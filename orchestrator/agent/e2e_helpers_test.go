@@ -68,15 +68,23 @@ func build(t testing.TB) {
 			return
 		}
 		skiffBin = filepath.Join(buildDir, "skiff")
-		args := []string{"build", "-tags", "seccomp", "-o", skiffBin} // pods need the seccomp filter
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "./cmd/skiff")...)
-		cmd.Dir = "../.."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("build skiff: %v\n%s", err, out)
-			return
+		if bin := os.Getenv("SKIFF_IDLE_BIN"); bin != "" {
+			// BenchmarkIdle of another tree's build (A/B): a copy, so
+			// that skiffUsage tells this run's processes by their path.
+			if buildErr = copyExecutable(bin, skiffBin); buildErr != nil {
+				return
+			}
+		} else {
+			args := []string{"build", "-tags", "seccomp", "-o", skiffBin} // pods need the seccomp filter
+			if raceEnabled {
+				args = append(args, "-race")
+			}
+			cmd := exec.Command("go", append(args, "./cmd/skiff")...)
+			cmd.Dir = "../.."
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build skiff: %v\n%s", err, out)
+				return
+			}
 		}
 		demoTar = filepath.Join(buildDir, "demo.tar")
 		_, buildErr = imagetest.DemoArchive("../..", demoTar)
@@ -84,6 +92,15 @@ func build(t testing.TB) {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
+}
+
+// copyExecutable copies the file at from to a new executable at to.
+func copyExecutable(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return fmt.Errorf("SKIFF_IDLE_BIN: %w", err)
+	}
+	return os.WriteFile(to, b, 0o755)
 }
 
 // node is one `skiff server --agent` process with its own dirs, bridge,

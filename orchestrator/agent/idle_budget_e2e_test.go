@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,11 +155,50 @@ func (n *node) idle(count int, period, window time.Duration) idleFigures {
 func (n *node) measure(count int, window time.Duration) idleFigures {
 	n.tb().Helper()
 	pid := n.cmd.Process.Pid
+	profiled := n.profile(count, window)
 	w0, c0, s0, _, _ := skiffUsage(n.t, pid)
 	t0 := time.Now()
 	time.Sleep(window)
 	w1, c1, s1, pss, procs := skiffUsage(n.t, pid)
+	if err := <-profiled; err != nil {
+		n.tb().Logf("CPU profile: %v", err)
+	}
 	return idleFigures{pods: count, window: time.Since(t0), writeBytes: w1 - w0, cpuTicks: c1 - c0, skiffTicks: s1 - s0, pssKB: pss, procs: procs}
+}
+
+// profile, when $SKIFF_IDLE_PPROF names a directory, takes a CPU profile
+// of the skiff process over window from its unix socket's pprof into
+// <dir>/idle-<id>-<count>pods.pprof; the channel gives its error at the
+// end. (The profiler's own cost is in the window's figures then.)
+func (n *node) profile(count int, window time.Duration) <-chan error {
+	done := make(chan error, 1)
+	dir := os.Getenv("SKIFF_IDLE_PPROF")
+	if dir == "" {
+		done <- nil
+		return done
+	}
+	sock := filepath.Join(n.runDir, "skiff.sock")
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	go func() {
+		url := fmt.Sprintf("http://x/debug/pprof/profile?seconds=%d", int(window.Seconds()))
+		resp, err := hc.Get(url)
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s: %s", resp.Status, b)
+		}
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("idle-%s-%dpods.pprof", n.id, count)), b, 0o644)
+		}
+		done <- err
+	}()
+	return done
 }
 
 // skiffUsage sums write_bytes, CPU time (utime+stime, and cutime+cstime of
@@ -230,7 +272,10 @@ func procField(path, key string) int64 {
 // and 100 pods probed every 5 s, one after the other on the same node.
 // SKIFF_IDLE_WINDOW sets the window (default 60s); SKIFF_IDLE_CLUSTER=1
 // runs the server in cluster mode (listen_tcp: TLS API, gossip, the store
-// over raft with one voter). bench/idle.sh runs it.
+// over raft with one voter). SKIFF_IDLE_PODS picks the runs (see
+// idleRuns), SKIFF_IDLE_BIN measures a prebuilt skiff (another tree's,
+// for an A/B) and SKIFF_IDLE_PPROF=DIR takes a CPU profile over each
+// window into DIR. bench/idle.sh runs it.
 func BenchmarkIdle(b *testing.B) {
 	n := newPrivateNode(b)
 	window := time.Minute
@@ -241,11 +286,12 @@ func BenchmarkIdle(b *testing.B) {
 		}
 		window = d
 	}
+	runs, err := idleRuns(os.Getenv("SKIFF_IDLE_PODS"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	var lines []string
-	for _, run := range []struct {
-		pods   int
-		period time.Duration
-	}{{0, time.Second}, {10, time.Second}, {30, time.Second}, {100, 5 * time.Second}} {
+	for _, run := range runs {
 		f := n.idle(run.pods, run.period, window)
 		lines = append(lines, fmt.Sprintf("probe period %s, %s", run.period, f))
 		fmt.Println(lines[len(lines)-1])
@@ -256,6 +302,37 @@ func BenchmarkIdle(b *testing.B) {
 	for _, l := range lines {
 		b.Log(l)
 	}
+}
+
+// idleRun is one of BenchmarkIdle's measurements: pods probed every period.
+type idleRun struct {
+	pods   int
+	period time.Duration
+}
+
+// idleRuns parses $SKIFF_IDLE_PODS, a comma-separated list of pod counts,
+// each with an optional probe period ("0,30" or "30@1s,100@5s"; 1s if none);
+// empty is BenchmarkIdle's default 0, 10, 30 @ 1s and 100 @ 5s.
+func idleRuns(v string) ([]idleRun, error) {
+	if v == "" {
+		return []idleRun{{0, time.Second}, {10, time.Second}, {30, time.Second}, {100, 5 * time.Second}}, nil
+	}
+	var out []idleRun
+	for _, f := range strings.Split(v, ",") {
+		count, period, _ := strings.Cut(strings.TrimSpace(f), "@")
+		r := idleRun{period: time.Second}
+		var err error
+		if r.pods, err = strconv.Atoi(count); err != nil || r.pods < 0 {
+			return nil, fmt.Errorf("SKIFF_IDLE_PODS=%q: %q is not a pod count", v, count)
+		}
+		if period != "" {
+			if r.period, err = time.ParseDuration(period); err != nil || r.period <= 0 {
+				return nil, fmt.Errorf("SKIFF_IDLE_PODS=%q: %q is not a probe period", v, period)
+			}
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // newPrivateNode starts `skiff server --agent` in a network namespace of
