@@ -35,15 +35,8 @@ type agentFixture struct {
 
 func newAgentFixture(t testing.TB, h http.Handler) *agentFixture {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	p, err := pki.Load(filepath.Join(t.TempDir(), "pki"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := testStore(t)
+	p := testPKI(t)
 	cert, id := issueNode(t, p, "edge-1")
 	var holder pki.Holder
 	holder.Set(id)
@@ -286,4 +279,25 @@ func issueNode(t testing.TB, p *pki.PKI, name string) (*x509.Certificate, *pki.I
 		t.Fatal(err)
 	}
 	return cert, id
+}
+
+// testStore opens a plain store in t's temp dir, closed at t's end.
+func testStore(t testing.TB) *store.Store {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// testPKI makes a cluster PKI (a fresh CA) in t's temp dir.
+func testPKI(t testing.TB) *pki.PKI {
+	t.Helper()
+	p, err := pki.Load(filepath.Join(t.TempDir(), "pki"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -1,11 +1,9 @@
 package orchestrator
 
 import (
-	"path/filepath"
 	"slices"
 	"testing"
 
-	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
@@ -14,15 +12,8 @@ import (
 // when the next transport is made: the map does not grow with every node
 // that ever joined.
 func TestAgentTransportsDropDeletedNodes(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	p, err := pki.Load(filepath.Join(t.TempDir(), "pki"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := testStore(t)
+	p := testPKI(t)
 	put := func(names ...string) {
 		t.Helper()
 		if _, err := st.Update(func(tx *store.Tx) error {

@@ -15,23 +15,15 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
 	"github.com/skiff-edge/skiff/orchestrator/client"
-	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
 // identityServer serves the API as the TLS listener does, issuing node
 // certificates of validity; no root needed.
 func identityServer(t *testing.T, validity time.Duration) (*httptest.Server, *pki.PKI, *apiserver.Server) {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := testStore(t)
 	api := apiserver.New(st, apiserver.Options{Logger: slog.New(slog.DiscardHandler)})
-	p, err := pki.Load(filepath.Join(t.TempDir(), "pki"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := testPKI(t)
 	api.EnableJoin(apiserver.JoinConfig{PKI: p, GossipKey: p.GossipKey, CertValidity: validity})
 	srv := httptest.NewUnstartedServer(api.TCPHandler())
 	srv.TLS = p.ServerTLSConfig()

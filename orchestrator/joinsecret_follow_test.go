@@ -25,11 +25,7 @@ import (
 // the record every 2 s, which the idle span at the end catches). Takes
 // about 3 s; no root needed.
 func TestFollowJoinSecret(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := testStore(t)
 	srv := apiserver.New(st, apiserver.Options{Logger: slog.New(slog.DiscardHandler)})
 	dir := filepath.Join(t.TempDir(), "pki")
 	p, err := pki.Load(dir, nil)
