@@ -60,6 +60,12 @@ type PKI struct {
 	// skiff-api, not a raft peer).
 	name string
 
+	// secretMu serializes the changes of the join secret (RotateSecret,
+	// SetSecret: a rotation through the API and the follower of the
+	// store's record may run at once), so that the file and secret end
+	// with the same value.
+	secretMu sync.Mutex
+
 	// mu guards serving and hosts, which EnsureServing replaces, and
 	// secret, which RotateSecret replaces.
 	mu      sync.RWMutex
@@ -131,6 +137,8 @@ func (p *PKI) CAHash() string { return CAHash(p.ca.Raw) }
 // and in its file) and returns the new join token. The old secret stops
 // working at once; certificates issued with it stay valid.
 func (p *PKI) RotateSecret() (Token, error) {
+	p.secretMu.Lock()
+	defer p.secretMu.Unlock()
 	secret := newSecret()
 	if err := writeFile(filepath.Join(p.dir, SecretFile), []byte(secret+"\n"), 0o600); err != nil {
 		return Token{}, err
@@ -400,16 +408,27 @@ func writeKey(path string, key *ecdsa.PrivateKey) error {
 	return writeFile(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
 }
 
-// writeFile writes atomically (temp file and rename) with mode perm.
+// writeFile writes atomically (a temp file of its own, then a rename) with
+// mode perm. Writers of the same path at once do not meet in a shared temp
+// file: the last rename wins.
 func writeFile(path string, data []byte, perm os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := os.Chmod(tmp, perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err == nil {
+		err = os.Chmod(tmp, perm)
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

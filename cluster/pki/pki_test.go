@@ -269,3 +269,50 @@ func TestClientTLS(t *testing.T) {
 		}
 	})
 }
+
+// A rotation through the API and the follower of the store's record may
+// change the join secret at the same moment: every change succeeds (they
+// used to share one temp file, and one's rename took the other's file:
+// "chmod join-secret.tmp: no such file or directory"), and the file ends
+// with the secret in memory, with no temp file left.
+func TestSecretChangesAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	p, err := Load(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 400)
+	done := make(chan struct{})
+	for g := range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 100 {
+				if g%2 == 0 {
+					_, err := p.RotateSecret()
+					errs <- err
+				} else {
+					errs <- p.SetSecret(NewJoinSecret() + strings.Repeat("x", i%2))
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, SecretFile))
+	if err != nil || strings.TrimSpace(string(b)) != p.JoinSecret() {
+		t.Errorf("file %q (%v), in memory %q: want the same", b, err, p.JoinSecret())
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			t.Errorf("temp file left: %s", e.Name())
+		}
+	}
+}

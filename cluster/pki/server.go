@@ -172,6 +172,8 @@ func (p *PKI) SetSecret(secret string) error {
 	if len(secret) < minSecretLen {
 		return fmt.Errorf("join secret shorter than %d characters", minSecretLen)
 	}
+	p.secretMu.Lock()
+	defer p.secretMu.Unlock()
 	if p.JoinSecret() == secret {
 		return nil
 	}
