@@ -20,23 +20,10 @@ import (
 // connection that never completes its handshake is closed after the
 // handshake timeout. No root needed.
 func TestPodIOListenerBounded(t *testing.T) {
-	p, err := pki.Load(filepath.Join(t.TempDir(), "pki"), []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const limit = 2
-	ln := limitPodIO(tcp, p.ServerTLSConfig(), limit)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hs := newPodIOServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	addr := servePodIO(t, limit, time.Hour, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok"))
-	}), log, time.Hour)
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { hs.Close() })
-	addr := tcp.Addr().String()
+	}))
 
 	// The neighbour's silent connections, as many as the limit.
 	var silent []net.Conn
@@ -82,19 +69,8 @@ func TestPodIOListenerBounded(t *testing.T) {
 // does not complete its TLS handshake within the handshake timeout, which
 // frees its slot of the listener.
 func TestPodIOHandshakeTimeout(t *testing.T) {
-	p, err := pki.Load(filepath.Join(t.TempDir(), "pki"), []string{"127.0.0.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln := limitPodIO(tcp, p.ServerTLSConfig(), 1)
-	hs := newPodIOServer(http.NotFoundHandler(), slog.New(slog.NewTextHandler(io.Discard, nil)), 200*time.Millisecond)
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { hs.Close() })
-	c, err := net.Dial("tcp", tcp.Addr().String())
+	addr := servePodIO(t, 1, 200*time.Millisecond, http.NotFoundHandler())
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,4 +82,24 @@ func TestPodIOHandshakeTimeout(t *testing.T) {
 	if podIOHandshakeTimeout <= 0 || podIOHandshakeTimeout > 30*time.Second {
 		t.Fatalf("podIOHandshakeTimeout %s: want a bound of seconds", podIOHandshakeTimeout)
 	}
+}
+
+// servePodIO serves h as an agent's pod IO server does, on a loopback
+// listener of at most limit connections with the given handshake timeout,
+// until t ends, and returns its address.
+func servePodIO(t *testing.T, limit int, handshake time.Duration, h http.Handler) string {
+	t.Helper()
+	p, err := pki.Load(filepath.Join(t.TempDir(), "pki"), []string{"127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := limitPodIO(tcp, p.ServerTLSConfig(), limit)
+	hs := newPodIOServer(h, slog.New(slog.NewTextHandler(io.Discard, nil)), handshake)
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { hs.Close() })
+	return tcp.Addr().String()
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"testing"
 
 	"github.com/skiff-edge/skiff/configs"
@@ -14,11 +13,7 @@ import (
 
 func newTestServer(t testing.TB, serviceCIDR string) (*Server, *store.Store) {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t)
 	opts := Options{ServiceCIDR: serviceCIDR, ClusterCIDR: "10.88.0.0/22"}
 	if err := opts.Validate(); err != nil {
 		t.Fatal(err)

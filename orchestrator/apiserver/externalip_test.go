@@ -39,11 +39,7 @@ func TestExternalIPFromPools(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { st.Close() })
+			st := openStore(t)
 			s := New(st, Options{CheckExternalIP: configs.LB{Pools: tt.pools}.CheckExternalIP})
 			for _, req := range []struct{ method, target, body string }{
 				{"POST", "/v1/apply", `{"services":{"web":` + svc(tt.ip) + `}}`},
@@ -184,13 +180,7 @@ func TestLBAddressAllocation(t *testing.T) {
 // the pool's first address keeps it although another service, earlier by
 // name, lets the server pick (it gets the next one).
 func TestApplyAskedAddressFirst(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	lb := configs.LB{Pools: []string{"192.0.2.240-192.0.2.241"}}
-	s := New(st, Options{CheckExternalIP: lb.CheckExternalIP, FreeExternalIP: lb.FreeAddress})
+	s, st := lbTestServer(t)
 	rec := serve(s, "POST", "/v1/apply", `{"services":{
 		"auto":{"app":"web","port":81,"type":"load-balancer"},
 		"shop":{"app":"web","port":80,"type":"load-balancer","address":"192.0.2.240"}}}`)

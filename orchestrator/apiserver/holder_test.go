@@ -2,13 +2,11 @@ package apiserver
 
 import (
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
@@ -20,13 +18,7 @@ import (
 // interval has passed the next change is taken. The first holder of an
 // address is taken at once.
 func TestHolderFlipBounded(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	lb := configs.LB{Pools: []string{"192.0.2.240-192.0.2.241"}}
-	s := New(st, Options{CheckExternalIP: lb.CheckExternalIP, FreeExternalIP: lb.FreeAddress})
+	s, st := lbTestServer(t)
 	var mu sync.Mutex
 	now := time.Unix(1_000_000, 0)
 	g := s.holders

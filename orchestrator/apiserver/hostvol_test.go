@@ -3,14 +3,12 @@ package apiserver
 import (
 	"encoding/json"
 	"net/http"
-	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/agent"
 	"github.com/skiff-edge/skiff/orchestrator/api"
-	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
 // TestHostVolumePolicyAtApply: with the server's node policy wired in (as
@@ -18,11 +16,7 @@ import (
 // volume the policy refuses is a 400 naming the volume's path field and
 // the rule, and nothing is written; an allowed one is written.
 func TestHostVolumePolicyAtApply(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := openStore(t)
 	node := configs.DefaultNodeConfig()
 	node.HostVolumePaths = []string{"/srv/"}
 	s := New(st, Options{CheckHostPath: agent.HostPathPolicy(node).Check})

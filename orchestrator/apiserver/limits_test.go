@@ -21,12 +21,8 @@ import (
 // X-Test-Client header (as TCPHandler would after authenticating it).
 func newLimitServer(t *testing.T, lim Limits) (*Server, *httptest.Server) {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	_, err = st.Update(func(tx *store.Tx) error {
+	st := openStore(t)
+	_, err := st.Update(func(tx *store.Tx) error {
 		return tx.Put(api.KindPod, &api.Pod{Meta: api.Meta{Name: "p1"}, Spec: api.PodSpec{App: "a", Node: "n1"}})
 	})
 	if err != nil {

@@ -34,13 +34,7 @@ func TestImagesAcrossNodes(t *testing.T) {
 	c := New(t, Options{Nodes: 2})
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	port := serveInNodes(t, c, reg)
-	host, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(host)
-	t.Cleanup(func() { hs.Close() })
+	host := serveOnHost(t, reg)
 
 	layer, err := imagetest.Layer([]imagetest.File{{Path: "hello.txt", Data: []byte("hello " + c.id + "\n")}})
 	if err != nil {
@@ -50,7 +44,7 @@ func TestImagesAcrossNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := imagetest.Push(host.Addr().String()+"/skt/hello:v1", img); err != nil {
+	if err := imagetest.Push(host+"/skt/hello:v1", img); err != nil {
 		t.Fatal(err)
 	}
 	dg, err := img.Digest()
@@ -140,14 +134,31 @@ func serveInNodesEach(t *testing.T, c *Cluster, handler func(i int) http.Handler
 			continue
 		}
 		for i, ln := range lns {
-			hs := &http.Server{Handler: handler(i), ReadHeaderTimeout: 10 * time.Second}
-			go hs.Serve(ln)
-			t.Cleanup(func() { hs.Close() })
+			serveOn(t, ln, handler(i))
 		}
 		return port
 	}
 	t.Fatal("no free port on every node's loopback")
 	return 0
+}
+
+// serveOnHost serves h on the host's loopback until t ends and returns its
+// address (to push images to the test registry).
+func serveOnHost(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveOn(t, ln, h)
+	return ln.Addr().String()
+}
+
+// serveOn serves h on ln until t ends.
+func serveOn(t *testing.T, ln net.Listener, h http.Handler) {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
 }
 
 // listenIn listens on addr inside the netns at nsPath.

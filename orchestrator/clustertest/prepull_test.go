@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -58,13 +57,7 @@ func TestPrepullBeforeRollout(t *testing.T) {
 			reg.ServeHTTP(w, r)
 		})
 	})
-	host, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: reg, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(host)
-	t.Cleanup(func() { hs.Close() })
+	host := serveOnHost(t, reg)
 
 	// v1 is the demo image; v2 the same with one more small layer.
 	v1, err := imagetest.BinaryImage(build(t).demoBin)
@@ -79,10 +72,10 @@ func TestPrepullBeforeRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := imagetest.Push(host.Addr().String()+"/skt/demo:v1", v1); err != nil {
+	if err := imagetest.Push(host+"/skt/demo:v1", v1); err != nil {
 		t.Fatal(err)
 	}
-	if err := imagetest.Push(host.Addr().String()+"/skt/demo:v2", v2); err != nil {
+	if err := imagetest.Push(host+"/skt/demo:v2", v2); err != nil {
 		t.Fatal(err)
 	}
 	ref := func(tag string) string { return fmt.Sprintf("127.0.0.1:%d/skt/demo:%s", port, tag) }

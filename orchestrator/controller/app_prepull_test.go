@@ -369,16 +369,7 @@ func TestPrepullNotWanted(t *testing.T) {
 			t.Fatalf("v2 prepull %+v", pp)
 		}
 		calls := e.puller.count("n1") + e.puller.count("n2")
-		e.update(func(tx *store.Tx) error {
-			var a api.App
-			if err := tx.Get(api.KindApp, "web", &a); err != nil {
-				return err
-			}
-			if _, _, err := api.Rollback(&a, ""); err != nil {
-				return err
-			}
-			return tx.Put(api.KindApp, &a)
-		})
+		e.update(RollbackTx("web"))
 		e.run()
 		if pp := e.app().Status.Prepull; pp != nil || e.puller.count("n1")+e.puller.count("n2") != calls {
 			t.Fatalf("rollback pre-pulled: %+v", pp)

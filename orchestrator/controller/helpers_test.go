@@ -5,6 +5,7 @@ import (
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
 var t0 = time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
@@ -87,4 +88,20 @@ func names(ps []*api.Pod) []string {
 		out = append(out, p.Name)
 	}
 	return out
+}
+
+// RollbackTx rolls app name back to its previous template, as POST
+// /v1/apps/NAME/rollback does, inside a store transaction. Exported for
+// the controller_test package's tests too.
+func RollbackTx(name string) func(tx *store.Tx) error {
+	return func(tx *store.Tx) error {
+		var a api.App
+		if err := tx.Get(api.KindApp, name, &a); err != nil {
+			return err
+		}
+		if _, _, err := api.Rollback(&a, ""); err != nil {
+			return err
+		}
+		return tx.Put(api.KindApp, &a)
+	}
 }

@@ -663,16 +663,7 @@ func TestRollingUpdateAndRollback(t *testing.T) {
 	if minReady < 3 {
 		t.Errorf("ready pods fell to %d during the update (max_unavailable 0)", minReady)
 	}
-	e.update(func(tx *store.Tx) error {
-		var app api.App
-		if err := tx.Get(api.KindApp, "web", &app); err != nil {
-			return err
-		}
-		if _, _, err := api.Rollback(&app, ""); err != nil {
-			return err
-		}
-		return tx.Put(api.KindApp, &app)
-	})
+	e.update(controller.RollbackTx("web"))
 	e.eventually("rolled back to echo:1", 10*time.Second, func() string {
 		s := e.getApp("web").Status
 		if s.Ready != 3 || s.Updated != 3 {
