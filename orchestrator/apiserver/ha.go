@@ -267,7 +267,9 @@ func (s *Server) addServer(w http.ResponseWriter, r *http.Request) {
 }
 
 // removeServer removes a server from the raft configuration (`skiff
-// server remove NAME`, on the leader).
+// server remove NAME`, on the leader). It refuses a server the gossip sees
+// running: that one would ask to be added again at once (ensureVoter), so
+// the removal would not hold; stopping it removes it by itself.
 func (s *Server) removeServer(w http.ResponseWriter, r *http.Request) {
 	ops := s.serverOpsOr503(w)
 	if ops == nil {
@@ -287,12 +289,32 @@ func (s *Server) removeServer(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &apiError{status: http.StatusNotFound, code: api.CodeNotFound, msg: "no server " + name + " in the raft configuration"})
 		return
 	}
+	if st := s.runningServer(name); st != "" {
+		s.writeError(w, r, conflict("server %s is %s in the gossip: a running server asks to be added again at once. "+
+			"Stop it instead (a graceful stop removes it from raft by itself); remove it here once it has stopped or failed", name, st))
+		return
+	}
 	if err := ops.RemoveServer(name); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	s.log.Warn("server removed from the raft configuration", "server", name, "by", identityOf(r.Context()).String())
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// runningServer returns the gossip status of server name if the gossip
+// sees it running (alive, or suspect: not yet found failed), else "".
+func (s *Server) runningServer(name string) string {
+	m := s.members.Load()
+	if m == nil {
+		return ""
+	}
+	for _, mb := range (*m).Members() {
+		if mb.Name == name && mb.Role == api.RoleServer && (mb.Status == "alive" || mb.Status == "suspect") {
+			return mb.Status
+		}
+	}
+	return ""
 }
 
 // serverIdentity is the identity of a server's own certificate.

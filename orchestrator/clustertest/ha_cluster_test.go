@@ -209,7 +209,8 @@ func (h *HA) WaitVoters(want []int, timeout time.Duration) {
 //     catches up and the agent is Ready again;
 //   - add/remove: while clients write and CAS (history checked by
 //     porcupine, no acknowledged write lost), the spare joins as a 4th
-//     voter and `skiff server remove` takes a follower out;
+//     voter; `skiff server remove` refuses a running follower, and takes
+//     it out once it is killed and the gossip has found it failed;
 //   - snapshot: `skiff snapshot save`, every server killed and its data
 //     dir destroyed, `skiff snapshot restore` into a fresh first server:
 //     the apps, services and nodes come back (agents Ready, pods ready,
@@ -408,9 +409,23 @@ func haAddRemove(t *testing.T, h *HA) int {
 		}
 	}
 	mu.Unlock()
-	h.CLIOn(l, "server", "remove", h.Nodes[victim].Name)
+	name := h.Nodes[victim].Name
+	// A running server is refused: it would ask to be added back at once.
+	if out, err := h.CLI(l, "server", "remove", name); err == nil || !strings.Contains(out, "is alive in the gossip") {
+		t.Fatalf("server remove of the running server %d: %v %s, want it refused as alive", victim, err, out)
+	}
+	h.WaitVoters([]int{0, 1, 2, spare}, 10*time.Second)
+	// A dead one is taken out at once (well before server_remove_after).
+	h.KillServer(victim)
+	h.WaitFor(name+" failed in the gossip", 30*time.Second, func() (bool, error) {
+		m, err := h.Members(l)
+		if err != nil || !hasField(m[name], "failed") {
+			return false, fmt.Errorf("%v %s", err, m[name])
+		}
+		return true, nil
+	})
+	h.CLIOn(l, "server", "remove", name)
 	h.WaitVoters(servers(), 60*time.Second)
-	h.Stop(victim, 10*time.Second)
 	waitOps(t, h, w, 30)
 	w.Stop()
 	stopped = true

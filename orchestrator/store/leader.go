@@ -312,9 +312,11 @@ func (s *Store) AddVoter(id, raftAddr string) error {
 }
 
 // RemoveServer removes a server from the configuration; on the leader
-// only. Removing the leader itself makes it step down once committed. The
-// removed server's raft shuts down (its writes then fail with ErrClosed;
-// its reads serve its last state) once it learns of its removal.
+// only. Removing the leader itself makes it step down once committed, and
+// its raft shuts down (its writes then fail with ErrClosed; its reads
+// serve its last state). A removed follower is sent nothing more: it may
+// never learn of its removal, and a running one asks to be added again
+// (the API refuses to remove a server the gossip sees running).
 func (s *Store) RemoveServer(id string) error {
 	if s.rp == nil {
 		return ErrNotReplicated
