@@ -20,6 +20,7 @@ import (
 	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
 
 // agentFixture is a store, the cluster PKI and a fake agent of node
@@ -35,7 +36,7 @@ type agentFixture struct {
 
 func newAgentFixture(t testing.TB, h http.Handler) *agentFixture {
 	t.Helper()
-	st := testStore(t)
+	st := storetest.Open(t)
 	p := testPKI(t)
 	cert, id := issueNode(t, p, "edge-1")
 	var holder pki.Holder
@@ -279,17 +280,6 @@ func issueNode(t testing.TB, p *pki.PKI, name string) (*x509.Certificate, *pki.I
 		t.Fatal(err)
 	}
 	return cert, id
-}
-
-// testStore opens a plain store in t's temp dir, closed at t's end.
-func testStore(t testing.TB) *store.Store {
-	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
 }
 
 // testPKI makes a cluster PKI (a fresh CA) in t's temp dir.

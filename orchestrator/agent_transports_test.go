@@ -6,13 +6,14 @@ import (
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
 
 // A deleted node's transport (and its kept-alive connections) is dropped
 // when the next transport is made: the map does not grow with every node
 // that ever joined.
 func TestAgentTransportsDropDeletedNodes(t *testing.T) {
-	st := testStore(t)
+	st := storetest.Open(t)
 	p := testPKI(t)
 	put := func(names ...string) {
 		t.Helper()

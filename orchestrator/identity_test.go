@@ -15,13 +15,14 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
 	"github.com/skiff-edge/skiff/orchestrator/client"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
 
 // identityServer serves the API as the TLS listener does, issuing node
 // certificates of validity; no root needed.
 func identityServer(t *testing.T, validity time.Duration) (*httptest.Server, *pki.PKI, *apiserver.Server) {
 	t.Helper()
-	st := testStore(t)
+	st := storetest.Open(t)
 	api := apiserver.New(st, apiserver.Options{Logger: slog.New(slog.DiscardHandler)})
 	p := testPKI(t)
 	api.EnableJoin(apiserver.JoinConfig{PKI: p, GossipKey: p.GossipKey, CertValidity: validity})

@@ -15,6 +15,7 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
 
 // TestFollowJoinSecret: a join secret written to the store (as a rotation
@@ -25,7 +26,7 @@ import (
 // the record every 2 s, which the idle span at the end catches). Takes
 // about 3 s; no root needed.
 func TestFollowJoinSecret(t *testing.T) {
-	st := testStore(t)
+	st := storetest.Open(t)
 	srv := apiserver.New(st, apiserver.Options{Logger: slog.New(slog.DiscardHandler)})
 	dir := filepath.Join(t.TempDir(), "pki")
 	p, err := pki.Load(dir, nil)

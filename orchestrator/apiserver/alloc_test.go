@@ -9,11 +9,12 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
 
 func newTestServer(t testing.TB, serviceCIDR string) (*Server, *store.Store) {
 	t.Helper()
-	st := openStore(t)
+	st := storetest.Open(t)
 	opts := Options{ServiceCIDR: serviceCIDR, ClusterCIDR: "10.88.0.0/22"}
 	if err := opts.Validate(); err != nil {
 		t.Fatal(err)

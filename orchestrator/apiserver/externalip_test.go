@@ -12,6 +12,7 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
 
 // TestExternalIPFromPools: a load-balancer service's external_ip must be in
@@ -39,7 +40,7 @@ func TestExternalIPFromPools(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := openStore(t)
+			st := storetest.Open(t)
 			s := New(st, Options{CheckExternalIP: configs.LB{Pools: tt.pools}.CheckExternalIP})
 			for _, req := range []struct{ method, target, body string }{
 				{"POST", "/v1/apply", `{"services":{"web":` + svc(tt.ip) + `}}`},

@@ -9,6 +9,7 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/agent"
 	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
 
 // TestHostVolumePolicyAtApply: with the server's node policy wired in (as
@@ -16,7 +17,7 @@ import (
 // volume the policy refuses is a 400 naming the volume's path field and
 // the rule, and nothing is written; an allowed one is written.
 func TestHostVolumePolicyAtApply(t *testing.T) {
-	st := openStore(t)
+	st := storetest.Open(t)
 	node := configs.DefaultNodeConfig()
 	node.HostVolumePaths = []string{"/srv/"}
 	s := New(st, Options{CheckHostPath: agent.HostPathPolicy(node).Check})

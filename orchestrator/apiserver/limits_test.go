@@ -14,6 +14,7 @@ import (
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
 
 // newLimitServer is a Server with lim, and an HTTP server in front of it
@@ -21,7 +22,7 @@ import (
 // X-Test-Client header (as TCPHandler would after authenticating it).
 func newLimitServer(t *testing.T, lim Limits) (*Server, *httptest.Server) {
 	t.Helper()
-	st := openStore(t)
+	st := storetest.Open(t)
 	_, err := st.Update(func(tx *store.Tx) error {
 		return tx.Put(api.KindPod, &api.Pod{Meta: api.Meta{Name: "p1"}, Spec: api.PodSpec{App: "a", Node: "n1"}})
 	})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,23 +12,13 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
-
-// openStore opens a store in t's temp dir, closed at t's end.
-func openStore(t testing.TB) *store.Store {
-	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
 
 // lbTestServer is a server whose [lb] pool is 192.0.2.240-192.0.2.241.
 func lbTestServer(t testing.TB) (*Server, *store.Store) {
 	t.Helper()
-	st := openStore(t)
+	st := storetest.Open(t)
 	lb := configs.LB{Pools: []string{"192.0.2.240-192.0.2.241"}}
 	return New(st, Options{CheckExternalIP: lb.CheckExternalIP, FreeExternalIP: lb.FreeAddress}), st
 }

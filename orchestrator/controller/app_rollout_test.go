@@ -4,13 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
 
 func TestAutoRollbackChoice(t *testing.T) {
@@ -54,11 +54,7 @@ type rolloutEnv struct {
 }
 
 func newRolloutEnv(t *testing.T) *rolloutEnv {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	e := &rolloutEnv{t: t, st: st, clock: t0}
 	e.restart()
 	// One node with room for two 400Mi pods.

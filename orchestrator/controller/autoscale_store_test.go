@@ -10,6 +10,7 @@ import (
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
 
 // fakeLoad is a LoadSource whose app load the test sets.
@@ -214,11 +215,7 @@ func TestAutoscaleThroughStore(t *testing.T) {
 // state reports nothing to do (runAutoscaler then waits for the store to
 // change); an autoscaled app, or state left to clear, is work.
 func TestAutoscalePassIdle(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := storetest.Open(t)
 	cfg := DefaultConfig()
 	cfg.Load = &fakeLoad{l: map[string]api.AppLoad{}}
 	cfg.fill()

@@ -3,12 +3,12 @@ package controller
 import (
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"testing"
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
 
 // BenchmarkSchedule places one pod among 100 nodes that hold 2000 pods.
@@ -65,15 +65,11 @@ func BenchmarkListPods(b *testing.B) {
 // convergedStore makes BenchmarkSyncSteady's store and a controller on it,
 // and runs passes until the state is converged.
 func convergedStore(b *testing.B) (*store.Store, *controller) {
-	st, err := store.Open(filepath.Join(b.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
+	st := storetest.Open(b)
 	cfg := DefaultConfig()
 	cfg.Logger = slog.New(slog.DiscardHandler)
 	c := newController(st, cfg)
-	_, err = st.Update(func(tx *store.Tx) error {
+	_, err := st.Update(func(tx *store.Tx) error {
 		for i := range 10 {
 			if err := tx.Put(api.KindNode, mkNode(fmt.Sprintf("n%d", i), true, 16000, 64<<30, nil)); err != nil {
 				return err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/controller"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 )
 
 // tlog sends log lines to the test's log.
@@ -35,10 +35,7 @@ type env struct {
 // short timings until the test ends.
 func start(t *testing.T, tweak func(*controller.Config)) *env {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.Open(t)
 	cfg := controller.DefaultConfig()
 	cfg.Logger = slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg.Resync = 200 * time.Millisecond
@@ -56,7 +53,6 @@ func start(t *testing.T, tweak func(*controller.Config)) *env {
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
-		st.Close()
 	})
 	return &env{t: t, st: st}
 }

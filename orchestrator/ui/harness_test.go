@@ -12,7 +12,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/apiserver"
 	"github.com/skiff-edge/skiff/orchestrator/store"
+	"github.com/skiff-edge/skiff/orchestrator/store/storetest"
 	"github.com/skiff-edge/skiff/orchestrator/ui"
 )
 
@@ -36,11 +36,7 @@ type inproc struct {
 
 func newInproc(t testing.TB, opts ...func(*ui.Config)) *inproc {
 	t.Helper()
-	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"), store.Options{NoSync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := storetest.Open(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a := apiserver.New(st, apiserver.Options{Logger: quiet})
 	cfg := ui.Config{API: a, Store: st, Logger: quiet}
