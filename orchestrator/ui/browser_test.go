@@ -3,6 +3,7 @@ package ui_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -118,8 +119,9 @@ func webManifestFile(t testing.TB, n *node) string {
 // sign-in, a scale seen live, a pod deleted and replaced, a log followed,
 // a manifest with an error, a cross-site post and a revoked token.
 func TestConsoleInBrowser(t *testing.T) {
-	n := startNode(t)
-	browser := newBrowser(t)
+	bn := newBrowserNet(t)
+	n := startNode(t, bn.hostIP)
+	browser := newBrowser(t, bn)
 	if out, err := n.skiff("apply", "-f", webManifestFile(t, n)); err != nil {
 		t.Fatalf("apply: %v\n%s", err, out)
 	}
@@ -290,10 +292,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	})
 
 	t.Run("a cross-site post is refused", func(t *testing.T) {
-		evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		evil := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			fmt.Fprintf(w, `<!doctype html><form id="f" method="post" action="%s/ui/apps/web/scale"><input name="replicas" value="1"></form><script>document.getElementById("f").submit()</script>`, base)
 		}))
+		evil.Listener.Close()
+		var err error
+		if evil.Listener, err = net.Listen("tcp", net.JoinHostPort(bn.hostIP, "0")); err != nil { // where the browser reaches the host
+			t.Fatal(err)
+		}
+		evil.Start()
 		defer evil.Close()
 		run(t, admin, "visit the other site", chromedp.Navigate(evil.URL))
 		until(t, admin, "the post to land", `location.pathname.startsWith("/ui/")`, 30*time.Second)

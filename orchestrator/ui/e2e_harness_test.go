@@ -127,9 +127,10 @@ func randN(n uint32) uint32 {
 	return binary.LittleEndian.Uint32(b[:]) % n
 }
 
-func freePort(t testing.TB) string {
+// freePort returns host:port with a port free on host now.
+func freePort(t testing.TB, host string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,9 +154,58 @@ func hostLock(t testing.TB) {
 	t.Cleanup(func() { f.Close() })
 }
 
-// startNode starts a node and waits until it is Ready. Its clean-up kills
+// browserNet is the network namespace the browser runs in, joined to the
+// host's by a veth pair. Chromium breaks loads off with
+// net::ERR_NETWORK_CHANGED when it sees the links of its namespace come and
+// go, and on the host they do all the time: the node adds a veth for every
+// pod it starts, and the tests of other packages that run alongside make
+// their namespaces and bridges. In a namespace of its own it sees only its
+// end of the pair, and reaches the node at the host's end.
+type browserNet struct {
+	ns     string
+	hostIP string // the host's end: the node serves the browser here
+}
+
+// newBrowserNet makes the namespace; its clean-up, which runs after the
+// browser's (register it first), deletes the namespace and the pair.
+func newBrowserNet(t testing.TB) *browserNet {
+	t.Helper()
+	needs(t, true, "ip")
+	id := fmt.Sprintf("%06x", randN(1<<24))
+	net3 := randN(250)
+	b := &browserNet{ns: "skui-" + id, hostIP: fmt.Sprintf("10.219.%d.1", net3)}
+	host, inner := "skuh"+id, "skub"+id
+	t.Cleanup(func() {
+		for _, args := range [][]string{{"netns", "del", b.ns}, {"link", "del", host}} {
+			if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil && !strings.Contains(string(out), "Cannot find device") {
+				t.Errorf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+	})
+	for _, args := range [][]string{
+		{"netns", "add", b.ns},
+		{"link", "add", host, "type", "veth", "peer", "name", inner, "netns", b.ns},
+		{"addr", "add", b.hostIP + "/30", "dev", host},
+		{"link", "set", host, "up"},
+		{"-n", b.ns, "addr", "add", fmt.Sprintf("10.219.%d.2/30", net3), "dev", inner},
+		// No IPv6 link-local address: it would appear a second or two
+		// after the link comes up (after DAD), while the browser loads.
+		{"-n", b.ns, "link", "set", inner, "addrgenmode", "none"},
+		{"-n", b.ns, "link", "set", inner, "up"},
+		{"-n", b.ns, "link", "set", "lo", "up"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return b
+}
+
+// startNode starts a node that serves its TLS API (and the console under
+// it) on host, its plain console port and gossip on loopback, and waits
+// until it is Ready. Its clean-up kills
 // it and runs `skiff agent --cleanup`.
-func startNode(t testing.TB) *node {
+func startNode(t testing.TB, host string) *node {
 	t.Helper()
 	needs(t, true, "iptables-save", "ip")
 	build(t)
@@ -165,7 +215,7 @@ func startNode(t testing.TB) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{t: t, name: "ui-" + id, dir: dir, runDir: filepath.Join(dir, "run"), apiAddr: freePort(t), uiAddr: freePort(t),
+	n := &node{t: t, name: "ui-" + id, dir: dir, runDir: filepath.Join(dir, "run"), apiAddr: freePort(t, host), uiAddr: freePort(t, "127.0.0.1"),
 		nodePort: 30000 + int(randN(2700)), log: &lockedBuf{}, exited: make(chan struct{})}
 	net3 := randN(250)
 	n.cfgFile = filepath.Join(dir, "config.toml")
@@ -180,7 +230,7 @@ bridge = "sku%s"
 cgroup_parent = "skiff-ui-%s"
 cluster_cidr = "10.215.%d.0/24"
 service_cidr = "10.216.%d.0/24"
-`, n.name, filepath.Join(dir, "data"), n.runDir, n.apiAddr, freePort(t), n.uiAddr, id, id, net3, net3)
+`, n.name, filepath.Join(dir, "data"), n.runDir, n.apiAddr, freePort(t, "127.0.0.1"), n.uiAddr, id, id, net3, net3)
 	if err := os.WriteFile(n.cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -291,12 +341,17 @@ func (n *node) readyPod(app string) string {
 	return ""
 }
 
-// newBrowser starts a headless Chromium with a fresh profile; every
-// newTab of it is its own browser context (its own cookies).
-func newBrowser(t testing.TB) context.Context {
+// newBrowser starts a headless Chromium with a fresh profile in bn's
+// namespace (chromedp speaks to it over pipes, not a port); every newTab of
+// it is its own browser context (its own cookies).
+func newBrowser(t testing.TB, bn *browserNet) context.Context {
 	t.Helper()
 	needs(t, false, "chromium")
 	path, _ := exec.LookPath("chromium")
+	ipPath, err := exec.LookPath("ip")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.Headless,
@@ -310,6 +365,13 @@ func newBrowser(t testing.TB) context.Context {
 		chromedp.Flag("ignore-certificate-errors", true), // the server's certificate is its own CA's
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 900),
+		chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
+			// ip execs the browser in the namespace: the same process, with
+			// the pipes (fds 3 and 4) and the parent-death signal kept.
+			cmd.Args = append([]string{"ip", "netns", "exec", bn.ns}, cmd.Args...)
+			cmd.Path = ipPath
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		}),
 	}
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, cancelB := chromedp.NewContext(actx)
@@ -319,6 +381,21 @@ func newBrowser(t testing.TB) context.Context {
 		t.Fatalf("start chromium: %v", err)
 	}
 	t.Cleanup(func() { cancelB(); cancelA() })
+	// Nothing changes in the browser's namespace while it runs (its
+	// clean-up runs before the browser's).
+	var mon lockedBuf
+	cmd := exec.Command("ip", "-n", bn.ns, "monitor", "address", "link", "route")
+	cmd.Stdout, cmd.Stderr = &mon, &mon
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if s := mon.String(); s != "" {
+			t.Errorf("the browser's network namespace changed while it ran (Chromium breaks loads off with net::ERR_NETWORK_CHANGED then):\n%s", s)
+		}
+	})
 	return bctx
 }
 
