@@ -106,14 +106,18 @@ func TestClusterVIPEverywhere(t *testing.T) {
 			t.Fatalf("no pod on node %d: %s", i, podSummary(pods))
 		}
 	}
-	// Wait for node 0's load balancer to reach every node's pods; the
-	// other sources are measured once.
+	// Wait for node 0's load balancer to reach every node's pods, and for
+	// every node's rules to name every pod; then each source is measured
+	// once.
 	var first Hits
 	if err := c.Poll(30*time.Second, func() (bool, error) {
 		first = Hit(c.Nodes[0].NetnsPath(), vip, 30)
 		return first.Failed == 0 && len(nodesHit(first, pods)) == 3, nil
 	}); err != nil {
 		t.Errorf("from node 0 to VIP %s: %d failed %v, answers by node %v", vip, first.Failed, first.Errors, nodesHit(first, pods))
+	}
+	for i := range c.Nodes {
+		c.WaitLBHolds(i, pods, 30*time.Second)
 	}
 	for i, n := range c.Nodes {
 		for _, src := range []struct{ what, ns string }{
@@ -178,7 +182,7 @@ func TestClusterNodeLoss(t *testing.T) {
 	killed := time.Now()
 	c.killNode(victim)
 	for _, s := range []int{0, 1} {
-		c.WaitFor(fmt.Sprintf("node %d's nat table without %v", s, lostIPs), 20*time.Second, func() (bool, error) {
+		c.WaitFor(fmt.Sprintf("node %d's nat table without %v", s, lostIPs), 45*time.Second, func() (bool, error) {
 			held, err := c.LBHoldsAny(s, lostIPs)
 			return err == nil && len(held) == 0, fmt.Errorf("still holds %v (%v)", held, err)
 		})

@@ -245,6 +245,9 @@ func haFailover(t *testing.T, h *HA, pods []api.Pod) {
 	old := h.WaitLeader(30 * time.Second)
 	rules, procs := map[int]string{}, map[int]string{}
 	for _, a := range h.Agents() {
+		// The agents' rules have caught up with the pods before they are
+		// taken as what must not change.
+		h.WaitLBHolds(a, pods, 30*time.Second)
 		rules[a], procs[a] = h.natRules(a), h.appProcsOn(a)
 	}
 	pids := ContainerPIDs(pods)

@@ -41,21 +41,28 @@ func TestHAJoinTwoServers(t *testing.T) {
 		"--config", s1.Config, "--log-level", "debug")
 
 	ctx := context.Background()
-	c.WaitFor("two voters, the first one leading", 60*time.Second, func() (bool, error) {
-		svs, err := c.Client(0).Servers(ctx)
-		if err != nil {
-			return false, err
-		}
-		voters, leader := 0, ""
-		for _, sv := range svs {
-			if sv.Suffrage == "voter" {
-				voters++
+	// Both servers' own views: the follower knows the leader it forwards
+	// writes to.
+	c.WaitFor("two voters, the first one leading, in both servers' views", 60*time.Second, func() (bool, error) {
+		for i := range 2 {
+			svs, err := c.Client(i).Servers(ctx)
+			if err != nil {
+				return false, fmt.Errorf("server %d: %w", i, err)
 			}
-			if sv.Leader {
-				leader = sv.Name
+			voters, leader := 0, ""
+			for _, sv := range svs {
+				if sv.Suffrage == "voter" {
+					voters++
+				}
+				if sv.Leader {
+					leader = sv.Name
+				}
+			}
+			if voters != 2 || leader != s0.Name {
+				return false, fmt.Errorf("server %d: servers %+v", i, svs)
 			}
 		}
-		return voters == 2 && leader == s0.Name, fmt.Errorf("servers %+v", svs)
+		return true, nil
 	})
 	// A write on the follower's socket is forwarded to the leader (with
 	// the follower's server certificate).

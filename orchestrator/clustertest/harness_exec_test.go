@@ -322,6 +322,18 @@ func (c *Cluster) LBHoldsAny(i int, ips []string) ([]string, error) {
 	return held, nil
 }
 
+// WaitLBHolds waits until node i's nat table names every one of pods' IPs:
+// its load balancer has caught up with their endpoints (the store lists
+// them a little before a node's rules do).
+func (c *Cluster) WaitLBHolds(i int, pods []api.Pod, timeout time.Duration) {
+	c.t.Helper()
+	ips := podIPs(pods)
+	c.WaitFor(fmt.Sprintf("node %d's nat table to name every pod %v", i, ips), timeout, func() (bool, error) {
+		held, err := c.LBHoldsAny(i, ips)
+		return err == nil && len(held) == len(ips), fmt.Errorf("it names %v (%v)", held, err)
+	})
+}
+
 // ContainerPIDs maps pod name to its containers' PIDs as reported in
 // status ("pod/container" → pid).
 func ContainerPIDs(pods []api.Pod) map[string]int {

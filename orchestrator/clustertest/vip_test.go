@@ -231,7 +231,7 @@ func (c *Cluster) vipFailover(tb testing.TB, lan, addr string, port int) (victim
 	// names the node that held it before is answered too (through that
 	// node): check the entry itself. The holder's burst of gratuitous ARP
 	// after a membership change lasts about 3 s.
-	c.WaitFor("the client's ARP entry for "+addr+" names the holder", 5*time.Second, func() (bool, error) {
+	c.WaitFor("the client's ARP entry for "+addr+" names the holder", 20*time.Second, func() (bool, error) {
 		m, err := c.neighMAC(addr)
 		return err == nil && m == vmac, fmt.Errorf("entry %q (%v), want the holder %d's %s", m, err, victim, vmac)
 	})
@@ -591,7 +591,7 @@ func TestLBVIPSplit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.WaitFor("the client's ARP entry for "+addr+" is the holder's", 10*time.Second, func() (bool, error) {
+	c.WaitFor("the client's ARP entry for "+addr+" is the holder's", 30*time.Second, func() (bool, error) {
 		got, err := c.neighMAC(addr)
 		return err == nil && got == m, fmt.Errorf("entry %q, want %s (%v)", got, m, err)
 	})

@@ -351,11 +351,11 @@ func TestConsoleInBrowser(t *testing.T) {
 			t.Fatalf("revoke: %v\n%s", err, out)
 		}
 		// The page navigates away while we look: ask again until it is
-		// at the sign-in.
+		// at the sign-in, loaded (its text is there to read).
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			ctx, cancel := context.WithTimeout(reader, 5*time.Second)
-			loc, err := chromedp.Run(ctx, chromedp.Evaluate[string]("location.pathname"))
+			loc, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.readyState === "complete" ? location.pathname : "(loading)"`))
 			cancel()
 			if err == nil && loc == "/ui/login" {
 				break
