@@ -37,6 +37,10 @@ const (
 	StatusFailed  Status = "failed"
 )
 
+// Running tells whether a member of this status still runs as far as the
+// gossip knows: alive, or suspect (not yet found failed).
+func (s Status) Running() bool { return s == StatusAlive || s == StatusSuspect }
+
 // MemberInfo is one member of the cluster and its tags.
 type MemberInfo struct {
 	Name string
@@ -281,7 +285,7 @@ func (m *Member) Members() []MemberInfo {
 func (m *Member) Servers() []string {
 	var out []string
 	for _, mi := range m.Members() {
-		if mi.Role == RoleServer && mi.APIAddr != "" && (mi.Status == StatusAlive || mi.Status == StatusSuspect) {
+		if mi.Role == RoleServer && mi.APIAddr != "" && mi.Status.Running() {
 			out = append(out, mi.APIAddr)
 		}
 	}

@@ -335,3 +335,13 @@ func TestServersAfterJoinServerDies(t *testing.T) {
 		t.Errorf("Servers() after the first died = %v", got)
 	}
 }
+
+// TestStatusRunning: alive and suspect members run as far as the gossip
+// knows; leaving, left and failed ones do not.
+func TestStatusRunning(t *testing.T) {
+	for s, want := range map[Status]bool{StatusAlive: true, StatusSuspect: true, StatusLeaving: false, StatusLeft: false, StatusFailed: false, "": false} {
+		if got := s.Running(); got != want {
+			t.Errorf("%q.Running() = %v, want %v", s, got, want)
+		}
+	}
+}

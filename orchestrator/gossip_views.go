@@ -175,7 +175,7 @@ func (v apiView) Members() []api.Member {
 func (v apiView) ClusterInfo() api.ClusterInfo {
 	var ci api.ClusterInfo
 	for _, mi := range v.m.Members() {
-		if mi.Role == cluster.RoleServer && (mi.Status == cluster.StatusAlive || mi.Status == cluster.StatusSuspect) {
+		if mi.Role == cluster.RoleServer && mi.Status.Running() {
 			ci.Gossip = append(ci.Gossip, net.JoinHostPort(mi.Addr, fmt.Sprint(mi.Port)))
 		}
 	}

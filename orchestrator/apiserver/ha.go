@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/skiff-edge/skiff/cluster"
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
@@ -303,14 +304,14 @@ func (s *Server) removeServer(w http.ResponseWriter, r *http.Request) {
 }
 
 // runningServer returns the gossip status of server name if the gossip
-// sees it running (alive, or suspect: not yet found failed), else "".
+// sees it running (cluster.Status.Running), else "".
 func (s *Server) runningServer(name string) string {
 	m := s.members.Load()
 	if m == nil {
 		return ""
 	}
 	for _, mb := range (*m).Members() {
-		if mb.Name == name && mb.Role == api.RoleServer && (mb.Status == "alive" || mb.Status == "suspect") {
+		if mb.Name == name && mb.Role == api.RoleServer && cluster.Status(mb.Status).Running() {
 			return mb.Status
 		}
 	}
