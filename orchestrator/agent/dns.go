@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -130,13 +131,8 @@ func (r *resolver) setView(services []*api.Service, eps map[string]*api.Endpoint
 // sockets are bound, with the UDP socket's address (port 0 picks one, the
 // same for TCP).
 func (r *resolver) listen(addr string) (string, error) {
-	pc, err := net.ListenPacket("udp", addr)
+	pc, ln, err := listenPair(addr)
 	if err != nil {
-		return "", fmt.Errorf("dns: %w", err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return "", fmt.Errorf("dns: %w", err)
 	}
 	udp := &dns.Server{PacketConn: pc, Handler: r}
@@ -153,6 +149,31 @@ func (r *resolver) listen(addr string) (string, error) {
 	}
 	r.log.Info("dns resolver listening", "addr", pc.LocalAddr().String(), "domain", r.domain, "upstreams", r.upstreams)
 	return pc.LocalAddr().String(), nil
+}
+
+// listenPair binds UDP and TCP on the same address. With port 0 the
+// kernel picks the UDP port, and that port may be in use for TCP (the
+// two are separate spaces; an outgoing connection may hold it): then it
+// tries another, a few times.
+func listenPair(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	for try := 0; ; try++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || !errors.Is(err, syscall.EADDRINUSE) || try == 31 {
+			return nil, nil, err
+		}
+	}
 }
 
 // stop closes the servers.

@@ -1,16 +1,23 @@
 package agent
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 
 	"github.com/skiff-edge/skiff/configs"
 	"github.com/skiff-edge/skiff/netlb"
@@ -268,5 +275,68 @@ func TestResolverOnlyFromPods(t *testing.T) {
 	r.onlyFrom(lo)
 	if m := ask(t, addr, "web.skiff.", dns.TypeA, "udp"); m.Rcode != dns.RcodeSuccess || !slices.Equal(answers(m), []string{"10.96.0.10"}) {
 		t.Errorf("web.skiff. from inside: %s %v", dns.RcodeToString[m.Rcode], answers(m))
+	}
+}
+
+// TestListenPairRetriesTCPInUse: with port 0 the kernel picks a free UDP
+// port, which TCP may hold. In a network namespace of its own whose
+// ephemeral range is two ports, one held by a TCP listener, every listen
+// must still bind both sockets (on the other port). Without the retry
+// about half of them fail with "address already in use", as one did in CI.
+func TestListenPairRetriesTCPInUse(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("this test needs root (CI runs as root)")
+		}
+		t.Skip("needs root: it makes a network namespace")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// The thread stays locked and ends with the goroutine, and with it
+		// the namespace, which nothing else holds.
+		runtime.LockOSThread()
+		ns, err := netns.New()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer ns.Close()
+		errc <- func() error {
+			lo, err := netlink.LinkByName("lo")
+			if err != nil {
+				return err
+			}
+			if err := netlink.LinkSetUp(lo); err != nil {
+				return err
+			}
+			if err := os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte("40000 40001"), 0o644); err != nil {
+				return err
+			}
+			held, err := net.Listen("tcp", "127.0.0.1:40000")
+			if err != nil {
+				return err
+			}
+			defer held.Close()
+			for i := range 20 {
+				pc, ln, err := listenPair("127.0.0.1:0")
+				if err != nil {
+					return fmt.Errorf("listen %d: %w", i, err)
+				}
+				got := pc.LocalAddr().String()
+				pc.Close()
+				ln.Close()
+				if got != "127.0.0.1:40001" {
+					return fmt.Errorf("listen %d: bound %s, want the free port 127.0.0.1:40001", i, got)
+				}
+			}
+			// A port asked for by number is not changed behind the caller's back.
+			if _, _, err := listenPair("127.0.0.1:40000"); !errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("listen on the held port: %v, want address already in use", err)
+			}
+			return nil
+		}()
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
 	}
 }
