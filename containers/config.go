@@ -83,7 +83,15 @@ type Config struct {
 	// goShim runs containers under the all-Go shim that the C shim
 	// replaced, for the benchmarks that compare the two.
 	goShim bool
+	// shimReportWait bounds the wait for a new shim's report (default
+	// defaultShimReportWait; tests shorten it).
+	shimReportWait time.Duration
 }
+
+// defaultShimReportWait is how long a start waits for its shim's report
+// before it kills the shim: well above the shim's own wait for another
+// shim of the container (shimLockWait) plus a start on a loaded node.
+const defaultShimReportWait = 2 * time.Minute
 
 // DefaultConfig returns the defaults described on Config. Root and
 // StateDir are left empty: the caller must set them.
@@ -127,6 +135,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LayerGCGrace == 0 {
 		c.LayerGCGrace = d.LayerGCGrace
+	}
+	if c.shimReportWait == 0 {
+		c.shimReportWait = defaultShimReportWait
 	}
 	var errs []error
 	if c.Root == "" || !filepath.IsAbs(c.Root) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -99,7 +100,7 @@ func Open(ctx context.Context, cfg Config) (*Runtime, error) {
 	r.hostPaths.Reserved = append(slices.Clone(cfg.HostPaths.Reserved),
 		ReservedPath{Name: "the container runtime's root", Path: cfg.Root},
 		ReservedPath{Name: "the container runtime's state dir", Path: cfg.StateDir})
-	for _, d := range []string{r.libcontainerRoot(), filepath.Join(cfg.StateDir, "pods"), filepath.Join(cfg.StateDir, "containers"), filepath.Join(cfg.Root, "pods")} {
+	for _, d := range []string{r.libcontainerRoot(), filepath.Join(cfg.StateDir, "pods"), filepath.Join(cfg.StateDir, "containers"), filepath.Join(cfg.StateDir, "locks"), filepath.Join(cfg.Root, "pods")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("open runtime: %w", err)
 		}
@@ -138,6 +139,12 @@ func (r *Runtime) podStateDir(pod string) string {
 	return filepath.Join(r.cfg.StateDir, "pods", pod)
 }
 func (r *Runtime) podDataDir(pod string) string { return filepath.Join(r.cfg.Root, "pods", pod) }
+
+// lockPath is the container's lock, which its shim holds from before it
+// creates the container until the container is destroyed (lockContainer).
+// It lives outside the container's state directory, which a failed start
+// removes: a shim that a killed skiff left behind may hold it then.
+func (r *Runtime) lockPath(id string) string { return filepath.Join(r.cfg.StateDir, "locks", id) }
 func (r *Runtime) ctrStateDir(id string) string {
 	return filepath.Join(r.cfg.StateDir, "containers", id)
 }
@@ -419,6 +426,10 @@ func (r *Runtime) RemovePod(ctx context.Context, pod string, grace time.Duration
 			delete(r.ctrs, id)
 		}
 		if err := os.RemoveAll(r.ctrStateDir(id)); err != nil {
+			errs = append(errs, err)
+		}
+		// Its shim has ended (StopContainer waited for it).
+		if err := os.Remove(r.lockPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

@@ -80,6 +80,7 @@ type shimSpec struct {
 	LogMaxSize  int64           `json:"log_max_size"`
 	LogMaxFiles int             `json:"log_max_files"`
 	ExitPath    string          `json:"exit_path"`
+	LockPath    string          `json:"lock_path"` // see lockContainer; empty from a skiff before it
 }
 
 // shimReport is the shim's first and only message to the runtime, on fd 3.
@@ -119,16 +120,80 @@ type started struct {
 	pid       int
 	at        time.Time
 	memCgroup string
+	lock      int // the container's lock (close-on-exec), or -1
+}
+
+// shimLockWait bounds a shim's wait for another shim of the same
+// container to end (see lockContainer).
+const shimLockWait = time.Minute
+
+// lockContainer takes the container's lock at path and returns its fd,
+// close-on-exec; -1 when path is empty (a spec from a skiff before
+// locks). A shim holds it from before it creates the container until the
+// container is destroyed (the C shim and the destroy it runs inherit it).
+//
+// Without it two shims of one container could run at once: a skiff
+// killed while its shim starts a container leaves that shim running, and
+// the next skiff, which has no record of it, starts the container again.
+// The two then removed each other's libcontainer state mid-create and
+// failed, or hung, and the survivor's destroy took the other's container
+// with it. With it, the later shim kills the earlier one's container
+// (which makes that shim destroy it and end) and waits for the lock.
+func lockContainer(path, root, id string) (int, error) {
+	if path == "" {
+		return -1, nil
+	}
+	deadline := time.Now().Add(shimLockWait)
+	for {
+		fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return -1, fmt.Errorf("container lock: %w", err)
+		}
+		err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			// A lock on a file removed meanwhile (the pod was removed and
+			// made again) excludes nobody: take the one at path.
+			var held, now unix.Stat_t
+			if unix.Fstat(fd, &held) == nil && unix.Stat(path, &now) == nil && held.Dev == now.Dev && held.Ino == now.Ino {
+				return fd, nil
+			}
+			unix.Close(fd)
+			continue
+		}
+		unix.Close(fd)
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return -1, fmt.Errorf("container lock: %w", err)
+		}
+		if old, err := libcontainer.Load(root, id); err == nil {
+			_ = old.Signal(unix.SIGKILL) // its shim destroys it and ends
+		}
+		if time.Now().After(deadline) {
+			return -1, fmt.Errorf("another shim of container %s still runs after %s", id, shimLockWait)
+		}
+		time.Sleep(20 * time.Millisecond) // the other shim ends in its own time: nothing to wait on but the lock
+	}
 }
 
 // startContainer creates and starts the container of spec with stdout and
-// stderr on the given pipes; the caller closes its ends of them.
-func startContainer(spec shimSpec, stdout, stderr *os.File) (started, error) {
-	// A container left over from a shim that died is in our way. So is the
-	// state directory of one whose create was killed before libcontainer
-	// saved its state (Create makes the directory first): Load cannot
-	// read it and Create refuses an existing directory, so every later
-	// start would fail with "already exists".
+// stderr on the given pipes; the caller closes its ends of them. It
+// returns with the container's lock held.
+func startContainer(spec shimSpec, stdout, stderr *os.File) (s started, err error) {
+	lock, err := lockContainer(spec.LockPath, spec.StateRoot, spec.ID)
+	if err != nil {
+		return started{}, err
+	}
+	defer func() {
+		if err != nil && lock >= 0 {
+			unix.Close(lock)
+		}
+	}()
+	// With the lock held, no other shim is creating this container. One
+	// left over from a shim that died is in our way. So is the state
+	// directory of one whose create was killed (the whole node killed,
+	// say) before libcontainer saved its state (Create makes the
+	// directory first): Load cannot read it and Create refuses an
+	// existing directory, so every later start would fail with "already
+	// exists".
 	if old, err := libcontainer.Load(spec.StateRoot, spec.ID); err == nil {
 		_ = old.Signal(syscall.SIGKILL)
 		_ = old.Destroy()
@@ -156,7 +221,7 @@ func startContainer(spec shimSpec, stdout, stderr *os.File) (started, error) {
 		_ = c.Destroy()
 		return started{}, fmt.Errorf("start container: %w", err)
 	}
-	s := started{ctr: c, proc: proc, at: time.Now().UTC()}
+	s = started{ctr: c, proc: proc, at: time.Now().UTC(), lock: lock}
 	s.pid, _ = proc.Pid()
 	if st, err := c.State(); err == nil {
 		s.memCgroup = st.CgroupPaths["memory"]
@@ -167,7 +232,8 @@ func startContainer(spec shimSpec, stdout, stderr *os.File) (started, error) {
 // runShimStart is the shim's start, in Go: it creates and starts the
 // container with its stdout and stderr on pipes, then execs the binary as
 // the C shim, with the pipes' read ends on fds 3 and 4, the report pipe on
-// fd 5 and the rest as arguments (see internal/cshim). The exec keeps the
+// fd 5, the container's lock on fd 6 and the rest as arguments (see
+// internal/cshim). The exec keeps the
 // pid, so the container stays the shim's child, and the Go runtime's
 // memory is gone. A failure before the exec is reported here, on fd 3.
 func runShimStart(specPath string) error {
@@ -207,10 +273,14 @@ func runShimStart(specPath string) error {
 	if err != nil {
 		return fail(err)
 	}
-	// Report, stdout and stderr above 9 first, so that no dup onto 3, 4
-	// or 5 closes one that is still to be moved.
-	var high [3]int
-	for i, fd := range []int{reportFd, outP[0], errP[0]} {
+	// Report, stdout, stderr and the lock above 9 first, so that no dup
+	// onto 3 to 6 closes one that is still to be moved.
+	from, to := []int{reportFd, outP[0], errP[0]}, []int{5, 3, 4}
+	if s.lock >= 0 {
+		from, to = append(from, s.lock), append(to, 6) // the C shim keeps fd 6 open to its end
+	}
+	high := make([]int, len(from))
+	for i, fd := range from {
 		if high[i], err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 10); err != nil {
 			break
 		}
@@ -218,9 +288,9 @@ func runShimStart(specPath string) error {
 			report = high[0]
 		}
 	}
-	for i, to := range []int{5, 3, 4} {
+	for i := range to {
 		if err == nil {
-			err = unix.Dup3(high[i], to, 0) // without O_CLOEXEC: they cross the exec
+			err = unix.Dup3(high[i], to[i], 0) // without O_CLOEXEC: they cross the exec
 		}
 	}
 	if err == nil {

@@ -61,7 +61,7 @@ func (r *Runtime) launch(k *ctr) error {
 	spec := shimSpec{
 		StateRoot: r.libcontainerRoot(), ID: k.id, Config: lcfg, Process: proc,
 		LogPath: r.logPath(rec.Pod, c.Name), LogMaxSize: r.cfg.LogMaxSize, LogMaxFiles: r.cfg.LogMaxFiles,
-		ExitPath: filepath.Join(sdir, "exit.json"),
+		ExitPath: filepath.Join(sdir, "exit.json"), LockPath: r.lockPath(k.id),
 	}
 	b, err := json.Marshal(spec)
 	if err != nil {
@@ -94,7 +94,10 @@ func (r *Runtime) launch(k *ctr) error {
 	return nil
 }
 
-// startShim runs the shim in its own session and waits for its report.
+// startShim runs the shim in its own session and waits for its report,
+// for cfg.shimReportWait at most: a shim that hangs is killed, with its
+// session, and the start fails (the caller retries), instead of holding
+// the pod's sync for ever.
 func (r *Runtime) startShim(specPath, logPath string) (shimReport, *exec.Cmd, error) {
 	var rep shimReport
 	rd, wr, err := os.Pipe()
@@ -123,7 +126,28 @@ func (r *Runtime) startShim(specPath, logPath string) (shimReport, *exec.Cmd, er
 		return rep, nil, fmt.Errorf("start shim: %w", err)
 	}
 	wr.Close()
-	if err := json.NewDecoder(rd).Decode(&rep); err != nil {
+	type decoded struct {
+		rep shimReport
+		err error
+	}
+	got := make(chan decoded, 1)
+	go func() {
+		var d decoded
+		d.err = json.NewDecoder(rd).Decode(&d.rep)
+		got <- d
+	}()
+	t := time.NewTimer(r.cfg.shimReportWait)
+	defer t.Stop()
+	select {
+	case d := <-got:
+		rep, err = d.rep, d.err
+	case <-t.C:
+		// Setsid made the shim its session's and group's leader.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		rd.Close() // ends the decode, whoever else holds the pipe
+		err = fmt.Errorf("none in %s; killed it", r.cfg.shimReportWait)
+	}
+	if err != nil {
 		_ = cmd.Wait()
 		msg, _ := os.ReadFile(logPath)
 		return rep, nil, fmt.Errorf("shim gave no report: %w: %s", err, lastLine(msg))

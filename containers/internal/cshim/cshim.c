@@ -11,7 +11,9 @@
  *
  *   skiff containers-shim-c SPEC PID STARTED MEMCG LOG MAXSIZE MAXFILES EXIT
  *
- * with the pipes' read ends on fds 3 and 4 and the report pipe on fd 5.
+ * with the pipes' read ends on fds 3 and 4, the report pipe on fd 5 and
+ * the container's lock on fd 6, which stays open to the end (the destroy
+ * inherits it: no other shim creates the container before it is gone).
  * The exec keeps the pid, so the container stays our child. This
  * constructor runs before the Go runtime of the binary starts; when
  * argv[1] is "containers-shim-c" it never returns to Go: it writes the
