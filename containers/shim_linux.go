@@ -187,6 +187,11 @@ func startContainer(spec shimSpec, stdout, stderr *os.File) (s started, err erro
 			unix.Close(lock)
 		}
 	}()
+	// An earlier shim that ended while we waited recorded its container's
+	// exit: not this run's.
+	if lock >= 0 {
+		_ = os.Remove(spec.ExitPath)
+	}
 	// With the lock held, no other shim is creating this container. One
 	// left over from a shim that died is in our way. So is the state
 	// directory of one whose create was killed (the whole node killed,
