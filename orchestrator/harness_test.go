@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/skiff-edge/skiff/cluster/pki"
+	"github.com/skiff-edge/skiff/orchestrator/nettest"
 )
 
 // skiffBin is the skiff binary TestMain builds for every test here.
@@ -84,8 +85,8 @@ func startServer(t testing.TB, o serverOpts) *server {
 	}
 	args := []string{"server", "--config", cfgFile, "--data-dir", s.dataDir, "--run-dir", s.runDir}
 	if o.tcp {
-		s.tcpAddr = freePort(t)
-		args = append(args, "--listen-tcp", "--api-addr", s.tcpAddr, "--gossip-addr", freePort(t))
+		s.tcpAddr = nettest.Addr(t, "127.0.0.1")
+		args = append(args, "--listen-tcp", "--api-addr", s.tcpAddr, "--gossip-addr", nettest.Addr(t, "127.0.0.1"))
 	}
 	s.cmd = exec.Command(skiffBin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
@@ -147,16 +148,6 @@ func (s *server) kill(sig syscall.Signal) {
 		s.cmd.Process.Kill()
 		<-s.exited
 	}
-}
-
-func freePort(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // do sends a request with a JSON body (a string or []byte is sent as is)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/skiff-edge/skiff/orchestrator/nettest"
 )
 
 // TestVersion: skiff version prints the version, the commit and os/arch.
@@ -21,18 +23,6 @@ func TestVersion(t *testing.T) {
 			t.Errorf("skiff version printed %q, want %q in it", out, want)
 		}
 	}
-}
-
-// freeAddr returns a loopback address whose port was free a moment ago
-// (the server binds it next; a collision fails the test loudly).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // TestClusterModeFromConfig: listen_tcp = true in the node config serves
@@ -49,7 +39,7 @@ func TestClusterModeFromConfig(t *testing.T) {
 		{"flag overrides", []string{"--listen-tcp=false"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api, gossip, metrics := freeAddr(t), freeAddr(t), freeAddr(t)
+			api, gossip, metrics := nettest.Addr(t, "127.0.0.1"), nettest.Addr(t, "127.0.0.1"), nettest.Addr(t, "127.0.0.1")
 			cfg := writeFile(t, t.TempDir(), "config.toml", fmt.Sprintf(
 				"node_name = \"cfg-tcp\"\nadvertise_addr = \"127.0.0.1\"\nlisten_tcp = true\napi_addr = %q\ngossip_addr = %q\nmetrics_addr = %q\n",
 				api, gossip, metrics))

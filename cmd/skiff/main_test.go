@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/cli"
 	"github.com/skiff-edge/skiff/orchestrator/client"
+	"github.com/skiff-edge/skiff/orchestrator/nettest"
 )
 
 // skiffBin is the binary built once for the end-to-end tests.
@@ -433,19 +433,7 @@ func TestWatch(t *testing.T) {
 // fails with one line without the right one; the token subcommands list,
 // revoke and rotate.
 func TestTCP(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close() // the server binds it next; a collision fails the test loudly
-	tcp := fmt.Sprintf("127.0.0.1:%d", port)
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gossip := gl.Addr().String()
-	gl.Close()
+	tcp, gossip := nettest.Addr(t, "127.0.0.1"), nettest.Addr(t, "127.0.0.1")
 	unix, dataDir := startServerArgs(t, "--listen-tcp", "--api-addr", tcp, "--gossip-addr", gossip)
 
 	join := strings.TrimSpace(must(t, unix, "token", "--data-dir", dataDir))

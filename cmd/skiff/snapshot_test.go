@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
 	"github.com/skiff-edge/skiff/orchestrator/backup"
+	"github.com/skiff-edge/skiff/orchestrator/nettest"
 	"github.com/skiff-edge/skiff/orchestrator/store"
 )
 
@@ -19,15 +19,7 @@ import (
 // cluster mode, `skiff snapshot restore` into a fresh data dir (and not
 // into one with state); the restored dir holds the apps and the CA.
 func TestSnapshotSaveRestore(t *testing.T) {
-	free := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().String()
-	}
-	tcp, gossip := free(), free()
+	tcp, gossip := nettest.Addr(t, "127.0.0.1"), nettest.Addr(t, "127.0.0.1")
 	unix, dataDir := startServerArgs(t, "--listen-tcp", "--api-addr", tcp, "--gossip-addr", gossip)
 	must(t, unix, "apply", "-f", writeFile(t, t.TempDir(), "w.toml", webManifest))
 

@@ -2,7 +2,6 @@ package agent_test
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/skiff-edge/skiff/orchestrator/metrics/metricstest"
+	"github.com/skiff-edge/skiff/orchestrator/nettest"
 )
 
 const metricsManifest = `
@@ -42,12 +42,7 @@ target_port = "http"
 // watchdog is fed while the agent's main loops, registered with it, turn.
 func TestAgentMetricsAndWatchdogE2E(t *testing.T) {
 	n := newNode(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := nettest.Addr(t, "127.0.0.1")
 	f, err := os.OpenFile(n.cfgFile, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/skiff-edge/skiff/orchestrator/api"
+	"github.com/skiff-edge/skiff/orchestrator/nettest"
 )
 
 // Tests of replication: real raft between in-process stores over TCP on
@@ -23,16 +23,6 @@ import (
 type replicaServer struct {
 	id, path, dir, addr string
 	s                   *Store
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // quietLogger keeps raft's election chatter out of the test output
@@ -46,7 +36,7 @@ func quietLogger() *slog.Logger {
 
 func newReplicaServer(t testing.TB, id string) *replicaServer {
 	base := t.TempDir()
-	return &replicaServer{id: id, path: filepath.Join(base, "state.db"), dir: filepath.Join(base, "raft"), addr: freeAddr(t)}
+	return &replicaServer{id: id, path: filepath.Join(base, "state.db"), dir: filepath.Join(base, "raft"), addr: nettest.Addr(t, "127.0.0.1")}
 }
 
 // start opens the server's store; mut adjusts its configs.

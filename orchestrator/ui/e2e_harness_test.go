@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"github.com/skiff-edge/skiff/cluster/pki"
 	"github.com/skiff-edge/skiff/containers/images/imagetest"
 	"github.com/skiff-edge/skiff/orchestrator/client"
+	"github.com/skiff-edge/skiff/orchestrator/nettest"
 )
 
 // The real-pod tests run a real `skiff server --agent --listen-tcp` with
@@ -127,17 +127,6 @@ func randN(n uint32) uint32 {
 	return binary.LittleEndian.Uint32(b[:]) % n
 }
 
-// freePort returns host:port with a port free on host now.
-func freePort(t testing.TB, host string) string {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // hostLock serialises with the other tests that run a node in the host's
 // network namespace (orchestrator/agent's e2e tests take the same lock):
 // the SKIFF-* chains are the namespace's.
@@ -215,7 +204,7 @@ func startNode(t testing.TB, host string) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{t: t, name: "ui-" + id, dir: dir, runDir: filepath.Join(dir, "run"), apiAddr: freePort(t, host), uiAddr: freePort(t, "127.0.0.1"),
+	n := &node{t: t, name: "ui-" + id, dir: dir, runDir: filepath.Join(dir, "run"), apiAddr: nettest.Addr(t, host), uiAddr: nettest.Addr(t, "127.0.0.1"),
 		nodePort: 30000 + int(randN(2700)), log: &lockedBuf{}, exited: make(chan struct{})}
 	net3 := randN(250)
 	n.cfgFile = filepath.Join(dir, "config.toml")
@@ -230,7 +219,7 @@ bridge = "sku%s"
 cgroup_parent = "skiff-ui-%s"
 cluster_cidr = "10.215.%d.0/24"
 service_cidr = "10.216.%d.0/24"
-`, n.name, filepath.Join(dir, "data"), n.runDir, n.apiAddr, freePort(t, "127.0.0.1"), n.uiAddr, id, id, net3, net3)
+`, n.name, filepath.Join(dir, "data"), n.runDir, n.apiAddr, nettest.Addr(t, "127.0.0.1"), n.uiAddr, id, id, net3, net3)
 	if err := os.WriteFile(n.cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
