@@ -46,6 +46,10 @@
 // to survive its own restart; with one small shim each, a crash costs one
 // container, the runtime's contract (spec file, report, pidfd adoption,
 // exit file) stays as it was, and the shims of 100 containers take 20 MB.
+// A container has one shim at a time: the shim holds the container's lock
+// from before the create until the destroy, and a later one (started by a
+// skiff restarted while the first was still starting it) kills the first
+// one's container and waits for the lock (see lockContainer).
 //
 // A binary that uses this package must call Init first thing in main (and
 // tests in TestMain): it runs libcontainer's init and the shim when the

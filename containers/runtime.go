@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"os"
@@ -311,6 +310,9 @@ func (r *Runtime) StartContainer(ctx context.Context, pod string, c ContainerCon
 		// another image) mounts it afresh instead of reusing this one.
 		delete(r.ctrs, id)
 		_ = os.RemoveAll(r.ctrStateDir(id))
+		if lerr := r.removeLock(id); lerr != nil {
+			r.log.Warn("remove the lock of a failed start", "container", id, "err", lerr)
+		}
 		if uerr := unmountAll(filepath.Join(r.podDataDir(pod), "containers", c.Name)); uerr != nil {
 			r.log.Warn("unmount rootfs of failed start", "container", id, "err", uerr)
 		}
@@ -428,8 +430,7 @@ func (r *Runtime) RemovePod(ctx context.Context, pod string, grace time.Duration
 		if err := os.RemoveAll(r.ctrStateDir(id)); err != nil {
 			errs = append(errs, err)
 		}
-		// Its shim has ended (StopContainer waited for it).
-		if err := os.Remove(r.lockPath(id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := r.removeLock(id); err != nil {
 			errs = append(errs, err)
 		}
 	}

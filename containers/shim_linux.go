@@ -236,21 +236,20 @@ func startContainer(spec shimSpec, stdout, stderr *os.File) (s started, err erro
 
 // runShimStart is the shim's start, in Go: it creates and starts the
 // container with its stdout and stderr on pipes, then execs the binary as
-// the C shim, with the pipes' read ends on fds 3 and 4, the report pipe on
-// fd 5, the container's lock on fd 6 and the rest as arguments (see
-// internal/cshim). The exec keeps the
+// the C shim, with the pipes' read ends, the report pipe and the
+// container's lock left open across the exec and their numbers among the
+// arguments (see internal/cshim). The exec keeps the
 // pid, so the container stays the shim's child, and the Go runtime's
 // memory is gone. A failure before the exec is reported here, on fd 3.
 func runShimStart(specPath string) error {
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
 	// Raw fds, not *os.File, for what crosses the exec: a File's finalizer
-	// could close an fd number that a dup has given a new meaning.
+	// could close one.
 	const reportFd = 3
 	unix.CloseOnExec(reportFd) // not inherited by the container's processes
-	report := reportFd         // where the report pipe is now
 	fail := func(err error) error {
 		b, _ := json.Marshal(shimReport{Error: err.Error()})
-		_, _ = unix.Write(report, append(b, '\n'))
+		_, _ = unix.Write(reportFd, append(b, '\n'))
 		return err
 	}
 	spec, err := readSpec(specPath)
@@ -278,29 +277,23 @@ func runShimStart(specPath string) error {
 	if err != nil {
 		return fail(err)
 	}
-	// Report, stdout, stderr and the lock above 9 first, so that no dup
-	// onto 3 to 6 closes one that is still to be moved.
-	from, to := []int{reportFd, outP[0], errP[0]}, []int{5, 3, 4}
+	// Stdout, stderr, the report and the lock cross the exec where they
+	// are, their numbers in the arguments: a dup onto a fixed number could
+	// replace a descriptor of this process's Go runtime (its poller's, say)
+	// in the moment before the exec.
+	crossing := []int{outP[0], errP[0], reportFd}
 	if s.lock >= 0 {
-		from, to = append(from, s.lock), append(to, 6) // the C shim keeps fd 6 open to its end
+		crossing = append(crossing, s.lock) // the C shim leaves it open to its end
 	}
-	high := make([]int, len(from))
-	for i, fd := range from {
-		if high[i], err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 10); err != nil {
-			break
-		}
-		if i == 0 {
-			report = high[0]
-		}
-	}
-	for i := range to {
+	for _, fd := range crossing {
 		if err == nil {
-			err = unix.Dup3(high[i], to[i], 0) // without O_CLOEXEC: they cross the exec
+			_, err = unix.FcntlInt(uintptr(fd), unix.F_SETFD, 0)
 		}
 	}
 	if err == nil {
 		args := []string{"skiff-shim", cShimArg, specPath, strconv.Itoa(s.pid), s.at.Format(time.RFC3339Nano),
-			s.memCgroup, spec.LogPath, strconv.FormatInt(spec.LogMaxSize, 10), strconv.Itoa(spec.LogMaxFiles), spec.ExitPath}
+			s.memCgroup, spec.LogPath, strconv.FormatInt(spec.LogMaxSize, 10), strconv.Itoa(spec.LogMaxFiles), spec.ExitPath,
+			strconv.Itoa(outP[0]), strconv.Itoa(errP[0]), strconv.Itoa(reportFd)}
 		err = unix.Exec("/proc/self/exe", args, os.Environ()) // returns only on failure
 	}
 	// The container must not run without its shim.

@@ -105,8 +105,8 @@ func TestShimLogRecoversFromFailedRotation(t *testing.T) {
 			// PID: a process that does not exist (the shim never reaps
 			// it and runs until killed); MEMCG empty.
 			cmd := exec.Command(os.Args[0], cShimArg, filepath.Join(dir, "spec.json"), "2147483646",
-				"2026-01-01T00:00:00Z", "", logPath, fmt.Sprint(maxSize), fmt.Sprint(tc.files), filepath.Join(dir, "exit.json"))
-			cmd.ExtraFiles = []*os.File{outR, errR, repW}
+				"2026-01-01T00:00:00Z", "", logPath, fmt.Sprint(maxSize), fmt.Sprint(tc.files), filepath.Join(dir, "exit.json"), "3", "4", "5")
+			cmd.ExtraFiles = []*os.File{outR, errR, repW} // fds 3, 4 and 5
 			var stderr syncBuffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {

@@ -3,7 +3,9 @@ package containers
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,18 +47,34 @@ func TestConcurrentShimsOneContainer(t *testing.T) {
 	var mu sync.Mutex
 	var shims []*exec.Cmd
 	t.Cleanup(func() {
-		if b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", cfg.CgroupParent, id, "cgroup.procs")); err == nil {
-			for _, f := range strings.Fields(string(b)) {
-				if pid, err := strconv.Atoi(f); err == nil {
-					_ = unix.Kill(pid, unix.SIGKILL)
-				}
-			}
-		}
 		mu.Lock()
 		defer mu.Unlock()
+		for _, cmd := range shims { // first, so that none starts another container
+			_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		}
+		// The containers run in sessions of their own: kill what is left in
+		// the container's cgroups (v1 or v2) until they are empty.
+		eventually(t, 20*time.Second, "the container's processes are gone", func() error {
+			v1, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", cfg.CgroupParent, id, "cgroup.procs"))
+			v2, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", cfg.CgroupParent, id, "cgroup.procs"))
+			var left []string
+			for _, p := range append(v1, v2...) {
+				b, _ := os.ReadFile(p)
+				for _, f := range strings.Fields(string(b)) {
+					if pid, err := strconv.Atoi(f); err == nil {
+						_ = unix.Kill(pid, unix.SIGKILL)
+						left = append(left, f)
+					}
+				}
+			}
+			if len(left) > 0 {
+				return fmt.Errorf("processes %v", left)
+			}
+			return nil
+		})
 		for _, cmd := range shims {
 			if cmd.ProcessState == nil {
-				_ = cmd.Wait() // a shim ends once its container has
+				_ = cmd.Wait() // killed above
 			}
 		}
 	})
@@ -65,7 +83,7 @@ func TestConcurrentShimsOneContainer(t *testing.T) {
 		res := make(chan result, n)
 		for i := range n {
 			go func() {
-				rep, cmd, err := r.startShim(specPath, filepath.Join(sdir, fmt.Sprintf("shim-%d-%d.log", round, i)))
+				rep, cmd, err := r.startShim(id, specPath, filepath.Join(sdir, fmt.Sprintf("shim-%d-%d.log", round, i)))
 				if cmd != nil {
 					mu.Lock()
 					shims = append(shims, cmd)
@@ -173,5 +191,45 @@ func TestShimWithoutReportIsKilled(t *testing.T) {
 	}
 	if st, err := r.ContainerStatus(pod, "c"); err == nil {
 		t.Errorf("a start that failed left the container behind: %+v", st)
+	}
+}
+
+// TestRemovePodLeavesAHeldLock: removing a pod removes its containers'
+// lock files, but not one that a shim still holds (a shim a killed skiff
+// left behind): a later container of that name would lock a new file
+// beside it, and the two shims would run at once.
+func TestRemovePodLeavesAHeldLock(t *testing.T) {
+	requireRoot(t)
+	r, _, pod, ref := podWithBusybox(t, nil)
+	ctx := context.Background()
+	for _, name := range []string{"free", "held"} {
+		if _, err := r.StartContainer(ctx, pod, ContainerConfig{Name: name, Image: ref, Restart: RestartNever, Command: []string{"sleep", "600"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	free, held := r.lockPath(containerID(pod, "free")), r.lockPath(containerID(pod, "held"))
+	if _, err := os.Stat(free); err != nil {
+		t.Fatalf("a running container's lock: %v", err)
+	}
+	if err := r.StopContainer(ctx, pod, "held", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// The stand-in for a shim nobody knows of.
+	fd, err := unix.Open(held, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("lock of a stopped container still held: %v", err)
+	}
+	if err := r.RemovePod(ctx, pod, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(free); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("lock of a removed container: %v, want it gone", err)
+	}
+	if _, err := os.Stat(held); err != nil {
+		t.Errorf("a lock held by a shim was removed: %v", err)
 	}
 }

@@ -72,7 +72,7 @@ func (r *Runtime) launch(k *ctr) error {
 		return err
 	}
 	_ = os.Remove(spec.ExitPath)
-	rep, cmd, err := r.startShim(specPath, filepath.Join(sdir, "shim.log"))
+	rep, cmd, err := r.startShim(k.id, specPath, filepath.Join(sdir, "shim.log"))
 	if err != nil {
 		return fmt.Errorf("container %s: %w", k.id, err)
 	}
@@ -94,11 +94,11 @@ func (r *Runtime) launch(k *ctr) error {
 	return nil
 }
 
-// startShim runs the shim in its own session and waits for its report,
-// for cfg.shimReportWait at most: a shim that hangs is killed, with its
-// session, and the start fails (the caller retries), instead of holding
-// the pod's sync for ever.
-func (r *Runtime) startShim(specPath, logPath string) (shimReport, *exec.Cmd, error) {
+// startShim runs the shim of container id in its own session and waits
+// for its report, for cfg.shimReportWait at most: a shim that hangs is
+// killed, with its session and any container it made, and the start fails
+// (the caller retries), instead of holding the pod's sync for ever.
+func (r *Runtime) startShim(id, specPath, logPath string) (shimReport, *exec.Cmd, error) {
 	var rep shimReport
 	rd, wr, err := os.Pipe()
 	if err != nil {
@@ -138,15 +138,19 @@ func (r *Runtime) startShim(specPath, logPath string) (shimReport, *exec.Cmd, er
 	}()
 	t := time.NewTimer(r.cfg.shimReportWait)
 	defer t.Stop()
+	var d decoded
 	select {
-	case d := <-got:
-		rep, err = d.rep, d.err
+	case d = <-got:
 	case <-t.C:
-		// Setsid made the shim its session's and group's leader.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		rd.Close() // ends the decode, whoever else holds the pipe
-		err = fmt.Errorf("none in %s; killed it", r.cfg.shimReportWait)
+		select {
+		case d = <-got: // it reported as the time ran out
+		default:
+			r.killHungShim(id, cmd)
+			rd.Close() // ends the decode, whoever else holds the pipe
+			return rep, nil, fmt.Errorf("shim gave no report: none in %s; killed it", r.cfg.shimReportWait)
+		}
 	}
+	rep, err = d.rep, d.err
 	if err != nil {
 		_ = cmd.Wait()
 		msg, _ := os.ReadFile(logPath)
@@ -157,6 +161,56 @@ func (r *Runtime) startShim(specPath, logPath string) (shimReport, *exec.Cmd, er
 		return rep, nil, errors.New(rep.Error)
 	}
 	return rep, cmd, nil
+}
+
+// killHungShim kills a shim that gave no report, with its session (Setsid
+// made it the leader), and the container it may have started, which runc
+// put in a session of its own and which nothing would supervise now.
+func (r *Runtime) killHungShim(id string, cmd *exec.Cmd) {
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	if c, err := libcontainer.Load(r.libcontainerRoot(), id); err == nil {
+		_ = c.Signal(unix.SIGKILL)
+		_ = c.Destroy()
+	}
+	waited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second): // in uninterruptible sleep: reaped when it wakes
+		r.log.Warn("a killed shim has not exited", "container", id, "pid", cmd.Process.Pid)
+	}
+}
+
+// removeLock removes container id's lock file, unless a shim holds it: one
+// that a killed skiff left behind, or one whose stop failed. Removing the
+// file then would let the next shim of a container of that name lock a
+// new file beside the old one, and the two would run at once; instead the
+// holder's container is killed, so that the holder ends.
+func (r *Runtime) removeLock(id string) error {
+	path := r.lockPath(id)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("container lock: %w", err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("container lock: %w", err)
+		}
+		if c, err := libcontainer.Load(r.libcontainerRoot(), id); err == nil {
+			_ = c.Signal(unix.SIGKILL)
+		}
+		return nil
+	}
+	// Removed while locked: a shim that opened it meanwhile finds, once it
+	// has the lock, that the path names another file, and opens that.
+	return os.Remove(path)
 }
 
 func lastLine(b []byte) string {

@@ -9,11 +9,13 @@
  * which is Go: it creates and starts the container through libcontainer
  * with its stdout and stderr on pipes, and then execs the same binary as
  *
- *   skiff containers-shim-c SPEC PID STARTED MEMCG LOG MAXSIZE MAXFILES EXIT
+ *   skiff containers-shim-c SPEC PID STARTED MEMCG LOG MAXSIZE MAXFILES EXIT OUT ERR REPORT
  *
- * with the pipes' read ends on fds 3 and 4, the report pipe on fd 5 and
- * the container's lock on fd 6, which stays open to the end (the destroy
- * inherits it: no other shim creates the container before it is gone).
+ * with the pipes' read ends on fds OUT and ERR and the report pipe on fd
+ * REPORT, left open across the exec where they were. So is the
+ * container's lock, which nothing here closes: it stays held to the end,
+ * and the destroy inherits it (no other shim creates the container
+ * before it is gone).
  * The exec keeps the pid, so the container stays our child. This
  * constructor runs before the Go runtime of the binary starts; when
  * argv[1] is "containers-shim-c" it never returns to Go: it writes the
@@ -41,7 +43,7 @@
 #include <unistd.h>
 
 #define SHIM_ARG "containers-shim-c"
-#define NARGS 8 /* after SHIM_ARG: SPEC PID STARTED MEMCG LOG MAXSIZE MAXFILES EXIT */
+#define NARGS 11 /* after SHIM_ARG: SPEC PID STARTED MEMCG LOG MAXSIZE MAXFILES EXIT OUT ERR REPORT */
 #define MAX_LINE (16 << 10) /* maxLogLine in logs.go */
 #define PATH_MAX_ 4096
 
@@ -287,7 +289,7 @@ static int shim_main(char **arg)
 {
 	const char *spec = arg[0], *f_started = arg[2], *f_memcg = arg[3], *f_exit = arg[7];
 	pid_t cpid = atoi(arg[1]);
-	const int out = 3, errp = 4, report = 5;
+	const int out = atoi(arg[8]), errp = atoi(arg[9]), report = atoi(arg[10]);
 	fcntl(out, F_SETFD, FD_CLOEXEC);
 	fcntl(errp, F_SETFD, FD_CLOEXEC);
 	prctl(PR_SET_NAME, "skiff-shim", 0, 0, 0); /* in ps and top, not "exe" */
@@ -409,7 +411,7 @@ static int shim_args(char **arg)
 	a += strlen(a) + 1;
 	for (int i = 0; i < NARGS; i++) {
 		if (a >= end) {
-			fprintf(stderr, "shim: usage: %s SPEC PID STARTED MEMCG LOG MAXSIZE MAXFILES EXIT\n", SHIM_ARG);
+			fprintf(stderr, "shim: usage: %s SPEC PID STARTED MEMCG LOG MAXSIZE MAXFILES EXIT OUT ERR REPORT\n", SHIM_ARG);
 			_exit(2);
 		}
 		arg[i] = a;
