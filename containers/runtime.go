@@ -144,6 +144,7 @@ func (r *Runtime) podDataDir(pod string) string { return filepath.Join(r.cfg.Roo
 // It lives outside the container's state directory, which a failed start
 // removes: a shim that a killed skiff left behind may hold it then.
 func (r *Runtime) lockPath(id string) string { return filepath.Join(r.cfg.StateDir, "locks", id) }
+
 func (r *Runtime) ctrStateDir(id string) string {
 	return filepath.Join(r.cfg.StateDir, "containers", id)
 }

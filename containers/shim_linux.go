@@ -123,6 +123,26 @@ type started struct {
 	lock      int // the container's lock (close-on-exec), or -1
 }
 
+// signalContainer sends sig to the init of container id under root, if
+// libcontainer knows it.
+func signalContainer(root, id string, sig os.Signal) {
+	if c, err := libcontainer.Load(root, id); err == nil {
+		_ = c.Signal(sig)
+	}
+}
+
+// destroyContainer kills container id under root and removes its cgroups
+// and state, if libcontainer knows it; it reports whether it did.
+func destroyContainer(root, id string) bool {
+	c, err := libcontainer.Load(root, id)
+	if err != nil {
+		return false
+	}
+	_ = c.Signal(unix.SIGKILL)
+	_ = c.Destroy()
+	return true
+}
+
 // shimLockWait bounds a shim's wait for another shim of the same
 // container to end (see lockContainer).
 const shimLockWait = time.Minute
@@ -164,9 +184,7 @@ func lockContainer(path, root, id string) (int, error) {
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			return -1, fmt.Errorf("container lock: %w", err)
 		}
-		if old, err := libcontainer.Load(root, id); err == nil {
-			_ = old.Signal(unix.SIGKILL) // its shim destroys it and ends
-		}
+		signalContainer(root, id, unix.SIGKILL) // its shim destroys it and ends
 		if time.Now().After(deadline) {
 			return -1, fmt.Errorf("another shim of container %s still runs after %s", id, shimLockWait)
 		}
@@ -199,10 +217,7 @@ func startContainer(spec shimSpec, stdout, stderr *os.File) (s started, err erro
 	// directory first): Load cannot read it and Create refuses an
 	// existing directory, so every later start would fail with "already
 	// exists".
-	if old, err := libcontainer.Load(spec.StateRoot, spec.ID); err == nil {
-		_ = old.Signal(syscall.SIGKILL)
-		_ = old.Destroy()
-	} else if dir := filepath.Join(spec.StateRoot, spec.ID); dirExists(dir) {
+	if dir := filepath.Join(spec.StateRoot, spec.ID); !destroyContainer(spec.StateRoot, spec.ID) && dirExists(dir) {
 		if err := os.RemoveAll(dir); err != nil {
 			return started{}, fmt.Errorf("remove the state of a container whose create was cut short: %w", err)
 		}
@@ -238,9 +253,8 @@ func startContainer(spec shimSpec, stdout, stderr *os.File) (s started, err erro
 // container with its stdout and stderr on pipes, then execs the binary as
 // the C shim, with the pipes' read ends, the report pipe and the
 // container's lock left open across the exec and their numbers among the
-// arguments (see internal/cshim). The exec keeps the
-// pid, so the container stays the shim's child, and the Go runtime's
-// memory is gone. A failure before the exec is reported here, on fd 3.
+// arguments (see internal/cshim). The exec keeps the pid, so the container
+// stays the shim's child, and the Go runtime's memory is gone. A failure before the exec is reported here, on fd 3.
 func runShimStart(specPath string) error {
 	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
 	// Raw fds, not *os.File, for what crosses the exec: a File's finalizer

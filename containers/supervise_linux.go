@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/opencontainers/runc/libcontainer"
 	"github.com/skiff-edge/skiff/containers/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
@@ -168,10 +167,7 @@ func (r *Runtime) startShim(id, specPath, logPath string) (shimReport, *exec.Cmd
 // put in a session of its own and which nothing would supervise now.
 func (r *Runtime) killHungShim(id string, cmd *exec.Cmd) {
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	if c, err := libcontainer.Load(r.libcontainerRoot(), id); err == nil {
-		_ = c.Signal(unix.SIGKILL)
-		_ = c.Destroy()
-	}
+	destroyContainer(r.libcontainerRoot(), id)
 	waited := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
@@ -203,9 +199,7 @@ func (r *Runtime) removeLock(id string) error {
 		if !errors.Is(err, unix.EWOULDBLOCK) {
 			return fmt.Errorf("container lock: %w", err)
 		}
-		if c, err := libcontainer.Load(r.libcontainerRoot(), id); err == nil {
-			_ = c.Signal(unix.SIGKILL)
-		}
+		signalContainer(r.libcontainerRoot(), id, unix.SIGKILL)
 		return nil
 	}
 	// Removed while locked: a shim that opened it meanwhile finds, once it
@@ -264,10 +258,7 @@ func (r *Runtime) exitedLocked(k *ctr) {
 		ex = exitRecord{Pid: k.rec.Pid, ExitCode: -1, FinishedAt: time.Now().UTC()}
 		k.rec.LastReason, k.rec.LastMessage = ReasonUnknown, "the shim ended without recording an exit"
 		// The container may outlive its shim: do not leave it unwatched.
-		if c, err := libcontainer.Load(r.libcontainerRoot(), k.id); err == nil {
-			_ = c.Signal(unix.SIGKILL)
-			_ = c.Destroy()
-		}
+		destroyContainer(r.libcontainerRoot(), k.id)
 	case ex.OOMKilled:
 		k.rec.LastReason, k.rec.LastMessage = ReasonOOMKilled, ""
 	case ex.ExitCode == 0:
@@ -377,11 +368,7 @@ func (r *Runtime) StopContainer(ctx context.Context, pod, name string, grace tim
 	if !running || exited == nil {
 		return nil
 	}
-	signal := func(sig os.Signal) {
-		if c, err := libcontainer.Load(r.libcontainerRoot(), id); err == nil {
-			_ = c.Signal(sig)
-		}
-	}
+	signal := func(sig os.Signal) { signalContainer(r.libcontainerRoot(), id, sig) }
 	signal(unix.SIGTERM)
 	t := time.NewTimer(grace)
 	defer t.Stop()

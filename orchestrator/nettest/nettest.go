@@ -9,9 +9,8 @@
 package nettest
 
 import (
-	"crypto/rand"
-	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"testing"
@@ -28,7 +27,7 @@ const lowest = 20000
 // ephemeral range and the node ports.
 func Addr(t testing.TB, host string) string {
 	t.Helper()
-	return addr(t, host, randN)
+	return addr(t, host, rand.IntN)
 }
 
 // addr is Addr with the random choice of a port offset given.
@@ -64,10 +63,4 @@ func ephemeralLow() int {
 		fmt.Sscan(string(b), &lo)
 	}
 	return lo
-}
-
-func randN(n int) int {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return int(binary.LittleEndian.Uint64(b[:]) % uint64(n))
 }
