@@ -29,14 +29,53 @@ func (rp *replica) observe() {
 			} else {
 				rp.setReady(gen, false)
 			}
+		case <-rp.shutdown:
+			rp.markDown()
 		case <-rp.done:
 			return
 		}
 	}
 }
 
+// markDown records that raft has shut down (closed, or removed from the
+// configuration): futures not answered by then may never be.
+func (rp *replica) markDown() { rp.downOnce.Do(func() { close(rp.down) }) }
+
+// shutdownGrace is how long await still waits for a future's answer once
+// raft has shut down.
+const shutdownGrace = time.Second
+
+// await waits for raft's answer to f, or for ctx. raft may leave a future
+// unanswered for ever when it shuts down (hashicorp/raft#498: a committed
+// write handed to the FSM's queue is dropped if the FSM's loop sees the
+// shutdown first), so once raft has shut down await waits shutdownGrace
+// more and then fails with ErrClosed: the write may or may not have been
+// applied. (The goroutine that waits on such a future stays blocked; it
+// is one per write in flight at shutdown.)
+func (rp *replica) await(ctx context.Context, f raft.Future) error {
+	errc := make(chan error, 1)
+	go func() { errc <- f.Error() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-rp.down:
+	}
+	t := time.NewTimer(shutdownGrace)
+	defer t.Stop()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return fmt.Errorf("%w (raft shut down before it answered; a write in flight may or may not be applied)", ErrClosed)
+	}
+}
+
 func (rp *replica) barrier(gen uint64) {
-	if err := rp.raft.Barrier(0).Error(); err != nil {
+	if err := rp.await(context.Background(), rp.raft.Barrier(0)); err != nil {
 		// Leadership lost (a notification follows) or shut down.
 		return
 	}
@@ -150,7 +189,7 @@ func (s *Store) updateReplicated(fn func(tx *Tx) error) (int64, error) {
 			return s.rev.Load(), nil
 		}
 		f := rp.raft.Apply(cmd.encode(), 0)
-		if err := f.Error(); err != nil {
+		if err := rp.await(context.Background(), f); err != nil {
 			return 0, rp.raftErr(err)
 		}
 		res, _ := f.Response().(applyResult)
@@ -262,17 +301,13 @@ func (s *Store) ReadBarrier(ctx context.Context) error {
 			return rp.notLeader()
 		}
 	}
-	done := make(chan error, 1)
-	go func() { done <- rp.raft.VerifyLeader().Error() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return rp.raftErr(err)
+	if err := rp.await(ctx, rp.raft.VerifyLeader()); err != nil {
+		if ctx.Err() != nil {
+			return err
 		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+		return rp.raftErr(err)
 	}
+	return nil
 }
 
 // Servers returns the raft configuration.
@@ -305,7 +340,7 @@ func (s *Store) AddVoter(id, raftAddr string) error {
 	if s.rp == nil {
 		return ErrNotReplicated
 	}
-	if err := s.rp.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, membershipTimeout).Error(); err != nil {
+	if err := s.rp.await(context.Background(), s.rp.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, membershipTimeout)); err != nil {
 		return s.rp.raftErr(err)
 	}
 	return nil
@@ -321,7 +356,7 @@ func (s *Store) RemoveServer(id string) error {
 	if s.rp == nil {
 		return ErrNotReplicated
 	}
-	if err := s.rp.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout).Error(); err != nil {
+	if err := s.rp.await(context.Background(), s.rp.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout)); err != nil {
 		return s.rp.raftErr(err)
 	}
 	return nil
@@ -333,7 +368,7 @@ func (s *Store) TransferLeadership() error {
 	if s.rp == nil {
 		return ErrNotReplicated
 	}
-	if err := s.rp.raft.LeadershipTransfer().Error(); err != nil {
+	if err := s.rp.await(context.Background(), s.rp.raft.LeadershipTransfer()); err != nil {
 		return s.rp.raftErr(err)
 	}
 	return nil

@@ -29,6 +29,10 @@ import (
 //     leader applied it: an acknowledged write is on a majority's disk.
 //   - On a follower Update fails at once with a *NotLeaderError naming the
 //     leader; with no leader reachable it fails with ErrNoQuorum.
+//   - An Update in flight when raft shuts down (Close, or this server
+//     removed from the configuration) ends with ErrClosed or ErrNoQuorum;
+//     its write may or may not be applied. raft itself can leave such a
+//     write unanswered (see await).
 //   - Reads (View, Get, List, Watch) are served from the local file on
 //     every server. A follower's may lag the leader's by the time a commit
 //     takes to reach it (milliseconds on a LAN). For a linearizable read,
@@ -206,7 +210,12 @@ type replica struct {
 	// noSyncFSM: the store file is written without fsync (fsm-state).
 	noSyncFSM bool
 
-	notifyCh  chan bool
+	notifyCh chan bool
+	// shutdown receives raft's observation of its Shutdown state; down is
+	// closed (markDown) once it came or the store closed.
+	shutdown  chan raft.Observation
+	down      chan struct{}
+	downOnce  sync.Once
 	done      chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -243,7 +252,8 @@ func OpenReplica(path string, opts Options, rc ReplicaConfig) (*Store, error) {
 		return nil, fmt.Errorf("create raft directory: %w", err)
 	}
 	hlog := newHCLogger(opts.Logger.With("component", "raft"))
-	rp := &replica{cfg: rc, noSyncFSM: !rc.syncFSM, done: make(chan struct{}), changed: make(chan struct{}), notifyCh: make(chan bool, 8)}
+	rp := &replica{cfg: rc, noSyncFSM: !rc.syncFSM, done: make(chan struct{}), changed: make(chan struct{}), notifyCh: make(chan bool, 8),
+		shutdown: make(chan raft.Observation, 1), down: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -362,6 +372,10 @@ func OpenReplica(path string, opts Options, rc ReplicaConfig) (*Store, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	ok = true
+	rp.raft.RegisterObserver(raft.NewObserver(rp.shutdown, false, func(o *raft.Observation) bool {
+		st, ok := o.Data.(raft.RaftState)
+		return ok && st == raft.Shutdown
+	}))
 	go rp.observe()
 	if catchUpTo > 0 {
 		rp.waitApplied(catchUpTo, 10*rc.ElectionTimeout)
@@ -598,6 +612,7 @@ func (s *Store) closeReplica() error {
 	rp := s.rp
 	rp.closeOnce.Do(func() {
 		err := rp.raft.Shutdown().Error()
+		rp.markDown()
 		close(rp.done)
 		rp.closeParts()
 		if serr := s.db.Sync(); err == nil {

@@ -309,7 +309,10 @@ func TestReplicaLeaderFailover(t *testing.T) {
 	leader := leaderOf(t, servers...)
 	var mu sync.Mutex
 	acked := map[string]int64{}
+	var lastErr error
 	stop := make(chan struct{})
+	halt := sync.OnceFunc(func() { close(stop) })
+	defer halt() // the writer ends with the test, even a failed one
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -321,6 +324,7 @@ func TestReplicaLeaderFailover(t *testing.T) {
 			default:
 			}
 			name := fmt.Sprintf("w%d", i)
+			took := false
 			for _, rs := range servers {
 				mu.Lock()
 				s := rs.s
@@ -328,12 +332,21 @@ func TestReplicaLeaderFailover(t *testing.T) {
 				if s == nil {
 					continue
 				}
-				if rev, err := putNode(s, name); err == nil {
-					mu.Lock()
+				// The leader's store may be closed under this write: it
+				// must end all the same (TestReplicaCloseEndsWritesInFlight).
+				rev, err := putNode(s, name)
+				mu.Lock()
+				if err == nil {
 					acked[name] = rev
-					mu.Unlock()
+				}
+				lastErr = err
+				mu.Unlock()
+				if took = err == nil; took {
 					break
 				}
+			}
+			if !took {
+				time.Sleep(10 * time.Millisecond) // retry interval of a client
 			}
 		}
 	}()
@@ -352,8 +365,16 @@ func TestReplicaLeaderFailover(t *testing.T) {
 	}
 	before := count()
 	newLeader := leaderOf(t, rest...)
-	waitFor(t, "writes after the failover", 15*time.Second, func() bool { return count() >= before+20 })
-	close(stop)
+	deadline := time.Now().Add(15 * time.Second)
+	for count() < before+20 {
+		if time.Now().After(deadline) {
+			mu.Lock()
+			defer mu.Unlock()
+			t.Fatalf("%d writes in the 15s after the failover (want 20); the last write's error: %v", len(acked)-before, lastErr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	halt()
 	wg.Wait()
 	var maxRev int64
 	for _, r := range acked {
@@ -749,5 +770,71 @@ func TestReplicaCompactsAlike(t *testing.T) {
 		if evs := collect(t, ch, 5); evs[4].Revision != rev {
 			t.Fatalf("%s: watch ended at %d", rs.id, evs[4].Revision)
 		}
+	}
+}
+
+// TestReplicaCloseEndsWritesInFlight: closing a store ends every Update in
+// flight, with its result, ErrClosed or ErrNoQuorum (leadership lost). raft can drop a committed write's
+// future unanswered when it shuts down (hashicorp/raft#498); an Update
+// that waited on it alone never returned, and held the store's write lock
+// for ever.
+func TestReplicaCloseEndsWritesInFlight(t *testing.T) {
+	const rounds, writers = 200, 2
+	fast := func(_ *Options, rc *ReplicaConfig) {
+		rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = 20*time.Millisecond, 20*time.Millisecond, 20*time.Millisecond
+	}
+	for round := range rounds {
+		rs := newReplicaServer(t, "s1")
+		s := rs.start(t, true, fast)
+		leaderOf(t, rs)
+		var acked sync.WaitGroup
+		acked.Add(writers)
+		ended := make(chan error, writers)
+		for w := range writers {
+			go func() {
+				for i := 0; ; i++ {
+					_, err := putNode(s, fmt.Sprintf("w%d-%d", w, i))
+					if i == 3 {
+						acked.Done()
+					}
+					if err != nil {
+						ended <- err
+						return
+					}
+				}
+			}()
+		}
+		acked.Wait()
+		s.Close()
+		deadline := time.After(5 * time.Second)
+		for range writers {
+			select {
+			case err := <-ended:
+				if !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNoQuorum) {
+					t.Fatalf("round %d: a write in flight at close failed with %v, want ErrClosed or ErrNoQuorum", round, err)
+				}
+			case <-deadline:
+				t.Fatalf("round %d: a write in flight at close had not returned 5s after it", round)
+			}
+		}
+	}
+}
+
+// TestReplicaSelfRemovalMarksDown: a leader that removes itself shuts its
+// raft down on its own (no Close); the store learns of it, so that a wait
+// on a future raft leaves unanswered ends (see await).
+func TestReplicaSelfRemovalMarksDown(t *testing.T) {
+	servers := newCluster(t, 3, nil)
+	leader := leaderOf(t, servers...)
+	if err := leader.s.RemoveServer(leader.id); err != nil {
+		t.Fatalf("remove the leader %s itself: %v", leader.id, err)
+	}
+	select {
+	case <-leader.s.rp.down:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("raft state %s 10s after the leader removed itself, and the store was not marked down", leader.s.rp.raft.State())
+	}
+	if _, err := putNode(leader.s, "after"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("a write on the removed leader: %v, want ErrClosed", err)
 	}
 }
