@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Leadership: which server takes writes, and the raft API of a Store.
@@ -29,8 +30,6 @@ func (rp *replica) observe() {
 			} else {
 				rp.setReady(gen, false)
 			}
-		case <-rp.shutdown:
-			rp.markDown()
 		case <-rp.done:
 			return
 		}
@@ -182,6 +181,9 @@ func (s *Store) updateReplicated(fn func(tx *Tx) error) (int64, error) {
 			return 0, err
 		}
 		cmd, err := s.prepare(fn)
+		if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+			return 0, fmt.Errorf("%w: %v", ErrClosed, err) // closed after waitReady
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -302,7 +304,7 @@ func (s *Store) ReadBarrier(ctx context.Context) error {
 		}
 	}
 	if err := rp.await(ctx, rp.raft.VerifyLeader()); err != nil {
-		if ctx.Err() != nil {
+		if ce := ctx.Err(); ce != nil && errors.Is(err, ce) {
 			return err
 		}
 		return rp.raftErr(err)
@@ -356,10 +358,31 @@ func (s *Store) RemoveServer(id string) error {
 	if s.rp == nil {
 		return ErrNotReplicated
 	}
-	if err := s.rp.await(context.Background(), s.rp.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout)); err != nil {
+	err := s.rp.await(context.Background(), s.rp.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout))
+	if errors.Is(err, ErrClosed) && id == s.rp.cfg.ID && !s.rp.inConfiguration(id) {
+		// The leader removed itself: raft shut down as the removal
+		// committed, and may not have answered (see await).
+		return nil
+	}
+	if err != nil {
 		return s.rp.raftErr(err)
 	}
 	return nil
+}
+
+// inConfiguration tells whether id is in raft's latest configuration
+// (readable after raft shut down).
+func (rp *replica) inConfiguration(id string) bool {
+	f := rp.raft.GetConfiguration()
+	if f.Error() != nil {
+		return true
+	}
+	for _, sv := range f.Configuration().Servers {
+		if string(sv.ID) == id {
+			return true
+		}
+	}
+	return false
 }
 
 // TransferLeadership hands leadership to the most up-to-date other voter;

@@ -211,9 +211,8 @@ type replica struct {
 	noSyncFSM bool
 
 	notifyCh chan bool
-	// shutdown receives raft's observation of its Shutdown state; down is
-	// closed (markDown) once it came or the store closed.
-	shutdown  chan raft.Observation
+	// down is closed (markDown) once raft has shut down: on Close, or on
+	// its own when this server was removed from the configuration.
 	down      chan struct{}
 	downOnce  sync.Once
 	done      chan struct{}
@@ -253,7 +252,7 @@ func OpenReplica(path string, opts Options, rc ReplicaConfig) (*Store, error) {
 	}
 	hlog := newHCLogger(opts.Logger.With("component", "raft"))
 	rp := &replica{cfg: rc, noSyncFSM: !rc.syncFSM, done: make(chan struct{}), changed: make(chan struct{}), notifyCh: make(chan bool, 8),
-		shutdown: make(chan raft.Observation, 1), down: make(chan struct{})}
+		down: make(chan struct{})}
 	ok := false
 	defer func() {
 		if !ok {
@@ -372,10 +371,17 @@ func OpenReplica(path string, opts Options, rc ReplicaConfig) (*Store, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	ok = true
-	rp.raft.RegisterObserver(raft.NewObserver(rp.shutdown, false, func(o *raft.Observation) bool {
-		st, ok := o.Data.(raft.RaftState)
-		return ok && st == raft.Shutdown
+	// raft's Shutdown state marks the store down as raft enters it (the
+	// filter runs in raft's setState; nothing is sent on the nil channel).
+	rp.raft.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {
+		if st, ok := o.Data.(raft.RaftState); ok && st == raft.Shutdown {
+			rp.markDown()
+		}
+		return false
 	}))
+	if rp.raft.State() == raft.Shutdown {
+		rp.markDown()
+	}
 	go rp.observe()
 	if catchUpTo > 0 {
 		rp.waitApplied(catchUpTo, 10*rc.ElectionTimeout)

@@ -792,9 +792,11 @@ func TestReplicaCloseEndsWritesInFlight(t *testing.T) {
 		ended := make(chan error, writers)
 		for w := range writers {
 			go func() {
+				counted := false
 				for i := 0; ; i++ {
 					_, err := putNode(s, fmt.Sprintf("w%d-%d", w, i))
-					if i == 3 {
+					if (i == 3 || err != nil) && !counted {
+						counted = true
 						acked.Done()
 					}
 					if err != nil {
@@ -822,10 +824,30 @@ func TestReplicaCloseEndsWritesInFlight(t *testing.T) {
 
 // TestReplicaSelfRemovalMarksDown: a leader that removes itself shuts its
 // raft down on its own (no Close); the store learns of it, so that a wait
-// on a future raft leaves unanswered ends (see await).
+// on a future raft leaves unanswered ends (see await), and the removal
+// reports success.
 func TestReplicaSelfRemovalMarksDown(t *testing.T) {
 	servers := newCluster(t, 3, nil)
 	leader := leaderOf(t, servers...)
+	// Writes keep raft's FSM busy as the removal commits, as an API
+	// server's would: raft may then shut down without answering the
+	// removal, which succeeded all the same.
+	stop := make(chan struct{})
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := putNode(leader.s, fmt.Sprintf("w%d", i)); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-wrote }()
 	if err := leader.s.RemoveServer(leader.id); err != nil {
 		t.Fatalf("remove the leader %s itself: %v", leader.id, err)
 	}
