@@ -195,6 +195,9 @@ func (n *Network) ensureBridge() (netlink.Link, error) {
 		if br, err = netlink.LinkByName(name); err != nil {
 			return nil, fmt.Errorf("find bridge %s: %w", name, err)
 		}
+		if err := noIPv6Addrs(br); err != nil {
+			return nil, err
+		}
 	}
 	if _, ok := br.(*netlink.Bridge); !ok {
 		return nil, fmt.Errorf("link %s exists and is a %s, not a bridge", name, br.Type())

@@ -468,3 +468,38 @@ func TestTCPConntrackOnlyWhenAsked(t *testing.T) {
 		})
 	}
 }
+
+// TestHostVethHasNoLinkLocal: a pod's host-side veth and the bridge get no
+// IPv6 address (the node has no use for one, and one per pod coming and
+// going is a change of the host's addresses to whatever watches them). The
+// pod's own eth0 keeps its link-local address: once that has come, the
+// host end and the bridge, up and with carrier since before it, would have
+// their own.
+func TestHostVethHasNoLinkLocal(t *testing.T) {
+	nd := newNode(t, "10.88.3.0/29")
+	nd.setup()
+	var path string
+	nd.must(func() (err error) {
+		path, _, err = nd.net.AddPod(context.Background(), "p1")
+		return err
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err := exec.Command("nsenter", "--net="+path, "ip", "-o", "-6", "addr", "show", "dev", "eth0", "scope", "link").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip addr in the pod: %v: %s", err, out)
+		}
+		if strings.Contains(string(out), "fe80::") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the pod's eth0 got no IPv6 link-local address in 10s: %q", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, dev := range []string{vethName("p1"), nd.cfg.Bridge} {
+		if out := nd.cmd("ip", "-o", "-6", "addr", "show", "dev", dev); strings.TrimSpace(out) != "" {
+			t.Errorf("%s has IPv6 addresses:\n%s", dev, out)
+		}
+	}
+}

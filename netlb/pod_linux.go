@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -134,6 +135,9 @@ func (n *Network) plumb(pod, path string, ip net.IP) error {
 		if host, err = netlink.LinkByName(hostName); err != nil {
 			return fmt.Errorf("find veth %s: %w", hostName, err)
 		}
+		if err := noIPv6Addrs(host); err != nil {
+			return err
+		}
 	}
 	if host.Attrs().MasterIndex != br.Attrs().Index {
 		if err := netlink.LinkSetMaster(host, br); err != nil {
@@ -175,6 +179,19 @@ func (n *Network) plumb(pod, path string, ip net.IP) error {
 	def := &netlink.Route{LinkIndex: eth.Attrs().Index, Gw: n.Gateway(), Dst: &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}}
 	if err := ph.RouteReplace(def); err != nil {
 		return fmt.Errorf("default route in pod: %w", err)
+	}
+	return nil
+}
+
+// noIPv6Addrs keeps the kernel from giving link, a bridge or a pod's host
+// end, an IPv6 link-local address as it comes up (call it while link is
+// down). The node has no use for one, and one that comes and goes with
+// every pod is a change of the host's addresses to whatever watches them
+// (Chromium breaks off its loads in flight: docs/ui.md). A kernel without
+// IPv6 (EAFNOSUPPORT) makes none anyway.
+func noIPv6Addrs(link netlink.Link) error {
+	if err := netlink.LinkSetIP6AddrGenMode(link, nl.IN6_ADDR_GEN_MODE_NONE); err != nil && !errors.Is(err, unix.EAFNOSUPPORT) {
+		return fmt.Errorf("turn off IPv6 addresses on %s: %w", link.Attrs().Name, err)
 	}
 	return nil
 }
