@@ -189,14 +189,18 @@ func (n *Network) ensureBridge() (netlink.Link, error) {
 		attrs := netlink.NewLinkAttrs()
 		attrs.Name = name
 		attrs.MTU = n.cfg.MTU
-		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil && !errors.Is(err, unix.EEXIST) {
+		err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs})
+		if err != nil && !errors.Is(err, unix.EEXIST) {
 			return nil, fmt.Errorf("create bridge %s: %w", name, err)
 		}
+		made := err == nil // not one made meanwhile by another
 		if br, err = netlink.LinkByName(name); err != nil {
 			return nil, fmt.Errorf("find bridge %s: %w", name, err)
 		}
-		if err := noIPv6Addrs(br); err != nil {
-			return nil, err
+		if made {
+			if err := noIPv6Addrs(br); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if _, ok := br.(*netlink.Bridge); !ok {
